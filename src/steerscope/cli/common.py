@@ -1,0 +1,80 @@
+"""Argument helpers shared by commands: model loading, vector specs, validated numbers."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+
+def add_model_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=None, help="Hub id (cached), local dir or .gguf; default: embedded SmolLM2")
+
+
+def finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def float_list(text: str) -> list[float]:
+    """``-8:8:1`` (start:stop:step, inclusive) or ``0,2,4``."""
+    try:
+        if ":" in text:
+            start, stop, step = (float(x) for x in text.split(":"))
+            if step <= 0 or stop < start:
+                raise ValueError
+            n = int(math.floor((stop - start) / step + 1e-9)) + 1
+            return [round(start + i * step, 10) for i in range(n)]
+        values = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: use start:stop:step (e.g. -8:8:1) or a list like 0,2,4") from None
+    if not values or not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r} has no finite numbers")
+    return values
+
+
+def load_model_from_args(args):
+    from ..models.load import load_model
+
+    return load_model(getattr(args, "model", None))
+
+
+def read_prompts(prompts: list[str] | None, prompts_file: str | None) -> list[str]:
+    """Prompts from the command line and/or a .txt (one per line) or .jsonl (``{"prompt": ...}``) file."""
+    import json
+    from pathlib import Path
+
+    from ..errors import InvalidArgumentError
+
+    out = list(prompts or [])
+    if prompts_file:
+        path = Path(prompts_file)
+        if not path.is_file():
+            raise InvalidArgumentError(f"prompts file {path} does not exist")
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            if path.suffix == ".jsonl":
+                try:
+                    out.append(json.loads(line)["prompt"])
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    raise InvalidArgumentError(f"{path}:{n}: expected a JSON object with a \"prompt\" key") from None
+            else:
+                out.append(line)
+    if not out or any(not p.strip() for p in out):
+        raise InvalidArgumentError("give at least one non-empty prompt")
+    return out

@@ -1,0 +1,64 @@
+"""steerscope generate PROMPT... [--vector FILE[:INDEX]] [--scale] [--layer] [--positions] ..."""
+
+from __future__ import annotations
+
+from .common import add_model_arg, finite_float, positive_int, read_prompts
+
+
+def register(commands, groups) -> None:
+    p = commands.add_parser("generate", help="generate text, optionally steered (baseline shown alongside)")
+    p.add_argument("prompts", nargs="*", metavar="PROMPT")
+    p.add_argument("--prompts-file", help=".txt (one per line) or .jsonl with a 'prompt' key")
+    add_model_arg(p)
+    p.add_argument("--vector", help="vector file, or FILE:INDEX for one vector of a set")
+    p.add_argument("--scale", type=finite_float, default=1.0)
+    p.add_argument("--layer", type=int, default=None, help="use only this layer of a multi-layer vector")
+    p.add_argument("--positions", default="all", help="all | prompt | generated | from:K | last:K")
+    p.add_argument("--operator", default="add", choices=["add", "ablate", "clamp"])
+    p.add_argument("--max-new-tokens", type=positive_int, default=48)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
+    p.add_argument("--temperature", type=finite_float, default=1.0)
+    p.add_argument("--no-chat", action="store_true", help="do not apply the chat template")
+    p.add_argument("--no-baseline", action="store_true", help="only print steered completions")
+    p.add_argument("--json", action="store_true", help="print JSON lines")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import json
+
+    from ..errors import InvalidArgumentError
+    from ..generate import generate
+    from ..steer import Positions
+    from ..vector import load_vector
+    from .common import load_model_from_args
+
+    prompts = read_prompts(args.prompts, args.prompts_file)
+    Positions.parse(args.positions)
+    vector = load_vector(args.vector) if args.vector else None
+    if vector is not None and args.layer is not None:
+        if args.layer not in vector.directions:
+            raise InvalidArgumentError(f"--layer {args.layer}: the vector has layers {vector.layers}")
+        vector = type(vector)({args.layer: vector.directions[args.layer]}, vector.site)
+    m = load_model_from_args(args)
+    if vector is not None:
+        m.check_width(vector.d_model)
+        for layer in vector.layers:
+            m.check_layer(layer)
+    rows_vectors, rows_prompts, labels = [], [], []
+    for prompt in prompts:
+        if vector is None or not args.no_baseline:
+            rows_vectors.append(None), rows_prompts.append(prompt), labels.append("baseline")
+        if vector is not None:
+            rows_vectors.append(vector), rows_prompts.append(prompt), labels.append(f"steered x{args.scale:g}")
+    outs = generate(m, rows_prompts, vectors=rows_vectors, scales=args.scale, max_new_tokens=args.max_new_tokens,
+                    do_sample=args.sample, temperature=args.temperature, seed=args.seed, chat=not args.no_chat,
+                    positions=args.positions, operator=args.operator, progress=True)
+    for prompt, label, text in zip(rows_prompts, labels, outs):
+        if args.json:
+            print(json.dumps({"prompt": prompt, "kind": label, "scale": 0.0 if label == "baseline" else args.scale,
+                              "completion": text}))
+        else:
+            print(f"--- {label} | {prompt}\n{text}\n")
+    return 0

@@ -1,0 +1,75 @@
+"""``steerscope`` command line: parse, call public functions, print. No logic lives here.
+
+Each command module exposes ``register(commands, groups)``: ``commands`` is the top-level subparsers object and
+``groups`` maps a group name (discover, extract, eval, export, vector) to its subparsers. A command sets
+``func=handler`` on its parser; the handler takes the parsed namespace and returns an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+# one module per owner so commands can be built side by side
+COMMAND_MODULES = ["info", "generate", "vector", "demo", "discover", "discover_lora", "optimize", "eval_transfer",
+                   "extract", "evaluate", "export", "report", "explore"]
+GROUPS = {
+    "discover": "find behaviours without labels (melbo, ortho, lora)",
+    "extract": "vectors from contrasts or LoRA adapters",
+    "eval": "evaluate vectors (transfer, linearity, kl)",
+    "export": "ship vectors (lora, gguf)",
+    "vector": "inspect vector files",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit code 2) instead of usage dumps."""
+
+    def error(self, message: str):
+        sys.stderr.write(f"steerscope: error: {message} (see `{self.prog} --help`)\n")
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="steerscope", description="Find, optimise, extract, evaluate and ship steering vectors.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    groups = {}
+    for name, help_text in GROUPS.items():
+        group_parser = commands.add_parser(name, help=help_text)
+        groups[name] = group_parser.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", parser_class=_Parser)
+        group_parser.set_defaults(func=lambda args, p=group_parser: (p.print_help(), 2)[1])
+    for module_name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"steerscope.cli.{module_name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"steerscope.cli.{module_name}":
+                continue  # command not built yet
+            raise
+        module.register(commands, groups)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    from ..errors import SteerscopeError
+
+    try:
+        return int(args.func(args) or 0)
+    except SteerscopeError as exc:
+        sys.stderr.write(f"steerscope: error: {' '.join(str(exc).split())}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("steerscope: interrupted (checkpointed runs continue with --resume)\n")
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

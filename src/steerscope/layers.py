@@ -1,0 +1,132 @@
+"""Replay a range of decoder blocks from cached inputs: the engine of every optimisation in steerscope.
+
+Anything optimised at layer L does not depend on blocks before it. ``LayerReplay`` runs the model once without
+gradients, capturing with pre-hooks the hidden state entering block ``start`` and the exact arguments each block
+``start..end`` receives (masks, rotary embeddings, cache positions: captured per block because e.g. Gemma 3 gives
+sliding and global layers different masks). ``run(h)`` then replays only those blocks. Batches of k variants of
+the same prompts (k vectors) are laid out as ``(k·B, T, D)``: variant i, prompt b at row ``i·B + b``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .errors import InvalidArgumentError, StopForward
+from .generate import forward_kwargs
+from .hooks import output_tensor
+from .models.architectures import get_submodule
+
+
+def _repeat_batch(value: Any, batch: int, times: int) -> Any:
+    """Tile every (B, ...) tensor (ndim >= 2) of an argument structure ``times`` along the batch axis."""
+    if isinstance(value, Tensor):
+        if value.ndim >= 2 and value.shape[0] == batch and times > 1:
+            return value.repeat(times, *([1] * (value.ndim - 1)))
+        return value
+    if isinstance(value, tuple):
+        return tuple(_repeat_batch(v, batch, times) for v in value)
+    if isinstance(value, list):
+        return [_repeat_batch(v, batch, times) for v in value]
+    if isinstance(value, dict):
+        return {k: _repeat_batch(v, batch, times) for k, v in value.items()}
+    return value
+
+
+class LayerReplay:
+    """Cached inputs of blocks ``start..end`` (inclusive) for one batch of prompts.
+
+    Attributes:
+        hidden: (B, T, D) the residual stream entering block ``start`` (= ``resid_pre[start]``).
+        attention_mask: (B, T) the padding mask the batch was run with.
+
+    Example:
+        >>> replay = LayerReplay(m, ids, mask, start=8, end=21)       # θ lives at resid_post[7]
+        >>> z = replay.run(replay.hidden + theta)                     # resid_post[21], (B, T, D)
+    """
+
+    def __init__(self, model, input_ids: Tensor, attention_mask: Tensor | None, start: int, end: int) -> None:
+        if not 0 <= start <= end < model.n_layers:
+            raise InvalidArgumentError(
+                f"cannot replay blocks {start}..{end}: this model has blocks 0..{model.n_layers - 1} and start <= end"
+            )
+        self.model, self.start, self.end = model, start, end
+        self.batch = int(input_ids.shape[0])
+        self.attention_mask = attention_mask if attention_mask is not None else torch.ones_like(input_ids)
+        self._args: list[tuple] = []
+        self._kwargs: list[dict] = []
+        self.hidden = self._capture(input_ids, attention_mask)
+        self._tiled: dict[int, tuple[list[tuple], list[dict]]] = {1: (self._args, self._kwargs)}
+
+    @torch.no_grad()
+    def _capture(self, input_ids: Tensor, attention_mask: Tensor | None) -> Tensor:
+        captured: dict[str, Tensor] = {}
+        handles = []
+
+        def pre_hook(index: int):
+            def hook(module, args, kwargs):
+                hidden = args[0] if args else kwargs["hidden_states"]
+                if index == self.start:
+                    captured["hidden"] = hidden.detach()
+                rest = {k: v for k, v in kwargs.items() if k != "hidden_states"}
+                self._args.append(tuple(args[1:]))
+                self._kwargs.append(rest)
+                if index == self.end:
+                    raise StopForward
+
+            return hook
+
+        try:
+            for index in range(self.start, self.end + 1):
+                block = self.model.layers[index]
+                handles.append(block.register_forward_pre_hook(pre_hook(index), with_kwargs=True, prepend=True))
+            self.model.hf(**forward_kwargs(input_ids, attention_mask))
+        except StopForward:
+            pass
+        finally:
+            for h in handles:
+                h.remove()
+        return captured["hidden"]
+
+    def _inputs_for(self, rows: int) -> tuple[list[tuple], list[dict]]:
+        if rows % self.batch:
+            raise InvalidArgumentError(f"replay batch of {rows} rows is not a multiple of the {self.batch} prompts")
+        times = rows // self.batch
+        if times not in self._tiled:
+            self._tiled[times] = (
+                [_repeat_batch(a, self.batch, times) for a in self._args],
+                [_repeat_batch(k, self.batch, times) for k in self._kwargs],
+            )
+        return self._tiled[times]
+
+    def run(self, hidden: Tensor, *, until: int | None = None) -> Tensor:
+        """Blocks ``start..until`` (default ``end``) on ``hidden`` (k·B, T, D); returns ``resid_post[until]``."""
+        until = self.end if until is None else until
+        args_list, kwargs_list = self._inputs_for(hidden.shape[0])
+        for offset, index in enumerate(range(self.start, until + 1)):
+            out = self.model.layers[index](hidden, *args_list[offset], **kwargs_list[offset])
+            hidden = output_tensor(out)
+        return hidden
+
+    def logits(self, hidden: Tensor) -> Tensor:
+        """Replay to the end of ``end`` and apply the final norm and LM head: (k·B, T, vocab). Needs end = last block."""
+        if self.end != self.model.n_layers - 1:
+            raise InvalidArgumentError("logits() needs a replay that ends at the last block")
+        return hidden_to_logits(self.model, self.run(hidden))
+
+
+def hidden_to_logits(model, hidden: Tensor) -> Tensor:
+    """Final norm + LM head (+ Gemma's logit soft-capping) on the last block's output."""
+    if model.arch.final_norm is None:
+        raise InvalidArgumentError(
+            f"steerscope does not know the final norm of {model.model_type!r}; set final_norm in "
+            f"steerscope.models.architectures.ARCHITECTURES[{model.model_type!r}]"
+        )
+    hidden = get_submodule(model.hf, model.arch.final_norm)(hidden)
+    logits = model.hf.get_output_embeddings()(hidden)
+    cap = getattr(model.hf.config, "final_logit_softcapping", None)
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    return logits
