@@ -1,0 +1,183 @@
+"""Batched next-token KL divergence between steered and reference distributions, many vectors at once.
+
+One implementation for the whole project (MELBO-ortho curves, CLI ``eval kl``, reports). For every vector ``i``
+and prompt ``j`` the model runs once with vector ``i`` steering row ``(i, j)``; rows of different vectors share
+one batched forward through ``steer()``'s per-row vectors. The reference distribution (unsteered, or steered by a
+reference vector) is computed once per prompt and reused.
+
+Direction (natural log, nats):
+    forward:  KL(P_i || P_ref) = sum_x P_i(x) (log P_i(x) - log P_ref(x))   (default)
+    reverse:  KL(P_ref || P_i) = sum_x P_ref(x) (log P_ref(x) - log P_i(x))
+where ``P_i`` is the steered model's next-token distribution and ``P_ref`` the reference one.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from ..errors import InvalidArgumentError
+from ..generate import forward_kwargs, tokenize
+from ..steer import steer
+from ..vector import SteeringVector, VectorSet
+
+log = logging.getLogger(__name__)
+
+DIRECTIONS = ("forward", "reverse")
+
+
+def _parse_positions(spec: str | int) -> int | None:
+    """How many trailing prompt positions to score: 1 for first_generated/last, K for last:K, None for all."""
+    text = str(spec).strip()
+    if text in ("first_generated", "last"):
+        return 1
+    if text == "all":
+        return None
+    if text.startswith("last:") and text[5:].isdigit() and int(text[5:]) >= 1:
+        return int(text[5:])
+    raise InvalidArgumentError(
+        f"positions {spec!r} not understood; use first_generated (= last: the distribution of the first generated "
+        "token), last:K (the next-token distributions at the last K prompt tokens) or all (every prompt token)"
+    )
+
+
+def _as_vector_list(vectors) -> list[SteeringVector | None]:
+    if isinstance(vectors, VectorSet):
+        return [vectors[i] for i in range(len(vectors))]
+    if isinstance(vectors, SteeringVector) or vectors is None:
+        return [vectors]
+    out = list(vectors)
+    if not out:
+        raise InvalidArgumentError("no vectors given; pass a list of SteeringVector (None = unsteered) or a VectorSet")
+    for v in out:
+        if v is not None and not isinstance(v, SteeringVector):
+            raise InvalidArgumentError(f"vectors must be SteeringVector or None, got {type(v).__name__}")
+    return out
+
+
+def _scale_list(scales, n: int) -> list[float]:
+    if isinstance(scales, (list, tuple, Tensor)):
+        values = [float(s) for s in scales]
+        if len(values) != n:
+            raise InvalidArgumentError(f"got {len(values)} scales for {n} vectors; give one scale or one per vector")
+        return values
+    return [float(scales)] * n
+
+
+class _LogProbs:
+    """Runs padded prompt rows (optionally steered per row) and returns log-probs at the scored positions."""
+
+    def __init__(self, model, ids: Tensor, mask: Tensor, keep: int | None, steer_kwargs: dict) -> None:
+        self.model, self.ids, self.mask, self.keep = model, ids, mask, keep
+        self.steer_kwargs = steer_kwargs
+        self.supports_keep = "logits_to_keep" in inspect.signature(model.hf.forward).parameters
+        length = ids.shape[1]
+        span = length if keep is None else min(keep, length)
+        # (P, span): which scored positions are real tokens (left padding shows up as 0 in the window)
+        self.valid = mask[:, length - span:].bool()
+
+    @torch.no_grad()
+    def __call__(self, prompt_rows: Tensor, vectors: list[SteeringVector | None], scales: list[float]) -> Tensor:
+        ids, mask = self.ids[prompt_rows], self.mask[prompt_rows]  # (B, T)
+        kwargs = forward_kwargs(ids, mask)
+        if self.keep is not None and self.supports_keep:
+            kwargs["logits_to_keep"] = self.keep  # only the last K positions reach the LM head: less memory
+        if any(v is not None for v in vectors):
+            with steer(self.model, vectors, scales, **self.steer_kwargs):
+                logits = self.model.hf(**kwargs).logits
+        else:
+            logits = self.model.hf(**kwargs).logits
+        span = self.valid.shape[1]
+        return torch.log_softmax(logits[:, -span:].float(), dim=-1)  # (B, span, V)
+
+
+def kl_divergence(
+    model,
+    vectors: Sequence[SteeringVector | None] | VectorSet | SteeringVector,
+    prompts: Sequence[str],
+    *,
+    reference: SteeringVector | None = None,
+    reference_scale: float = 1.0,
+    direction: str = "forward",
+    positions: str = "first_generated",
+    scales: float | Sequence[float] = 1.0,
+    batch_size: int = 32,
+    chat: bool = True,
+    steer_positions: str | int = "all",
+    site: str | None = None,
+    operator: str = "add",
+    reduction: str = "mean",
+    progress: bool = False,
+) -> Tensor:
+    """Next-token KL divergence of each steered model from a reference, averaged over prompts.
+
+    Args:
+        model: a ``SteerableModel``.
+        vectors: a list of vectors (``None`` = unsteered row, whose KL to an unsteered reference is exactly 0),
+            a ``VectorSet`` or one vector.
+        prompts: prompts (chat template applied when ``chat`` and the tokenizer has one).
+        reference: the reference distribution's vector (``None``: the unsteered model), at ``reference_scale``.
+        direction: ``forward`` = KL(P_steered || P_ref); ``reverse`` = KL(P_ref || P_steered). Natural log (nats).
+        positions: where the distributions are compared: ``first_generated`` (alias ``last``) = the distribution
+            of the first generated token, i.e. the logits at the last prompt token; ``last:K`` = the mean over
+            the last K prompt tokens' next-token distributions; ``all`` = mean over every prompt token.
+        scales: one scale for all vectors, or one per vector.
+        batch_size: rows (vector × prompt pairs) per forward.
+        steer_positions: which tokens the vectors are added to (see ``steer``); default every prompt token.
+        site, operator: passed to ``steer``.
+        reduction: ``mean`` → (n_vectors,) mean over prompts; ``none`` → (n_vectors, n_prompts).
+        progress: show a progress bar.
+
+    Returns:
+        float32 CPU tensor of shape (n_vectors,) (or (n_vectors, n_prompts) with ``reduction="none"``).
+
+    Example:
+        >>> vs = ss.VectorSet.load("run/vectors.safetensors")
+        >>> kl = ss.kl_divergence(m, vs, ["Tell me a story."], scales=4.0)   # (len(vs),) nats
+    """
+    from tqdm.auto import tqdm
+
+    if direction not in DIRECTIONS:
+        raise InvalidArgumentError(f"direction must be 'forward' (KL(steered||ref)) or 'reverse', got {direction!r}")
+    if reduction not in ("mean", "none"):
+        raise InvalidArgumentError(f"reduction must be 'mean' or 'none', got {reduction!r}")
+    if batch_size < 1:
+        raise InvalidArgumentError(f"batch_size must be at least 1, got {batch_size}")
+    keep = _parse_positions(positions)
+    vecs = _as_vector_list(vectors)
+    vec_scales = _scale_list(scales, len(vecs))
+    prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+    ids, mask = tokenize(model, prompts, chat=chat)  # (P, T), tokenised once and gathered per chunk
+    run = _LogProbs(model, ids, mask, keep, dict(site=site, positions=steer_positions, operator=operator))
+    n_prompts = len(prompts)
+
+    # reference log-probs, one row per prompt: (P, span, V)
+    ref_chunks = []
+    for start in range(0, n_prompts, batch_size):
+        rows = torch.arange(start, min(start + batch_size, n_prompts), device=ids.device)
+        ref_chunks.append(run(rows, [reference] * len(rows), [reference_scale] * len(rows)))
+    ref = torch.cat(ref_chunks)
+
+    # every (vector, prompt) pair is one row; rows are chunked across vectors so small prompt sets batch well
+    total = len(vecs) * n_prompts
+    out = torch.zeros(total, dtype=torch.float32)
+    starts = range(0, total, batch_size)
+    for start in tqdm(starts, desc="KL", disable=not progress or len(starts) < 2):
+        pairs = torch.arange(start, min(start + batch_size, total))
+        vec_idx, prompt_idx = pairs // n_prompts, pairs % n_prompts
+        logp = run(prompt_idx.to(ids.device), [vecs[i] for i in vec_idx.tolist()],
+                   [vec_scales[i] for i in vec_idx.tolist()])
+        logq = ref[prompt_idx.to(ref.device)]
+        if direction == "forward":
+            kl = (logp.exp() * (logp - logq)).sum(-1)  # (B, span)
+        else:
+            kl = (logq.exp() * (logq - logp)).sum(-1)
+        valid = run.valid[prompt_idx.to(ids.device)].to(kl.dtype)  # (B, span)
+        per_row = (kl * valid).sum(-1) / valid.sum(-1).clamp_min(1.0)
+        out[start:start + len(pairs)] = per_row.clamp_min(0.0).cpu()  # tiny negative values are float noise
+    table = out.view(len(vecs), n_prompts)
+    return table if reduction == "none" else table.mean(-1)
