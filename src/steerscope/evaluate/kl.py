@@ -152,7 +152,7 @@ def kl_divergence(
     vec_scales = _scale_list(scales, len(vecs))
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     ids, mask = tokenize(model, prompts, chat=chat)  # (P, T), tokenised once and gathered per chunk
-    run = _LogProbs(model, ids, mask, keep, dict(site=site, positions=steer_positions, operator=operator))
+    run = _LogProbs(model, ids, mask, keep, {"site": site, "positions": steer_positions, "operator": operator})
     n_prompts = len(prompts)
 
     # reference log-probs, one row per prompt: (P, span, V)
