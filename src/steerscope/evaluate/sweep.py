@@ -1,0 +1,273 @@
+"""Scale sweeps: generate every prompt at every scale in per-row-scaled batches, measure behaviour and coherence,
+and find the coherence window.
+
+Output directory (names other tools read): ``sweep.csv`` (one row per scale), ``sweep.json`` (rows, window,
+best_scale, tolerance, config), ``sweep.png`` (behaviour and perplexity against scale, window shaded),
+``samples.jsonl`` (every response with its per-sample measures). While generating, ``checkpoint.jsonl`` holds the
+responses so far; ``resume=True`` continues from it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import InvalidArgumentError
+from ..generate import generate
+from ..io import read_json, read_jsonl, write_csv, write_json, write_jsonl
+from ..vector import SteeringVector
+from .metrics import distinct_n, is_empty, mean_logprobs, nanmean, parse_metric, perplexities, repetition_rate
+from .window import best_in_window, coherence_window, is_coherent, resolve_tolerance
+
+log = logging.getLogger(__name__)
+COHERENCE = ("perplexity", "distinct_2", "repetition_rate", "empty_rate")
+
+
+@dataclass
+class SweepResult:
+    """What a sweep measured.
+
+    Attributes:
+        rows: one dict per scale (sorted): ``scale``, each behaviour metric (mean over prompts), ``perplexity``
+            (geometric mean over non-empty responses, under the unsteered model), ``distinct_2``,
+            ``repetition_rate``, ``empty_rate``, ``coherent`` (within tolerance of the scale-0 row).
+        window: (low, high) coherence window; ``best_scale`` maximises ``objective`` inside it.
+        samples: every response: scale, prompt_index, prompt, response and per-sample measures.
+    """
+
+    rows: list[dict]
+    window: tuple[float, float]
+    best_scale: float | None
+    tolerance: dict[str, float]
+    objective: str | None = None
+    maximize: bool = True
+    samples: list[dict] = field(default_factory=list)
+    config: dict = field(default_factory=dict)
+
+    def row(self, scale: float) -> dict:
+        return next(r for r in self.rows if r["scale"] == scale)
+
+    def to_json(self) -> dict:
+        return {"rows": self.rows, "window": list(self.window), "best_scale": self.best_scale,
+                "tolerance": self.tolerance, "objective": self.objective, "maximize": self.maximize,
+                "config": self.config}
+
+    def save(self, out_dir: str | os.PathLike) -> Path:
+        """Write sweep.csv, sweep.json, sweep.png and samples.jsonl into ``out_dir``."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        write_csv(out / "sweep.csv", self.rows)
+        write_json(out / "sweep.json", self.to_json())
+        write_jsonl(out / "samples.jsonl", self.samples)
+        self.plot(out / "sweep.png")
+        return out
+
+    @classmethod
+    def load(cls, out_dir: str | os.PathLike) -> SweepResult:
+        out = Path(out_dir)
+        data = read_json(out / "sweep.json")
+        samples = read_jsonl(out / "samples.jsonl") if (out / "samples.jsonl").is_file() else []
+        return cls(rows=data["rows"], window=tuple(data["window"]), best_scale=data["best_scale"],
+                   tolerance=data["tolerance"], objective=data.get("objective"), maximize=data.get("maximize", True),
+                   samples=samples, config=data.get("config", {}))
+
+    def plot(self, path: str | os.PathLike) -> Path:
+        """Behaviour metric (left axis) and perplexity (right axis, log) against scale; the window shaded."""
+        from ..io import save_figure, use_agg
+
+        use_agg()
+        import matplotlib.pyplot as plt
+
+        scales = [r["scale"] for r in self.rows]
+        fig, ax = plt.subplots(figsize=(7, 4))
+        ax.axvspan(self.window[0], self.window[1], color="tab:green", alpha=0.12, label="coherence window")
+        if self.objective:
+            ax.plot(scales, [_nan(r.get(self.objective)) for r in self.rows], "o-", color="tab:blue",
+                    label=self.objective)
+            ax.set_ylabel(self.objective, color="tab:blue")
+        if self.best_scale is not None:
+            ax.axvline(self.best_scale, color="tab:blue", ls="--", lw=1, label=f"best scale {self.best_scale:g}")
+        ax.set_xlabel("scale")
+        twin = ax.twinx()
+        twin.plot(scales, [_nan(r.get("perplexity")) for r in self.rows], "s-", color="tab:red", label="perplexity")
+        twin.set_yscale("log")
+        twin.set_ylabel("perplexity under unsteered model (log)", color="tab:red")
+        handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
+        ax.legend(handles=handles, loc="upper left", fontsize=8)
+        ax.set_title(f"window [{self.window[0]:g}, {self.window[1]:g}]")
+        return save_figure(fig, path)
+
+
+def _nan(value) -> float:
+    return math.nan if value is None else float(value)
+
+
+def _metric_table(metrics) -> dict[str, Callable[[str], float]]:
+    if metrics is None:
+        return {}
+    if isinstance(metrics, Mapping):
+        return dict(metrics)
+    table = {}
+    for m in [metrics] if isinstance(metrics, str) or callable(metrics) else metrics:
+        if callable(m):
+            table[getattr(m, "__name__", f"metric{len(table)}")] = m
+        else:
+            name, fn = parse_metric(str(m))
+            table[name] = fn
+    return table
+
+
+def _fingerprint(vector: SteeringVector, prompts: list[str], settings: dict) -> str:
+    h = hashlib.sha256(json.dumps({"prompts": prompts, **settings}, sort_keys=True, default=str).encode())
+    for layer, t in vector.directions.items():
+        h.update(str(layer).encode())
+        h.update(t.detach().float().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _generate_all(model, vector, prompts, scales, gen: dict, batch_size: int, ckpt: Path | None, resume: bool,
+                  fingerprint: str, progress: bool) -> dict[tuple[float, int], str]:
+    """{(scale, prompt_index): response}; per-row scales in batches; checkpointed after every batch."""
+    from tqdm.auto import tqdm
+
+    done: dict[tuple[float, int], str] = {}
+    if ckpt is not None and resume and ckpt.is_file():
+        lines = read_jsonl(ckpt)
+        if lines and lines[0].get("fingerprint") == fingerprint:
+            done = {(r["scale"], r["prompt_index"]): r["response"] for r in lines[1:]}
+            log.info("resuming sweep: %d of %d responses already generated", len(done), len(scales) * len(prompts))
+    todo = [(s, i) for s in scales for i in range(len(prompts)) if (s, i) not in done]
+    for start in tqdm(range(0, len(todo), batch_size), desc="sweep", disable=not progress):
+        chunk = todo[start:start + batch_size]
+        outs = generate(model, [prompts[i] for _, i in chunk],
+                        vectors=[None if s == 0 else vector for s, _ in chunk], scales=[s for s, _ in chunk],
+                        batch_size=len(chunk), **gen)
+        done.update({key: text for key, text in zip(chunk, outs)})
+        if ckpt is not None:
+            write_jsonl(ckpt, [{"fingerprint": fingerprint}] +
+                        [{"scale": s, "prompt_index": i, "response": t} for (s, i), t in done.items()])
+    return done
+
+
+def sweep(
+    model,
+    vector: SteeringVector,
+    prompts: Sequence[str],
+    *,
+    scales: Sequence[float] = (-8, -4, -2, -1, 0, 1, 2, 4, 8),
+    metrics: Mapping[str, Callable[[str], float]] | Sequence[str | Callable] | str | None = None,
+    completions: Sequence[str] | str | None = None,
+    objective: str | None = None,
+    maximize: bool = True,
+    tolerance: float | Mapping[str, float] | None = None,
+    max_new_tokens: int = 48,
+    seed: int | None = 0,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    chat: bool = True,
+    positions: str | int = "all",
+    operator: str = "add",
+    batch_size: int = 32,
+    out_dir: str | os.PathLike | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> SweepResult:
+    """Generate ``prompts`` × ``scales`` steered by ``vector``; measure behaviour and coherence per scale.
+
+    Args:
+        scales: scales to try; 0 (the unsteered baseline) is added if missing.
+        metrics: behaviour metrics: ``{name: text -> float}``, or specs ``count:REGEX`` (matches per response),
+            ``contains:TEXT`` (rate of responses containing TEXT), ``module:function`` (user callable).
+        completions: given completions (one per prompt, or one for all) whose mean token log-prob under the
+            steered model becomes the metric ``completion_logprob``.
+        objective: the metric whose best value inside the window picks ``best_scale`` (default: the first
+            behaviour metric, else ``completion_logprob``); ``maximize=False`` picks the smallest.
+        tolerance: how far coherence may drift from the baseline inside the window (see ``window.DEFAULT_TOLERANCE``;
+            a float sets the relative perplexity tolerance).
+        batch_size: rows per generation batch; rows of different scales share a batch.
+        out_dir: write sweep.csv / sweep.json / sweep.png / samples.jsonl there (and checkpoint while running).
+        resume: continue from ``out_dir/checkpoint.jsonl`` if it was written by the same settings.
+
+    Example:
+        >>> res = ss.sweep(m, v, ["Tell me about dogs."] * 4, scales=[-4, 0, 4, 8], metrics=["count:\\?"])
+        >>> res.window, res.best_scale
+        ((-4, 4), 4)
+    """
+    prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+    if not prompts:
+        raise InvalidArgumentError("sweep needs at least one prompt")
+    if not isinstance(vector, SteeringVector):
+        raise InvalidArgumentError("sweep takes one SteeringVector; load one with ss.load_vector('file[:index]')")
+    scales = sorted({float(s) for s in scales} | {0.0})
+    if any(not math.isfinite(s) for s in scales):
+        raise InvalidArgumentError("scales must be finite numbers")
+    table = _metric_table(metrics)
+    if isinstance(completions, str):
+        completions = [completions] * len(prompts)
+    if completions is not None and len(completions) != len(prompts):
+        raise InvalidArgumentError(f"got {len(completions)} completions for {len(prompts)} prompts; give one per prompt")
+    if completions is not None:
+        table_names = [*table, "completion_logprob"]
+    else:
+        table_names = list(table)
+    objective = objective or (table_names[0] if table_names else None)
+    if objective is not None and objective not in table_names:
+        raise InvalidArgumentError(f"objective {objective!r} is not one of the metrics: {', '.join(table_names)}")
+    tol = resolve_tolerance(tolerance)
+    gen = {"max_new_tokens": max_new_tokens, "seed": seed, "do_sample": do_sample, "temperature": temperature,
+           "chat": chat, "positions": positions, "operator": operator}
+    fingerprint = _fingerprint(vector, prompts, {"scales": scales, **gen})
+    out = Path(out_dir) if out_dir is not None else None
+    ckpt = out / "checkpoint.jsonl" if out is not None else None
+
+    responses = _generate_all(model, vector, prompts, scales, gen, batch_size, ckpt, resume, fingerprint, progress)
+    keys = [(s, i) for s in scales for i in range(len(prompts))]
+    texts = [responses[k] for k in keys]
+    row_prompts = [prompts[i] for _, i in keys]
+    # coherence: every response scored by the *unsteered* model
+    ppl = perplexities(model, row_prompts, texts, chat=chat, batch_size=max(1, batch_size // 2))
+    lp = None
+    if completions is not None:
+        lp = mean_logprobs(model, row_prompts, [completions[i] for _, i in keys], chat=chat,
+                           vectors=[None if s == 0 else vector for s, _ in keys], scales=[s for s, _ in keys],
+                           positions=positions, batch_size=max(1, batch_size // 2))
+
+    samples = []
+    for n, ((s, i), text) in enumerate(zip(keys, texts)):
+        sample = {"scale": s, "prompt_index": i, "prompt": prompts[i], "response": text, "perplexity": ppl[n],
+                  "distinct_2": distinct_n(text, 2), "repetition_rate": repetition_rate(text), "empty": is_empty(text)}
+        sample.update({name: float(fn(text)) for name, fn in table.items()})
+        if lp is not None:
+            sample["completion_logprob"] = lp[n]
+        samples.append(sample)
+
+    rows = []
+    for s in scales:
+        group = [x for x in samples if x["scale"] == s]
+        logs = [math.log(x["perplexity"]) for x in group if math.isfinite(x["perplexity"])]
+        row = {"scale": s, **{name: nanmean([x[name] for x in group]) for name in table_names},
+               "perplexity": math.exp(sum(logs) / len(logs)) if logs else math.nan,
+               "distinct_2": nanmean([x["distinct_2"] for x in group]),
+               "repetition_rate": nanmean([x["repetition_rate"] for x in group]),
+               "empty_rate": nanmean([x["empty"] for x in group]), "n": len(group)}
+        rows.append(row)
+    baseline = next(r for r in rows if r["scale"] == 0)
+    for row in rows:
+        row["coherent"] = is_coherent(row, baseline, tol)
+    window = coherence_window(rows, tol)
+    result = SweepResult(rows=rows, window=window, best_scale=best_in_window(rows, window, objective, maximize),
+                         tolerance=tol, objective=objective, maximize=maximize, samples=samples,
+                         config={"prompts": prompts, "scales": scales, "metrics": table_names, "vector_layers":
+                                 vector.layers, "vector_norm": vector.norm(), "site": vector.site,
+                                 "model_name": getattr(model, "name", None), "batch_size": batch_size, **gen})
+    if out is not None:
+        result.save(out)
+        ckpt.unlink(missing_ok=True)
+    log.info("sweep: window %s, best scale %s", window, result.best_scale)
+    return result
