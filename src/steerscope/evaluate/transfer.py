@@ -1,0 +1,229 @@
+"""Transfer evaluation: does a vector optimised on a few prompts move held-out prompts the same way?
+
+For each scale (negative ones included: −v should suppress what +v promotes) and each held-out prompt:
+
+- the teacher-forced log-probability of each target completion, and its change from the unsteered model;
+- a greedy generation and whether it contains any of the match strings (case-insensitive).
+
+All scales × prompts × targets go through one per-row-steered batch (chunked by ``batch_size``): ``steer()`` with
+a vector per row for the log-probs, ``generate()`` with per-row vectors/scales for the generations.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..errors import InvalidArgumentError
+from ..generate import generate
+from ..hooks import capture
+from ..layers import hidden_to_logits
+from ..methods.one_shot_batch import gather_hidden, pack_completions, token_logprobs
+from ..steer import PROMPT_LENGTHS, Positions, steer
+from ..vector import SteeringVector
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SCALES = (-1.0, -0.5, 0.0, 0.5, 1.0, 1.5)
+
+
+@dataclass
+class TransferResult:
+    """Per-scale summary and per-(scale, prompt) rows of a transfer evaluation.
+
+    Attributes:
+        summary: one dict per scale: scale, mean_delta_logprob, sem_delta_logprob, mean_logprob, hit_rate,
+            n_prompts (scale ``None`` is never listed: the unsteered baseline is in ``baseline``).
+        rows: one dict per (scale, prompt): scale, prompt, logprob (mean over targets), base_logprob,
+            delta_logprob, generation, hit.
+        baseline: unsteered mean_logprob and hit_rate.
+        config: the arguments the evaluation ran with.
+    """
+
+    summary: list[dict]
+    rows: list[dict]
+    baseline: dict
+    config: dict = field(default_factory=dict)
+
+    def at(self, scale: float) -> dict:
+        """The summary row of one scale."""
+        for row in self.summary:
+            if math.isclose(row["scale"], scale):
+                return row
+        raise InvalidArgumentError(f"scale {scale} was not evaluated; scales: {[r['scale'] for r in self.summary]}")
+
+    def plot(self):
+        """Figure with Δ log-prob (mean ± s.e.m.) and hit rate against scale."""
+        from ..io import use_agg
+
+        use_agg()
+        import matplotlib.pyplot as plt
+
+        scales = [r["scale"] for r in self.summary]
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+        mean = [r["mean_delta_logprob"] for r in self.summary]
+        sem = [r["sem_delta_logprob"] or 0.0 for r in self.summary]
+        ax1.errorbar(scales, mean, yerr=sem, marker="o", capsize=3)
+        ax1.axhline(0, color="grey", lw=0.8, ls="--")
+        ax1.set(xlabel="scale", ylabel="Δ log p(target) vs unsteered", title="teacher-forced log-prob")
+        ax2.plot(scales, [r["hit_rate"] for r in self.summary], marker="o")
+        ax2.axhline(self.baseline.get("hit_rate") or 0.0, color="grey", lw=0.8, ls="--", label="unsteered")
+        ax2.set(xlabel="scale", ylabel="fraction of generations", ylim=(-0.03, 1.03), title="generation contains target")
+        ax2.legend(loc="best")
+        fig.suptitle(f"transfer to {self.summary[0]['n_prompts'] if self.summary else 0} held-out prompts")
+        fig.tight_layout()
+        return fig
+
+    def write(self, out_dir: str | os.PathLike) -> dict[str, Path]:
+        """transfer.csv (per scale), transfer_rows.csv, transfer.json, generations.jsonl and transfer.png."""
+        from ..io import save_figure, write_csv, write_json, write_jsonl
+
+        out = Path(out_dir)
+        paths = {
+            "summary_csv": write_csv(out / "transfer.csv", self.summary),
+            "rows_csv": write_csv(out / "transfer_rows.csv", [{k: v for k, v in r.items() if k != "generation"}
+                                                               for r in self.rows]),
+            "generations": write_jsonl(out / "generations.jsonl", self.rows),
+            "json": write_json(out / "transfer.json", {"summary": self.summary, "baseline": self.baseline,
+                                                        "config": self.config}),
+        }
+        paths["plot"] = save_figure(self.plot(), out / "transfer.png")
+        return paths
+
+
+def _check(vector, prompts, targets, match, scales) -> tuple[list[str], list[str], list[str], list[float]]:
+    if not isinstance(vector, SteeringVector):
+        raise InvalidArgumentError("evaluate_transfer needs a SteeringVector (use VectorSet[i] for one of a set)")
+    prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+    if not prompts or any(not isinstance(p, str) or not p.strip() for p in prompts):
+        raise InvalidArgumentError("give at least one non-empty held-out prompt")
+    targets = [targets] if isinstance(targets, str) else list(targets or [])
+    if not targets or any(not isinstance(t, str) or not t for t in targets):
+        raise InvalidArgumentError("targets must be a non-empty list of non-empty strings, e.g. ['Sure, here is']")
+    match = targets if match is None else ([match] if isinstance(match, str) else list(match))
+    if not match or any(not isinstance(t, str) or not t.strip() for t in match):
+        raise InvalidArgumentError("match must be a non-empty list of non-empty strings")
+    scales = [float(s) for s in scales]
+    if not scales or not all(math.isfinite(s) for s in scales):
+        raise InvalidArgumentError(f"scales must be finite numbers, got {scales}")
+    return prompts, targets, match, list(dict.fromkeys(scales))
+
+
+@torch.no_grad()
+def _target_logprobs(model, vector, groups, prompts, targets, *, positions, operator, chat, batch_size, progress):
+    """{(group index, prompt index): mean log p(target) over targets}, one per-row-steered forward per chunk."""
+    from tqdm.auto import tqdm
+
+    jobs = [(g, p, t) for g in range(len(groups)) for p in range(len(prompts)) for t in range(len(targets))]
+    sums: dict[tuple[int, int], float] = {}
+    last = model.n_layers - 1
+    starts = range(0, len(jobs), batch_size)
+    for start in tqdm(starts, desc="target log-probs", disable=not progress or len(starts) < 2, leave=False):
+        chunk = jobs[start:start + batch_size]
+        batch = pack_completions(model, [(prompts[p], targets[t]) for _, p, t in chunk], chat=chat)
+        vecs = [vector if groups[g] is not None else None for g, _, _ in chunk]
+        scales = [groups[g] if groups[g] is not None else 0.0 for g, _, _ in chunk]
+        token = PROMPT_LENGTHS.set(batch.prompt_len)  # "prompt"/"last:k" must not count the target as prompt
+        try:
+            with steer(model, vecs, scales, positions=positions, operator=operator):
+                hidden = capture(model, batch.ids, batch.mask, [last], "resid_post")[last]  # (N, T, D)
+        finally:
+            PROMPT_LENGTHS.reset(token)
+        logits = hidden_to_logits(model, gather_hidden(hidden, batch))  # (M, V): completion positions only
+        lp = token_logprobs(logits, batch.target_ids)
+        per_row = torch.zeros(batch.rows, dtype=lp.dtype).index_add(0, batch.token_row.cpu(), lp.cpu())
+        for (g, p, _), value in zip(chunk, per_row.tolist()):
+            sums[(g, p)] = sums.get((g, p), 0.0) + value / len(targets)
+    return sums
+
+
+def evaluate_transfer(
+    model,
+    vector: SteeringVector,
+    prompts: Sequence[str],
+    *,
+    targets: Sequence[str] | str,
+    scales: Sequence[float] = DEFAULT_SCALES,
+    match: Sequence[str] | str | None = None,
+    max_new_tokens: int = 24,
+    positions: str = "all",
+    operator: str = "add",
+    chat: bool = True,
+    do_generate: bool = True,
+    batch_size: int = 32,
+    out_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> TransferResult:
+    """Measure how a vector transfers to held-out prompts, for each scale.
+
+    Args:
+        vector: the steering vector (e.g. from ``optimize_vector``).
+        prompts: held-out prompts (not the ones it was trained on).
+        targets: completions whose teacher-forced log-prob is measured (mean over targets per prompt).
+        scales: multipliers of the vector; negative ones apply −v. The unsteered model is the baseline.
+        match: strings looked for (case-insensitive) in the greedy generations; default: ``targets``.
+        positions, operator: how the vector is applied (as in ``steer()``); use what it was trained with.
+        do_generate: also generate (``max_new_tokens`` greedy tokens) and compute hit rates.
+        out_dir: if given, write CSVs, JSON, generations and the plot there (see ``TransferResult.write``).
+
+    Example:
+        >>> res = ss.evaluate_transfer(m, v, held_out, targets=["Sure, here is"], match=["sure, here"],
+        ...                            scales=[-1, 0, 1])
+        >>> res.at(1.0)["mean_delta_logprob"] > 0 > res.at(-1.0)["mean_delta_logprob"]
+        True
+    """
+    prompts, targets, match, scales = _check(vector, prompts, targets, match, scales)
+    Positions.parse(positions)
+    if operator not in ("add", "ablate", "clamp"):
+        raise InvalidArgumentError(f"unknown operator {operator!r}; choose add, ablate or clamp")
+    model.check_width(vector.d_model)
+    # group None = unsteered baseline; an added vector at scale 0 is the baseline too, so it is not rerun
+    groups: list[float | None] = [None] + [s for s in scales if not (operator == "add" and s == 0.0)]
+    group_of = {s: (0 if operator == "add" and s == 0.0 else groups.index(s)) for s in scales}
+    lps = _target_logprobs(model, vector, groups, prompts, targets, positions=positions, operator=operator,
+                           chat=chat, batch_size=batch_size, progress=progress)
+    gens: dict[tuple[int, int], str] = {}
+    if do_generate:
+        keys = [(g, p) for g in range(len(groups)) for p in range(len(prompts))]
+        texts = generate(model, [prompts[p] for _, p in keys],
+                         vectors=[vector if groups[g] is not None else None for g, _ in keys],
+                         scales=[groups[g] if groups[g] is not None else 0.0 for g, _ in keys],
+                         max_new_tokens=max_new_tokens, chat=chat, positions=positions, operator=operator,
+                         batch_size=batch_size, progress=progress)
+        gens = dict(zip(keys, texts))
+    needles = [m.lower() for m in match]
+
+    def hit(g: int, p: int) -> bool | None:
+        return any(n in gens[(g, p)].lower() for n in needles) if do_generate else None
+
+    rows, summary = [], []
+    for s in scales:
+        g = group_of[s]
+        deltas = [lps[(g, p)] - lps[(0, p)] for p in range(len(prompts))]
+        hits = [hit(g, p) for p in range(len(prompts))]
+        for p, prompt in enumerate(prompts):
+            rows.append(dict(scale=s, prompt=prompt, logprob=lps[(g, p)], base_logprob=lps[(0, p)],
+                             delta_logprob=deltas[p], generation=gens.get((g, p)), hit=hits[p]))
+        n = len(deltas)
+        mean = sum(deltas) / n
+        sd = math.sqrt(sum((d - mean) ** 2 for d in deltas) / (n - 1)) if n > 1 else None
+        summary.append(dict(scale=s, mean_delta_logprob=mean, sem_delta_logprob=sd / math.sqrt(n) if sd is not None
+                            else None, mean_logprob=sum(lps[(g, p)] for p in range(n)) / n,
+                            hit_rate=sum(hits) / n if do_generate else None, n_prompts=n))
+    summary.sort(key=lambda r: r["scale"])
+    baseline = dict(mean_logprob=sum(lps[(0, p)] for p in range(len(prompts))) / len(prompts),
+                    hit_rate=(sum(hit(0, p) for p in range(len(prompts))) / len(prompts)) if do_generate else None)
+    config = dict(targets=targets, match=match, scales=scales, max_new_tokens=max_new_tokens, positions=positions,
+                  operator=operator, chat=chat, n_prompts=len(prompts), vector_site=vector.site,
+                  vector_layers=vector.layers, vector_norm=vector.norm(), vector_method=vector.method)
+    result = TransferResult(summary=summary, rows=rows, baseline=baseline, config=config)
+    if out_dir is not None:
+        result.write(out_dir)
+    log.info("transfer: %s", [(r["scale"], round(r["mean_delta_logprob"], 3), r["hit_rate"]) for r in summary])
+    return result

@@ -1,0 +1,339 @@
+"""One-shot optimised steering vectors (Dunefsky & Cohan, "One-shot Optimized Steering Vectors Mediate
+Safety-relevant Behaviors in LLMs", 2025).
+
+A single vector ``v`` at ``site[layer]`` is trained with Adam so that, steered by ``v`` (or ``−v`` for a negated
+example), the model promotes some completions of a prompt and suppresses others. With ``p = softmax(coldness ·
+logits)`` for each completion token: promotion loss ``−Σ log(p + ε)``, suppression loss ``−Σ log(1 − p + ε)``,
+summed over all completions of all examples (optionally each divided by its length; optionally satisficing
+``(loss − target)²``). After each step ``v`` is rescaled to ``max_norm`` if it got longer.
+
+Fast path (DESIGN.md, "replay, do not recompute"): every (example, completion) pair is one row of a single padded
+batch; blocks before the steered layer run once without gradients (``LayerReplay``); each step replays only the
+blocks from the steered layer to the last one and applies the LM head at the completion positions only.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from ..errors import InvalidArgumentError, SteerscopeError
+from ..hooks import capture
+from ..layers import LayerReplay, hidden_to_logits
+from ..steer import Positions
+from ..vector import SteeringVector
+from .one_shot_batch import EPS, PackedBatch, completion_losses, gather_hidden, pack_completions, token_logprobs
+
+log = logging.getLogger(__name__)
+
+OPT_SITES = ("resid_pre", "resid_post")
+OPERATORS = ("add", "clamp")
+
+
+@dataclass(frozen=True)
+class Example:
+    """One training example: a prompt, completions to promote and to suppress, and how it is steered.
+
+    Args:
+        prompt: the user prompt (the chat template is applied when the model has one and ``chat=True``).
+        promote: completions whose probability should rise.
+        suppress: completions whose probability should fall.
+        negate: steer this example with −v instead of v (e.g. "−v should undo what +v does").
+        positions: ``all`` (prompt and completion tokens), ``prompt`` (prompt only) or ``last:K`` (last K
+            prompt tokens).
+
+    Example:
+        >>> Example("How do I bake bread?", promote=["Sure, here is"], suppress=["I can't"])
+    """
+
+    prompt: str
+    promote: Sequence[str] = ()
+    suppress: Sequence[str] = ()
+    negate: bool = False
+    positions: str = "all"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.prompt, str) or not self.prompt.strip():
+            raise InvalidArgumentError("Example.prompt must be a non-empty string")
+        for name in ("promote", "suppress"):
+            value = getattr(self, name)
+            if isinstance(value, str):  # a lone string is one completion, not a list of characters
+                value = (value,)
+            value = tuple(value)
+            if any(not isinstance(c, str) or not c for c in value):
+                raise InvalidArgumentError(f"Example.{name} must hold non-empty strings, got {value!r}")
+            object.__setattr__(self, name, value)
+        if not self.promote and not self.suppress:
+            raise InvalidArgumentError("an Example needs at least one completion to promote or suppress")
+        spec = Positions.parse(self.positions)
+        if spec.kind not in ("all", "prompt", "last") or (spec.kind == "last" and spec.k < 1):
+            raise InvalidArgumentError(
+                f"Example.positions {self.positions!r} not supported; use all, prompt or last:K (K >= 1)"
+            )
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Example:
+        """From a JSON object with keys prompt, promote, suppress, negate, positions (JSONL example files)."""
+        if not isinstance(data, dict) or "prompt" not in data:
+            raise InvalidArgumentError(f"an example needs a 'prompt' key, got {data!r}")
+        unknown = set(data) - {"prompt", "promote", "suppress", "negate", "positions"}
+        if unknown:
+            raise InvalidArgumentError(f"unknown example keys {sorted(unknown)}; use prompt, promote, suppress, "
+                                       "negate, positions")
+        return cls(**data)
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+@dataclass
+class OptimizeResult:
+    """What ``optimize_vector`` returns. Unpacks as ``vector, history = optimize_vector(...)``.
+
+    Attributes:
+        vector: the optimised SteeringVector (``method="one_shot"``, hyperparameters in ``method_config``).
+        history: one dict per step: step, loss (mixed loss at the vector before the update), objective (what was
+            minimised: the loss, or (loss − target)² when satisficing), promote_loss, suppress_loss, norm, grad_norm.
+        final_loss: loss of the returned vector (one extra no-grad forward).
+        stop_reason: max_iters | target_loss | converged.
+    """
+
+    vector: SteeringVector
+    history: list[dict] = field(default_factory=list)
+    final_loss: float = math.nan
+    stop_reason: str = "max_iters"
+
+    @property
+    def losses(self) -> list[float]:
+        return [row["loss"] for row in self.history]
+
+    def __iter__(self) -> Iterator:
+        return iter((self.vector, self.history))
+
+    def plot(self):
+        """Figure of the loss (and the vector norm) per step."""
+        from ..io import use_agg
+
+        use_agg()
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        steps = [r["step"] for r in self.history]
+        ax.plot(steps, self.losses, marker=".", label="loss")
+        ax.set(xlabel="step", ylabel="loss", title=f"one-shot optimisation ({self.stop_reason})")
+        twin = ax.twinx()
+        twin.plot(steps, [r["norm"] for r in self.history], color="tab:orange", alpha=0.6, label="norm")
+        twin.set_ylabel("vector norm")
+        fig.legend(loc="upper right")
+        fig.tight_layout()
+        return fig
+
+    def save(self, path: str | os.PathLike) -> dict[str, Path]:
+        """Write the vector to ``path`` and ``<stem>.loss.csv`` / ``<stem>.loss.png`` next to it (atomic writes)."""
+        from ..io import save_figure, write_csv
+
+        path = Path(path)
+        stem = path.with_suffix("") if path.suffix == ".safetensors" else path
+        return {
+            "vector": self.vector.save(path),
+            "loss_csv": write_csv(stem.with_name(stem.name + ".loss.csv"), self.history),
+            "loss_plot": save_figure(self.plot(), stem.with_name(stem.name + ".loss.png")),
+        }
+
+
+class _ReplayObjective:
+    """The replayed forward: steered hidden at the site -> log-probs of every completion token."""
+
+    def __init__(self, model, batch: PackedBatch, layer: int, site: str) -> None:
+        self.model, self.batch = model, batch
+        start = layer if site == "resid_pre" else layer + 1
+        last = model.n_layers - 1
+        self.replay = None
+        if start <= last:
+            self.replay = LayerReplay(model, batch.ids, batch.mask, start, last)
+            self.hidden = self.replay.hidden  # (N, T, D) input of block `start`, no grad
+        else:  # resid_post of the last block: nothing to replay, only the final norm and LM head
+            self.hidden = capture(model, batch.ids, batch.mask, [layer], "resid_post")[layer]
+
+    def logprobs(self, steered: Tensor, coldness: float) -> Tensor:
+        out = self.replay.run(steered) if self.replay is not None else steered  # (N, T, D) resid_post[last]
+        logits = hidden_to_logits(self.model, gather_hidden(out, self.batch))  # (M, V)
+        return token_logprobs(logits, self.batch.target_ids, coldness)
+
+
+def apply_operator(hidden: Tensor, v: Tensor, mask: Tensor, sign: Tensor, operator: str) -> Tensor:
+    """Steer ``hidden`` (N, T, D) with ``sign · v`` where ``mask`` (N, T, 1) is 1; ``sign`` is (N, 1, 1).
+
+    add: x + s·v. clamp: x − (x·v̂)v̂ + s·v (the component along v is set, not added), as ``steer()`` does.
+    """
+    if operator == "add":
+        return hidden + mask * sign * v
+    unit = v / v.norm().clamp_min(1e-12)
+    along = (hidden * unit).sum(-1, keepdim=True) * unit  # (N, T, D)
+    return hidden + mask * (sign * v - along)
+
+
+def _check_args(model, examples, layer, site, operator, lr, max_iters, max_norm, init_norm, coldness, target_loss,
+                satisfice) -> list[Example]:
+    if isinstance(examples, Example):
+        examples = [examples]
+    examples = list(examples)
+    if not examples or not all(isinstance(e, Example) for e in examples):
+        raise InvalidArgumentError("examples must be a non-empty list of steerscope.Example")
+    model.check_layer(layer)
+    if site not in OPT_SITES:
+        raise InvalidArgumentError(f"one-shot optimisation supports site {' or '.join(OPT_SITES)}, got {site!r}")
+    if operator not in OPERATORS:
+        raise InvalidArgumentError(f"operator must be one of {', '.join(OPERATORS)}, got {operator!r}")
+    for name, value in (("lr", lr), ("init_norm", init_norm), ("coldness", coldness)):
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            raise InvalidArgumentError(f"{name} must be a positive finite number, got {value!r}")
+    if max_norm is not None and not (math.isfinite(max_norm) and max_norm > 0):
+        raise InvalidArgumentError(f"max_norm must be a positive number or None, got {max_norm!r}")
+    if not isinstance(max_iters, int) or max_iters < 0:
+        raise InvalidArgumentError(f"max_iters must be a non-negative integer, got {max_iters!r}")
+    if satisfice and target_loss is None:
+        raise InvalidArgumentError("satisfice=True minimises (loss − target_loss)²: give target_loss too")
+    if target_loss is not None and not math.isfinite(target_loss):
+        raise InvalidArgumentError(f"target_loss must be finite, got {target_loss!r}")
+    return examples
+
+
+def optimize_vector(
+    model,
+    examples: Sequence[Example] | Example,
+    *,
+    layer: int,
+    site: str = "resid_pre",
+    lr: float = 0.01,
+    max_iters: int = 50,
+    max_norm: float | None = None,
+    init_norm: float = 1.0,
+    coldness: float = 0.7,
+    target_loss: float | None = None,
+    normalize_by_length: bool = False,
+    satisfice: bool = False,
+    operator: str = "add",
+    seed: int | None = 0,
+    init: Tensor | None = None,
+    tol: float = 1e-6,
+    patience: int = 5,
+    chat: bool = True,
+    eps: float = EPS,
+    progress: bool = True,
+) -> OptimizeResult:
+    """Optimise one steering vector at ``site[layer]`` from a few examples (one-shot steering).
+
+    Args:
+        model: a ``SteerableModel`` (parameters stay frozen; only the vector gets a gradient).
+        examples: ``Example`` objects (prompt, completions to promote/suppress, negate, positions).
+        layer: decoder block index; ``site`` is ``resid_pre`` (block input, as in the paper) or ``resid_post``.
+        lr: Adam learning rate.
+        max_iters: number of Adam steps at most.
+        max_norm: after each step the vector is rescaled to this norm if longer (None: unconstrained).
+        init_norm: norm of the random initial vector (seeded by ``seed``); ``init`` gives a start vector instead.
+        coldness: inverse temperature of the probabilities in the loss.
+        target_loss: stop once the loss is at or below it (with ``satisfice``: minimise (loss − target)² instead).
+        normalize_by_length: divide each completion's loss by its number of tokens.
+        operator: ``add`` (x + v) or ``clamp`` (x − (x·v̂)v̂ + v).
+        tol, patience: stop when the loss changes by less than ``tol`` for ``patience`` steps in a row.
+        chat: apply the chat template to prompts (turn off for base models and tokenizers without one).
+
+    Returns:
+        ``OptimizeResult`` (``.vector``, ``.history``, ``.final_loss``, ``.stop_reason``); unpacks as
+        ``vector, history``.
+
+    Example:
+        >>> ex = ss.Example("Write a poem about cats.", promote=["Sure, here is"])
+        >>> v, history = ss.optimize_vector(m, [ex], layer=10, max_iters=30, max_norm=8)
+        >>> history[-1]["loss"] < history[0]["loss"]
+        True
+    """
+    from tqdm.auto import tqdm
+
+    examples = _check_args(model, examples, layer, site, operator, lr, max_iters, max_norm, init_norm, coldness,
+                           target_loss, satisfice)
+    pairs, suppress, signs, positions = [], [], [], []
+    for ex in examples:
+        for completion, is_sup in [(c, False) for c in ex.promote] + [(c, True) for c in ex.suppress]:
+            pairs.append((ex.prompt, completion))
+            suppress.append(is_sup)
+            signs.append(-1.0 if ex.negate else 1.0)
+            positions.append(ex.positions)
+    batch = pack_completions(model, pairs, chat=chat)
+    dtype, device = model.dtype, model.device
+    suppress_t = torch.tensor(suppress, device=device)
+    sign = torch.tensor(signs, device=device, dtype=dtype)[:, None, None]  # (N, 1, 1)
+    mask = batch.steer_mask(positions).to(device, dtype)  # (N, T, 1)
+    objective = _ReplayObjective(model, batch, layer, site)
+
+    if init is not None:
+        if init.shape != (model.d_model,):
+            raise InvalidArgumentError(f"init must have shape ({model.d_model},), got {tuple(init.shape)}")
+        start = init.detach().to(torch.float32).clone()
+    else:
+        gen = torch.Generator().manual_seed(0 if seed is None else seed)
+        start = torch.randn(model.d_model, generator=gen)
+        start = start * (init_norm / start.norm())
+    v = start.to(device, dtype).requires_grad_(True)
+    optimizer = torch.optim.Adam([v], lr=lr)
+    params = list(model.hf.parameters())
+    if any(p.requires_grad for p in params):
+        raise SteerscopeError("model parameters must be frozen for one-shot optimisation; load it with "
+                              "ss.load_model() or ss.wrap_model(), which freeze them")
+
+    def losses() -> tuple[Tensor, Tensor]:
+        steered = apply_operator(objective.hidden, v, mask, sign, operator)  # (N, T, D)
+        per_row = completion_losses(objective.logprobs(steered, coldness), batch, suppress_t,
+                                    normalize_by_length=normalize_by_length, eps=eps)
+        return per_row.sum(), per_row
+
+    history: list[dict] = []
+    stop_reason, still = "max_iters", 0
+    bar = tqdm(range(max_iters), desc="optimising vector", disable=not progress, leave=False)
+    for step in bar:
+        total, per_row = losses()
+        loss = float(total.detach())
+        obj = (total - target_loss) ** 2 if satisfice else total
+        row = dict(step=step, loss=loss, objective=float(obj.detach()), promote_loss=float(per_row[~suppress_t].sum().detach()),
+                   suppress_loss=float(per_row[suppress_t].sum().detach()), norm=float(v.detach().norm()), grad_norm=None)
+        history.append(row)
+        if target_loss is not None and not satisfice and loss <= target_loss:
+            stop_reason = "target_loss"  # this vector already does the job: keep it, no update
+            break
+        optimizer.zero_grad(set_to_none=True)
+        obj.backward()
+        if any(p.grad is not None for p in params):  # frozen weights must never accumulate gradients
+            raise SteerscopeError("a model parameter received a gradient during one-shot optimisation")
+        row["grad_norm"] = float(v.grad.norm())
+        optimizer.step()
+        with torch.no_grad():
+            norm = v.norm()
+            if max_norm is not None and norm > max_norm:
+                v.mul_(max_norm / norm)
+        bar.set_postfix(loss=f"{loss:.4f}", norm=f"{float(v.norm()):.2f}")
+        if len(history) > 1 and abs(history[-1]["loss"] - history[-2]["loss"]) < tol:
+            still += 1
+            if still >= patience:
+                stop_reason = "converged"
+                break
+        else:
+            still = 0
+    with torch.no_grad():
+        final = float(losses()[0])
+    log.info("one-shot: %d steps, final loss %.4f, norm %.3f (%s)", len(history), final, float(v.norm()), stop_reason)
+    config = dict(layer=layer, site=site, lr=lr, max_iters=max_iters, max_norm=max_norm, init_norm=init_norm,
+                  coldness=coldness, target_loss=target_loss, normalize_by_length=normalize_by_length,
+                  satisfice=satisfice, operator=operator, seed=seed, chat=chat, eps=eps,
+                  steps=sum(r["grad_norm"] is not None for r in history), final_loss=final, stop_reason=stop_reason,
+                  examples=[ex.to_dict() for ex in examples])
+    vector = SteeringVector({layer: v.detach().to("cpu", torch.float32).clone()}, site, model_type=model.model_type,
+                            model_name=model.name, method="one_shot", method_config=config)
+    return OptimizeResult(vector=vector, history=history, final_loss=final, stop_reason=stop_reason)
