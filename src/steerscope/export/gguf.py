@@ -1,0 +1,211 @@
+"""llama.cpp control vectors: write and read the GGUF file that ``llama-cli/llama-server --control-vector`` loads.
+
+File layout (what llama.cpp's loader reads, and what its ``cvector-generator`` and repeng write): GGUF key
+``general.architecture = "controlvector"``, ``controlvector.model_hint`` (a string naming the model family;
+informational, llama.cpp does not check it), ``controlvector.layer_count`` (int32, the number of direction
+tensors), and one 1-D F32 tensor ``direction.N`` of length ``n_embd`` per steered layer.
+
+Layer convention (checked against llama.cpp's ``src/llama-adapter.cpp`` and the model graphs): the loader
+rejects ``direction.0`` and stores ``direction.N`` for N >= 1; every graph builder ends block ``il`` (0-based)
+with ``cur = build_cvec(cur, il)``, which adds ``direction.il`` to that block's output. So ``direction.N`` is
+added to the output of 0-based block N, which is exactly our ``resid_post[N]``, at every token. Hence:
+
+* ``resid_post[L]`` -> ``direction.L`` (needs L >= 1: llama.cpp never steers block 0's output);
+* ``resid_pre[L]`` (the input of block L, identical to the output of block L-1) -> ``direction.{L-1}``
+  (needs L >= 2);
+* ``mlp_out`` / ``attn_out`` cannot be expressed (llama.cpp only adds to block outputs) and are refused.
+
+Import reads any file in that layout (llama.cpp's ``cvector-generator``, repeng, ours) into a ``resid_post``
+SteeringVector with the same layer numbers. Files we write also carry ``steerscope.header`` (our JSON header)
+so method and model metadata survive a round trip; other readers ignore unknown keys.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import InvalidArgumentError, VectorFileError
+from ..vector import SteeringVector, atomic_write
+
+log = logging.getLogger(__name__)
+
+ARCHITECTURE = "controlvector"
+KEY_MODEL_HINT = "controlvector.model_hint"
+KEY_LAYER_COUNT = "controlvector.layer_count"
+KEY_HEADER = "steerscope.header"
+TENSOR_PREFIX = "direction."
+
+
+def gguf_layers(vector: SteeringVector) -> dict[int, int]:
+    """``{our layer: llama.cpp direction index}`` for a vector, or a clear error when llama.cpp cannot express it.
+
+    Example:
+        >>> gguf_layers(SteeringVector({10: torch.zeros(576)}))                      # resid_post[10]
+        {10: 10}
+        >>> gguf_layers(SteeringVector({10: torch.zeros(576)}, site="resid_pre"))    # = resid_post[9]
+        {10: 9}
+    """
+    if vector.site not in ("resid_post", "resid_pre"):
+        raise InvalidArgumentError(
+            f"llama.cpp control vectors are added to block outputs only; a vector at site {vector.site!r} cannot be "
+            "expressed. Export a resid_post/resid_pre vector, or use `export_lora` (mlp_out/attn_out map to a LoRA "
+            "on the output projection)"
+        )
+    shift = 1 if vector.site == "resid_pre" else 0
+    out: dict[int, int] = {}
+    for layer in vector.layers:
+        index = layer - shift
+        if index < 1:
+            where = f"resid_pre[{layer}] (= resid_post[{index}])" if shift else f"resid_post[{layer}]"
+            raise InvalidArgumentError(
+                f"llama.cpp cannot steer {where}: its loader has no direction.0 and never adds to the output of "
+                "block 0 (or to the embeddings). Drop that layer or move the vector to resid_post[1] or later"
+            )
+        out[layer] = index
+    return out
+
+
+def export_gguf(
+    vector: SteeringVector, path: str | os.PathLike, *, scale: float = 1.0, model_hint: str | None = None
+) -> Path:
+    """Write ``scale * vector`` as a llama.cpp control-vector GGUF (atomic write).
+
+    Args:
+        vector: a ``resid_post`` or ``resid_pre`` vector (see the module docstring for the layer mapping).
+        path: output ``.gguf`` file.
+        scale: baked into the tensors; llama.cpp multiplies again by ``--control-vector-scaled FILE S`` (default 1).
+        model_hint: ``controlvector.model_hint``; default the vector's ``model_type`` (e.g. "llama").
+
+    Returns:
+        The written path.
+
+    Example:
+        >>> ss.export_gguf(v, "happy.gguf", scale=4.0)
+        >>> # llama-cli -m model.gguf --control-vector happy.gguf
+    """
+    import gguf
+
+    if not math.isfinite(float(scale)):
+        raise InvalidArgumentError(f"scale must be a finite number, got {scale}")
+    mapping = gguf_layers(vector)
+    hint = model_hint or vector.meta.model_type or "unknown"
+    header = {**vector.header(), "gguf_scale": float(scale), "gguf_site_mapping": {str(k): v for k, v in mapping.items()}}
+    tensors = {}
+    for layer, index in sorted(mapping.items(), key=lambda kv: kv[1]):
+        data = (vector.directions[layer].detach().to("cpu", torch.float64) * float(scale)).to(torch.float32)
+        if not torch.isfinite(data).all():
+            raise InvalidArgumentError(f"layer {layer} of the vector holds NaN or inf; nothing was written")
+        tensors[f"{TENSOR_PREFIX}{index}"] = data.numpy()
+
+    def write(tmp: str) -> None:
+        writer = gguf.GGUFWriter(tmp, ARCHITECTURE)
+        writer.add_string(KEY_MODEL_HINT, hint)
+        writer.add_int32(KEY_LAYER_COUNT, len(tensors))
+        writer.add_string(KEY_HEADER, json.dumps(header, sort_keys=True))
+        for name, array in tensors.items():
+            writer.add_tensor(name, array)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+
+    out = atomic_write(path, write)
+    log.info("wrote %s: %d direction tensors (%s)", out, len(tensors), ", ".join(tensors))
+    return out
+
+
+def _field_value(reader, key: str):
+    """A scalar or string field's value, or None when absent."""
+    field = reader.get_field(key)
+    if field is None:
+        return None
+    value = field.contents()
+    return value
+
+
+def import_gguf(path: str | os.PathLike, *, model_type: str | None = None) -> SteeringVector:
+    """Read a llama.cpp control-vector GGUF (ours, llama.cpp's ``cvector-generator``, repeng's) as a SteeringVector.
+
+    ``direction.N`` becomes layer N at site ``resid_post`` (the output of 0-based block N, where llama.cpp adds
+    it). Values are taken as stored (any scale baked in at export stays baked in).
+
+    Args:
+        path: the ``.gguf`` control vector.
+        model_type: recorded on the vector; default the file's ``controlvector.model_hint``.
+
+    Example:
+        >>> v = ss.import_gguf("happy.gguf")
+        >>> v.site, v.layers
+        ('resid_post', [10])
+    """
+    from gguf import GGMLQuantizationType, GGUFReader
+
+    path = Path(path)
+    if not path.is_file():
+        raise VectorFileError(f"GGUF file {path} does not exist; check the path")
+    try:
+        reader = GGUFReader(str(path))
+    except Exception as exc:  # the reader raises ValueError/struct errors for garbled files
+        raise VectorFileError(f"{path} is not a readable GGUF file ({exc}); it may be truncated") from exc
+    arch = _field_value(reader, "general.architecture")
+    if arch is not None and arch != ARCHITECTURE:
+        raise VectorFileError(
+            f"{path} is a GGUF file of architecture {arch!r}, not a control vector (expected {ARCHITECTURE!r}); "
+            "load models with ss.load_model(path) instead"
+        )
+    directions: dict[int, torch.Tensor] = {}
+    for tensor in reader.tensors:
+        name = tensor.name
+        if not name.startswith(TENSOR_PREFIX):
+            log.warning("%s: ignoring tensor %r (not a direction.N tensor)", path, name)
+            continue
+        suffix = name[len(TENSOR_PREFIX):]
+        if not suffix.isdigit() or int(suffix) < 1:
+            raise VectorFileError(f"{path}: tensor {name!r} is not direction.N with N >= 1 (llama.cpp rejects it)")
+        if tensor.tensor_type not in (GGMLQuantizationType.F32, GGMLQuantizationType.F16):
+            raise VectorFileError(f"{path}: tensor {name} has type {tensor.tensor_type.name}; expected F32")
+        data = np.asarray(tensor.data, dtype=np.float32).reshape(-1)
+        if data.size != int(np.prod(tensor.shape)) or len([s for s in tensor.shape if s != 1]) > 1:
+            raise VectorFileError(f"{path}: tensor {name} is not 1-D (shape {list(tensor.shape)})")
+        directions[int(suffix)] = torch.from_numpy(data.copy())
+    if not directions:
+        raise VectorFileError(f"{path} holds no direction.N tensors; it is not a control vector")
+    widths = {t.numel() for t in directions.values()}
+    if len(widths) != 1:
+        raise VectorFileError(f"{path}: direction tensors have different widths {sorted(widths)}")
+    for layer, t in directions.items():
+        if not torch.isfinite(t).all():
+            raise VectorFileError(f"{path}: direction.{layer} contains NaN or inf")
+    hint = _field_value(reader, KEY_MODEL_HINT)
+    declared = _field_value(reader, KEY_LAYER_COUNT)
+    if declared is not None and int(declared) != len(directions):
+        # llama.cpp itself ignores layer_count; other tools write n_layers here, so this is informational
+        log.info("%s: controlvector.layer_count is %s but the file has %d direction tensors", path, declared,
+                 len(directions))
+    header = {}
+    raw = _field_value(reader, KEY_HEADER)
+    if raw:
+        try:
+            header = json.loads(raw)
+        except json.JSONDecodeError:
+            log.warning("%s: ignoring an unreadable %s field", path, KEY_HEADER)
+    config = {"source": str(path), "model_hint": hint, "layer_count": None if declared is None else int(declared)}
+    if header:
+        config.update(original_method=header.get("method"), original_site=header.get("site"),
+                      scale=header.get("gguf_scale"), original_method_config=header.get("method_config"))
+    return SteeringVector(
+        directions,
+        "resid_post",
+        model_type=model_type or header.get("model_type") or hint,
+        model_name=header.get("model_name"),
+        method="gguf_import",
+        method_config=config,
+        notes=header.get("notes", ""),
+    )

@@ -1,0 +1,270 @@
+"""Fitting and measuring LoRA stand-ins for steering vectors: token batches, input statistics, the rank-1 read-out
+direction b, and fidelity (added-vector error, next-token KL).
+
+A LoRA on a projection P adds ``scaling · B(A x)`` (+ ``scaling · bias`` with ``lora_bias``) to P's output for every
+token x entering P. A steering vector adds a constant v. With ``A = bᵀ`` and ``B = v`` the adapter adds ``v · (bᵀx)``,
+so its relative error at a token is exactly ``|bᵀx − 1|``: we want b with ``bᵀx`` as constant (and equal to 1) as
+possible over tokens. Minimising ``Var(bᵀx) = bᵀΣb`` subject to ``bᵀμ = 1`` gives ``b = Σ⁻¹μ / (μᵀΣ⁻¹μ)``; Σ gets
+a ridge ``λ·tr(Σ)/d`` chosen on a validation split. The first token of every sequence is excluded from the
+statistics: its activations are outliers (attention sink) and would dominate Σ.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from ..generate import forward_kwargs, tokenize
+from ..hooks import HookGroup
+from ..steer import steer
+from ..vector import SteeringVector
+
+log = logging.getLogger(__name__)
+
+RIDGE_GRID = (1e-8, 1e-6, 1e-4, 1e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)
+
+
+@dataclass
+class Adapter:
+    """One LoRA module: ``delta(x) = scaling · (x Aᵀ Bᵀ + bias)``. A (r, d_in), B (d_out, r), bias (d_out,) or None."""
+
+    module_path: str
+    lora_A: Tensor
+    lora_B: Tensor
+    bias: Tensor | None = None
+    scaling: float = 1.0
+    layer: int | None = None  # the vector layer it stands in for
+
+    def delta(self, x: Tensor) -> Tensor:  # x (..., d_in) -> (..., d_out)
+        a = self.lora_A.to(x.device, x.dtype)
+        b = self.lora_B.to(x.device, x.dtype)
+        out = (x @ a.T) @ b.T
+        if self.bias is not None:
+            out = out + self.bias.to(x.device, x.dtype)
+        return self.scaling * out
+
+
+@contextmanager
+def apply_adapters(model, adapters: Sequence[Adapter]) -> Iterator[None]:
+    """Simulate PEFT's LoRA forward with hooks (no module replaced, nothing left behind).
+
+    The hook needs the module's input and output together, which ``hooks.register`` (tensor -> tensor on one
+    side) does not offer, so it registers a plain forward hook and removes it through a HookGroup.
+    """
+    group = HookGroup()
+
+    def hook_for(adapter: Adapter):
+        def hook(module, args, output):
+            return output + adapter.delta(args[0])
+
+        return hook
+
+    try:
+        for adapter in adapters:
+            group.add(model.hf.get_submodule(adapter.module_path).register_forward_hook(hook_for(adapter)))
+        yield
+    finally:
+        group.remove()
+
+
+@dataclass
+class TokenBatch:
+    """input_ids / attention_mask (B, T) and ``keep`` (B, T): real tokens other than each row's first."""
+
+    input_ids: Tensor
+    attention_mask: Tensor
+
+    @property
+    def keep(self) -> Tensor:
+        real = self.attention_mask.bool()
+        first = real.long().cumsum(-1) == 1
+        return real & ~first
+
+    @property
+    def first(self) -> Tensor:
+        real = self.attention_mask.bool()
+        return real & (real.long().cumsum(-1) == 1)
+
+
+@torch.no_grad()
+def token_batches(
+    model, prompts: Sequence[str], vector: SteeringVector, scale: float, *, new_tokens: int, chat: bool,
+    batch_size: int,
+) -> list[TokenBatch]:
+    """Tokenised prompts, each extended by ``new_tokens`` greedy tokens generated under the vector (so statistics
+    and fidelity also cover the generated text the adapter will see in deployment). Tokens after an EOS are masked."""
+    batches = []
+    eos = model.tokenizer.eos_token_id
+    for start in range(0, len(prompts), batch_size):
+        ids, mask = tokenize(model, list(prompts[start:start + batch_size]), chat=chat)
+        if new_tokens > 0:
+            with steer(model, vector, scale):
+                out = model.hf.generate(ids, attention_mask=mask, max_new_tokens=new_tokens, do_sample=False,
+                                        temperature=None, top_p=None, top_k=None,
+                                        pad_token_id=model.tokenizer.pad_token_id)
+            gen = out[:, ids.shape[1]:]  # (B, N)
+            if eos is not None:
+                # keep the EOS itself, drop what follows it
+                after_eos = (gen == eos).long().cumsum(-1) - (gen == eos).long() > 0
+                gen_mask = (~after_eos).long()
+            else:
+                gen_mask = torch.ones_like(gen)
+            ids, mask = out, torch.cat([mask, gen_mask.to(mask.dtype)], dim=1)
+        batches.append(TokenBatch(ids, mask))
+    return batches
+
+
+@torch.no_grad()
+def capture_inputs(model, module_paths: Sequence[str], batch: TokenBatch, vector: SteeringVector | None,
+                   scale: float) -> dict[str, Tensor]:
+    """Inputs of each module (B, T, d_in) in one forward, steered with ``vector`` when given."""
+    captured: dict[str, Tensor] = {}
+    group = HookGroup()
+
+    def pre_hook_for(path: str):
+        def pre_hook(module, args):
+            captured[path] = args[0].detach()
+
+        return pre_hook
+
+    try:
+        for path in module_paths:
+            group.add(model.hf.get_submodule(path).register_forward_pre_hook(pre_hook_for(path)))
+        if vector is not None:
+            with steer(model, vector, scale):
+                model.hf(**forward_kwargs(batch.input_ids, batch.attention_mask))
+        else:
+            model.hf(**forward_kwargs(batch.input_ids, batch.attention_mask))
+    finally:
+        group.remove()
+    return captured
+
+
+class Moments:
+    """Running count, sum and uncentered second moment of d-dim tokens, in float64."""
+
+    def __init__(self, dim: int) -> None:
+        self.n = 0
+        self.sum = torch.zeros(dim, dtype=torch.float64)
+        self.outer = torch.zeros(dim, dim, dtype=torch.float64)
+
+    def add(self, x: Tensor) -> None:  # x (N, d)
+        x = x.to("cpu", torch.float64)
+        self.n += x.shape[0]
+        self.sum += x.sum(0)
+        self.outer += x.T @ x
+
+    def merged(self, other: Moments) -> Moments:
+        out = Moments(self.sum.shape[0])
+        out.n, out.sum, out.outer = self.n + other.n, self.sum + other.sum, self.outer + other.outer
+        return out
+
+    @property
+    def mean(self) -> Tensor:
+        return self.sum / max(self.n, 1)
+
+    @property
+    def cov(self) -> Tensor:
+        mu = self.mean
+        return self.outer / max(self.n, 1) - torch.outer(mu, mu)
+
+    def mse(self, b: Tensor) -> float:
+        """Mean of (bᵀx − 1)² over the tokens, from the moments alone."""
+        n = max(self.n, 1)
+        return float(b @ (self.outer / n) @ b - 2 * (b @ self.sum) / n + 1.0)
+
+
+def readout_direction(moments: Moments, ridge: float) -> Tensor:
+    """``b = (Σ + λ·tr(Σ)/d·I)⁻¹ μ / (μᵀ(Σ + λ·tr(Σ)/d·I)⁻¹ μ)`` (float64, d_in)."""
+    cov, mu = moments.cov, moments.mean
+    d = cov.shape[0]
+    reg = cov + ridge * (torch.trace(cov) / d).clamp_min(1e-30) * torch.eye(d, dtype=cov.dtype)
+    w = torch.linalg.solve(reg, mu)
+    return w / (mu @ w)
+
+
+def fit_readout(fit: Moments, val: Moments) -> tuple[Tensor, float, dict[str, float]]:
+    """Pick the ridge on the validation moments, then refit on all tokens. Returns (b, ridge, {ridge: val mse})."""
+    scores = {}
+    for ridge in RIDGE_GRID:
+        try:
+            scores[ridge] = val.mse(readout_direction(fit, ridge)) if val.n else fit.mse(readout_direction(fit, ridge))
+        except torch.linalg.LinAlgError:
+            continue
+    best = min(scores, key=scores.get)
+    return readout_direction(fit.merged(val), best), best, {f"{k:g}": v for k, v in scores.items()}
+
+
+def _kl_rows(p_logits: Tensor, q_logits: Tensor) -> Tensor:
+    """KL(p || q) over the vocabulary for each position: (..., V) -> (...)."""
+    logp = torch.log_softmax(p_logits.double(), -1)
+    logq = torch.log_softmax(q_logits.double(), -1)
+    return (logp.exp() * (logp - logq)).sum(-1).clamp_min(0.0)  # rounding can give -1e-17
+
+
+@torch.no_grad()
+def measure_fidelity(model, vector: SteeringVector, scale: float, adapters: Sequence[Adapter],
+                     batches: Sequence[TokenBatch], *, with_base: bool = True) -> dict:
+    """Added-vector relative error per token and next-token KL(vector-steered || adapter-steered).
+
+    The added vector is measured at each adapter's module on inputs from the vector-steered model (the state the
+    adapter must reproduce); its target is the vector's direction at that layer. The first token of each sequence
+    is reported separately (the adapter also acts there). KL is over every real position.
+    """
+    errs, first_errs, kls, last_kls, base_kls = [], [], [], [], []
+    targets = {a.module_path: _target_for(vector, a, scale) for a in adapters}
+    for batch in batches:
+        inputs = capture_inputs(model, list(targets), batch, vector, scale)
+        for adapter in adapters:
+            x = inputs[adapter.module_path].double()  # (B, T, d_in)
+            target = targets[adapter.module_path].double()
+            rel = (adapter.delta(x) - target).norm(dim=-1) / target.norm().clamp_min(1e-30)  # (B, T)
+            errs.append(rel[batch.keep])
+            first_errs.append(rel[batch.first])
+        kw = forward_kwargs(batch.input_ids, batch.attention_mask)
+        with steer(model, vector, scale):
+            p = model.hf(**kw).logits
+        with apply_adapters(model, adapters):
+            q = model.hf(**kw).logits
+        real = batch.attention_mask.bool()
+        kl = _kl_rows(p, q)  # (B, T)
+        kls.append(kl[real])
+        last = real.long().cumsum(-1) == real.sum(-1, keepdim=True)  # last real token of each row
+        last_kls.append(kl[last & real])
+        if with_base:
+            base = model.hf(**kw).logits
+            base_kls.append(_kl_rows(p, base)[real])
+    err, first_err, kl, last_kl = (torch.cat(t) for t in (errs, first_errs, kls, last_kls))
+    out = {
+        "n_sequences": sum(int(b.input_ids.shape[0]) for b in batches),
+        "n_tokens": int(kl.numel()),
+        "rel_error_mean": float(err.mean()) if err.numel() else None,
+        "rel_error_worst": float(err.max()) if err.numel() else None,
+        "rel_error_first_token_mean": float(first_err.mean()) if first_err.numel() else None,
+        "kl_mean": float(kl.mean()),
+        "kl_max": float(kl.max()),
+        "kl_last_token_mean": float(last_kl.mean()),
+    }
+    if with_base:
+        out["kl_vector_vs_unsteered_mean"] = float(torch.cat(base_kls).mean())
+    return out
+
+
+def _target_for(vector: SteeringVector, adapter: Adapter, scale: float) -> Tensor:
+    layer = adapter.layer if adapter.layer is not None else vector.layers[0]
+    return vector.directions[layer].to(torch.float64) * scale
+
+
+def module_dims(module: nn.Module) -> tuple[int, int, bool]:
+    """(in_features, out_features, fan_in_fan_out) of an nn.Linear or a transformers Conv1D (GPT-2)."""
+    if isinstance(module, nn.Linear):
+        return module.in_features, module.out_features, False
+    if type(module).__name__ == "Conv1D" and hasattr(module, "weight"):
+        d_in, d_out = module.weight.shape  # Conv1D stores (in, out)
+        return int(d_in), int(d_out), True
+    raise TypeError(type(module).__name__)

@@ -1,0 +1,90 @@
+"""The README.md written into every exported adapter directory: method, modules, fidelity, how to serve it."""
+
+from __future__ import annotations
+
+from ..vector import SteeringVector
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
+
+
+SERVERS_BIAS = """\
+**Serving a `bias` adapter.** The adapter stores `lora_B.bias` (PEFT `lora_bias=True`, PEFT >= 0.14).
+PEFT / transformers load it (`PeftModel.from_pretrained`). vLLM accepted LoRA bias behind `--enable-lora-bias`
+from 2024 but has since deprecated it, so check your version. llama.cpp's LoRA loader accepts only
+`lora_a`/`lora_b` tensors; for llama.cpp use `steerscope export gguf` (a control vector, exact) instead.
+Servers that reject the bias tensor need the `rank1` method."""
+
+SERVERS_RANK1 = """\
+**Serving a `rank1` adapter.** It is a plain rank-1 LoRA (no bias, no extra tensors) on a standard projection,
+so engines that serve PEFT LoRA adapters on these projections can load it (e.g. vLLM with `--enable-lora`,
+SGLang, LoRAX, or llama.cpp after its `convert_lora_to_gguf.py`; not tested here, only PEFT is).
+It is an approximation: the numbers above say how close it is."""
+
+
+def render_readme(model, vector: SteeringVector, fidelity: dict) -> str:
+    method = fidelity["method"]
+    lines = [
+        "# Steering vector exported as a LoRA adapter (steerscope)",
+        "",
+        f"- base model: `{model.name}` ({model.model_type})",
+        f"- vector: site `{vector.site}`, layers {vector.layers}, method `{vector.method}`, "
+        f"scale baked in: {fidelity['scale']:g}",
+        f"- export method: **{method}** "
+        + ("(exact: lora_A = 0, lora_B.bias = v, so the adapter adds v at every token)" if method == "bias"
+           else "(rank-1 ΔW = a bᵀ with a = v and bᵀx ≈ 1 fitted on calibration activations)"),
+        "",
+        "| vector layer | module |",
+        "| --- | --- |",
+    ]
+    lines += [f"| {layer} | `{module}` |" for layer, module in fidelity["modules"].items()]
+    held = fidelity.get("heldout")
+    if held:
+        lines += [
+            "",
+            f"## Measured fidelity ({fidelity.get('n_heldout_prompts')} held-out prompts, "
+            f"{held['n_tokens']} tokens, {fidelity['new_tokens']} generated tokens per prompt)",
+            "",
+            "Relative error of the added vector per token is ‖added − v‖/‖v‖ at the adapted module (first token of "
+            "each sequence reported apart); KL is next-token KL(vector-steered ‖ adapter-steered) per position.",
+            "",
+            "| metric | value |",
+            "| --- | --- |",
+            f"| relative error, mean | {_fmt(held['rel_error_mean'])} |",
+            f"| relative error, worst token | {_fmt(held['rel_error_worst'])} |",
+            f"| relative error, first token (mean) | {_fmt(held['rel_error_first_token_mean'])} |",
+            f"| KL mean (nats) | {_fmt(held['kl_mean'])} |",
+            f"| KL max | {_fmt(held['kl_max'])} |",
+            f"| KL at the last prompt/generated token (mean) | {_fmt(held['kl_last_token_mean'])} |",
+            f"| for scale: KL(vector-steered ‖ unsteered) mean | {_fmt(held.get('kl_vector_vs_unsteered_mean'))} |",
+        ]
+    if fidelity.get("layers"):
+        lines += ["", "## Candidate modules (validation split of the calibration prompts)", "",
+                  "| layer | candidate | module | ridge | KL mean | rel. error mean |", "| --- | --- | --- | --- | --- | --- |"]
+        for layer, entry in fidelity["layers"].items():
+            for kind, c in entry["candidates"].items():
+                mark = " (kept)" if kind == entry["chosen"] else ""
+                lines.append(f"| {layer} | {kind}{mark} | `{c['module']}` | {c['ridge']:g} | "
+                             f"{_fmt(c['validation']['kl_mean'])} | {_fmt(c['validation']['rel_error_mean'])} |")
+    lines += [
+        "",
+        "## Use",
+        "",
+        "```python",
+        "from peft import PeftModel",
+        "from transformers import AutoModelForCausalLM",
+        f"base = AutoModelForCausalLM.from_pretrained({model.name!r})",
+        "model = PeftModel.from_pretrained(base, 'THIS_DIRECTORY')",
+        "```",
+        "",
+        SERVERS_BIAS if method == "bias" else SERVERS_RANK1,
+        "",
+        "`fidelity.json` holds every number above; `steerscope_vector.safetensors` is the source vector.",
+        "",
+    ]
+    return "\n".join(lines)

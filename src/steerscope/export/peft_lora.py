@@ -1,0 +1,295 @@
+"""Export a steering vector as a standard PEFT LoRA adapter, so any engine that serves LoRA adapters serves it.
+
+Two methods:
+
+* ``bias`` (exact): a LoRA on the projection whose output enters the residual stream at the vector's site, with
+  ``lora_A = 0`` and ``lora_B.bias = v / scaling`` (PEFT's ``lora_bias=True``): it adds exactly v at every token.
+* ``rank1`` (no bias; what most servers accept): ``ΔW = scaling · a bᵀ`` with ``a = v / scaling`` and b fitted on
+  calibration activations of the projection's input so that ``bᵀx ≈ 1`` for every token (see ``lora_fit``). For
+  residual sites both the attention and the MLP output projection are tried; the one with the lower next-token KL
+  to the vector-steered model on a validation split is kept.
+
+Site -> module (``model.arch``): ``resid_post[L]`` -> block L's MLP output projection (its output is the last
+thing added to the residual stream in block L); ``resid_pre[L]`` -> the same for block L-1; ``mlp_out[L]`` /
+``attn_out[L]`` -> block L's MLP / attention output projection. Families with post-sublayer norms (Gemma 2/3)
+normalise the projection's output before adding it to the residual stream, so no LoRA there adds a constant to
+``resid_*``: those are refused (their ``mlp_out``/``attn_out`` sites, which are before the norm, work).
+
+The output directory holds ``adapter_config.json`` + ``adapter_model.safetensors`` (loadable with
+``peft.PeftModel.from_pretrained``), ``README.md`` (method, layers, measured fidelity, servers), ``fidelity.json``
+and the source vector as ``steerscope_vector.safetensors``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..errors import ArchitectureError, InvalidArgumentError
+from ..io import write_json
+from ..vector import SteeringVector
+from . import lora_fit
+from .lora_fit import Adapter, Moments
+from .lora_readme import render_readme
+
+log = logging.getLogger(__name__)
+
+METHODS = ("rank1", "bias")
+
+
+@dataclass(frozen=True)
+class Target:
+    """A projection that can stand in for the vector at one layer."""
+
+    layer: int  # vector layer
+    module_path: str  # path in the HF model, e.g. "model.layers.10.mlp.down_proj"
+    kind: str  # "mlp" | "attn"
+    exact_site: bool  # a constant added to this module's output equals steering the vector's site
+
+
+@dataclass
+class LoraExport:
+    """What ``export_lora`` wrote: directory, method, module per layer and the measured fidelity."""
+
+    path: Path
+    method: str
+    modules: dict[int, str]
+    fidelity: dict = field(default_factory=dict)
+
+
+def default_prompts(split: str) -> list[str]:
+    """The shipped prompts (``data/calibration_prompts.jsonl``) of one split: "calibration" or "heldout"."""
+    from importlib.resources import files
+
+    from ..io import read_jsonl
+
+    rows = read_jsonl(files("steerscope") / "data" / "calibration_prompts.jsonl")
+    return [r["prompt"] for r in rows if r.get("split") == split]
+
+
+def lora_targets(model, vector: SteeringVector, method: str) -> dict[int, list[Target]]:
+    """Candidate projections per vector layer (exact ones first), or a clear error when none is faithful."""
+    arch = model.arch
+    site = vector.site
+    if arch.post_norms and site in ("resid_post", "resid_pre"):
+        raise InvalidArgumentError(
+            f"{model.model_type} normalises each sublayer's output (post-sublayer norms) before adding it to the "
+            f"residual stream, so no LoRA on its projections adds a constant to {site}. Export a vector at site "
+            "mlp_out or attn_out, or ship this one with export_gguf / steer()"
+        )
+    out: dict[int, list[Target]] = {}
+    for layer in vector.layers:
+        model.check_layer(layer)
+        block = layer
+        if site == "resid_pre":
+            if layer == 0:
+                raise InvalidArgumentError(
+                    "resid_pre[0] is the embedding output: no block's projection writes there. Use resid_post or "
+                    "resid_pre[1] or later"
+                )
+            block = layer - 1
+        kinds = {"resid_post": ["mlp", "attn"], "resid_pre": ["mlp", "attn"], "mlp_out": ["mlp"],
+                 "attn_out": ["attn"]}[site]
+        if method == "bias":
+            kinds = kinds[:1]
+        targets = []
+        for kind in kinds:
+            proj = arch.mlp_out_proj if kind == "mlp" else arch.attn_out_proj
+            if proj is None:
+                raise ArchitectureError(
+                    f"steerscope does not know the {kind} output projection of {model.model_type!r}; set "
+                    f"{kind}_out_proj in steerscope.models.architectures.ARCHITECTURES[{model.model_type!r}]"
+                )
+            path = f"{arch.layers}.{block}.{proj}"
+            try:
+                lora_fit.module_dims(model.hf.get_submodule(path))
+            except (AttributeError, TypeError) as exc:
+                raise ArchitectureError(f"{path} is not a Linear/Conv1D module PEFT can adapt ({exc})") from exc
+            # for resid sites only the MLP projection is last in the block (GPT-NeoX's parallel residual makes the
+            # attention projection exact too, but the KL comparison finds that by itself)
+            targets.append(Target(layer, path, kind, exact_site=(kind == kinds[0])))
+        out[layer] = targets
+    return out
+
+
+def _bias_adapter(model, target: Target, v: torch.Tensor) -> Adapter:
+    d_in, d_out, _ = lora_fit.module_dims(model.hf.get_submodule(target.module_path))
+    return Adapter(target.module_path, torch.zeros(1, d_in), torch.zeros(d_out, 1), bias=v.double().clone(),
+                   scaling=1.0, layer=target.layer)
+
+
+def _rank1_adapter(target: Target, v: torch.Tensor, b: torch.Tensor) -> Adapter:
+    """``ΔW = a bᵀ`` with a = v (scaling 1), split as A = k·bᵀ, B = a/k with equal norms (fp16-friendly)."""
+    v = v.double()
+    k = math.sqrt(float(v.norm()) / max(float(b.norm()), 1e-30))
+    return Adapter(target.module_path, (k * b)[None, :], (v / k)[:, None], bias=None, scaling=1.0, layer=target.layer)
+
+
+def _fit_rank1(model, vector, scale, targets, fit_batches, val_batches) -> tuple[dict[int, Adapter], dict]:
+    """Fit b for every candidate, then keep per layer the candidate with the lowest validation KL."""
+    from tqdm.auto import tqdm
+
+    candidates = [t for ts in targets.values() for t in ts]
+    paths = [t.module_path for t in candidates]
+    dims = {p: lora_fit.module_dims(model.hf.get_submodule(p))[0] for p in paths}
+    fit = {p: Moments(dims[p]) for p in paths}
+    val = {p: Moments(dims[p]) for p in paths}
+    for moments, batches in ((fit, fit_batches), (val, val_batches)):
+        for batch in tqdm(batches, desc="calibration activations", disable=len(batches) < 3):
+            inputs = lora_fit.capture_inputs(model, paths, batch, vector, scale)
+            for p in paths:
+                moments[p].add(inputs[p][batch.keep])
+    report: dict = {}
+    chosen: dict[int, Adapter] = {}
+    for layer, ts in targets.items():
+        v = vector.directions[layer].double() * scale
+        single = SteeringVector({layer: vector.directions[layer]}, vector.site)
+        layer_report = {}
+        for t in ts:
+            b, ridge, scores = lora_fit.fit_readout(fit[t.module_path], val[t.module_path])
+            adapter = _rank1_adapter(t, v, b)
+            check = lora_fit.measure_fidelity(model, single, scale, [adapter], val_batches or fit_batches,
+                                              with_base=False)
+            layer_report[t.kind] = {"module": t.module_path, "ridge": ridge, "validation_mse_by_ridge": scores,
+                                    "validation": check, "_adapter": adapter}
+        best = min(layer_report, key=lambda k: layer_report[k]["validation"]["kl_mean"])
+        chosen[layer] = layer_report[best]["_adapter"]
+        for entry in layer_report.values():
+            entry.pop("_adapter")
+        report[str(layer)] = {"chosen": best, "candidates": layer_report}
+        log.info("layer %d: kept %s (validation KL %.3g)", layer, layer_report[best]["module"],
+                 layer_report[best]["validation"]["kl_mean"])
+    return chosen, report
+
+
+def _save_adapter(model, adapters: dict[int, Adapter], method: str, out: Path) -> None:
+    from peft import LoraConfig
+    from safetensors.torch import save_file
+
+    paths = [a.module_path for a in adapters.values()]
+    fan_in_fan_out = {lora_fit.module_dims(model.hf.get_submodule(p))[2] for p in paths}
+    config = LoraConfig(
+        r=1, lora_alpha=1, lora_dropout=0.0, bias="none", lora_bias=(method == "bias"),
+        target_modules=sorted(paths), fan_in_fan_out=fan_in_fan_out == {True}, task_type="CAUSAL_LM",
+        base_model_name_or_path=model.name, inference_mode=True,
+    )
+    config.save_pretrained(str(out))
+    tensors = {}
+    for a in adapters.values():
+        prefix = f"base_model.model.{a.module_path}"
+        tensors[f"{prefix}.lora_A.weight"] = a.lora_A.float().contiguous()
+        tensors[f"{prefix}.lora_B.weight"] = a.lora_B.float().contiguous()
+        if a.bias is not None:
+            tensors[f"{prefix}.lora_B.bias"] = a.bias.float().contiguous()
+    save_file(tensors, str(out / "adapter_model.safetensors"), metadata={"format": "pt"})
+
+
+def _replace_dir(tmp: Path, out: Path) -> None:
+    """Move a finished directory into place; an existing export there is replaced, any other content refused."""
+    if out.exists():
+        if any(out.iterdir()) and not (out / "adapter_config.json").exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise InvalidArgumentError(f"{out} exists and is not an adapter directory; choose another --out")
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
+
+
+def export_lora(
+    model,
+    vector: SteeringVector,
+    out_dir: str | os.PathLike,
+    *,
+    method: str = "rank1",
+    scale: float = 1.0,
+    calibration_prompts: Sequence[str] | None = None,
+    heldout_prompts: Sequence[str] | None = None,
+    new_tokens: int = 24,
+    chat: bool = True,
+    batch_size: int = 16,
+    evaluate: bool = True,
+) -> LoraExport:
+    """Write ``scale * vector`` as a PEFT LoRA adapter directory and measure how faithfully it reproduces steering.
+
+    Args:
+        model: the ``SteerableModel`` the vector was made for (the adapter targets its module names).
+        vector: any site; multi-layer vectors give one module per layer.
+        out_dir: adapter directory (replaced if it already holds an adapter).
+        method: ``"rank1"`` (plain LoRA, fitted on calibration activations) or ``"bias"`` (exact, needs LoRA bias).
+        scale: baked into the adapter.
+        calibration_prompts: prompts whose activations fit b (rank1); default the shipped calibration split.
+        heldout_prompts: prompts the reported fidelity is measured on; default the shipped held-out split.
+        new_tokens: greedy tokens generated under the vector after each prompt, so statistics and fidelity also
+            cover generated text (0: prompts only).
+        chat: apply the chat template to prompts.
+        evaluate: measure fidelity on the held-out prompts (README and fidelity.json report it).
+
+    Returns:
+        ``LoraExport`` with the directory, the module per layer and the fidelity numbers.
+
+    Example:
+        >>> res = ss.export_lora(m, v, "adapters/happy", method="rank1", scale=4.0)
+        >>> res.fidelity["heldout"]["kl_mean"]
+        0.003
+        >>> peft_model = peft.PeftModel.from_pretrained(hf_model, "adapters/happy")
+    """
+    if method not in METHODS:
+        raise InvalidArgumentError(f"unknown method {method!r}; choose rank1 (plain LoRA) or bias (exact)")
+    if not math.isfinite(float(scale)):
+        raise InvalidArgumentError(f"scale must be a finite number, got {scale}")
+    if new_tokens < 0:
+        raise InvalidArgumentError(f"new_tokens must be 0 or more, got {new_tokens}")
+    model.check_width(vector.d_model)
+    scale = float(scale)
+    targets = lora_targets(model, vector, method)
+    heldout = list(heldout_prompts) if heldout_prompts is not None else default_prompts("heldout")
+
+    def batches(prompts: Sequence[str]):
+        return lora_fit.token_batches(model, prompts, vector, scale, new_tokens=new_tokens, chat=chat,
+                                      batch_size=batch_size)
+
+    fidelity: dict = {"method": method, "scale": scale, "site": vector.site, "model": model.name,
+                      "new_tokens": new_tokens, "chat": chat}
+    if method == "bias":
+        adapters = {layer: _bias_adapter(model, ts[0], vector.directions[layer] * scale) for layer, ts in targets.items()}
+    else:
+        calibration = list(calibration_prompts) if calibration_prompts is not None else default_prompts("calibration")
+        if len(calibration) < 2:
+            raise InvalidArgumentError("rank1 export needs at least 2 calibration prompts (a few dozen is better)")
+        n_val = max(1, len(calibration) // 5)  # a fifth of the prompts choose the ridge and the module
+        adapters, fidelity["layers"] = _fit_rank1(model, vector, scale, targets, batches(calibration[n_val:]),
+                                                  batches(calibration[:n_val]))
+        fidelity["n_calibration_prompts"] = len(calibration)
+    if evaluate:
+        if not heldout:
+            raise InvalidArgumentError("give at least one held-out prompt, or evaluate=False")
+        fidelity["heldout"] = lora_fit.measure_fidelity(model, vector, scale, list(adapters.values()), batches(heldout))
+        fidelity["n_heldout_prompts"] = len(heldout)
+    modules = {layer: a.module_path for layer, a in adapters.items()}
+    fidelity["modules"] = {str(k): v for k, v in modules.items()}
+
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        _save_adapter(model, adapters, method, tmp)
+        write_json(tmp / "fidelity.json", fidelity)
+        vector.save(tmp / "steerscope_vector.safetensors")
+        (tmp / "README.md").write_text(render_readme(model, vector, fidelity))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _replace_dir(tmp, out)
+    log.info("wrote %s adapter for layers %s to %s", method, list(modules), out)
+    return LoraExport(out, method, modules, fidelity)
