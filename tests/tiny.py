@@ -42,7 +42,7 @@ def tiny_config(arch: str, n_layers: int = 3):
     if arch in ("gemma2", "gemma3_text", "qwen3"):
         extra["head_dim"] = 8
     if arch == "gemma3_text":
-        extra.update(sliding_window=4, layer_types=["sliding_attention", "full_attention", "sliding_attention"][:n_layers])
+        extra.update(sliding_window=4, layer_types=(["sliding_attention", "full_attention"] * n_layers)[:n_layers])
     if arch == "gemma2":
         extra.update(sliding_window=4)
     return AutoConfig.for_model(

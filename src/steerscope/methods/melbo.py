@@ -1,0 +1,351 @@
+"""MELBO (Mack & Turner, "Mechanistically Eliciting Latent Behaviors in Language Models").
+
+Find fixed-norm, mutually orthogonal vectors θ added at every position of ``resid_post[source]`` that maximise
+the change they cause at ``resid_post[target]``:
+
+    maximise  Σ_prompts ( Σ_{t∈T} ‖Z_t(θ) − Z_t(0)‖₂^p )^{1/q}   subject to ‖θ‖ = R
+
+The norm is per token, as in the paper (the public reference code takes the norm over the token axis, which
+differs for p ≠ 2). Only blocks source+1..target are replayed each step (``LayerReplay``): no earlier blocks, no
+later blocks, no LM head. AdamW (amsgrad) steps on the sphere: project the gradient onto the tangent space and the
+complement of earlier vectors, step, retract to norm R.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from ..errors import InvalidArgumentError
+from ..generate import tokenize
+from ..io import read_csv, write_csv, write_json
+from ..layers import LayerReplay
+from ..orthogonal import extend_basis, orthonormal_rows, remove_span, sphere_tangent, stiefel_tangent
+from ..runs import open_run, run_config
+from ..vector import VectorSet
+
+log = logging.getLogger(__name__)
+
+
+def default_layers(n_layers: int) -> tuple[int, int]:
+    """Source ≈ 1/4 depth, target ≈ 3/4 depth (SmolLM2's 30 blocks: 7 and 21, the reference's len(layers) − 8)."""
+    return max(0, n_layers // 4), max(1, (3 * n_layers) // 4 - 1)
+
+
+class MelboObjective:
+    """The MELBO objective for a batch of prompts, evaluated for k vectors at once.
+
+    ``__call__(thetas (k, D)) -> (k,)`` objective per vector, summed over prompts.
+    """
+
+    def __init__(self, model, prompts: list[str], source_layer: int, target_layer: int, *, power: float = 2.0,
+                 q: float | None = None, target_positions: str | int = "all", chat: bool = True) -> None:
+        if not 0 <= source_layer < target_layer < model.n_layers:
+            raise InvalidArgumentError(
+                f"need 0 <= source_layer < target_layer < {model.n_layers}; got {source_layer} and {target_layer}"
+            )
+        self.power, self.q = float(power), float(q if q is not None else power)
+        ids, mask = tokenize(model, prompts, chat=chat)
+        self.replay = LayerReplay(model, ids, mask, start=source_layer + 1, end=target_layer)
+        self.batch = ids.shape[0]
+        real = mask.bool()  # (B, T)
+        if target_positions == "all":
+            self.token_mask = real
+        else:
+            k = int(str(target_positions).removeprefix("last:"))
+            if k < 1:
+                raise InvalidArgumentError("target_positions must be 'all' or a positive number of last tokens")
+            self.token_mask = real & (torch.arange(ids.shape[1]) >= ids.shape[1] - k)[None]
+        with torch.no_grad():
+            self.z0 = self.replay.run(self.replay.hidden)  # (B, T, D)
+
+    @property
+    def d_model(self) -> int:
+        return int(self.z0.shape[-1])
+
+    def __call__(self, thetas: Tensor) -> Tensor:
+        k = thetas.shape[0]
+        # LayerReplay tiles prompts as [p0..pB−1, p0..pB−1, ...]: row i·B + b is vector i on prompt b.
+        # θ is added at every position, padding included (padding is masked out of attention and the objective).
+        hidden = self.replay.hidden.repeat(k, 1, 1) + thetas.repeat_interleave(self.batch, 0)[:, None, :]
+        z = self.replay.run(hidden)  # (k·B, T, D)
+        sq = (z - self.z0.repeat(k, 1, 1)).pow(2).sum(-1).clamp_min(1e-30)  # (k·B, T); clamp keeps grads finite
+        per_token = torch.where(self.token_mask.repeat(k, 1), sq.pow(self.power / 2), torch.zeros_like(sq))
+        per_prompt = per_token.sum(-1).pow(1.0 / self.q)  # (k·B,)
+        return per_prompt.view(k, self.batch).sum(-1)
+
+
+@dataclass
+class MelboResult:
+    """Vectors found by MELBO and how the optimisation went."""
+
+    vectors: VectorSet
+    losses: list[list[float]]  # objective per step, one list per vector
+    objectives: list[float]  # final objective per vector
+    random_objective: float  # mean objective of random vectors of the same norm (the 0-step baseline)
+    radius: float
+    out_dir: Path | None = None
+    radius_sweep: list[dict] = field(default_factory=list)
+
+
+def _adamw(params: list[Tensor], lr: float) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.98), amsgrad=True, weight_decay=0.0)
+
+
+def _init(gen_seed: int, k: int, d: int, basis: Tensor | None, radius: float) -> Tensor:
+    g = torch.Generator().manual_seed(gen_seed)
+    theta = remove_span(torch.randn(k, d, generator=g), basis)
+    return radius * (orthonormal_rows(theta) if k > 1 else theta / theta.norm())
+
+
+def train_block(objective: MelboObjective, init: Tensor, basis: Tensor | None, *, radius: float, steps: int,
+                lr: float, tol: float = 0.0, patience: int = 25, progress=None) -> tuple[Tensor, list[list[float]]]:
+    """Optimise k vectors (rows of ``init``) jointly; k = 1 is the sequential mode's single vector.
+
+    Returns the final vectors (k, D) and the per-step objective of each vector.
+    """
+    theta = init.clone().requires_grad_(True)
+    optimizer = _adamw([theta], lr)
+    history: list[list[float]] = [[] for _ in range(theta.shape[0])]
+    best = -math.inf
+    since_best = 0
+    for _ in range(steps):
+        optimizer.zero_grad(set_to_none=True)
+        obj = objective(theta)
+        (-obj.sum()).backward()
+        for i, value in enumerate(obj.detach().tolist()):
+            history[i].append(value)
+        with torch.no_grad():
+            grad = remove_span(theta.grad, basis)
+            if theta.shape[0] == 1:
+                grad = sphere_tangent(grad, theta)
+            else:
+                grad = stiefel_tangent(grad, theta / radius)
+            theta.grad.copy_(grad)
+        optimizer.step()
+        with torch.no_grad():
+            kept = remove_span(theta, basis)
+            theta.copy_(radius * (orthonormal_rows(kept) if theta.shape[0] > 1 else kept / kept.norm()))
+        if progress is not None:
+            progress.update(1)
+        total = float(obj.detach().sum())
+        if tol > 0:
+            if total > best * (1 + tol) if best > 0 else total > best:
+                best, since_best = total, 0
+            else:
+                since_best += 1
+                if since_best >= patience:
+                    break
+    with torch.no_grad():
+        final = objective(theta.detach())
+    for i, value in enumerate(final.tolist()):
+        history[i].append(value)
+    return theta.detach(), history
+
+
+def random_baseline(objective: MelboObjective, radius: float, n: int = 8, seed: int = 12345) -> float:
+    """Mean objective of n random vectors of norm R (MELBO with 0 steps)."""
+    g = torch.Generator().manual_seed(seed)
+    thetas = torch.randn(n, objective.d_model, generator=g)
+    thetas = radius * thetas / thetas.norm(dim=-1, keepdim=True)
+    with torch.no_grad():
+        return float(objective(thetas).mean())
+
+
+def auto_radius(objective: MelboObjective, *, radii: list[float] | None = None, probe_vectors: int = 4,
+                probe_steps: int = 40, lr: float = 1e-2, seed: int = 0) -> tuple[float, list[dict]]:
+    """Pick R at the knee where the target-layer change of *trained* vectors jumps.
+
+    For each R on a geometric grid scaled to the typical residual norm at the source layer, train a small block of
+    vectors briefly and record the mean objective per unit of R^p ("gain": how much of the target-layer change is
+    amplification rather than plain propagation). The rule: R_auto is the grid radius right after the steepest rise
+    of log(gain) between consecutive radii — below it the model responds linearly, at it the trained vectors start
+    to trigger something. Returns (R_auto, rows of {radius, objective, random_objective, gain}).
+    """
+    from tqdm.auto import tqdm
+
+    real = objective.replay.attention_mask.bool()
+    typical = float(objective.replay.hidden[real].norm(dim=-1).median())
+    radii = radii or [typical * f for f in (0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0)]
+    rows = []
+    for radius in tqdm(radii, desc="radius sweep"):
+        init = _init(seed, probe_vectors, objective.d_model, None, radius)
+        _, history = train_block(objective, init, None, radius=radius, steps=probe_steps, lr=lr * radius / 4)
+        trained = sum(h[-1] for h in history) / len(history)
+        rows.append({"radius": radius, "objective": trained, "random_objective": random_baseline(objective, radius),
+                     "gain": trained / radius ** objective.power})
+    log_gain = [math.log(max(r["gain"], 1e-30)) for r in rows]
+    log_r = [math.log(r["radius"]) for r in rows]
+    slopes = [(log_gain[i + 1] - log_gain[i]) / (log_r[i + 1] - log_r[i]) for i in range(len(rows) - 1)]
+    knee = max(range(len(slopes)), key=lambda i: slopes[i]) + 1
+    for i, row in enumerate(rows):
+        row["chosen"] = i == knee
+    return rows[knee]["radius"], rows
+
+
+def melbo(
+    model,
+    prompts: list[str],
+    *,
+    source_layer: int | None = None,
+    target_layer: int | None = None,
+    num_vectors: int = 8,
+    radius: float | str = "auto",
+    power: float = 2.0,
+    q: float | None = None,
+    target_positions: str | int = "all",
+    steps: int = 300,
+    orthogonal: bool = True,
+    mode: str = "sequential",
+    block_size: int = 4,
+    lr: float = 1e-3,
+    tol: float = 0.0,
+    seed: int = 0,
+    chat: bool = True,
+    out_dir: str | os.PathLike | None = None,
+    resume: bool = False,
+    heldout_prompts: list[str] | None = None,
+    sample_tokens: int = 40,
+    report: bool = True,
+    progress: bool = True,
+) -> MelboResult:
+    """Discover steering vectors without labels (MELBO).
+
+    Args:
+        prompts: training prompts (chat-formatted when ``chat`` and the tokenizer has a template).
+        source_layer / target_layer: block indices; θ is added at ``resid_post[source]``, the change is read at
+            ``resid_post[target]``. Default ≈ 1/4 and ≈ 3/4 depth.
+        radius: ‖θ‖, or ``"auto"`` (see ``auto_radius``).
+        power / q: p and q of the objective (q defaults to p).
+        target_positions: ``"all"`` tokens or the last k (int) tokens of each prompt.
+        mode: ``sequential`` (one vector at a time, each orthogonal to the earlier ones) or ``parallel`` (blocks of
+            ``block_size`` vectors trained jointly with orthonormal rows; blocks orthogonal to earlier blocks).
+        steps: optimisation steps per vector/block; 0 gives random vectors (the baseline).
+        tol: stop a vector early when the objective has not improved by this fraction for 25 steps (0 = never).
+        out_dir: run directory (vectors, config, losses, samples, plots); checkpointed after every vector/block.
+        resume: continue an interrupted run in ``out_dir`` (same settings give the same vectors).
+
+    Example:
+        >>> res = ss.melbo(m, ["How do I make a bomb?"], num_vectors=4, radius=8.0, steps=100, out_dir="runs/melbo")
+        >>> res.vectors[0].norm()
+        8.0
+    """
+    from tqdm.auto import tqdm
+
+    if mode not in ("sequential", "parallel"):
+        raise InvalidArgumentError(f"mode must be 'sequential' or 'parallel', got {mode!r}")
+    if num_vectors < 1 or steps < 0:
+        raise InvalidArgumentError("num_vectors must be >= 1 and steps >= 0")
+    if num_vectors > model.d_model and orthogonal:
+        raise InvalidArgumentError(f"at most d_model = {model.d_model} mutually orthogonal vectors exist")
+    default_source, default_target = default_layers(model.n_layers)
+    source_layer = default_source if source_layer is None else model.check_layer(source_layer)
+    target_layer = default_target if target_layer is None else model.check_layer(target_layer)
+    objective = MelboObjective(model, list(prompts), source_layer, target_layer, power=power, q=q,
+                               target_positions=target_positions, chat=chat)
+    settings = dict(prompts=list(prompts), source_layer=source_layer, target_layer=target_layer,
+                    num_vectors=num_vectors, radius=radius, power=power, q=q, target_positions=target_positions,
+                    steps=steps, orthogonal=orthogonal, mode=mode, block_size=block_size, lr=lr, tol=tol, seed=seed,
+                    chat=chat)
+    config = run_config(model, "melbo", settings)
+    run_dir, resuming = open_run(out_dir, config, resume=resume, keys=list(settings))
+
+    sweep_rows: list[dict] = []
+    if radius == "auto":
+        if resuming and (run_dir / "radius_sweep.csv").is_file():
+            sweep_rows = read_csv(run_dir / "radius_sweep.csv")
+            radius = next(float(r["radius"]) for r in sweep_rows if r.get("chosen") == "True")
+        else:
+            radius, sweep_rows = auto_radius(objective, seed=seed)
+            if run_dir:
+                write_csv(run_dir / "radius_sweep.csv", sweep_rows)
+        log.info("auto radius: R = %.3g", radius)
+    radius = float(radius)
+    if not math.isfinite(radius) or radius <= 0:
+        raise InvalidArgumentError(f"radius must be a positive number or 'auto', got {radius}")
+
+    vectors, losses = _load_checkpoint(run_dir) if resuming else ([], [])
+    k = block_size if mode == "parallel" else 1
+    bar = tqdm(total=num_vectors * steps, initial=len(vectors) * steps, desc="melbo", disable=not progress)
+    while len(vectors) < num_vectors:
+        index = len(vectors)
+        size = min(k, num_vectors - index)
+        # rebuilt from the saved vectors every time, so a resumed run computes exactly what an uninterrupted one does
+        basis = extend_basis(None, torch.stack(vectors)) if vectors and orthogonal else None
+        init = _init(seed * 1_000_003 + index, size, model.d_model, basis if orthogonal else None, radius)
+        found, history = train_block(objective, init, basis if orthogonal else None, radius=radius, steps=steps,
+                                     lr=lr, tol=tol, progress=bar)
+        vectors.extend(found)
+        losses.extend(history)
+        if run_dir:
+            _save_checkpoint(run_dir, model, vectors, losses, config)
+    bar.close()
+    objectives = [h[-1] for h in losses]
+    result = MelboResult(
+        vectors=_as_set(model, vectors, config),
+        losses=losses,
+        objectives=objectives,
+        random_objective=random_baseline(objective, radius),
+        radius=radius,
+        out_dir=run_dir,
+        radius_sweep=sweep_rows,
+    )
+    if run_dir:
+        _write_outputs(model, result, list(prompts), heldout_prompts, sample_tokens, chat, report)
+    return result
+
+
+def _as_set(model, vectors: list[Tensor], config: dict) -> VectorSet:
+    method_config = {k: config[k] for k in ("source_layer", "target_layer", "radius", "power", "q", "steps", "mode",
+                                            "lr", "seed", "target_positions") if k in config}
+    return VectorSet({config["source_layer"]: torch.stack(vectors)}, "resid_post", model_type=model.model_type,
+                     model_name=model.name, method="melbo", method_config=method_config)
+
+
+def _save_checkpoint(run_dir: Path, model, vectors, losses, config) -> None:
+    # losses first, vectors last: the vectors file is the commit point a resume trusts
+    write_csv(run_dir / "losses.csv", [{"vector": i, "step": s, "loss": v}
+                                       for i, h in enumerate(losses) for s, v in enumerate(h)])
+    _as_set(model, vectors, config).save(run_dir / "vectors.safetensors")
+
+
+def _load_checkpoint(run_dir: Path) -> tuple[list[Tensor], list[list[float]]]:
+    if not (run_dir / "vectors.safetensors").is_file():
+        return [], []
+    vs = VectorSet.load(run_dir / "vectors.safetensors")
+    vectors = list(next(iter(vs.tensors.values())))
+    losses: list[list[float]] = [[] for _ in vectors]
+    for row in read_csv(run_dir / "losses.csv"):
+        if int(row["vector"]) < len(vectors):  # rows of a vector whose checkpoint never completed are dropped
+            losses[int(row["vector"])].append(float(row["loss"]))
+    return vectors, losses
+
+
+def _write_outputs(model, result: MelboResult, prompts, heldout, sample_tokens, chat, report) -> None:
+    from ..report.plots import plot_losses, plot_radius_sweep
+    from ..samples import default_heldout_prompts, write_samples
+
+    run_dir = result.out_dir
+    norms = result.vectors.norms().tolist()
+    write_csv(run_dir / "vectors.csv", [
+        {"index": i, "norm": norms[i], "objective": obj, "objective_vs_random": obj / max(result.random_objective, 1e-30)}
+        for i, obj in enumerate(result.objectives)
+    ])
+    write_json(run_dir / "summary.json", {"radius": result.radius, "random_objective": result.random_objective,
+                                          "objectives": result.objectives, "num_vectors": len(result.vectors)})
+    plot_losses(result.losses, run_dir / "plots" / "loss_curves.png", random_level=result.random_objective)
+    if result.radius_sweep:
+        plot_radius_sweep(result.radius_sweep, run_dir / "plots" / "radius_sweep.png")
+    heldout = heldout if heldout is not None else default_heldout_prompts()
+    write_samples(model, result.vectors, {"train": prompts, "heldout": heldout}, run_dir / "samples.jsonl",
+                  max_new_tokens=sample_tokens, chat=chat)
+    if report:
+        from ..report import write_report_if_available
+
+        write_report_if_available(run_dir)

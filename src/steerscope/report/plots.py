@@ -1,0 +1,71 @@
+"""Plots written by discovery runs (PNG, headless)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..io import save_figure, use_agg
+
+
+def _pyplot():
+    use_agg()
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_losses(losses: list[list[float]], path: Path, *, random_level: float | None = None,
+                ylabel: str = "objective", title: str = "MELBO objective per vector") -> Path:
+    """One curve per vector against step; the random-vector baseline as a dashed line."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for i, curve in enumerate(losses):
+        ax.plot(range(len(curve)), curve, lw=1.2, label=f"v{i}" if len(losses) <= 12 else None)
+    if random_level is not None:
+        ax.axhline(random_level, color="k", ls="--", lw=1, label="random vectors (0 steps)")
+    ax.set_xlabel("step")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    if len(losses) <= 12 or random_level is not None:
+        ax.legend(fontsize=7, ncol=2)
+    ax.grid(alpha=0.3)
+    return save_figure(fig, path)
+
+
+def plot_radius_sweep(rows: list[dict], path: Path) -> Path:
+    """Objective of briefly trained and of random vectors against R (log-log), chosen R marked."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    radii = [float(r["radius"]) for r in rows]
+    ax.loglog(radii, [float(r["objective"]) for r in rows], "o-", label="trained (short)")
+    ax.loglog(radii, [float(r["random_objective"]) for r in rows], "s--", label="random")
+    for r in rows:
+        if r.get("chosen") in (True, "True"):
+            ax.axvline(float(r["radius"]), color="C3", ls=":", label=f"chosen R = {float(r['radius']):.3g}")
+    ax.set_xlabel("radius R")
+    ax.set_ylabel("target-layer change (objective)")
+    ax.set_title("MELBO radius sweep: the knee where trained vectors jump")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    return save_figure(fig, path)
+
+
+def plot_ortho(rows: list[dict], path: Path, *, direction: str) -> Path:
+    """MELBO-ortho: KL to θ₀ (with moving average), rescaled KL, and norm against vector index."""
+    plt = _pyplot()
+    idx = [int(r["index"]) for r in rows]
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    ax1.plot(idx, [r["kl"] for r in rows], ".", ms=3, alpha=0.5, label=f"KL {direction}")
+    ax1.plot(idx, [r["kl_moving_avg"] for r in rows], "-", lw=1.5, label="moving average")
+    if any(r.get("kl_rescaled") is not None for r in rows):
+        ax1.plot(idx, [r.get("kl_rescaled") for r in rows], "-", lw=1, alpha=0.8, label="rescaled to ‖θ₀‖")
+    ax1.set_ylabel("KL (nats)")
+    ax1.set_yscale("symlog", linthresh=1e-2)
+    ax1.legend(fontsize=8)
+    ax1.grid(alpha=0.3)
+    ax2.plot(idx, [r["norm"] for r in rows], "-", lw=1.2)
+    ax2.set_ylabel("‖θᵢ‖")
+    ax2.set_xlabel("vector index")
+    ax2.grid(alpha=0.3)
+    fig.suptitle("MELBO-ortho: vectors orthogonal to θ₀ with the same effect")
+    return save_figure(fig, path)

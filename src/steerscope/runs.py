@@ -1,0 +1,61 @@
+"""Run directories: config, checkpoints and resume for long optimisation runs.
+
+A run directory holds ``config.json`` (method settings, model, versions) and whatever the method writes. A run is
+resumable when ``config.json`` exists and its ``resume_key`` settings equal the new call's: the method then reloads
+its checkpoint and continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .errors import InvalidArgumentError
+from .io import read_json, write_json
+
+log = logging.getLogger(__name__)
+
+
+def run_config(model, method: str, settings: dict) -> dict:
+    from . import __version__
+
+    return {
+        "method": method,
+        "model_name": model.name,
+        "model_type": model.model_type,
+        "n_layers": model.n_layers,
+        "d_model": model.d_model,
+        "steerscope_version": __version__,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **settings,
+    }
+
+
+def open_run(out_dir: str | os.PathLike | None, config: dict, *, resume: bool, keys: list[str]) -> tuple[Path | None, bool]:
+    """Create or reopen a run directory. Returns (path, resuming).
+
+    Refuses to overwrite an existing run unless ``resume`` is set (then the settings named in ``keys`` must match).
+    """
+    if out_dir is None:
+        return None, False
+    path = Path(out_dir)
+    existing = path / "config.json"
+    if existing.is_file():
+        if not resume:
+            raise InvalidArgumentError(
+                f"{path} already holds a run; pass resume=True (--resume) to continue it or choose another output directory"
+            )
+        old = read_json(existing)
+        changed = [k for k in keys if old.get(k) != config.get(k)]
+        if changed:
+            raise InvalidArgumentError(
+                f"cannot resume {path}: settings differ from the original run ({', '.join(changed)}); "
+                "use the same settings or a new output directory"
+            )
+        log.info("resuming run in %s", path)
+        return path, True
+    path.mkdir(parents=True, exist_ok=True)
+    write_json(existing, config)
+    return path, False

@@ -1,0 +1,108 @@
+"""MELBO on tiny models: replayed objective, constraints, resume, and that training beats random vectors."""
+
+import pytest
+import torch
+
+import steerscope as ss
+from steerscope.generate import forward_kwargs, tokenize
+from steerscope.methods.melbo import MelboObjective
+from tiny import ARCHS, tiny_model
+
+PROMPTS = ["the cat sat on the mat", "hello there, friend"]
+
+
+def full_forward_objective(m, prompts, theta, source, target, power, q):
+    """The same objective through a full forward with output_hidden_states and steer()."""
+    ids, mask = tokenize(m, prompts, chat=False)
+    kw = forward_kwargs(ids, mask)
+    with torch.no_grad():
+        z0 = m.hf(**kw, output_hidden_states=True).hidden_states[target + 1]
+        with ss.steer(m, ss.SteeringVector({source: theta}), positions="from:0"):
+            z = m.hf(**kw, output_hidden_states=True).hidden_states[target + 1]
+    per_token = (z - z0).norm(dim=-1).pow(power) * mask
+    return per_token.sum(-1).pow(1 / q).sum()
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("power,q", [(2, None), (1.5, 1)])
+def test_replayed_objective_equals_full_forward(arch, power, q):
+    m = tiny_model(arch, n_layers=4)
+    obj = MelboObjective(m, PROMPTS, source_layer=0, target_layer=2, power=power, q=q, chat=False)
+    thetas = torch.randn(3, m.d_model)
+    with torch.no_grad():
+        got = obj(thetas)
+    for i in range(3):
+        want = full_forward_objective(m, PROMPTS, thetas[i], 0, 2, power, q if q is not None else power)
+        torch.testing.assert_close(got[i], want, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["sequential", "parallel"])
+def test_norms_orthogonality_and_beating_random(mode):
+    m = tiny_model("llama")
+    res = ss.melbo(m, PROMPTS, source_layer=0, target_layer=2, num_vectors=4, radius=3.0, steps=40, lr=0.05,
+                   mode=mode, block_size=2, chat=False, progress=False)
+    vs = res.vectors.tensors[0]
+    torch.testing.assert_close(vs.norm(dim=-1), torch.full((4,), 3.0), atol=1e-5, rtol=1e-5)
+    cos = (vs / vs.norm(dim=-1, keepdim=True)) @ (vs / vs.norm(dim=-1, keepdim=True)).T
+    assert (cos - torch.eye(4)).abs().max() <= 1e-5
+    obj = MelboObjective(m, PROMPTS, source_layer=0, target_layer=2, chat=False)
+    randoms = torch.randn(32, m.d_model)
+    with torch.no_grad():
+        best_random = obj(3.0 * randoms / randoms.norm(dim=-1, keepdim=True)).max()
+    assert res.objectives[0] > best_random  # the first vector (unconstrained by others) beats 32 random ones
+    assert all(curve[-1] >= curve[0] for curve in res.losses)
+
+
+def test_zero_steps_is_the_random_baseline():
+    m = tiny_model("llama")
+    res = ss.melbo(m, PROMPTS, source_layer=0, target_layer=2, num_vectors=2, radius=3.0, steps=0, chat=False,
+                   progress=False)
+    assert len(res.vectors) == 2 and all(len(curve) == 1 for curve in res.losses)
+
+
+@pytest.mark.parametrize("mode", ["sequential", "parallel"])
+def test_resume_gives_the_same_vectors(tmp_path, mode):
+    m = tiny_model("llama")
+    kw = dict(source_layer=0, target_layer=2, radius=2.0, steps=8, lr=0.05, mode=mode, block_size=2, chat=False,
+              progress=False, heldout_prompts=["hi"], sample_tokens=3, report=False)
+    full = ss.melbo(m, PROMPTS, num_vectors=4, out_dir=tmp_path / "full", **kw)
+    # an "interrupted" run: same settings, stopped after 2 vectors (simulated by rewriting the checkpoint)
+    part = ss.melbo(m, PROMPTS, num_vectors=4, out_dir=tmp_path / "part", **kw)
+    ss.VectorSet({0: part.vectors.tensors[0][:2]}, method="melbo").save(tmp_path / "part" / "vectors.safetensors")
+    resumed = ss.melbo(m, PROMPTS, num_vectors=4, out_dir=tmp_path / "part", resume=True, **kw)
+    torch.testing.assert_close(resumed.vectors.tensors[0], full.vectors.tensors[0], atol=1e-6, rtol=1e-6)
+    with pytest.raises(ss.SteerscopeError, match="resume"):
+        ss.melbo(m, PROMPTS, num_vectors=4, out_dir=tmp_path / "full", **kw)
+    with pytest.raises(ss.SteerscopeError, match="settings differ"):
+        ss.melbo(m, PROMPTS, num_vectors=4, out_dir=tmp_path / "full", resume=True, **{**kw, "steps": 9})
+
+
+def test_run_directory_contents(tmp_path):
+    m = tiny_model("llama")
+    ss.melbo(m, PROMPTS, source_layer=0, target_layer=2, num_vectors=2, radius=2.0, steps=3, chat=False,
+             progress=False, out_dir=tmp_path / "run", heldout_prompts=["hi"], sample_tokens=3, report=False)
+    run = tmp_path / "run"
+    for name in ["config.json", "vectors.safetensors", "vectors.csv", "losses.csv", "samples.jsonl",
+                 "plots/loss_curves.png"]:
+        assert (run / name).is_file(), name
+    from steerscope.io import read_jsonl
+
+    samples = read_jsonl(run / "samples.jsonl")
+    assert {s["vector"] for s in samples} == {None, 0, 1} and {s["split"] for s in samples} == {"train", "heldout"}
+    assert len(samples) == 3 * (len(PROMPTS) + 1)
+
+
+def test_auto_radius_picks_a_grid_point(tmp_path):
+    m = tiny_model("llama")
+    res = ss.melbo(m, PROMPTS, source_layer=0, target_layer=2, num_vectors=1, radius="auto", steps=2, chat=False,
+                   progress=False)
+    chosen = [r for r in res.radius_sweep if r["chosen"]]
+    assert len(chosen) == 1 and chosen[0]["radius"] == res.radius
+
+
+def test_bad_layers_are_clear_errors():
+    m = tiny_model("llama")
+    with pytest.raises(ss.SteerscopeError, match="source_layer < target_layer"):
+        ss.melbo(m, PROMPTS, source_layer=2, target_layer=1, radius=1.0, chat=False)
+    with pytest.raises(ss.SteerscopeError, match="out of range"):
+        ss.melbo(m, PROMPTS, source_layer=0, target_layer=7, radius=1.0, chat=False)
