@@ -16,7 +16,7 @@ from steerscope.evaluate.judges import JudgeError
 class FakeOpenAI(BaseHTTPRequestHandler):
     """Behaviour chosen by a marker in the user message; counts requests per marker."""
 
-    calls: Counter = Counter()
+    calls: Counter = Counter()  # noqa: RUF012 (reset by the fixture)
     in_flight = 0
     max_in_flight = 0
     lock = threading.Lock()
@@ -87,8 +87,8 @@ def server():
 
 
 def judge(url, tmp_path, **kw):
-    opts = dict(timeout=0.5, max_retries=3, backoff=0.01, max_backoff=0.05, attempts=2, cache_dir=tmp_path / "cache",
-                api_key_env="STEERSCOPE_TEST_KEY")
+    opts = {"timeout": 0.5, "max_retries": 3, "backoff": 0.01, "max_backoff": 0.05, "attempts": 2,
+            "cache_dir": tmp_path / "cache", "api_key_env": "STEERSCOPE_TEST_KEY"}
     opts.update(kw)
     return ss.HTTPJudge(url, "fake-model", **opts)
 

