@@ -318,7 +318,7 @@ def optimize_vector(
             norm = v.norm()
             if max_norm is not None and norm > max_norm:
                 v.mul_(max_norm / norm)
-        bar.set_postfix(loss=f"{loss:.4f}", norm=f"{float(v.norm()):.2f}")
+        bar.set_postfix(loss=f"{loss:.4f}", norm=f"{float(v.detach().norm()):.2f}")
         if len(history) > 1 and abs(history[-1]["loss"] - history[-2]["loss"]) < tol:
             still += 1
             if still >= patience:
@@ -328,7 +328,7 @@ def optimize_vector(
             still = 0
     with torch.no_grad():
         final = float(losses()[0])
-    log.info("one-shot: %d steps, final loss %.4f, norm %.3f (%s)", len(history), final, float(v.norm()), stop_reason)
+    log.info("one-shot: %d steps, final loss %.4f, norm %.3f (%s)", len(history), final, float(v.detach().norm()), stop_reason)
     config = dict(layer=layer, site=site, lr=lr, max_iters=max_iters, max_norm=max_norm, init_norm=init_norm,
                   coldness=coldness, target_loss=target_loss, normalize_by_length=normalize_by_length,
                   satisfice=satisfice, operator=operator, seed=seed, chat=chat, eps=eps,

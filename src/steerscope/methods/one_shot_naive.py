@@ -81,7 +81,7 @@ def optimize_vector_naive(
                                          operator=operator, coldness=coldness,
                                          normalize_by_length=normalize_by_length, chat=chat)
             loss.backward()  # gradient accumulation: one graph per completion
-            total += float(loss)
+            total += float(loss.detach())
         losses.append(total)
         opt.step()
         with torch.no_grad():
