@@ -49,6 +49,8 @@ _EXPORTS: dict[str, str] = {
     "Judge": ".evaluate.judges",
     "LocalJudge": ".evaluate.judges",
     "HTTPJudge": ".evaluate.judges",
+    "pairwise_compare": ".evaluate.judge_tasks",
+    "describe_differences": ".evaluate.judge_tasks",
     "linearity_score": ".evaluate.linearity",
     "LinearityResult": ".evaluate.linearity",
     # export and report
