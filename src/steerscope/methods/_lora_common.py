@@ -1,0 +1,204 @@
+"""Shared by the LoRA methods: attach/detach PEFT adapters without leaving traces, sample continuations, and the
+one-pass KL/NLL loss terms of LoRA discovery.
+
+Private helpers for ``lora_discovery`` and ``from_lora`` (the methods themselves never import each other).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..errors import InvalidArgumentError, SteerscopeError
+from ..generate import forward_kwargs
+
+log = logging.getLogger(__name__)
+
+
+# -- adapters ---------------------------------------------------------------------------------------------------
+def default_target_modules(model) -> list[str]:
+    """Full module paths of every decoder block's MLP output projection (e.g. ``model.layers.7.mlp.down_proj``)."""
+    proj = model.arch.mlp_out_proj
+    if proj is None:
+        raise InvalidArgumentError(
+            f"steerscope does not know the MLP output projection of {model.model_type}; pass target_modules "
+            "(module names, e.g. ['down_proj'])"
+        )
+    return [f"{model.arch.layers}.{i}.{proj}" for i in range(model.n_layers)]
+
+
+def needs_fan_in_fan_out(model, targets: list[str]) -> bool:
+    """GPT-2 style ``Conv1D`` stores weights transposed; PEFT must be told (``fan_in_fan_out=True``)."""
+    names = set(targets)
+    for name, module in model.hf.named_modules():
+        if type(module).__name__ == "Conv1D" and (name in names or name.rsplit(".", 1)[-1] in names):
+            return True
+    return False
+
+
+def detach_peft(peft_model) -> None:
+    """Remove every LoRA layer PEFT injected into ``model.hf`` so other code sees the untouched base model."""
+    try:
+        peft_model.unload()  # restores the original modules (no merge)
+    finally:
+        base = peft_model.base_model.model if hasattr(peft_model, "base_model") else None
+        for attr in ("peft_config", "_hf_peft_config_loaded"):
+            if base is not None and attr in vars(base):
+                delattr(base, attr)
+
+
+@contextlib.contextmanager
+def loaded_adapter(model, adapter_dir: str | Path) -> Iterator[object]:
+    """Load a PEFT LoRA adapter directory onto ``model.hf`` for the duration of the block, then remove it."""
+    from peft import PeftConfig, PeftModel
+
+    adapter_dir = Path(adapter_dir)
+    if not (adapter_dir / "adapter_config.json").is_file():
+        raise InvalidArgumentError(
+            f"{adapter_dir} is not a PEFT adapter directory (no adapter_config.json); pass the folder "
+            "save_pretrained wrote, e.g. RUN/run_000/adapter"
+        )
+    config = PeftConfig.from_pretrained(str(adapter_dir))
+    if str(getattr(config.peft_type, "value", config.peft_type)) != "LORA":
+        raise InvalidArgumentError(f"{adapter_dir} holds a {config.peft_type} adapter; only LoRA adapters are supported")
+    try:
+        peft_model = PeftModel.from_pretrained(model.hf, str(adapter_dir), is_trainable=False)
+    except (ValueError, RuntimeError, KeyError) as exc:
+        # a half-injected adapter must not stay behind
+        _strip_lora_layers(model)
+        raise SteerscopeError(
+            f"adapter {adapter_dir} does not fit model {model.name} ({' '.join(str(exc).split())[:300]}); "
+            "use an adapter trained for this model"
+        ) from exc
+    try:
+        yield peft_model
+    finally:
+        detach_peft(peft_model)
+
+
+def _strip_lora_layers(model) -> None:
+    """Swap any PEFT LoRA layer left in ``model.hf`` back to its base layer."""
+    for name, module in list(model.hf.named_modules()):
+        base = getattr(module, "base_layer", None)
+        if base is not None and name:
+            parent_name, _, child = name.rpartition(".")
+            parent = model.hf.get_submodule(parent_name) if parent_name else model.hf
+            setattr(parent, child, base)
+
+
+# -- sampling ---------------------------------------------------------------------------------------------------
+def eos_ids(model) -> list[int]:
+    ids = model.hf.generation_config.eos_token_id
+    if ids is None:
+        ids = model.tokenizer.eos_token_id
+    ids = ids if isinstance(ids, (list, tuple)) else [ids]
+    return [int(i) for i in ids if i is not None]
+
+
+def continuation_mask(model, continuation: Tensor) -> Tensor:
+    """(B, N) 1 for sampled tokens up to and including the first end-of-sequence token, 0 for the padding after it."""
+    stops = torch.zeros_like(continuation, dtype=torch.bool)
+    for i in eos_ids(model):
+        stops |= continuation == i
+    # tokens strictly after the first stop are padding: count stops before each position
+    before = stops.long().cumsum(-1) - stops.long()
+    return (before == 0).long()
+
+
+@torch.no_grad()
+def sample(model, ids: Tensor, mask: Tensor, *, max_new_tokens: int, temperature: float = 1.0,
+           do_sample: bool = True) -> tuple[Tensor, Tensor, Tensor]:
+    """Sample continuations with the KV cache in one batched ``generate``.
+
+    Returns (sequence (B, T+N), attention mask (B, T+N), continuation mask (B, N)); the prompt keeps its left
+    padding and the continuation is masked after its first end-of-sequence token.
+    """
+    kwargs = dict(max_new_tokens=max_new_tokens, attention_mask=mask, pad_token_id=model.tokenizer.pad_token_id)
+    if do_sample:
+        # plain ancestral sampling: the loss assumes y ~ Q, so no top-k / top-p truncation
+        kwargs.update(do_sample=True, temperature=temperature, top_k=0, top_p=1.0)
+    else:
+        kwargs.update(do_sample=False, temperature=None, top_k=None, top_p=None)
+    out = model.hf.generate(ids, **kwargs)
+    cont = out[:, ids.shape[1]:]
+    cont_mask = continuation_mask(model, cont)
+    return out, torch.cat([mask, cont_mask], dim=1), cont_mask
+
+
+# -- loss -------------------------------------------------------------------------------------------------------
+@dataclass
+class LossTerms:
+    """Token-averaged terms over the continuation tokens. ``loss`` carries gradients; the rest are detached."""
+
+    loss: Tensor
+    kl: Tensor  # mean over tokens of KL(P || Q)
+    nll: Tensor  # mean NLL of the continuation under Q
+    base_nll: Tensor  # mean NLL of the continuation under P (its log gives perplexity under the base model)
+    tokens: int
+
+
+def tail_logits(model, seq: Tensor, attn: Tensor, n_keep: int) -> Tensor:
+    """Logits of the last ``n_keep`` positions: (B, n_keep, V). Skips the LM head on the prompt when supported."""
+    kwargs = forward_kwargs(seq, attn)
+    try:
+        logits = model.hf(**kwargs, logits_to_keep=n_keep).logits
+    except TypeError:  # older models without logits_to_keep
+        logits = model.hf(**kwargs).logits
+    return logits[:, -n_keep:]
+
+
+def terms_from_logits(p_logits: Tensor, q_logits: Tensor, targets: Tensor, weights: Tensor, *, alpha: float,
+                      beta: float) -> LossTerms:
+    """Per-token KL(P || Q) and NLL under Q of ``targets``, averaged over tokens where ``weights`` is 1.
+
+    Shapes: logits (B, N, V), targets and weights (B, N).
+    """
+    logp = F.log_softmax(p_logits.float(), dim=-1)  # (B, N, V)
+    logq = F.log_softmax(q_logits.float(), dim=-1)
+    kl_tok = (logp.exp() * (logp - logq)).sum(-1)  # (B, N)
+    nll_tok = -logq.gather(-1, targets[..., None]).squeeze(-1)  # (B, N)
+    base_tok = -logp.gather(-1, targets[..., None]).squeeze(-1)
+    w = weights.to(kl_tok.dtype)
+    n = w.sum().clamp_min(1.0)
+    kl, nll = (kl_tok * w).sum() / n, (nll_tok * w).sum() / n
+    loss = alpha * (-kl) + beta * nll
+    return LossTerms(loss=loss, kl=kl.detach(), nll=nll.detach(), base_nll=((base_tok * w).sum() / n).detach(),
+                     tokens=int(w.sum()))
+
+
+def loss_terms(model, seq: Tensor, attn: Tensor, cont_mask: Tensor, base: Callable[[], contextlib.AbstractContextManager],
+               *, alpha: float, beta: float) -> LossTerms:
+    """One teacher-forced pass of P (``base()`` context, no grad) and one of Q over prompt + continuation.
+
+    The logits at position t predict token t+1, so the N continuation tokens are predicted by the N positions
+    ending one before the last: keep N+1 tail logits and drop the final one.
+    """
+    n = cont_mask.shape[1]
+    targets = seq[:, -n:]  # (B, N)
+    with torch.no_grad(), base():
+        p_logits = tail_logits(model, seq, attn, n + 1)[:, :-1]  # (B, N, V)
+    q_logits = tail_logits(model, seq, attn, n + 1)[:, :-1]
+    return terms_from_logits(p_logits, q_logits, targets, cont_mask, alpha=alpha, beta=beta)
+
+
+def loss_terms_stepwise(model, seq: Tensor, attn: Tensor, cont_mask: Tensor,
+                        base: Callable[[], contextlib.AbstractContextManager], *, alpha: float, beta: float) -> LossTerms:
+    """Reference: the same terms computed token by token (a full forward of P and Q per continuation token, as the
+    original implementation did). Slow; kept for the benchmark and tests."""
+    n = cont_mask.shape[1]
+    start = seq.shape[1] - n
+    p_steps, q_steps = [], []
+    for t in range(n):
+        prefix, prefix_attn = seq[:, : start + t], attn[:, : start + t]
+        with torch.no_grad(), base():
+            p_steps.append(tail_logits(model, prefix, prefix_attn, 1))  # (B, 1, V)
+        q_steps.append(tail_logits(model, prefix, prefix_attn, 1))
+    return terms_from_logits(torch.cat(p_steps, 1), torch.cat(q_steps, 1), seq[:, start:], cont_mask,
+                             alpha=alpha, beta=beta)

@@ -1,0 +1,302 @@
+"""Unsupervised LoRA discovery: train small LoRA adapters that push the model away from itself, coherently.
+
+Loss per batch, with P the base model (adapter disabled), Q the adapted model and y sampled from Q (on-policy)::
+
+    L = alpha * (-KL(P || Q)) + beta * NLL(Q, y)
+
+The negative KL pushes Q away from the base; the NLL on Q's own samples keeps it from collapsing into gibberish.
+Each step samples continuations from Q with the KV cache in one batched ``generate``, then runs one
+teacher-forced pass of P (no grad) and one of Q over prompt + continuation: every per-token KL and NLL comes out
+of those two forwards (``bench/bench_lora_step.py`` compares this with a token-by-token loop).
+
+Run directory (``out_dir``)::
+
+    config.json                 settings of the whole call
+    summary.json                one entry per finished run
+    run_000/adapter/            standard PEFT LoRA directory (adapter_config.json, adapter_model.safetensors)
+    run_000/losses.csv          step, epoch, loss, kl, nll, base_nll, tokens, seconds
+    run_000/losses.png          loss curves
+    run_000/samples.jsonl       held-out prompts: base vs adapted completion (greedy)
+    run_000/summary.json        held-out KL / NLL / perplexities; its presence marks the run done (resume skips it)
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..errors import InvalidArgumentError
+from ..generate import tokenize
+from ..io import read_json, save_figure, use_agg, write_csv, write_json, write_jsonl
+from ._lora_common import default_target_modules, detach_peft, loss_terms, needs_fan_in_fan_out, sample
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LR = 2e-3  # see docs/lora_and_contrastive.md: a sweep on SmolLM2-135M
+
+
+@dataclass
+class LoraRun:
+    """One trained adapter: where it is and how far it moved from the base on held-out prompts."""
+
+    index: int
+    dir: Path
+    adapter_dir: Path
+    heldout: dict = field(default_factory=dict)  # kl, nll, base_nll, base_ppl, base_ppl_of_base_samples, tokens
+
+
+@dataclass
+class LoraDiscoveryResult:
+    out_dir: Path
+    runs: list[LoraRun]
+
+    @property
+    def adapter_dirs(self) -> list[Path]:
+        return [r.adapter_dir for r in self.runs]
+
+
+def _config(model, **settings) -> dict:
+    from .. import __version__
+
+    try:
+        import peft
+
+        peft_version = peft.__version__
+    except ImportError:  # pragma: no cover - peft is a dependency
+        peft_version = None
+    return {"model_name": model.name, "model_type": model.model_type, "steerscope_version": __version__,
+            "peft_version": peft_version, **settings}
+
+
+def discover_lora(
+    model,
+    prompts: list[str] | None = None,
+    *,
+    held_out_prompts: list[str] | None = None,
+    rank: int = 2,
+    target_modules: list[str] | None = None,
+    lora_alpha: float | None = None,
+    alpha: float = 1.1,
+    beta: float = 0.3,
+    lr: float = DEFAULT_LR,
+    epochs: int = 1,
+    max_steps: int | None = None,
+    batch_size: int = 8,
+    max_new_tokens: int = 128,
+    temperature: float = 1.0,
+    runs: int = 1,
+    out_dir: str | Path = "lora_runs",
+    seed: int = 0,
+    chat: bool = True,
+    eval_size: int = 32,
+    num_samples: int = 8,
+    sample_tokens: int | None = None,
+    resume: bool = True,
+    progress: bool = True,
+) -> LoraDiscoveryResult:
+    """Train ``runs`` independent LoRA adapters with L = alpha·(−KL(P‖Q)) + beta·NLL(Q, y), y ~ Q.
+
+    Args:
+        prompts: training prompts; default the shipped ``honesty_train`` set (400 prompts).
+        held_out_prompts: for the held-out KL and samples; default the shipped ``honesty_heldout`` set.
+        rank: LoRA rank. ``lora_alpha`` (PEFT's scaling numerator) defaults to ``rank`` (scaling 1).
+        target_modules: PEFT target module names; default every decoder block's MLP output projection.
+        alpha, beta: weights of −KL and NLL.
+        max_steps: stop each run after this many optimiser steps (default: ``epochs`` full passes).
+        max_new_tokens: sampled continuation length during training.
+        eval_size: held-out prompts used for the KL/perplexity summary; ``num_samples`` of them go to samples.jsonl.
+        sample_tokens: length of the held-out samples (default ``max_new_tokens``).
+        resume: skip runs whose ``summary.json`` exists in ``out_dir``.
+
+    The model is left as it was: the adapter is removed (PEFT ``unload``) after each run, also on errors.
+
+    Example:
+        >>> res = ss.discover_lora(m, runs=2, max_steps=30, max_new_tokens=48, out_dir="runs/lora")
+        >>> v = ss.vector_from_lora(m, res.runs[0].adapter_dir, prompts)
+    """
+    from ..data import load_prompts
+
+    prompts = list(prompts) if prompts is not None else load_prompts("honesty_train")
+    held_out = list(held_out_prompts) if held_out_prompts is not None else load_prompts("honesty_heldout")
+    for name, value in (("rank", rank), ("epochs", epochs), ("batch_size", batch_size), ("runs", runs),
+                        ("max_new_tokens", max_new_tokens)):
+        if not isinstance(value, int) or value < 1:
+            raise InvalidArgumentError(f"{name} must be a positive integer, got {value!r}")
+    if max_steps is not None and max_steps < 1:
+        raise InvalidArgumentError(f"max_steps must be at least 1, got {max_steps}")
+    if not (lr > 0 and math.isfinite(lr)) or not temperature > 0:
+        raise InvalidArgumentError("lr and temperature must be positive finite numbers")
+    if not prompts or not held_out:
+        raise InvalidArgumentError("give at least one training prompt and one held-out prompt")
+    targets = list(target_modules) if target_modules else default_target_modules(model)
+    out_dir = Path(out_dir)
+    config = _config(model, prompts=len(prompts), held_out_prompts=len(held_out), rank=rank, target_modules=targets,
+                     lora_alpha=lora_alpha or rank, alpha=alpha, beta=beta, lr=lr, epochs=epochs, max_steps=max_steps,
+                     batch_size=batch_size, max_new_tokens=max_new_tokens, temperature=temperature, runs=runs,
+                     seed=seed, chat=chat, eval_size=eval_size, num_samples=num_samples, sample_tokens=sample_tokens or max_new_tokens)
+    _check_resume(out_dir, config, resume)
+    write_json(out_dir / "config.json", config)
+    done: list[LoraRun] = []
+    for index in range(runs):
+        run_dir = out_dir / f"run_{index:03d}"
+        if resume and (run_dir / "summary.json").is_file():
+            log.info("run %d already done, skipping (resume)", index)
+            done.append(LoraRun(index, run_dir, run_dir / "adapter", read_json(run_dir / "summary.json")["heldout"]))
+            continue
+        done.append(_one_run(model, prompts, held_out, run_dir, index, config, targets, progress))
+        write_json(out_dir / "summary.json", {"runs": [{"index": r.index, "adapter_dir": str(r.adapter_dir),
+                                                        "heldout": r.heldout} for r in done]})
+    return LoraDiscoveryResult(out_dir=out_dir, runs=done)
+
+
+def _check_resume(out_dir: Path, config: dict, resume: bool) -> None:
+    path = out_dir / "config.json"
+    if not path.is_file():
+        return
+    old = read_json(path)
+    keys = [k for k in config if k not in ("runs", "steerscope_version", "peft_version")]
+    changed = [k for k in keys if old.get(k) != config[k]]
+    if resume and changed:
+        raise InvalidArgumentError(
+            f"{out_dir} holds runs made with other settings ({', '.join(changed)}); use a new out_dir or resume=False"
+        )
+
+
+def _batches(prompts: list[str], batch_size: int, epochs: int, seed: int):
+    g = torch.Generator().manual_seed(seed)
+    for epoch in range(epochs):
+        order = torch.randperm(len(prompts), generator=g).tolist()
+        for start in range(0, len(order), batch_size):
+            yield epoch, [prompts[i] for i in order[start: start + batch_size]]
+
+
+def _one_run(model, prompts, held_out, run_dir: Path, index: int, cfg: dict, targets: list[str],
+             progress: bool) -> LoraRun:
+    from peft import LoraConfig, get_peft_model
+    from tqdm.auto import tqdm
+
+    seed = cfg["seed"] + 1000 * index
+    torch.manual_seed(seed)  # LoRA A init and sampling
+    lora_cfg = LoraConfig(r=cfg["rank"], lora_alpha=cfg["lora_alpha"], target_modules=targets, lora_dropout=0.0,
+                          bias="none", fan_in_fan_out=needs_fan_in_fan_out(model, targets))
+    peft_model = get_peft_model(model.hf, lora_cfg)
+    try:
+        params = [p for p in peft_model.parameters() if p.requires_grad]
+        opt = torch.optim.Adam(params, lr=cfg["lr"])
+        steps_per_epoch = math.ceil(len(prompts) / cfg["batch_size"])
+        total = min(cfg["max_steps"] or 10**9, steps_per_epoch * cfg["epochs"])
+        rows, t0 = [], time.perf_counter()
+        bar = tqdm(total=total, desc=f"lora run {index}", disable=not progress)
+        for step, (epoch, batch) in enumerate(_batches(prompts, cfg["batch_size"], cfg["epochs"], seed)):
+            if step >= total:
+                break
+            ids, mask = tokenize(model, batch, chat=cfg["chat"])
+            seq, attn, cont_mask = sample(model, ids, mask, max_new_tokens=cfg["max_new_tokens"],
+                                          temperature=cfg["temperature"])
+            terms = loss_terms(model, seq, attn, cont_mask, peft_model.disable_adapter, alpha=cfg["alpha"],
+                               beta=cfg["beta"])
+            opt.zero_grad(set_to_none=True)
+            terms.loss.backward()
+            opt.step()
+            rows.append({"step": step, "epoch": epoch, "loss": float(terms.loss), "kl": float(terms.kl),
+                         "nll": float(terms.nll), "base_nll": float(terms.base_nll), "tokens": terms.tokens,
+                         "seconds": round(time.perf_counter() - t0, 3)})
+            bar.update(1)
+            bar.set_postfix(kl=f"{float(terms.kl):.3f}", nll=f"{float(terms.nll):.2f}")
+        bar.close()
+        adapter_dir = run_dir / "adapter"
+        _save_adapter(peft_model, adapter_dir)
+        write_csv(run_dir / "losses.csv", rows)
+        _plot(rows, run_dir / "losses.png", index)
+        heldout, samples = _evaluate(model, peft_model, held_out, cfg)
+    finally:
+        detach_peft(peft_model)
+    write_jsonl(run_dir / "samples.jsonl", samples)
+    write_json(run_dir / "summary.json", {"index": index, "seed": seed, "steps": len(rows), "heldout": heldout,
+                                          "final_train": rows[-1] if rows else None})
+    log.info("run %d: held-out KL %.3f, perplexity under base %.1f", index, heldout["kl"], heldout["base_ppl"])
+    return LoraRun(index, run_dir, adapter_dir, heldout)
+
+
+def _save_adapter(peft_model, adapter_dir: Path) -> None:
+    """save_pretrained into a temp dir, then rename: a crash never leaves half an adapter."""
+    import os
+    import shutil
+    import tempfile
+
+    adapter_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".adapter-", dir=adapter_dir.parent))
+    try:
+        peft_model.save_pretrained(str(tmp))
+        if adapter_dir.exists():
+            shutil.rmtree(adapter_dir)
+        os.replace(tmp, adapter_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+@torch.no_grad()
+def _evaluate(model, peft_model, held_out: list[str], cfg: dict) -> tuple[dict, list[dict]]:
+    """Held-out KL(P‖Q) and perplexities on Q's samples, plus greedy base-vs-adapted samples."""
+    prompts = held_out[: cfg["eval_size"]]
+    n_tok = cfg["sample_tokens"]
+    sums = {"kl": 0.0, "nll": 0.0, "base_nll": 0.0, "base_self_nll": 0.0}
+    tokens = base_tokens = 0
+    bs = cfg["batch_size"]
+    torch.manual_seed(cfg["seed"] + 7)
+    for start in range(0, len(prompts), bs):
+        ids, mask = tokenize(model, prompts[start: start + bs], chat=cfg["chat"])
+        seq, attn, cont = sample(model, ids, mask, max_new_tokens=n_tok, temperature=cfg["temperature"])
+        t = loss_terms(model, seq, attn, cont, peft_model.disable_adapter, alpha=cfg["alpha"], beta=cfg["beta"])
+        for key in ("kl", "nll", "base_nll"):
+            sums[key] += float(getattr(t, key)) * t.tokens
+        tokens += t.tokens
+        # reference: the base model's own samples under the base model (what "coherent" looks like here)
+        with peft_model.disable_adapter():
+            bseq, battn, bcont = sample(model, ids, mask, max_new_tokens=n_tok, temperature=cfg["temperature"])
+            b = loss_terms(model, bseq, battn, bcont, _null, alpha=0.0, beta=1.0)
+        sums["base_self_nll"] += float(b.nll) * b.tokens
+        base_tokens += b.tokens
+    heldout = {"kl": sums["kl"] / max(tokens, 1), "nll": sums["nll"] / max(tokens, 1),
+               "base_nll": sums["base_nll"] / max(tokens, 1), "tokens": tokens, "prompts": len(prompts),
+               "base_self_nll": sums["base_self_nll"] / max(base_tokens, 1)}
+    heldout["base_ppl"] = math.exp(min(heldout["base_nll"], 50.0))
+    heldout["base_ppl_of_base_samples"] = math.exp(min(heldout["base_self_nll"], 50.0))
+    samples = []
+    shown = held_out[: cfg["num_samples"]]
+    if shown:
+        from ..generate import generate
+
+        adapted = generate(model, shown, max_new_tokens=n_tok, chat=cfg["chat"], batch_size=bs)
+        with peft_model.disable_adapter():
+            base = generate(model, shown, max_new_tokens=n_tok, chat=cfg["chat"], batch_size=bs)
+        samples = [{"prompt": p, "base": b, "adapted": a} for p, b, a in zip(shown, base, adapted)]
+    return heldout, samples
+
+
+def _null():
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
+def _plot(rows: list[dict], path: Path, index: int) -> None:
+    if not rows:
+        return
+    use_agg()
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3))
+    steps = [r["step"] for r in rows]
+    for ax, key, title in zip(axes, ("loss", "kl", "nll"), ("loss", "KL(P‖Q) per token", "NLL(Q, y) per token")):
+        ax.plot(steps, [r[key] for r in rows])
+        ax.set_title(title)
+        ax.set_xlabel("step")
+    fig.suptitle(f"LoRA discovery run {index}")
+    save_figure(fig, path)
