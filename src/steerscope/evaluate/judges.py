@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import random
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -138,6 +139,7 @@ class HTTPJudge:
         self.params = {"temperature": temperature, "max_tokens": max_tokens, **(extra_body or {})}
         self.cache = JudgeCache(default_cache_dir() if cache_dir == "default" else cache_dir) if cache_dir else None
         self.requests_sent = 0  # HTTP requests actually made (cache hits make none)
+        self._count_lock = threading.Lock()
 
     def _headers(self) -> dict:
         key = os.environ.get(self.api_key_env) if self.api_key_env else None
@@ -157,7 +159,8 @@ class HTTPJudge:
         import httpx
 
         for retry in range(self.max_retries + 1):
-            self.requests_sent += 1
+            with self._count_lock:
+                self.requests_sent += 1
             try:
                 resp = client.post(self.url, json=request, headers=self._headers(), timeout=self.timeout)
             except (httpx.TimeoutException, httpx.TransportError) as exc:
