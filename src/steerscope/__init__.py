@@ -38,6 +38,7 @@ _EXPORTS: dict[str, str] = {
     "Example": ".methods.one_shot",
     "OptimizeResult": ".methods.one_shot",
     "discover_lora": ".methods.lora_discovery",
+    "LoraDiscoveryResult": ".methods.lora_discovery",
     "vector_from_lora": ".methods.from_lora",
     "contrastive_vector": ".methods.contrastive",
     # evaluation

@@ -203,7 +203,7 @@ def _one_run(model, prompts, held_out, run_dir: Path, index: int, cfg: dict, tar
             opt.zero_grad(set_to_none=True)
             terms.loss.backward()
             opt.step()
-            rows.append({"step": step, "epoch": epoch, "loss": float(terms.loss), "kl": float(terms.kl),
+            rows.append({"step": step, "epoch": epoch, "loss": float(terms.loss.detach()), "kl": float(terms.kl),
                          "nll": float(terms.nll), "base_nll": float(terms.base_nll), "tokens": terms.tokens,
                          "seconds": round(time.perf_counter() - t0, 3)})
             bar.update(1)
