@@ -47,7 +47,8 @@ class LayerReplay:
         >>> z = replay.run(replay.hidden + theta)                     # resid_post[21], (B, T, D)
     """
 
-    def __init__(self, model, input_ids: Tensor, attention_mask: Tensor | None, start: int, end: int) -> None:
+    def __init__(self, model, input_ids: Tensor, attention_mask: Tensor | None, start: int, end: int,
+                 position_ids: Tensor | None = None) -> None:
         if not 0 <= start <= end < model.n_layers:
             raise InvalidArgumentError(
                 f"cannot replay blocks {start}..{end}: this model has blocks 0..{model.n_layers - 1} and start <= end"
@@ -57,6 +58,8 @@ class LayerReplay:
         self.attention_mask = attention_mask if attention_mask is not None else torch.ones_like(input_ids)
         self._args: list[tuple] = []
         self._kwargs: list[dict] = []
+        # explicit position_ids go with a custom 4-D attention mask (e.g. several completions packed after one prompt)
+        self._position_ids = position_ids
         self.hidden = self._capture(input_ids, attention_mask)
         self._tiled: dict[int, tuple[list[tuple], list[dict]]] = {1: (self._args, self._kwargs)}
 
@@ -82,7 +85,10 @@ class LayerReplay:
             for index in range(self.start, self.end + 1):
                 block = self.model.layers[index]
                 handles.append(block.register_forward_pre_hook(pre_hook(index), with_kwargs=True, prepend=True))
-            self.model.hf(**forward_kwargs(input_ids, attention_mask))
+            kwargs = forward_kwargs(input_ids, attention_mask if self._position_ids is None else None)
+            if self._position_ids is not None:
+                kwargs.update(attention_mask=attention_mask, position_ids=self._position_ids)
+            self.model.hf(**kwargs)
         except StopForward:
             pass
         finally:

@@ -17,10 +17,17 @@ def test_example_normalises_completions_and_roundtrips():
     assert Example.from_dict(ex.to_dict()) == ex
 
 
-@pytest.mark.parametrize("kwargs", [
-    dict(prompt=""), dict(prompt="hi"), dict(prompt="hi", promote=[""]), dict(prompt="hi", promote=["a"], positions="generated"),
-    dict(prompt="hi", promote=["a"], positions="last:0"), dict(prompt="hi", promote=["a"], positions="nope"),
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"prompt": ""},
+        {"prompt": "hi"},
+        {"prompt": "hi", "promote": [""]},
+        {"prompt": "hi", "promote": ["a"], "positions": "generated"},
+        {"prompt": "hi", "promote": ["a"], "positions": "last:0"},
+        {"prompt": "hi", "promote": ["a"], "positions": "nope"},
+    ],
+)
 def test_example_rejects_bad_input(kwargs):
     with pytest.raises(InvalidArgumentError):
         Example(**kwargs)
@@ -32,12 +39,19 @@ def test_example_from_dict_rejects_unknown_keys():
 
 
 def _batch(lengths):
-    rows = torch.repeat_interleave(torch.arange(len(lengths)), torch.tensor(lengths))
-    n = len(lengths)
-    return PackedBatch(ids=torch.zeros(n, 1, dtype=torch.long), mask=torch.ones(n, 1, dtype=torch.long),
-                       prompt_len=torch.ones(n, dtype=torch.long), completion_len=torch.tensor(lengths),
-                       pred_index=torch.zeros(len(rows), dtype=torch.long), target_ids=torch.zeros(len(rows), dtype=torch.long),
-                       token_row=rows)
+    owner = torch.repeat_interleave(torch.arange(len(lengths)), torch.tensor(lengths))
+    n, zeros = len(lengths), torch.zeros(len(owner), dtype=torch.long)
+    return PackedBatch(
+        ids=torch.zeros(n, 1, dtype=torch.long),
+        mask=torch.ones(n, 1, dtype=torch.long),
+        position_ids=torch.zeros(n, 1, dtype=torch.long),
+        prompt_len=torch.ones(n, dtype=torch.long),
+        completion_len=torch.tensor(lengths),
+        completion_row=torch.arange(n),
+        pred_index=zeros,
+        target_ids=zeros,
+        token_completion=owner,
+    )
 
 
 def test_completion_losses_follow_the_formula():

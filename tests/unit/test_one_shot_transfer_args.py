@@ -13,14 +13,17 @@ from steerscope.vector import SteeringVector
 V = SteeringVector({0: torch.ones(4)})
 
 
-@pytest.mark.parametrize("args", [
-    ("not a vector", ["p"], ["t"], None, [1.0]),
-    (V, [], ["t"], None, [1.0]),
-    (V, ["p"], [], None, [1.0]),
-    (V, ["p"], [""], None, [1.0]),
-    (V, ["p"], ["t"], [" "], [1.0]),
-    (V, ["p"], ["t"], None, [float("nan")]),
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("not a vector", ["p"], ["t"], None, [1.0]),
+        (V, [], ["t"], None, [1.0]),
+        (V, ["p"], [], None, [1.0]),
+        (V, ["p"], [""], None, [1.0]),
+        (V, ["p"], ["t"], [" "], [1.0]),
+        (V, ["p"], ["t"], None, [float("nan")]),
+    ],
+)
 def test_transfer_rejects_bad_arguments(args):
     with pytest.raises(InvalidArgumentError):
         _check(*args)
@@ -32,14 +35,37 @@ def test_transfer_defaults_match_to_targets_and_dedups_scales():
 
 
 def test_transfer_result_writes_all_files(tmp_path):
-    summary = [dict(scale=s, mean_delta_logprob=s, sem_delta_logprob=0.1, mean_logprob=-3 + s, hit_rate=0.5,
-                    n_prompts=2) for s in (-1.0, 1.0)]
-    rows = [dict(scale=1.0, prompt="p", logprob=-2.0, base_logprob=-3.0, delta_logprob=1.0, generation="Sure",
-                 hit=True)]
+    summary = [
+        {
+            "scale": s,
+            "mean_delta_logprob": s,
+            "sem_delta_logprob": 0.1,
+            "mean_logprob": -3 + s,
+            "hit_rate": 0.5,
+            "n_prompts": 2,
+        }
+        for s in (-1.0, 1.0)
+    ]
+    rows = [
+        {
+            "scale": 1.0,
+            "prompt": "p",
+            "logprob": -2.0,
+            "base_logprob": -3.0,
+            "delta_logprob": 1.0,
+            "generation": "Sure",
+            "hit": True,
+        }
+    ]
     res = TransferResult(summary, rows, {"mean_logprob": -3.0, "hit_rate": 0.0})
     paths = res.write(tmp_path)
-    assert {p.name for p in paths.values()} == {"transfer.csv", "transfer_rows.csv", "generations.jsonl",
-                                                "transfer.json", "transfer.png"}
+    assert {p.name for p in paths.values()} == {
+        "transfer.csv",
+        "transfer_rows.csv",
+        "generations.jsonl",
+        "transfer.json",
+        "transfer.png",
+    }
     assert res.at(1.0)["hit_rate"] == 0.5
     with pytest.raises(InvalidArgumentError):
         res.at(3.0)
@@ -47,8 +73,12 @@ def test_transfer_result_writes_all_files(tmp_path):
 
 def test_read_examples(tmp_path):
     f = tmp_path / "ex.jsonl"
-    f.write_text(json.dumps({"prompt": "hi", "promote": ["Sure"]}) + "\n\n"
-                 + json.dumps({"prompt": "yo", "suppress": ["No"], "negate": True}) + "\n")
+    f.write_text(
+        json.dumps({"prompt": "hi", "promote": ["Sure"]})
+        + "\n\n"
+        + json.dumps({"prompt": "yo", "suppress": ["No"], "negate": True})
+        + "\n"
+    )
     exs = read_examples(str(f))
     assert [e.prompt for e in exs] == ["hi", "yo"] and exs[1].negate
     f.write_text('{"prompt": "hi"}\n')

@@ -56,7 +56,9 @@ class TransferResult:
         for row in self.summary:
             if math.isclose(row["scale"], scale):
                 return row
-        raise InvalidArgumentError(f"scale {scale} was not evaluated; scales: {[r['scale'] for r in self.summary]}")
+        raise InvalidArgumentError(
+            f"scale {scale} was not evaluated; scales: {[r['scale'] for r in self.summary]}"
+        )
 
     def plot(self):
         """Figure with Δ log-prob (mean ± s.e.m.) and hit rate against scale."""
@@ -74,7 +76,12 @@ class TransferResult:
         ax1.set(xlabel="scale", ylabel="Δ log p(target) vs unsteered", title="teacher-forced log-prob")
         ax2.plot(scales, [r["hit_rate"] for r in self.summary], marker="o")
         ax2.axhline(self.baseline.get("hit_rate") or 0.0, color="grey", lw=0.8, ls="--", label="unsteered")
-        ax2.set(xlabel="scale", ylabel="fraction of generations", ylim=(-0.03, 1.03), title="generation contains target")
+        ax2.set(
+            xlabel="scale",
+            ylabel="fraction of generations",
+            ylim=(-0.03, 1.03),
+            title="generation contains target",
+        )
         ax2.legend(loc="best")
         fig.suptitle(f"transfer to {self.summary[0]['n_prompts'] if self.summary else 0} held-out prompts")
         fig.tight_layout()
@@ -87,11 +94,15 @@ class TransferResult:
         out = Path(out_dir)
         paths = {
             "summary_csv": write_csv(out / "transfer.csv", self.summary),
-            "rows_csv": write_csv(out / "transfer_rows.csv", [{k: v for k, v in r.items() if k != "generation"}
-                                                               for r in self.rows]),
+            "rows_csv": write_csv(
+                out / "transfer_rows.csv",
+                [{k: v for k, v in r.items() if k != "generation"} for r in self.rows],
+            ),
             "generations": write_jsonl(out / "generations.jsonl", self.rows),
-            "json": write_json(out / "transfer.json", {"summary": self.summary, "baseline": self.baseline,
-                                                        "config": self.config}),
+            "json": write_json(
+                out / "transfer.json",
+                {"summary": self.summary, "baseline": self.baseline, "config": self.config},
+            ),
         }
         paths["plot"] = save_figure(self.plot(), out / "transfer.png")
         return paths
@@ -99,13 +110,17 @@ class TransferResult:
 
 def _check(vector, prompts, targets, match, scales) -> tuple[list[str], list[str], list[str], list[float]]:
     if not isinstance(vector, SteeringVector):
-        raise InvalidArgumentError("evaluate_transfer needs a SteeringVector (use VectorSet[i] for one of a set)")
+        raise InvalidArgumentError(
+            "evaluate_transfer needs a SteeringVector (use VectorSet[i] for one of a set)"
+        )
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     if not prompts or any(not isinstance(p, str) or not p.strip() for p in prompts):
         raise InvalidArgumentError("give at least one non-empty held-out prompt")
     targets = [targets] if isinstance(targets, str) else list(targets or [])
     if not targets or any(not isinstance(t, str) or not t for t in targets):
-        raise InvalidArgumentError("targets must be a non-empty list of non-empty strings, e.g. ['Sure, here is']")
+        raise InvalidArgumentError(
+            "targets must be a non-empty list of non-empty strings, e.g. ['Sure, here is']"
+        )
     match = targets if match is None else ([match] if isinstance(match, str) else list(match))
     if not match or any(not isinstance(t, str) or not t.strip() for t in match):
         raise InvalidArgumentError("match must be a non-empty list of non-empty strings")
@@ -116,7 +131,9 @@ def _check(vector, prompts, targets, match, scales) -> tuple[list[str], list[str
 
 
 @torch.no_grad()
-def _target_logprobs(model, vector, groups, prompts, targets, *, positions, operator, chat, batch_size, progress):
+def _target_logprobs(
+    model, vector, groups, prompts, targets, *, positions, operator, chat, batch_size, progress
+):
     """{(group index, prompt index): mean log p(target) over targets}, one per-row-steered forward per chunk."""
     from tqdm.auto import tqdm
 
@@ -125,7 +142,7 @@ def _target_logprobs(model, vector, groups, prompts, targets, *, positions, oper
     last = model.n_layers - 1
     starts = range(0, len(jobs), batch_size)
     for start in tqdm(starts, desc="target log-probs", disable=not progress or len(starts) < 2, leave=False):
-        chunk = jobs[start:start + batch_size]
+        chunk = jobs[start : start + batch_size]
         batch = pack_completions(model, [(prompts[p], targets[t]) for _, p, t in chunk], chat=chat)
         vecs = [vector if groups[g] is not None else None for g, _, _ in chunk]
         scales = [groups[g] if groups[g] is not None else 0.0 for g, _, _ in chunk]
@@ -137,7 +154,9 @@ def _target_logprobs(model, vector, groups, prompts, targets, *, positions, oper
             PROMPT_LENGTHS.reset(token)
         logits = hidden_to_logits(model, gather_hidden(hidden, batch))  # (M, V): completion positions only
         lp = token_logprobs(logits, batch.target_ids)
-        per_row = torch.zeros(batch.rows, dtype=lp.dtype).index_add(0, batch.token_row.cpu(), lp.cpu())
+        per_row = torch.zeros(batch.completions, dtype=lp.dtype).index_add(
+            0, batch.token_completion.cpu(), lp.cpu()
+        )
         for (g, p, _), value in zip(chunk, per_row.tolist()):
             sums[(g, p)] = sums.get((g, p), 0.0) + value / len(targets)
     return sums
@@ -186,16 +205,33 @@ def evaluate_transfer(
     # group None = unsteered baseline; an added vector at scale 0 is the baseline too, so it is not rerun
     groups: list[float | None] = [None] + [s for s in scales if not (operator == "add" and s == 0.0)]
     group_of = {s: (0 if operator == "add" and s == 0.0 else groups.index(s)) for s in scales}
-    lps = _target_logprobs(model, vector, groups, prompts, targets, positions=positions, operator=operator,
-                           chat=chat, batch_size=batch_size, progress=progress)
+    lps = _target_logprobs(
+        model,
+        vector,
+        groups,
+        prompts,
+        targets,
+        positions=positions,
+        operator=operator,
+        chat=chat,
+        batch_size=batch_size,
+        progress=progress,
+    )
     gens: dict[tuple[int, int], str] = {}
     if do_generate:
         keys = [(g, p) for g in range(len(groups)) for p in range(len(prompts))]
-        texts = generate(model, [prompts[p] for _, p in keys],
-                         vectors=[vector if groups[g] is not None else None for g, _ in keys],
-                         scales=[groups[g] if groups[g] is not None else 0.0 for g, _ in keys],
-                         max_new_tokens=max_new_tokens, chat=chat, positions=positions, operator=operator,
-                         batch_size=batch_size, progress=progress)
+        texts = generate(
+            model,
+            [prompts[p] for _, p in keys],
+            vectors=[vector if groups[g] is not None else None for g, _ in keys],
+            scales=[groups[g] if groups[g] is not None else 0.0 for g, _ in keys],
+            max_new_tokens=max_new_tokens,
+            chat=chat,
+            positions=positions,
+            operator=operator,
+            batch_size=batch_size,
+            progress=progress,
+        )
         gens = dict(zip(keys, texts))
     needles = [m.lower() for m in match]
 
@@ -208,22 +244,53 @@ def evaluate_transfer(
         deltas = [lps[(g, p)] - lps[(0, p)] for p in range(len(prompts))]
         hits = [hit(g, p) for p in range(len(prompts))]
         for p, prompt in enumerate(prompts):
-            rows.append(dict(scale=s, prompt=prompt, logprob=lps[(g, p)], base_logprob=lps[(0, p)],
-                             delta_logprob=deltas[p], generation=gens.get((g, p)), hit=hits[p]))
+            rows.append(
+                {
+                    "scale": s,
+                    "prompt": prompt,
+                    "logprob": lps[(g, p)],
+                    "base_logprob": lps[(0, p)],
+                    "delta_logprob": deltas[p],
+                    "generation": gens.get((g, p)),
+                    "hit": hits[p],
+                }
+            )
         n = len(deltas)
         mean = sum(deltas) / n
         sd = math.sqrt(sum((d - mean) ** 2 for d in deltas) / (n - 1)) if n > 1 else None
-        summary.append(dict(scale=s, mean_delta_logprob=mean, sem_delta_logprob=sd / math.sqrt(n) if sd is not None
-                            else None, mean_logprob=sum(lps[(g, p)] for p in range(n)) / n,
-                            hit_rate=sum(hits) / n if do_generate else None, n_prompts=n))
+        summary.append(
+            {
+                "scale": s,
+                "mean_delta_logprob": mean,
+                "sem_delta_logprob": sd / math.sqrt(n) if sd is not None else None,
+                "mean_logprob": sum(lps[(g, p)] for p in range(n)) / n,
+                "hit_rate": sum(hits) / n if do_generate else None,
+                "n_prompts": n,
+            }
+        )
     summary.sort(key=lambda r: r["scale"])
-    baseline = dict(mean_logprob=sum(lps[(0, p)] for p in range(len(prompts))) / len(prompts),
-                    hit_rate=(sum(hit(0, p) for p in range(len(prompts))) / len(prompts)) if do_generate else None)
-    config = dict(targets=targets, match=match, scales=scales, max_new_tokens=max_new_tokens, positions=positions,
-                  operator=operator, chat=chat, n_prompts=len(prompts), vector_site=vector.site,
-                  vector_layers=vector.layers, vector_norm=vector.norm(), vector_method=vector.method)
+    baseline = {
+        "mean_logprob": sum(lps[(0, p)] for p in range(len(prompts))) / len(prompts),
+        "hit_rate": (sum(hit(0, p) for p in range(len(prompts))) / len(prompts)) if do_generate else None,
+    }
+    config = {
+        "targets": targets,
+        "match": match,
+        "scales": scales,
+        "max_new_tokens": max_new_tokens,
+        "positions": positions,
+        "operator": operator,
+        "chat": chat,
+        "n_prompts": len(prompts),
+        "vector_site": vector.site,
+        "vector_layers": vector.layers,
+        "vector_norm": vector.norm(),
+        "vector_method": vector.method,
+    }
     result = TransferResult(summary=summary, rows=rows, baseline=baseline, config=config)
     if out_dir is not None:
         result.write(out_dir)
-    log.info("transfer: %s", [(r["scale"], round(r["mean_delta_logprob"], 3), r["hit_rate"]) for r in summary])
+    log.info(
+        "transfer: %s", [(r["scale"], round(r["mean_delta_logprob"], 3), r["hit_rate"]) for r in summary]
+    )
     return result

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,11 +26,21 @@ import torch
 from torch import Tensor
 
 from ..errors import InvalidArgumentError, SteerscopeError
-from ..hooks import capture
+from ..generate import forward_kwargs
+from ..hooks import record_activations, run_until_stopped
 from ..layers import LayerReplay, hidden_to_logits
 from ..steer import Positions
 from ..vector import SteeringVector
-from .one_shot_batch import EPS, PackedBatch, completion_losses, gather_hidden, pack_completions, token_logprobs
+from .one_shot_batch import (
+    EPS,
+    PackedBatch,
+    completion_losses,
+    gather_hidden,
+    pack_completions,
+    pack_shared,
+    sliding_window,
+    token_logprobs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +96,9 @@ class Example:
             raise InvalidArgumentError(f"an example needs a 'prompt' key, got {data!r}")
         unknown = set(data) - {"prompt", "promote", "suppress", "negate", "positions"}
         if unknown:
-            raise InvalidArgumentError(f"unknown example keys {sorted(unknown)}; use prompt, promote, suppress, "
-                                       "negate, positions")
+            raise InvalidArgumentError(
+                f"unknown example keys {sorted(unknown)}; use prompt, promote, suppress, negate, positions"
+            )
         return cls(**data)
 
     def to_dict(self) -> dict:
@@ -100,7 +112,8 @@ class OptimizeResult:
     Attributes:
         vector: the optimised SteeringVector (``method="one_shot"``, hyperparameters in ``method_config``).
         history: one dict per step: step, loss (mixed loss at the vector before the update), objective (what was
-            minimised: the loss, or (loss − target)² when satisficing), promote_loss, suppress_loss, norm, grad_norm.
+            minimised: the loss, or (loss − target)² when satisficing), promote_loss, suppress_loss, norm, grad_norm,
+            seconds (wall time of the step).
         final_loss: loss of the returned vector (one extra no-grad forward).
         stop_reason: max_iters | target_loss | converged.
     """
@@ -155,15 +168,21 @@ class _ReplayObjective:
         self.model, self.batch = model, batch
         start = layer if site == "resid_pre" else layer + 1
         last = model.n_layers - 1
+        mask, position_ids = batch.forward_inputs()
         self.replay = None
         if start <= last:
-            self.replay = LayerReplay(model, batch.ids, batch.mask, start, last)
-            self.hidden = self.replay.hidden  # (N, T, D) input of block `start`, no grad
+            self.replay = LayerReplay(model, batch.ids, mask, start, last, position_ids=position_ids)
+            self.hidden = self.replay.hidden  # (R, T, D) input of block `start`, no grad
         else:  # resid_post of the last block: nothing to replay, only the final norm and LM head
-            self.hidden = capture(model, batch.ids, batch.mask, [layer], "resid_post")[layer]
+            kwargs = forward_kwargs(batch.ids, batch.mask)
+            if position_ids is not None:
+                kwargs.update(attention_mask=mask, position_ids=position_ids)
+            with torch.no_grad(), record_activations(model, [layer], "resid_post") as acts:
+                run_until_stopped(model.hf, **kwargs)
+            self.hidden = acts[layer]
 
     def logprobs(self, steered: Tensor, coldness: float) -> Tensor:
-        out = self.replay.run(steered) if self.replay is not None else steered  # (N, T, D) resid_post[last]
+        out = self.replay.run(steered) if self.replay is not None else steered  # (R, T, D) resid_post[last]
         logits = hidden_to_logits(self.model, gather_hidden(out, self.batch))  # (M, V)
         return token_logprobs(logits, self.batch.target_ids, coldness)
 
@@ -180,8 +199,20 @@ def apply_operator(hidden: Tensor, v: Tensor, mask: Tensor, sign: Tensor, operat
     return hidden + mask * (sign * v - along)
 
 
-def _check_args(model, examples, layer, site, operator, lr, max_iters, max_norm, init_norm, coldness, target_loss,
-                satisfice) -> list[Example]:
+def _check_args(
+    model,
+    examples,
+    layer,
+    site,
+    operator,
+    lr,
+    max_iters,
+    max_norm,
+    init_norm,
+    coldness,
+    target_loss,
+    satisfice,
+) -> list[Example]:
     if isinstance(examples, Example):
         examples = [examples]
     examples = list(examples)
@@ -189,7 +220,9 @@ def _check_args(model, examples, layer, site, operator, lr, max_iters, max_norm,
         raise InvalidArgumentError("examples must be a non-empty list of steerscope.Example")
     model.check_layer(layer)
     if site not in OPT_SITES:
-        raise InvalidArgumentError(f"one-shot optimisation supports site {' or '.join(OPT_SITES)}, got {site!r}")
+        raise InvalidArgumentError(
+            f"one-shot optimisation supports site {' or '.join(OPT_SITES)}, got {site!r}"
+        )
     if operator not in OPERATORS:
         raise InvalidArgumentError(f"operator must be one of {', '.join(OPERATORS)}, got {operator!r}")
     for name, value in (("lr", lr), ("init_norm", init_norm), ("coldness", coldness)):
@@ -204,6 +237,32 @@ def _check_args(model, examples, layer, site, operator, lr, max_iters, max_norm,
     if target_loss is not None and not math.isfinite(target_loss):
         raise InvalidArgumentError(f"target_loss must be finite, got {target_loss!r}")
     return examples
+
+
+def _pack_examples(model, examples: list[Example], chat: bool, share_prompt: bool | None):
+    """The training batch: one row per example with its completions packed behind one copy of the prompt
+    (``share_prompt``; default: whenever exact, i.e. no sliding window shorter than a row), else one row per
+    completion. Returns (batch, suppress flag per completion, sign per row, positions per row)."""
+    suppress = [s for ex in examples for s in [False] * len(ex.promote) + [True] * len(ex.suppress)]
+    groups = [(ex.prompt, [*ex.promote, *ex.suppress]) for ex in examples]
+    if share_prompt is not False and any(len(comps) > 1 for _, comps in groups):
+        batch = pack_shared(model, groups, chat=chat)
+        window = sliding_window(model)
+        if window is None or batch.ids.shape[1] <= window or share_prompt:
+            if window is not None and batch.ids.shape[1] > window:
+                raise InvalidArgumentError(
+                    f"share_prompt=True needs rows of at most {window} tokens (the sliding "
+                    "window); use share_prompt=None to fall back to one row per completion"
+                )
+            return (
+                batch,
+                suppress,
+                [-1.0 if ex.negate else 1.0 for ex in examples],
+                [ex.positions for ex in examples],
+            )
+    rows = [(ex, c) for ex in examples for c in [*ex.promote, *ex.suppress]]
+    batch = pack_completions(model, [(ex.prompt, c) for ex, c in rows], chat=chat)
+    return batch, suppress, [-1.0 if ex.negate else 1.0 for ex, _ in rows], [ex.positions for ex, _ in rows]
 
 
 def optimize_vector(
@@ -226,6 +285,7 @@ def optimize_vector(
     tol: float = 1e-6,
     patience: int = 5,
     chat: bool = True,
+    share_prompt: bool | None = None,
     eps: float = EPS,
     progress: bool = True,
 ) -> OptimizeResult:
@@ -245,6 +305,9 @@ def optimize_vector(
         operator: ``add`` (x + v) or ``clamp`` (x − (x·v̂)v̂ + v).
         tol, patience: stop when the loss changes by less than ``tol`` for ``patience`` steps in a row.
         chat: apply the chat template to prompts (turn off for base models and tokenizers without one).
+        share_prompt: pack all completions of an example behind one copy of its prompt (4-D attention mask), so
+            the prompt is replayed once per step, not once per completion. None (default): whenever that is
+            exact (no sliding-window attention shorter than the packed row); False: one row per completion.
 
     Returns:
         ``OptimizeResult`` (``.vector``, ``.history``, ``.final_loss``, ``.stop_reason``); unpacks as
@@ -258,20 +321,25 @@ def optimize_vector(
     """
     from tqdm.auto import tqdm
 
-    examples = _check_args(model, examples, layer, site, operator, lr, max_iters, max_norm, init_norm, coldness,
-                           target_loss, satisfice)
-    pairs, suppress, signs, positions = [], [], [], []
-    for ex in examples:
-        for completion, is_sup in [(c, False) for c in ex.promote] + [(c, True) for c in ex.suppress]:
-            pairs.append((ex.prompt, completion))
-            suppress.append(is_sup)
-            signs.append(-1.0 if ex.negate else 1.0)
-            positions.append(ex.positions)
-    batch = pack_completions(model, pairs, chat=chat)
+    examples = _check_args(
+        model,
+        examples,
+        layer,
+        site,
+        operator,
+        lr,
+        max_iters,
+        max_norm,
+        init_norm,
+        coldness,
+        target_loss,
+        satisfice,
+    )
+    batch, suppress, signs, positions = _pack_examples(model, examples, chat, share_prompt)
     dtype, device = model.dtype, model.device
-    suppress_t = torch.tensor(suppress, device=device)
-    sign = torch.tensor(signs, device=device, dtype=dtype)[:, None, None]  # (N, 1, 1)
-    mask = batch.steer_mask(positions).to(device, dtype)  # (N, T, 1)
+    suppress_t = torch.tensor(suppress, device=device)  # (K,) one flag per completion
+    sign = torch.tensor(signs, device=device, dtype=dtype)[:, None, None]  # (R, 1, 1)
+    mask = batch.steer_mask(positions).to(device, dtype)  # (R, T, 1)
     objective = _ReplayObjective(model, batch, layer, site)
 
     if init is not None:
@@ -286,27 +354,43 @@ def optimize_vector(
     optimizer = torch.optim.Adam([v], lr=lr)
     params = list(model.hf.parameters())
     if any(p.requires_grad for p in params):
-        raise SteerscopeError("model parameters must be frozen for one-shot optimisation; load it with "
-                              "ss.load_model() or ss.wrap_model(), which freeze them")
+        raise SteerscopeError(
+            "model parameters must be frozen for one-shot optimisation; load it with "
+            "ss.load_model() or ss.wrap_model(), which freeze them"
+        )
 
     def losses() -> tuple[Tensor, Tensor]:
         steered = apply_operator(objective.hidden, v, mask, sign, operator)  # (N, T, D)
-        per_row = completion_losses(objective.logprobs(steered, coldness), batch, suppress_t,
-                                    normalize_by_length=normalize_by_length, eps=eps)
+        per_row = completion_losses(
+            objective.logprobs(steered, coldness),
+            batch,
+            suppress_t,
+            normalize_by_length=normalize_by_length,
+            eps=eps,
+        )
         return per_row.sum(), per_row
 
     history: list[dict] = []
     stop_reason, still = "max_iters", 0
     bar = tqdm(range(max_iters), desc="optimising vector", disable=not progress, leave=False)
     for step in bar:
+        t0 = time.perf_counter()
         total, per_row = losses()
         loss = float(total.detach())
         obj = (total - target_loss) ** 2 if satisfice else total
-        row = dict(step=step, loss=loss, objective=float(obj.detach()), promote_loss=float(per_row[~suppress_t].sum().detach()),
-                   suppress_loss=float(per_row[suppress_t].sum().detach()), norm=float(v.detach().norm()), grad_norm=None)
+        row = {
+            "step": step,
+            "loss": loss,
+            "objective": float(obj.detach()),
+            "promote_loss": float(per_row[~suppress_t].sum().detach()),
+            "suppress_loss": float(per_row[suppress_t].sum().detach()),
+            "norm": float(v.detach().norm()),
+            "grad_norm": None,
+        }
         history.append(row)
         if target_loss is not None and not satisfice and loss <= target_loss:
             stop_reason = "target_loss"  # this vector already does the job: keep it, no update
+            row["seconds"] = time.perf_counter() - t0
             break
         optimizer.zero_grad(set_to_none=True)
         obj.backward()
@@ -318,6 +402,7 @@ def optimize_vector(
             norm = v.norm()
             if max_norm is not None and norm > max_norm:
                 v.mul_(max_norm / norm)
+        row["seconds"] = time.perf_counter() - t0
         bar.set_postfix(loss=f"{loss:.4f}", norm=f"{float(v.detach().norm()):.2f}")
         if len(history) > 1 and abs(history[-1]["loss"] - history[-2]["loss"]) < tol:
             still += 1
@@ -328,12 +413,39 @@ def optimize_vector(
             still = 0
     with torch.no_grad():
         final = float(losses()[0])
-    log.info("one-shot: %d steps, final loss %.4f, norm %.3f (%s)", len(history), final, float(v.detach().norm()), stop_reason)
-    config = dict(layer=layer, site=site, lr=lr, max_iters=max_iters, max_norm=max_norm, init_norm=init_norm,
-                  coldness=coldness, target_loss=target_loss, normalize_by_length=normalize_by_length,
-                  satisfice=satisfice, operator=operator, seed=seed, chat=chat, eps=eps,
-                  steps=sum(r["grad_norm"] is not None for r in history), final_loss=final, stop_reason=stop_reason,
-                  examples=[ex.to_dict() for ex in examples])
-    vector = SteeringVector({layer: v.detach().to("cpu", torch.float32).clone()}, site, model_type=model.model_type,
-                            model_name=model.name, method="one_shot", method_config=config)
+    log.info(
+        "one-shot: %d steps, final loss %.4f, norm %.3f (%s)",
+        len(history),
+        final,
+        float(v.detach().norm()),
+        stop_reason,
+    )
+    config = {
+        "layer": layer,
+        "site": site,
+        "lr": lr,
+        "max_iters": max_iters,
+        "max_norm": max_norm,
+        "init_norm": init_norm,
+        "coldness": coldness,
+        "target_loss": target_loss,
+        "normalize_by_length": normalize_by_length,
+        "satisfice": satisfice,
+        "operator": operator,
+        "seed": seed,
+        "chat": chat,
+        "eps": eps,
+        "steps": sum(r["grad_norm"] is not None for r in history),
+        "final_loss": final,
+        "stop_reason": stop_reason,
+        "examples": [ex.to_dict() for ex in examples],
+    }
+    vector = SteeringVector(
+        {layer: v.detach().to("cpu", torch.float32).clone()},
+        site,
+        model_type=model.model_type,
+        model_name=model.name,
+        method="one_shot",
+        method_config=config,
+    )
     return OptimizeResult(vector=vector, history=history, final_loss=final, stop_reason=stop_reason)

@@ -3,11 +3,13 @@
 Shared by ``optimize_vector`` (training rows) and ``evaluate_transfer`` (teacher-forced log-probs). Each row is
 ``prompt tokens + completion tokens``; the prompt goes through ``generate.tokenize`` (chat template when the
 tokenizer has one), the completion is tokenised on its own without special tokens and appended, so the completion
-tokens are exactly what the model would have to generate after the prompt.
+tokens are exactly what the model would have to generate after the prompt. ``pack_shared`` puts all completions
+of one prompt in one row behind a single copy of the prompt (a 4-D attention mask keeps them apart).
 
 Example:
     >>> batch = pack_completions(m, [("Hi", "Sure, here is")])
     >>> batch.ids.shape, batch.target_ids.shape      # (1, T), (number of completion tokens,)
+    >>> shared = pack_shared(m, [("Hi", ["Sure, here is", "No"])])   # one row, the prompt computed once
 """
 
 from __future__ import annotations
@@ -27,37 +29,59 @@ EPS = 1e-6  # keeps log(p + ε) and log(1 − p + ε) finite, as in the referenc
 
 @dataclass
 class PackedBatch:
-    """N rows of ``prompt + completion``, left-padded to T tokens.
+    """R left-padded rows of T tokens holding K completions (M completion tokens in all).
+
+    Two layouts: one row per (prompt, completion) pair (``pack_completions``: K = R), or one row per prompt with
+    all its completions packed after it (``pack_shared``), where a 4-D attention mask lets each completion see
+    the prompt and itself only, and position ids restart after the prompt for every completion.
 
     Attributes:
-        ids, mask: (N, T) token ids and attention mask (left padding).
-        prompt_len: (N,) prompt tokens per row (real tokens, template included).
-        completion_len: (N,) completion tokens per row.
-        pred_index: (M,) flat indices into (N·T) of the positions whose next-token logits predict a completion token.
+        ids, mask: (R, T) token ids and 2-D padding mask (1 = real token).
+        position_ids: (R, T) position of each token as the model sees it; -1 at padding.
+        attn4d: (R, 1, T, T) additive attention mask for the shared layout, else None.
+        prompt_len: (R,) prompt tokens per row (template included).
+        completion_len: (K,) tokens per completion; completion_row: (K,) the row holding it.
+        pred_index: (M,) flat indices into (R·T) of the positions whose next-token logits predict a completion token.
         target_ids: (M,) the completion token each of those positions must predict.
-        token_row: (M,) the row each completion token belongs to.
+        token_completion: (M,) the completion each token belongs to.
     """
 
     ids: Tensor
     mask: Tensor
+    position_ids: Tensor
     prompt_len: Tensor
     completion_len: Tensor
+    completion_row: Tensor
     pred_index: Tensor
     target_ids: Tensor
-    token_row: Tensor
+    token_completion: Tensor
+    attn4d: Tensor | None = None
 
     @property
     def rows(self) -> int:
         return int(self.ids.shape[0])
 
-    def steer_mask(self, positions: Sequence[str]) -> Tensor:
-        """(N, T, 1) float: 1 where row r is steered, by the position spec of each row (all | prompt | last:k).
+    @property
+    def completions(self) -> int:
+        return int(self.completion_len.shape[0])
 
-        Positions are absolute within the row's real tokens, exactly as ``steer()`` computes them when the prompt
-        length is known (``PROMPT_LENGTHS``), so the replayed loss and a full steered forward agree.
+    def forward_inputs(self) -> tuple[Tensor, Tensor | None]:
+        """(attention mask, explicit position ids or None) to run this batch through the model."""
+        if self.attn4d is None:
+            return self.mask, None
+        return self.attn4d, self.position_ids.clamp_min(0)
+
+    def steer_mask(self, positions: Sequence[str]) -> Tensor:
+        """(R, T, 1) float: 1 where row r is steered, by the position spec of each row (all | prompt | last:k).
+
+        Positions are the model's positions (completion tokens come after the prompt), exactly as ``steer()``
+        computes them when the prompt length is known (``PROMPT_LENGTHS``), so the replayed loss and a full
+        steered forward agree.
         """
-        abs_pos = (self.mask.long().cumsum(-1) - 1).masked_fill(self.mask == 0, -1)  # (N, T), -1 at padding
-        rows = [Positions.parse(p).mask(abs_pos[r:r + 1], self.prompt_len[r:r + 1]) for r, p in enumerate(positions)]
+        rows = [
+            Positions.parse(p).mask(self.position_ids[r : r + 1], self.prompt_len[r : r + 1])
+            for r, p in enumerate(positions)
+        ]
         return torch.cat(rows).unsqueeze(-1).to(torch.float32)
 
 
@@ -71,51 +95,112 @@ def completion_token_ids(model, completion: str) -> list[int]:
     return list(ids)
 
 
-def pack_completions(model, pairs: Sequence[tuple[str, str]], *, chat: bool = True) -> PackedBatch:
-    """One left-padded batch holding every (prompt, completion) pair as a row.
+def _prompt_ids(model, prompt: str, chat: bool) -> list[int]:
+    ids, mask = tokenize(model, [prompt], chat=chat)
+    return ids[0][mask[0].bool()].tolist()
 
-    Example:
-        >>> b = pack_completions(m, [("Hi", "Sure"), ("Hi", "No")])
-        >>> b.rows
-        2
-    """
-    if not pairs:
+
+def _pack(model, groups: Sequence[tuple[str, Sequence[str]]], chat: bool, shared: bool) -> PackedBatch:
+    """Rows of prompt + completions; ``shared`` packs every completion of a group after one copy of its prompt."""
+    if not groups or any(not comps for _, comps in groups):
         raise InvalidArgumentError("nothing to pack: give at least one (prompt, completion) pair")
-    prompt_cache: dict[str, list[int]] = {}
-    seqs, plens, clens = [], [], []
-    for prompt, completion in pairs:
-        if prompt not in prompt_cache:
-            ids, mask = tokenize(model, [prompt], chat=chat)
-            prompt_cache[prompt] = ids[0][mask[0].bool()].tolist()
-        p, c = prompt_cache[prompt], completion_token_ids(model, completion)
-        seqs.append(p + c)
-        plens.append(len(p))
-        clens.append(len(c))
-    n, width = len(seqs), max(len(s) for s in seqs)
+    cache: dict[str, list[int]] = {}
+    rows = []  # (prompt ids, [completion ids])
+    for prompt, comps in groups:
+        if prompt not in cache:
+            cache[prompt] = _prompt_ids(model, prompt, chat)
+        rows.append((cache[prompt], [completion_token_ids(model, c) for c in comps]))
+    width = max(len(p) + sum(len(c) for c in cs) for p, cs in rows)
+    n = len(rows)
     pad = model.tokenizer.pad_token_id
-    pad = 0 if pad is None else int(pad)
-    ids = torch.full((n, width), pad, dtype=torch.long)
+    ids = torch.full((n, width), 0 if pad is None else int(pad), dtype=torch.long)
     mask = torch.zeros((n, width), dtype=torch.long)
-    pred, targets, owner = [], [], []
-    for r, seq in enumerate(seqs):
+    pos = torch.full((n, width), -1, dtype=torch.long)
+    segment = torch.full(
+        (n, width), -2, dtype=torch.long
+    )  # -1 prompt, i = completion i of the row, -2 padding
+    pred, targets, owner, plens, clens, crow = [], [], [], [], [], []
+    for r, (p, cs) in enumerate(rows):
+        seq = p + [t for c in cs for t in c]
         offset = width - len(seq)  # left padding
         ids[r, offset:] = torch.tensor(seq)
         mask[r, offset:] = 1
-        first = offset + plens[r]  # index of the first completion token
-        for i in range(clens[r]):
-            pred.append(r * width + first + i - 1)  # the logits one position earlier predict it
-            targets.append(seq[plens[r] + i])
-            owner.append(r)
+        pos[r, offset : offset + len(p)] = torch.arange(len(p))
+        segment[r, offset : offset + len(p)] = -1
+        plens.append(len(p))
+        cursor = offset + len(p)
+        for i, c in enumerate(cs):
+            k = len(clens)
+            pos[r, cursor : cursor + len(c)] = torch.arange(len(p), len(p) + len(c))
+            segment[r, cursor : cursor + len(c)] = i
+            for j, token in enumerate(c):
+                # the first token is predicted by the last prompt token, the others by the previous token
+                src = offset + len(p) - 1 if j == 0 else cursor + j - 1
+                pred.append(r * width + src)
+                targets.append(token)
+                owner.append(k)
+            clens.append(len(c))
+            crow.append(r)
+            cursor += len(c)
+    attn4d = None
+    if shared:
+        q, k = segment[:, :, None], segment[:, None, :]  # (R, T, 1), (R, 1, T)
+        causal = torch.ones(width, width, dtype=torch.bool).tril()
+        allowed = causal & (k != -2) & (q != -2) & ((k == -1) | (k == q))
+        allowed |= torch.eye(
+            width, dtype=torch.bool
+        )  # padding queries see themselves: no all-masked softmax rows
+        attn4d = torch.zeros((n, 1, width, width), dtype=model.dtype)
+        attn4d.masked_fill_(~allowed[:, None], torch.finfo(model.dtype).min)
     device = model.device
     return PackedBatch(
         ids=ids.to(device),
         mask=mask.to(device),
+        position_ids=pos.to(device),
         prompt_len=torch.tensor(plens, device=device),
         completion_len=torch.tensor(clens, device=device),
+        completion_row=torch.tensor(crow, device=device),
         pred_index=torch.tensor(pred, device=device),
         target_ids=torch.tensor(targets, device=device),
-        token_row=torch.tensor(owner, device=device),
+        token_completion=torch.tensor(owner, device=device),
+        attn4d=None if attn4d is None else attn4d.to(device),
     )
+
+
+def pack_completions(model, pairs: Sequence[tuple[str, str]], *, chat: bool = True) -> PackedBatch:
+    """One left-padded batch holding every (prompt, completion) pair as its own row.
+
+    Example:
+        >>> b = pack_completions(m, [("Hi", "Sure"), ("Hi", "No")])
+        >>> b.rows, b.completions
+        (2, 2)
+    """
+    if not pairs:
+        raise InvalidArgumentError("nothing to pack: give at least one (prompt, completion) pair")
+    return _pack(model, [(p, [c]) for p, c in pairs], chat, shared=False)
+
+
+def pack_shared(model, groups: Sequence[tuple[str, Sequence[str]]], *, chat: bool = True) -> PackedBatch:
+    """One row per prompt with all its completions after it (4-D mask: each completion sees the prompt and itself).
+
+    The prompt is then computed once per step instead of once per completion. Exact for full causal attention;
+    models with sliding-window attention need every packed row to fit in the window (see ``can_share``).
+
+    Example:
+        >>> b = pack_shared(m, [("Hi", ["Sure", "No"])])
+        >>> b.rows, b.completions
+        (1, 2)
+    """
+    return _pack(model, groups, chat, shared=True)
+
+
+def sliding_window(model) -> int | None:
+    """The model's sliding attention window, or None when all its attention is full causal attention."""
+    config = getattr(model.hf.config, "get_text_config", lambda: model.hf.config)()
+    window = getattr(config, "sliding_window", None)
+    if not window or getattr(config, "use_sliding_window", True) is False:
+        return None
+    return int(window)
 
 
 def gather_hidden(hidden: Tensor, batch: PackedBatch) -> Tensor:
@@ -136,15 +221,16 @@ def completion_losses(
     normalize_by_length: bool = False,
     eps: float = EPS,
 ) -> Tensor:
-    """(N,) loss of each completion from its tokens' log-probs (M,).
+    """(K,) loss of each completion from its tokens' log-probs (M,).
 
-    Promotion: −Σ log(p + ε); suppression (``suppress[r]`` True): −Σ log(1 − p + ε); optionally divided by the
+    Promotion: −Σ log(p + ε); suppression (``suppress[k]`` True): −Σ log(1 − p + ε); optionally divided by the
     completion's length.
     """
     p = logprobs.exp()
-    is_sup = suppress.to(p.device)[batch.token_row]  # (M,)
+    is_sup = suppress.to(p.device)[batch.token_completion]  # (M,)
     per_token = torch.where(is_sup, -torch.log1p(-p + eps), -torch.log(p + eps))
-    per_row = torch.zeros(batch.rows, device=p.device, dtype=p.dtype).index_add(0, batch.token_row, per_token)
+    per_completion = torch.zeros(batch.completions, device=p.device, dtype=p.dtype)
+    per_completion = per_completion.index_add(0, batch.token_completion, per_token)
     if normalize_by_length:
-        per_row = per_row / batch.completion_len.to(per_row.dtype)
-    return per_row
+        per_completion = per_completion / batch.completion_len.to(per_completion.dtype)
+    return per_completion

@@ -7,6 +7,7 @@ produce the same loss trajectory; ``bench/bench_one_shot.py`` times the two side
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import torch
@@ -40,13 +41,21 @@ def naive_completion_loss(
     full = torch.cat([ids, comp], dim=1)  # (1, P + C), no padding
     plen = ids.shape[1]
     vec = SteeringVector({layer: v}, site)
-    token = PROMPT_LENGTHS.set(torch.tensor([plen], device=ids.device))  # so "prompt"/"last:k" know the prompt
+    token = PROMPT_LENGTHS.set(
+        torch.tensor([plen], device=ids.device)
+    )  # so "prompt"/"last:k" know the prompt
     try:
-        with steer(model, vec, -1.0 if example.negate else 1.0, positions=example.positions, operator=operator):
+        with steer(
+            model, vec, -1.0 if example.negate else 1.0, positions=example.positions, operator=operator
+        ):
             logits = model.hf(**forward_kwargs(full, None)).logits[0]  # (P + C, V)
     finally:
         PROMPT_LENGTHS.reset(token)
-    logp = torch.log_softmax(coldness * logits[plen - 1:-1].float(), -1).gather(-1, comp[0][:, None]).squeeze(-1)
+    logp = (
+        torch.log_softmax(coldness * logits[plen - 1 : -1].float(), -1)
+        .gather(-1, comp[0][:, None])
+        .squeeze(-1)
+    )
     p = logp.exp()
     loss = (-torch.log(1 - p + eps) if suppress else -torch.log(p + eps)).sum()
     return loss / comp.shape[1] if normalize_by_length else loss
@@ -66,20 +75,33 @@ def optimize_vector_naive(
     normalize_by_length: bool = False,
     operator: str = "add",
     chat: bool = True,
-) -> tuple[Tensor, list[float]]:
+) -> tuple[Tensor, list[float], list[float]]:
     """Plain loop: per step, forward + backward each completion separately, accumulate, Adam step, clip the norm.
-    Returns the final vector and the loss before each step."""
+    Returns the final vector, the loss before each step and each step's wall time in seconds."""
     v = init.detach().clone().to(model.device, model.dtype).requires_grad_(True)
     opt = torch.optim.Adam([v], lr=lr)
-    jobs = [(ex, c, False) for ex in examples for c in ex.promote] + [(ex, c, True) for ex in examples for c in ex.suppress]
-    losses = []
+    jobs = [(ex, c, False) for ex in examples for c in ex.promote] + [
+        (ex, c, True) for ex in examples for c in ex.suppress
+    ]
+    losses, seconds = [], []
     for _ in range(max_iters):
+        t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         total = 0.0
         for ex, completion, sup in jobs:
-            loss = naive_completion_loss(model, v, ex, completion, suppress=sup, layer=layer, site=site,
-                                         operator=operator, coldness=coldness,
-                                         normalize_by_length=normalize_by_length, chat=chat)
+            loss = naive_completion_loss(
+                model,
+                v,
+                ex,
+                completion,
+                suppress=sup,
+                layer=layer,
+                site=site,
+                operator=operator,
+                coldness=coldness,
+                normalize_by_length=normalize_by_length,
+                chat=chat,
+            )
             loss.backward()  # gradient accumulation: one graph per completion
             total += float(loss.detach())
         losses.append(total)
@@ -87,4 +109,5 @@ def optimize_vector_naive(
         with torch.no_grad():
             if max_norm is not None and v.norm() > max_norm:
                 v.mul_(max_norm / v.norm())
-    return v.detach(), losses
+        seconds.append(time.perf_counter() - t0)
+    return v.detach(), losses, seconds
