@@ -191,10 +191,12 @@ class HTTPJudge:
     def complete(self, requests: Sequence[Messages], *, validate: Validator | None = None) -> list[str | None]:
         import httpx
 
-        payloads = [{"model": self.model, "messages": list(messages), **self.params} for messages in requests]
+        # the cache key is the whole request: endpoint URL and body (model, messages, sampling parameters)
+        payloads = [{"url": self.url, "body": {"model": self.model, "messages": list(messages), **self.params}}
+                    for messages in requests]
         limits = httpx.Limits(max_connections=self.max_concurrency)
         with httpx.Client(limits=limits) as client, ThreadPoolExecutor(self.max_concurrency) as pool:
-            ask = lambda req, attempt: self._post(client, req, attempt)
+            ask = lambda req, attempt: self._post(client, req["body"], attempt)
             return list(pool.map(lambda p: _ask_with_attempts(p, self.attempts, ask, self.cache, validate), payloads))
 
 
