@@ -66,9 +66,10 @@ def test_linearity_cli(saved, tmp_path, capsys, monkeypatch):
     out = tmp_path / "lin"
     code = main(["eval", "linearity", "--adapter", str(saved / "adapter"), "--vector", str(saved / "v.safetensors"),
                  "--model", str(saved / "model"), "--no-chat", "--prompts-file", str(saved / "prompts.txt"),
-                 "--batches", "2", "--max-new-tokens", "6", "--out", str(out)])
+                 "--batches", "2", "--max-new-tokens", "6", "--control", "--out", str(out)])
     assert code == 0
-    assert "linearity score" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "linearity score" in printed and "random-vector control" in printed
     assert (out / "linearity.json").is_file() and (out / "linearity_heatmap.png").is_file()
 
 

@@ -63,6 +63,13 @@ def test_linearity_from_adapter_directory(tmp_path):
     assert res.raw_score == pytest.approx(np.mean([res.similarity[i, j] for i, j in res.matching]))
     assert res.responses["lora"] != res.responses["baseline"]  # the LoRA really was active
     assert res.responses["baseline"] == ss.generate(m, PROMPTS, max_new_tokens=10, chat=False)
+    assert res.control_score is None and "control" not in res.responses
+    with_control = ss.linearity_score(m, adapter, v, PROMPTS, batches=4, embedder=char_embedder, max_new_tokens=10,
+                                      chat=False, progress=False, control=True)
+    assert with_control.score == pytest.approx(res.score)  # the control rows do not disturb the others
+    assert 0.0 <= with_control.control_score <= 1.0 and len(with_control.control_summaries) == 4
+    assert len(with_control.responses["control"]) == len(PROMPTS)
+    assert no_lora_left(m)
     saved = read_json(tmp_path / "out" / "linearity.json")
     assert set(saved) >= {"score", "similarity", "matching", "embedding_shift_cosine", "lora_summaries",
                           "vector_summaries"}

@@ -60,6 +60,8 @@ def register(commands, groups) -> None:
     lin.add_argument("--judge-model", help="model name at --judge-url")
     lin.add_argument("--judge-api-key-env", default="OPENAI_API_KEY", help="environment variable with the key")
     lin.add_argument("--embedder", default=None, help="sentence-transformers model dir (default: shipped MiniLM)")
+    lin.add_argument("--control", action="store_true",
+                     help="also score a random vector with the same per-layer norms (the noise floor)")
     _gen_args(lin)
     lin.add_argument("--out", dest="out_dir", default="linearity", help="directory for linearity.json + heatmap")
     lin.set_defaults(func=run_linearity)
@@ -139,12 +141,15 @@ def run_linearity(args) -> int:
                           embedder=args.embedder, scale=args.scale, max_new_tokens=args.max_new_tokens,
                           seed=args.seed, do_sample=args.sample, temperature=args.temperature,
                           chat=not args.no_chat, positions=args.positions, batch_size=args.batch_size,
-                          out_dir=args.out_dir)
+                          control=args.control, out_dir=args.out_dir)
     for i, j in res.matching:
         print(f"LoRA batch {i} <-> vector batch {j}: cos {res.similarity[i, j]:.3f}\n"
               f"  LoRA:   {res.lora_summaries[i]}\n  vector: {res.vector_summaries[j]}")
     print(f"linearity score {res.score:.3f}; embedding-shift cosine {res.embedding_shift_cosine:.3f}; "
           f"written to {args.out_dir}/")
+    if res.control_score is not None:
+        print(f"random-vector control: score {res.control_score:.3f}; "
+              f"embedding-shift cosine {res.control_embedding_shift_cosine:.3f}")
     return 0
 
 

