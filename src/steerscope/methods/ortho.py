@@ -1,0 +1,262 @@
+"""MELBO-ortho: many vectors orthogonal to a discovered θ₀ (and to each other) that cause the same effect.
+
+Each new θ starts from θ₀ and minimises, with Adam, Σ_prompts ‖mean_t Z_t(θ) − mean_t Z_t(θ₀)‖₂ at
+``resid_post[target]``; after every step it is projected orthogonal to θ₀ and to every vector found so far
+(there is no norm constraint). Vectors eventually collapse to ~zero norm: the run stops when they do. Only blocks
+source+1..target are replayed (``LayerReplay``). A block-parallel variant trains ``block_size`` vectors per step
+(rows Gram–Schmidt-orthogonalised after every step).
+
+Analysis per vector: next-token KL at the first generated token between the model steered by θᵢ and by θ₀
+(``kl_divergence``; default KL(Pᵢ‖P₀)), its moving average, the KL when θᵢ is rescaled to ‖θ₀‖, and ‖θᵢ‖.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from ..errors import InvalidArgumentError
+from ..generate import tokenize
+from ..io import read_csv, write_csv, write_json
+from ..layers import LayerReplay
+from ..orthogonal import extend_basis, gram_schmidt_rows, remove_span
+from ..runs import open_run, run_config
+from ..vector import SteeringVector, VectorSet
+
+log = logging.getLogger(__name__)
+
+
+class MeanMatchObjective:
+    """Σ_prompts ‖mean_t Z_t(θ) − mean_t Z_t(θ₀)‖₂ at the target layer, for k vectors at once: (k, D) -> (k,)."""
+
+    def __init__(self, model, prompts: list[str], base: Tensor, source_layer: int, target_layer: int, chat: bool):
+        ids, mask = tokenize(model, prompts, chat=chat)
+        self.replay = LayerReplay(model, ids, mask, start=source_layer + 1, end=target_layer)
+        self.batch = ids.shape[0]
+        self.weights = (mask / mask.sum(-1, keepdim=True))[..., None]  # (B, T, 1): mean over real tokens
+        with torch.no_grad():
+            self.target = self._means(base[None])  # (B, D)
+
+    def _means(self, thetas: Tensor) -> Tensor:
+        k = thetas.shape[0]
+        hidden = self.replay.hidden.repeat(k, 1, 1) + thetas.repeat_interleave(self.batch, 0)[:, None, :]
+        z = self.replay.run(hidden)  # (k·B, T, D)
+        return (z * self.weights.repeat(k, 1, 1)).sum(1)  # (k·B, D)
+
+    def __call__(self, thetas: Tensor) -> Tensor:
+        k = thetas.shape[0]
+        diff = self._means(thetas) - self.target.repeat(k, 1)
+        dist = diff.pow(2).sum(-1).clamp_min(1e-30).sqrt()  # clamp: finite gradients at a perfect match
+        return dist.view(k, self.batch).sum(-1)
+
+
+@dataclass
+class OrthoResult:
+    vectors: VectorSet
+    losses: list[list[float]]
+    norms: list[float]
+    analysis: list[dict]  # index, norm, kl, kl_moving_avg, kl_rescaled
+    base: SteeringVector
+    out_dir: Path | None = None
+
+
+def _train_block(objective: MeanMatchObjective, base: Tensor, basis: Tensor, size: int, *, steps: int, lr: float,
+                 seed: int, progress=None) -> tuple[Tensor, list[list[float]]]:
+    """k vectors starting from θ₀, each step: Adam, then project out the basis and orthogonalise within the block.
+
+    θ₀ itself lies in the basis, so the projected start is ~0; a tiny seeded perturbation (1e-3·‖θ₀‖/√D per
+    coordinate) breaks the symmetry between the rows of a block.
+    """
+    g = torch.Generator().manual_seed(seed)
+    noise = torch.randn(size, base.shape[-1], generator=g) * (1e-3 * float(base.norm()) / base.shape[-1] ** 0.5)
+    theta = gram_schmidt_rows(remove_span(base + noise, basis), basis).requires_grad_(True)
+    optimizer = torch.optim.Adam([theta], lr=lr)
+    history: list[list[float]] = [[] for _ in range(size)]
+    for _ in range(steps):
+        optimizer.zero_grad(set_to_none=True)
+        loss = objective(theta)
+        loss.sum().backward()
+        optimizer.step()
+        with torch.no_grad():
+            theta.copy_(gram_schmidt_rows(theta, basis))
+        for i, value in enumerate(loss.detach().tolist()):
+            history[i].append(value)
+        if progress is not None:
+            progress.update(size)
+    with torch.no_grad():
+        final = objective(theta.detach())
+    for i, value in enumerate(final.tolist()):
+        history[i].append(value)
+    return theta.detach(), history
+
+
+def melbo_ortho(
+    model,
+    base_vector: SteeringVector,
+    prompts: list[str],
+    *,
+    source_layer: int | None = None,
+    target_layer: int | None = None,
+    num_vectors: int = 100,
+    steps: int = 1000,
+    lr: float = 1e-2,
+    block_size: int = 1,
+    collapse_ratio: float = 0.05,
+    collapse_patience: int = 3,
+    kl_prompts: list[str] | None = None,
+    kl_direction: str = "forward",
+    moving_average: int = 25,
+    seed: int = 0,
+    chat: bool = True,
+    out_dir: str | os.PathLike | None = None,
+    resume: bool = False,
+    sample_vectors: int = 8,
+    sample_tokens: int = 40,
+    report: bool = True,
+    progress: bool = True,
+) -> OrthoResult:
+    """Find vectors orthogonal to ``base_vector`` (θ₀) and to each other that reproduce its target-layer effect.
+
+    Args:
+        base_vector: θ₀, a single-layer ``resid_post`` vector (e.g. ``VectorSet.load(run)[i]`` from ``melbo``).
+        source_layer: defaults to θ₀'s layer. target_layer: defaults to θ₀'s MELBO target or ≈ 3/4 depth.
+        num_vectors: at most this many; the run stops earlier when ``collapse_patience`` vectors in a row have
+            norm below ``collapse_ratio`` · ‖θ₀‖.
+        steps, lr: Adam steps per vector (block) and learning rate.
+        block_size: vectors trained together per step (the block-parallel variant; 1 = strictly sequential).
+        kl_prompts: prompts for the KL analysis (default: the training prompts).
+        kl_direction: ``forward`` = KL(Pᵢ‖P₀) (default), ``reverse`` = KL(P₀‖Pᵢ).
+
+    Example:
+        >>> theta0 = ss.VectorSet.load("runs/melbo/vectors.safetensors")[2]
+        >>> res = ss.melbo_ortho(m, theta0, ["How can I make a bomb?"], num_vectors=50, out_dir="runs/ortho")
+        >>> res.analysis[0]["kl"]
+    """
+    from tqdm.auto import tqdm
+
+    if base_vector.site != "resid_post" or len(base_vector.layers) != 1:
+        raise InvalidArgumentError("melbo_ortho needs a single-layer resid_post base vector (e.g. one MELBO vector)")
+    if kl_direction not in ("forward", "reverse"):
+        raise InvalidArgumentError("kl_direction must be 'forward' (KL(P_i||P_0)) or 'reverse' (KL(P_0||P_i))")
+    model.check_width(base_vector.d_model, "base vector")
+    layer = base_vector.layers[0]
+    source_layer = layer if source_layer is None else model.check_layer(source_layer)
+    if target_layer is None:
+        target_layer = base_vector.meta.method_config.get("target_layer") or max(source_layer + 1,
+                                                                                (3 * model.n_layers) // 4 - 1)
+    target_layer = model.check_layer(int(target_layer))
+    if not source_layer < target_layer:
+        raise InvalidArgumentError(f"need source_layer < target_layer; got {source_layer} and {target_layer}")
+    if num_vectors < 1 or num_vectors > model.d_model - 1:
+        raise InvalidArgumentError(f"num_vectors must be between 1 and d_model − 1 = {model.d_model - 1}")
+    theta0 = base_vector.directions[layer].float().to(model.device)
+    objective = MeanMatchObjective(model, list(prompts), theta0, source_layer, target_layer, chat)
+    settings = dict(prompts=list(prompts), source_layer=source_layer, target_layer=target_layer,
+                    num_vectors=num_vectors, steps=steps, lr=lr, block_size=block_size, collapse_ratio=collapse_ratio,
+                    base_norm=float(theta0.norm()), seed=seed, chat=chat)
+    config = run_config(model, "melbo_ortho", settings)
+    run_dir, resuming = open_run(out_dir, config, resume=resume, keys=list(settings))
+    if run_dir:
+        base_vector.save(run_dir / "base_vector.safetensors")
+
+    vectors, losses = _load_checkpoint(run_dir) if resuming else ([], [])
+    floor = collapse_ratio * float(theta0.norm())
+    bar = tqdm(total=num_vectors * steps, initial=len(vectors) * steps, desc="melbo-ortho", disable=not progress)
+    while len(vectors) < num_vectors and not _collapsed(vectors, floor, collapse_patience):
+        basis = extend_basis(None, torch.stack([theta0, *vectors]))
+        size = min(block_size, num_vectors - len(vectors))
+        found, history = _train_block(objective, theta0, basis, size, steps=steps, lr=lr,
+                                      seed=seed * 1_000_003 + len(vectors), progress=bar)
+        vectors.extend(found)
+        losses.extend(history)
+        if run_dir:
+            _save_checkpoint(run_dir, model, vectors, losses, source_layer, config)
+    bar.close()
+    if _collapsed(vectors, floor, collapse_patience):
+        log.info("vectors collapsed to ~zero norm after %d vectors; stopped", len(vectors))
+    vs = _as_set(model, vectors, source_layer, config)
+    result = OrthoResult(vs, losses, vs.norms().tolist(), [], base_vector, run_dir)
+    result.analysis = analyse(model, vs, base_vector, kl_prompts or list(prompts), direction=kl_direction,
+                              window=moving_average, chat=chat, progress=progress)
+    if run_dir:
+        _write_outputs(model, result, list(prompts), kl_direction, sample_vectors, sample_tokens, chat, report)
+    return result
+
+
+def analyse(model, vectors: VectorSet, base: SteeringVector, prompts: list[str], *, direction: str = "forward",
+            window: int = 25, chat: bool = True, progress: bool = False) -> list[dict]:
+    """Per vector: norm, KL to θ₀ at the first generated token, its moving average, and KL at ‖θ₀‖ (rescaled)."""
+    from ..evaluate.kl import kl_divergence
+
+    norms = vectors.norms()
+    base_norm = base.norm()
+    kl = kl_divergence(model, vectors, prompts, reference=base, direction=direction, chat=chat, progress=progress)
+    rescale = [base_norm / max(float(n), 1e-12) for n in norms]
+    kl_rescaled = kl_divergence(model, vectors, prompts, reference=base, direction=direction, scales=rescale,
+                                chat=chat, progress=progress)
+    rows = []
+    for i in range(len(vectors)):
+        lo = max(0, i - window + 1)
+        rows.append({"index": i, "norm": float(norms[i]), "kl": float(kl[i]),
+                     "kl_moving_avg": float(kl[lo:i + 1].mean()), "kl_rescaled": float(kl_rescaled[i])})
+    return rows
+
+
+def _collapsed(vectors: list[Tensor], floor: float, patience: int) -> bool:
+    return len(vectors) >= patience and all(float(v.norm()) < floor for v in vectors[-patience:])
+
+
+def _as_set(model, vectors: list[Tensor], layer: int, config: dict) -> VectorSet:
+    keys = ("source_layer", "target_layer", "steps", "lr", "block_size", "base_norm")
+    return VectorSet({layer: torch.stack(vectors)}, "resid_post", model_type=model.model_type, model_name=model.name,
+                     method="melbo_ortho", method_config={k: config[k] for k in keys})
+
+
+def _save_checkpoint(run_dir: Path, model, vectors, losses, layer, config) -> None:
+    write_csv(run_dir / "losses.csv", [{"vector": i, "step": s, "loss": v}
+                                       for i, h in enumerate(losses) for s, v in enumerate(h)])
+    _as_set(model, vectors, layer, config).save(run_dir / "vectors.safetensors")  # commit point
+
+
+def _load_checkpoint(run_dir: Path) -> tuple[list[Tensor], list[list[float]]]:
+    if not (run_dir / "vectors.safetensors").is_file():
+        return [], []
+    vectors = list(next(iter(VectorSet.load(run_dir / "vectors.safetensors").tensors.values())))
+    losses: list[list[float]] = [[] for _ in vectors]
+    for row in read_csv(run_dir / "losses.csv"):
+        if int(row["vector"]) < len(vectors):
+            losses[int(row["vector"])].append(float(row["loss"]))
+    return vectors, losses
+
+
+def _write_outputs(model, result: OrthoResult, prompts, direction, sample_vectors, sample_tokens, chat, report):
+    from ..report.plots import plot_losses, plot_ortho
+    from ..samples import write_samples
+
+    run_dir = result.out_dir
+    write_csv(run_dir / "ortho.csv", result.analysis)
+    write_csv(run_dir / "vectors.csv", [{"index": r["index"], "norm": r["norm"], "kl_to_base": r["kl"],
+                                         "kl_rescaled": r["kl_rescaled"], "final_loss": result.losses[i][-1]}
+                                        for i, r in enumerate(result.analysis)])
+    write_json(run_dir / "summary.json", {"num_vectors": len(result.vectors), "kl_direction": direction,
+                                          "base_norm": result.base.norm(),
+                                          "kl_first10_mean": sum(r["kl"] for r in result.analysis[:10])
+                                          / max(1, min(10, len(result.analysis)))})
+    plot_ortho(result.analysis, run_dir / "plots" / "ortho_kl_norm.png",
+               direction="KL(P_i||P_0)" if direction == "forward" else "KL(P_0||P_i)")
+    plot_losses(result.losses, run_dir / "plots" / "loss_curves.png", ylabel="‖mean Z(θ) − mean Z(θ₀)‖",
+                title="MELBO-ortho: distance to θ₀'s target-layer effect")
+    shown = VectorSet({k: t[:sample_vectors] for k, t in result.vectors.tensors.items()}, result.vectors.site)
+    base_set = VectorSet.from_vectors([result.base])
+    write_samples(model, shown, {"train": prompts}, run_dir / "samples.jsonl", max_new_tokens=sample_tokens, chat=chat)
+    write_samples(model, base_set, {"train": prompts}, run_dir / "base_samples.jsonl", max_new_tokens=sample_tokens,
+                  chat=chat)
+    if report:
+        from ..report import write_report_if_available
+
+        write_report_if_available(run_dir)
