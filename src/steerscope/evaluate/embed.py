@@ -44,12 +44,10 @@ def minilm_dir() -> Path:
 
 @functools.lru_cache(maxsize=4)
 def _sentence_transformer(path: str):
-    # offline: never reach a hub at run time (the variables are read when the hub client first loads)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
 
     try:
-        return SentenceTransformer(path, device="cpu", local_files_only=True)
+        return SentenceTransformer(path, device="cpu", local_files_only=True)  # offline: never reach a hub
     except Exception as exc:  # sentence-transformers raises OSError/ValueError/HF errors for missing models
         raise ModelNotFoundError(f"could not load sentence-transformers model {path!r} offline ({exc}); "
                                  "pass a local model directory") from exc
