@@ -4,7 +4,7 @@ Optimises one vector on ONE prompt ("Write a poem about cats.") to promote the c
 measures on 30 held-out prompts (steerscope/data/one_shot_heldout.jsonl), for scales -1 .. 1.5:
 the change in teacher-forced log p("Sure, here is") and the fraction of greedy generations containing "sure, here".
 
-Run:  .venv/bin/python examples/one_shot_sure.py [--out examples/out/one_shot_sure] [--max-iters 30]
+Run:  .venv/bin/python examples/one_shot_sure.py [--out runs/one_shot_sure] [--max-iters 30]
 Takes a few minutes on 2 CPU cores. Writes the vector, loss curve, transfer CSV/plot and generations to --out.
 """
 
@@ -22,7 +22,7 @@ from steerscope.io import write_json
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="examples/out/one_shot_sure")
+    parser.add_argument("--out", default="runs/one_shot_sure")
     parser.add_argument("--layer", type=int, default=8)
     parser.add_argument("--lr", type=float, default=0.1)
     parser.add_argument("--max-iters", type=int, default=30)

@@ -58,3 +58,12 @@ def test_negation_reverses_the_effect_on_held_out_prompts(real_model, promoted):
     for row in res.rows:
         by_prompt.setdefault(row["prompt"], {})[row["scale"]] = row["delta_logprob"]
     assert sum(d[1.0] > 0 > d[-1.0] for d in by_prompt.values()) >= 6
+
+
+def test_shared_prompt_packing_is_exact_on_the_real_model(real_model):
+    # sdpa attention with a custom 4-D mask: the packed row must give the per-completion losses exactly
+    ex = ss.Example(TRAIN, promote=["Sure, here is", "Here is a poem"], suppress=["In the realm"], positions="last:4")
+    kw = {"layer": LAYER, "max_iters": 0, "init_norm": 8.0, "progress": False}
+    packed = ss.optimize_vector(real_model, [ex], **kw)
+    rows = ss.optimize_vector(real_model, [ex], share_prompt=False, **kw)
+    assert packed.final_loss == pytest.approx(rows.final_loss, rel=1e-4)
