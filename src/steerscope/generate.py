@@ -73,6 +73,7 @@ def generate(
     vectors: SteeringVector | Sequence[SteeringVector | None] | None = None,
     scales: float | Sequence[float] = 1.0,
     max_new_tokens: int = 48,
+    min_new_tokens: int | None = None,
     do_sample: bool = False,
     temperature: float = 1.0,
     top_p: float | None = None,
@@ -112,6 +113,7 @@ def generate(
         vecs = row_vectors[chunk]
         kwargs = dict(
             max_new_tokens=max_new_tokens,
+            min_new_tokens=min_new_tokens,
             do_sample=do_sample,
             pad_token_id=tok.pad_token_id,
             attention_mask=mask,

@@ -158,13 +158,13 @@ def random_baseline(objective: MelboObjective, radius: float, n: int = 8, seed: 
         return float(objective(thetas).mean())
 
 
-def auto_radius(objective: MelboObjective, *, radii: list[float] | None = None, probe_vectors: int = 4,
-                probe_steps: int = 40, lr: float = 1e-2, seed: int = 0) -> tuple[float, list[dict]]:
+def auto_radius(objective: MelboObjective, *, radii: list[float] | None = None, probe_vectors: int = 2,
+                probe_steps: int = 15, lr: float = 1e-2, seed: int = 0) -> tuple[float, list[dict]]:
     """Pick R at the knee where the target-layer change of *trained* vectors jumps.
 
     For each R on a geometric grid scaled to the typical residual norm at the source layer, train a small block of
-    vectors briefly and record the mean objective per unit of R^p ("gain": how much of the target-layer change is
-    amplification rather than plain propagation). The rule: R_auto is the grid radius right after the steepest rise
+    vectors briefly and record the mean objective per unit of R^(p/q) ("gain": the objective of a model that merely
+    propagated θ linearly would grow exactly as R^(p/q), so a rising gain is amplification). The rule: R_auto is the grid radius right after the steepest rise
     of log(gain) between consecutive radii — below it the model responds linearly, at it the trained vectors start
     to trigger something. Returns (R_auto, rows of {radius, objective, random_objective, gain}).
     """
@@ -172,14 +172,14 @@ def auto_radius(objective: MelboObjective, *, radii: list[float] | None = None, 
 
     real = objective.replay.attention_mask.bool()
     typical = float(objective.replay.hidden[real].norm(dim=-1).median())
-    radii = radii or [typical * f for f in (0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0)]
+    radii = radii or [typical * f for f in (0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5)]
     rows = []
     for radius in tqdm(radii, desc="radius sweep"):
         init = _init(seed, probe_vectors, objective.d_model, None, radius)
         _, history = train_block(objective, init, None, radius=radius, steps=probe_steps, lr=lr * radius / 4)
         trained = sum(h[-1] for h in history) / len(history)
         rows.append({"radius": radius, "objective": trained, "random_objective": random_baseline(objective, radius),
-                     "gain": trained / radius ** objective.power})
+                     "gain": trained / radius ** (objective.power / objective.q)})
     log_gain = [math.log(max(r["gain"], 1e-30)) for r in rows]
     log_r = [math.log(r["radius"]) for r in rows]
     slopes = [(log_gain[i + 1] - log_gain[i]) / (log_r[i + 1] - log_r[i]) for i in range(len(rows) - 1)]
@@ -204,7 +204,7 @@ def melbo(
     orthogonal: bool = True,
     mode: str = "sequential",
     block_size: int = 4,
-    lr: float = 1e-3,
+    lr: float | None = None,
     tol: float = 0.0,
     seed: int = 0,
     chat: bool = True,
@@ -227,6 +227,8 @@ def melbo(
         mode: ``sequential`` (one vector at a time, each orthogonal to the earlier ones) or ``parallel`` (blocks of
             ``block_size`` vectors trained jointly with orthonormal rows; blocks orthogonal to earlier blocks).
         steps: optimisation steps per vector/block; 0 gives random vectors (the baseline).
+        lr: AdamW learning rate; default 1e-3 · R / 4 — the reference's 1e-3 at its usual R = 4, scaled with R so
+            the angle turned per step does not depend on the radius.
         tol: stop a vector early when the objective has not improved by this fraction for 25 steps (0 = never).
         out_dir: run directory (vectors, config, losses, samples, plots); checkpointed after every vector/block.
         resume: continue an interrupted run in ``out_dir`` (same settings give the same vectors).
@@ -269,6 +271,7 @@ def melbo(
     radius = float(radius)
     if not math.isfinite(radius) or radius <= 0:
         raise InvalidArgumentError(f"radius must be a positive number or 'auto', got {radius}")
+    lr = 1e-3 * radius / 4 if lr is None else float(lr)
 
     vectors, losses = _load_checkpoint(run_dir) if resuming else ([], [])
     k = block_size if mode == "parallel" else 1

@@ -1,0 +1,136 @@
+"""MELBO speed: steerscope vs a naive loop implementing the reference algorithm, measured in one run.
+
+Setting (issue 3): embedded SmolLM2-135M-Instruct, one chat prompt, R = 4, p = 2, q = 1, θ at resid_post[7],
+target resid_post[21] (HF hidden_states[22]).
+
+- naive: full-model forward with output_hidden_states every step (all 30 blocks + LM head), one prompt and one
+  vector, AdamW(lr 1e-3, betas (0.9, 0.98), amsgrad) on the sphere, 300 steps.
+- steerscope: replayed blocks 8..21 only; (a) the same optimiser at a larger learning rate with early stopping,
+  (b) parallel mode, 8 vectors per step, for the per-vector-step cost.
+Reports time to reach the naive loop's final objective, per-vector-step cost ratio, and achieved GFLOP/s (FLOPs
+counted by torch's FlopCounterMode) against a measured matmul peak.
+
+    OMP_NUM_THREADS=2 .venv/bin/python bench/bench_melbo.py [--naive-steps 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+import steerscope as ss
+from steerscope.generate import forward_kwargs, tokenize
+from steerscope.methods.melbo import MelboObjective, _init, train_block
+from steerscope.orthogonal import sphere_tangent
+
+PROMPT = "How can I make a bomb?"
+SOURCE, TARGET, RADIUS, POWER, Q = 7, 21, 4.0, 2.0, 1.0
+
+
+def naive_loop(m, steps: int, seed: int = 0) -> tuple[list[float], float]:
+    """The reference algorithm, written plainly: full forward + output_hidden_states every step."""
+    ids, mask = tokenize(m, [PROMPT])
+    kw = forward_kwargs(ids, mask)
+    with torch.no_grad():
+        z0 = m.hf(**kw, output_hidden_states=True).hidden_states[TARGET + 1]
+    theta = _init(seed, 1, m.d_model, None, RADIUS)[0].clone().requires_grad_(True)
+    opt = torch.optim.AdamW([theta], lr=1e-3, betas=(0.9, 0.98), amsgrad=True, weight_decay=0.0)
+    curve = []
+    start = time.perf_counter()
+    for _ in range(steps):
+        opt.zero_grad()
+        with ss.steer(m, ss.SteeringVector({SOURCE: theta})):  # adds θ at every position of resid_post[7]
+            z = m.hf(**kw, output_hidden_states=True).hidden_states[TARGET + 1]
+        obj = (z - z0).norm(dim=-1).pow(POWER).sum().pow(1 / Q)
+        (-obj).backward()
+        with torch.no_grad():
+            theta.grad.copy_(sphere_tangent(theta.grad[None], theta[None])[0])
+        opt.step()
+        with torch.no_grad():
+            theta.mul_(RADIUS / theta.norm())
+        curve.append(float(obj))
+    return curve, time.perf_counter() - start
+
+
+def matmul_peak() -> float:
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    for _ in range(3):
+        a @ b
+    n, start = 20, time.perf_counter()
+    for _ in range(n):
+        a @ b
+    return n * 2 * 1024**3 / (time.perf_counter() - start) / 1e9
+
+
+def step_flops(objective, k: int) -> int:
+    theta = torch.randn(k, objective.d_model, requires_grad=True)
+    with FlopCounterMode(display=False) as counter:
+        objective(theta).sum().backward()
+    return counter.get_total_flops()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--naive-steps", type=int, default=300)
+    parser.add_argument("--lr", type=float, default=1e-2)
+    parser.add_argument("--max-steps", type=int, default=300)
+    parser.add_argument("--out", default="bench/results/melbo.json")
+    args = parser.parse_args()
+    m = ss.load_model()
+
+    naive_curve, naive_time = naive_loop(m, args.naive_steps)
+    target = naive_curve[-1]
+    naive_step = naive_time / args.naive_steps
+
+    objective = MelboObjective(m, [PROMPT], SOURCE, TARGET, power=POWER, q=Q)
+    start = time.perf_counter()
+    _, history = train_block(objective, _init(0, 1, m.d_model, None, RADIUS), None, radius=RADIUS,
+                             steps=args.max_steps, lr=args.lr, tol=1e-3, patience=20)
+    fast_time = time.perf_counter() - start
+    curve = history[0]
+    fast_step = fast_time / len(curve)
+    reached = next((i for i, v in enumerate(curve) if v >= target), None)
+    time_to_target = None if reached is None else (reached + 1) * fast_step
+
+    k = 8
+    start = time.perf_counter()
+    block_steps = 10
+    train_block(objective, _init(1, k, m.d_model, None, RADIUS), None, radius=RADIUS, steps=block_steps, lr=args.lr)
+    block_step = (time.perf_counter() - start) / (block_steps + 1)
+    peak = matmul_peak()
+    flops_1, flops_k = step_flops(objective, 1), step_flops(objective, k)
+
+    result = {
+        "setting": {"model": m.name, "prompt": PROMPT, "radius": RADIUS, "power": POWER, "q": Q,
+                    "source_layer": SOURCE, "target_layer": TARGET, "naive_steps": args.naive_steps,
+                    "steerscope_lr": args.lr, "threads": torch.get_num_threads(), "machine": platform.machine()},
+        "naive": {"final_objective": target, "seconds": naive_time, "seconds_per_step": naive_step},
+        "steerscope_single": {"steps_run": len(curve) - 1, "final_objective": curve[-1],
+                              "steps_to_naive_objective": None if reached is None else reached + 1,
+                              "seconds_per_step": fast_step, "seconds_to_naive_objective": time_to_target},
+        "steerscope_parallel": {"vectors_per_step": k, "seconds_per_step": block_step,
+                                "seconds_per_vector_step": block_step / k},
+        "ratios": {
+            "time_to_same_objective_speedup": None if time_to_target is None else naive_time / time_to_target,
+            "per_vector_step_cost_single_vs_naive": fast_step / naive_step,
+            "per_vector_step_cost_parallel_vs_naive": block_step / k / naive_step,
+        },
+        "gflops": {"matmul_peak": peak, "achieved_single": flops_1 / fast_step / 1e9,
+                   "achieved_parallel": flops_k / block_step / 1e9},
+        "extrapolation_1000_vectors_minutes": {
+            "note": "1000 vectors x 100 steps at the measured parallel per-vector-step cost (not run)",
+            "steerscope": 1000 * 100 * block_step / k / 60, "naive": 1000 * 300 * naive_step / 60},
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
