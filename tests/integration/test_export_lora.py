@@ -6,11 +6,11 @@ import warnings
 
 import pytest
 import torch
+from tiny import tiny_config, tiny_tokenizer
 
 import steerscope as ss
 from steerscope.errors import InvalidArgumentError
 from steerscope.generate import forward_kwargs, tokenize
-from tiny import tiny_config, tiny_tokenizer
 
 PROMPTS = ["the cat sat on the mat", "hi", "a much longer prompt with some padding"]
 HELDOUT = ["where is the dog", "numbers 1 2 3", "Hello there, friend!"]

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from ..errors import StopForward
 from ..generate import forward_kwargs, tokenize
-from ..hooks import HookGroup
+from ..hooks import HookGroup, run_until_stopped
 from ..steer import steer
 from ..vector import SteeringVector
 
@@ -119,30 +120,42 @@ def token_batches(
     return batches
 
 
-@torch.no_grad()
-def capture_inputs(model, module_paths: Sequence[str], batch: TokenBatch, vector: SteeringVector | None,
-                   scale: float) -> dict[str, Tensor]:
-    """Inputs of each module (B, T, d_in) in one forward, steered with ``vector`` when given."""
+@contextmanager
+def recording_inputs(model, module_paths: Sequence[str], *, stop_when_done: bool = False) -> Iterator[dict[str, Tensor]]:
+    """Record the input (B, T, d_in) of each module during the forwards run inside the block. With
+    ``stop_when_done`` the forward ends (StopForward) once every module has been seen: no later blocks, no head."""
     captured: dict[str, Tensor] = {}
     group = HookGroup()
+    wanted = set(module_paths)
 
     def pre_hook_for(path: str):
         def pre_hook(module, args):
             captured[path] = args[0].detach()
+            if stop_when_done and wanted <= captured.keys():
+                raise StopForward
 
         return pre_hook
 
     try:
-        for path in module_paths:
+        for path in wanted:
             group.add(model.hf.get_submodule(path).register_forward_pre_hook(pre_hook_for(path)))
-        if vector is not None:
-            with steer(model, vector, scale):
-                model.hf(**forward_kwargs(batch.input_ids, batch.attention_mask))
-        else:
-            model.hf(**forward_kwargs(batch.input_ids, batch.attention_mask))
+        yield captured
     finally:
         group.remove()
-    return captured
+
+
+@torch.no_grad()
+def capture_inputs(model, module_paths: Sequence[str], batch: TokenBatch, vector: SteeringVector | None,
+                   scale: float) -> dict[str, Tensor]:
+    """Inputs of each module (B, T, d_in) in one early-stopped forward, steered with ``vector`` when given."""
+    kw = forward_kwargs(batch.input_ids, batch.attention_mask)
+    with recording_inputs(model, module_paths, stop_when_done=True) as captured:
+        if vector is not None:
+            with steer(model, vector, scale):
+                run_until_stopped(model.hf, **kw)
+        else:
+            run_until_stopped(model.hf, **kw)
+    return dict(captured)
 
 
 class Moments:
@@ -200,11 +213,15 @@ def fit_readout(fit: Moments, val: Moments) -> tuple[Tensor, float, dict[str, fl
     return readout_direction(fit.merged(val), best), best, {f"{k:g}": v for k, v in scores.items()}
 
 
-def _kl_rows(p_logits: Tensor, q_logits: Tensor) -> Tensor:
-    """KL(p || q) over the vocabulary for each position: (..., V) -> (...)."""
-    logp = torch.log_softmax(p_logits.double(), -1)
-    logq = torch.log_softmax(q_logits.double(), -1)
-    return (logp.exp() * (logp - logq)).sum(-1).clamp_min(0.0)  # rounding can give -1e-17
+def kl_rows(p_logits: Tensor, q_logits: Tensor, chunk: int = 256) -> Tensor:
+    """KL(p || q) over the vocabulary for each row of (N, V) logits, in float64 chunks (a 49k vocabulary in float64
+    for every token at once would take gigabytes). Rounding can give -1e-17: clamped at 0."""
+    out = []
+    for start in range(0, p_logits.shape[0], chunk):
+        logp = torch.log_softmax(p_logits[start:start + chunk].double(), -1)
+        logq = torch.log_softmax(q_logits[start:start + chunk].double(), -1)
+        out.append((logp.exp() * (logp - logq)).sum(-1).clamp_min(0.0))
+    return torch.cat(out) if out else p_logits.new_zeros(0, dtype=torch.float64)
 
 
 @torch.no_grad()
@@ -219,26 +236,25 @@ def measure_fidelity(model, vector: SteeringVector, scale: float, adapters: Sequ
     errs, first_errs, kls, last_kls, base_kls = [], [], [], [], []
     targets = {a.module_path: _target_for(vector, a, scale) for a in adapters}
     for batch in batches:
-        inputs = capture_inputs(model, list(targets), batch, vector, scale)
+        kw = forward_kwargs(batch.input_ids, batch.attention_mask)
+        real = batch.attention_mask.bool()
+        with recording_inputs(model, list(targets)) as inputs, steer(model, vector, scale):
+            p = model.hf(**kw).logits[real]  # (N, V): one steered forward gives logits and module inputs
         for adapter in adapters:
             x = inputs[adapter.module_path].double()  # (B, T, d_in)
             target = targets[adapter.module_path].double()
             rel = (adapter.delta(x) - target).norm(dim=-1) / target.norm().clamp_min(1e-30)  # (B, T)
             errs.append(rel[batch.keep])
             first_errs.append(rel[batch.first])
-        kw = forward_kwargs(batch.input_ids, batch.attention_mask)
-        with steer(model, vector, scale):
-            p = model.hf(**kw).logits
+        del inputs
         with apply_adapters(model, adapters):
-            q = model.hf(**kw).logits
-        real = batch.attention_mask.bool()
-        kl = _kl_rows(p, q)  # (B, T)
-        kls.append(kl[real])
-        last = real.long().cumsum(-1) == real.sum(-1, keepdim=True)  # last real token of each row
-        last_kls.append(kl[last & real])
+            q = model.hf(**kw).logits[real]
+        kl = kl_rows(p, q)  # (N,)
+        kls.append(kl)
+        last = (real.long().cumsum(-1) == real.sum(-1, keepdim=True)) & real  # last real token of each row
+        last_kls.append(kl[last[real]])
         if with_base:
-            base = model.hf(**kw).logits
-            base_kls.append(_kl_rows(p, base)[real])
+            base_kls.append(kl_rows(p, model.hf(**kw).logits[real]))
     err, first_err, kl, last_kl = (torch.cat(t) for t in (errs, first_errs, kls, last_kls))
     out = {
         "n_sequences": sum(int(b.input_ids.shape[0]) for b in batches),

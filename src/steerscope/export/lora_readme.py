@@ -33,8 +33,8 @@ def render_readme(model, vector: SteeringVector, fidelity: dict) -> str:
         "# Steering vector exported as a LoRA adapter (steerscope)",
         "",
         f"- base model: `{model.name}` ({model.model_type})",
-        f"- vector: site `{vector.site}`, layers {vector.layers}, method `{vector.method}`, "
-        f"scale baked in: {fidelity['scale']:g}",
+        (f"- vector: site `{vector.site}`, layers {vector.layers}, method `{vector.method}`, "
+         f"scale baked in: {fidelity['scale']:g}"),
         f"- export method: **{method}** "
         + ("(exact: lora_A = 0, lora_B.bias = v, so the adapter adds v at every token)" if method == "bias"
            else "(rank-1 ΔW = a bᵀ with a = v and bᵀx ≈ 1 fitted on calibration activations)"),
@@ -47,11 +47,11 @@ def render_readme(model, vector: SteeringVector, fidelity: dict) -> str:
     if held:
         lines += [
             "",
-            f"## Measured fidelity ({fidelity.get('n_heldout_prompts')} held-out prompts, "
-            f"{held['n_tokens']} tokens, {fidelity['new_tokens']} generated tokens per prompt)",
+            (f"## Measured fidelity ({fidelity.get('n_heldout_prompts')} held-out prompts, "
+             f"{held['n_tokens']} tokens, {fidelity['new_tokens']} generated tokens per prompt)"),
             "",
-            "Relative error of the added vector per token is ‖added − v‖/‖v‖ at the adapted module (first token of "
-            "each sequence reported apart); KL is next-token KL(vector-steered ‖ adapter-steered) per position.",
+            ("Relative error of the added vector per token is ‖added − v‖/‖v‖ at the adapted module (first token of "
+             "each sequence reported apart); KL is next-token KL(vector-steered ‖ adapter-steered) per position."),
             "",
             "| metric | value |",
             "| --- | --- |",

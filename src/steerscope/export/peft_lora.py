@@ -158,7 +158,8 @@ def _fit_rank1(model, vector, scale, targets, fit_batches, val_batches) -> tuple
             adapter = _rank1_adapter(t, v, b)
             check = lora_fit.measure_fidelity(model, single, scale, [adapter], val_batches or fit_batches,
                                               with_base=False)
-            layer_report[t.kind] = {"module": t.module_path, "ridge": ridge, "validation_mse_by_ridge": scores,
+            layer_report[t.kind] = {"module": t.module_path, "exact_site": t.exact_site, "ridge": ridge,
+                                    "validation_mse_by_ridge": scores,
                                     "validation": check, "_adapter": adapter}
         best = min(layer_report, key=lambda k: layer_report[k]["validation"]["kl_mean"])
         chosen[layer] = layer_report[best]["_adapter"]
