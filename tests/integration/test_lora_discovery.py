@@ -26,7 +26,8 @@ def test_discover_lora_writes_runs_and_restores_model(arch, tmp_path):
     before = logits(m)
     types = [type(x).__name__ for x in m.hf.modules()]
     res = ss.discover_lora(m, TRAIN, held_out_prompts=HELD, runs=2, epochs=2, max_steps=3, batch_size=3, max_new_tokens=5,
-                           lr=0.05, out_dir=tmp_path / "run", chat=False, eval_size=2, num_samples=2, progress=False)
+                           lr=0.05, out_dir=tmp_path / "run", chat=False, eval_size=2, num_samples=2, progress=False,
+                           stop_kl=None)
     assert [r.index for r in res.runs] == [0, 1]
     for r in res.runs:
         assert (r.adapter_dir / "adapter_config.json").is_file()
@@ -54,6 +55,20 @@ def test_discover_lora_writes_runs_and_restores_model(arch, tmp_path):
     # the adapter is a standard PEFT directory: vector_from_lora reads it
     v = ss.vector_from_lora(m, res.runs[0].adapter_dir, HELD, max_new_tokens=3, chat=False)
     assert v.norm() > 0
+
+
+def test_stop_kl_keeps_the_last_state_under_the_bound(tmp_path):
+    m = tiny_model("llama")
+    res = ss.discover_lora(m, TRAIN * 4, held_out_prompts=HELD, max_steps=8, batch_size=3, max_new_tokens=4,
+                           lr=0.2, stop_kl=1e-3, out_dir=tmp_path / "run", chat=False, eval_size=1, num_samples=0,
+                           progress=False)
+    from steerscope.io import read_csv, read_json
+
+    rows = read_csv(res.runs[0].dir / "losses.csv")
+    summary = read_json(res.runs[0].dir / "summary.json")
+    assert summary["stopped_by"] == "stop_kl"
+    assert rows[-1]["kl"] > 1e-3 and all(r["kl"] <= 1e-3 for r in rows[:-1])
+    assert summary["updates"] == len(rows) - 2  # the update that crossed the bound was undone
 
 
 def test_resume_skips_finished_runs_and_rejects_other_settings(tmp_path):

@@ -23,6 +23,9 @@ def register(commands, groups) -> None:
     p.add_argument("--lr", type=finite_float, default=None, help="Adam learning rate (default: see docs)")
     p.add_argument("--epochs", type=positive_int, default=1)
     p.add_argument("--max-steps", type=positive_int, default=None, help="cap on optimiser steps per run")
+    p.add_argument("--stop-kl", type=finite_float, default=0.5,
+                   help="stop when a batch's KL per token exceeds this and keep the previous adapter state "
+                        "(guards against collapse; 0 disables)")
     p.add_argument("--batch-size", type=positive_int, default=8)
     p.add_argument("--max-new-tokens", type=positive_int, default=128)
     p.add_argument("--temperature", type=finite_float, default=1.0)
@@ -49,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     result = discover_lora(
         m, prompts, held_out_prompts=held_out, rank=args.rank, target_modules=args.target_modules,
         lora_alpha=args.lora_alpha, alpha=args.alpha, beta=args.beta, lr=args.lr or DEFAULT_LR, epochs=args.epochs,
-        max_steps=args.max_steps, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
+        max_steps=args.max_steps, stop_kl=args.stop_kl or None, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
         temperature=args.temperature, runs=args.runs, out_dir=args.out, seed=args.seed, chat=not args.no_chat,
         eval_size=args.eval_size, num_samples=args.num_samples, sample_tokens=args.sample_tokens,
         resume=not args.no_resume,
