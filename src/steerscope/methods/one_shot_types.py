@@ -1,0 +1,127 @@
+"""The data types of one-shot optimisation: ``Example`` (what to train on) and ``OptimizeResult`` (what comes back)."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..errors import InvalidArgumentError
+from ..steer import Positions
+from ..vector import SteeringVector
+
+
+@dataclass(frozen=True)
+class Example:
+    """One training example: a prompt, completions to promote and to suppress, and how it is steered.
+
+    Args:
+        prompt: the user prompt (the chat template is applied when the model has one and ``chat=True``).
+        promote: completions whose probability should rise.
+        suppress: completions whose probability should fall.
+        negate: steer this example with −v instead of v (e.g. "−v should undo what +v does").
+        positions: ``all`` (prompt and completion tokens), ``prompt`` (prompt only) or ``last:K`` (last K
+            prompt tokens).
+
+    Example:
+        >>> Example("How do I bake bread?", promote=["Sure, here is"], suppress=["I can't"])
+    """
+
+    prompt: str
+    promote: Sequence[str] = ()
+    suppress: Sequence[str] = ()
+    negate: bool = False
+    positions: str = "all"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.prompt, str) or not self.prompt.strip():
+            raise InvalidArgumentError("Example.prompt must be a non-empty string")
+        for name in ("promote", "suppress"):
+            value = getattr(self, name)
+            if isinstance(value, str):  # a lone string is one completion, not a list of characters
+                value = (value,)
+            value = tuple(value)
+            if any(not isinstance(c, str) or not c for c in value):
+                raise InvalidArgumentError(f"Example.{name} must hold non-empty strings, got {value!r}")
+            object.__setattr__(self, name, value)
+        if not self.promote and not self.suppress:
+            raise InvalidArgumentError("an Example needs at least one completion to promote or suppress")
+        spec = Positions.parse(self.positions)
+        if spec.kind not in ("all", "prompt", "last") or (spec.kind == "last" and spec.k < 1):
+            raise InvalidArgumentError(
+                f"Example.positions {self.positions!r} not supported; use all, prompt or last:K (K >= 1)"
+            )
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Example:
+        """From a JSON object with keys prompt, promote, suppress, negate, positions (JSONL example files)."""
+        if not isinstance(data, dict) or "prompt" not in data:
+            raise InvalidArgumentError(f"an example needs a 'prompt' key, got {data!r}")
+        unknown = set(data) - {"prompt", "promote", "suppress", "negate", "positions"}
+        if unknown:
+            raise InvalidArgumentError(
+                f"unknown example keys {sorted(unknown)}; use prompt, promote, suppress, negate, positions"
+            )
+        return cls(**data)
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+@dataclass
+class OptimizeResult:
+    """What ``optimize_vector`` returns. Unpacks as ``vector, history = optimize_vector(...)``.
+
+    Attributes:
+        vector: the optimised SteeringVector (``method="one_shot"``, hyperparameters in ``method_config``).
+        history: one dict per step: step, loss (mixed loss at the vector before the update), objective (what was
+            minimised: the loss, or (loss − target)² when satisficing), promote_loss, suppress_loss, norm, grad_norm,
+            seconds (wall time of the step).
+        final_loss: loss of the returned vector (one extra no-grad forward).
+        stop_reason: max_iters | target_loss | converged.
+    """
+
+    vector: SteeringVector
+    history: list[dict] = field(default_factory=list)
+    final_loss: float = math.nan
+    stop_reason: str = "max_iters"
+
+    @property
+    def losses(self) -> list[float]:
+        return [row["loss"] for row in self.history]
+
+    def __iter__(self) -> Iterator:
+        return iter((self.vector, self.history))
+
+    def plot(self):
+        """Figure of the loss (and the vector norm) per step."""
+        from ..io import use_agg
+
+        use_agg()
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        steps = [r["step"] for r in self.history]
+        ax.plot(steps, self.losses, marker=".", label="loss")
+        ax.set(xlabel="step", ylabel="loss", title=f"one-shot optimisation ({self.stop_reason})")
+        twin = ax.twinx()
+        twin.plot(steps, [r["norm"] for r in self.history], color="tab:orange", alpha=0.6, label="norm")
+        twin.set_ylabel("vector norm")
+        handles = ax.get_lines() + twin.get_lines()
+        ax.legend(handles, [h.get_label() for h in handles], loc="center right")
+        fig.tight_layout()
+        return fig
+
+    def save(self, path: str | os.PathLike) -> dict[str, Path]:
+        """Write the vector to ``path`` and ``<stem>.loss.csv`` / ``<stem>.loss.png`` next to it (atomic writes)."""
+        from ..io import save_figure, write_csv
+
+        path = Path(path)
+        stem = path.with_suffix("") if path.suffix == ".safetensors" else path
+        return {
+            "vector": self.vector.save(path),
+            "loss_csv": write_csv(stem.with_name(stem.name + ".loss.csv"), self.history),
+            "loss_plot": save_figure(self.plot(), stem.with_name(stem.name + ".loss.png")),
+        }
