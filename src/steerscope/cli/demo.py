@@ -32,7 +32,7 @@ def run(args) -> int:
     m = load_model()
     print(f"{m.name}: {m.n_layers} blocks, d_model {m.d_model}", flush=True)
     res = melbo(m, DEMO_PROMPTS, num_vectors=args.num_vectors, radius=_radius(str(args.radius)), steps=args.steps,
-                mode="parallel", block_size=args.num_vectors, lr=None, out_dir=out, sample_tokens=args.sample_tokens)
+                mode="parallel", block_size=args.num_vectors, out_dir=out, sample_tokens=args.sample_tokens)
     print(f"\n{len(res.vectors)} MELBO vectors at resid_post[{res.vectors.layers[0]}], R = {res.radius:.3g}")
     for i, obj in enumerate(res.objectives):
         print(f"  vector {i}: objective {obj:.4g} ({obj / max(res.random_objective, 1e-30):.1f}x a random vector)")

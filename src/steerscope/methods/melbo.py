@@ -133,7 +133,7 @@ def train_block(objective: MelboObjective, init: Tensor, basis: Tensor | None, *
             kept = remove_span(theta, basis)
             theta.copy_(radius * (orthonormal_rows(kept) if theta.shape[0] > 1 else kept / kept.norm()))
         if progress is not None:
-            progress.update(1)
+            progress.update(theta.shape[0])
         total = float(obj.detach().sum())
         if tol > 0:
             if total > best * (1 + tol) if best > 0 else total > best:
@@ -227,8 +227,9 @@ def melbo(
         mode: ``sequential`` (one vector at a time, each orthogonal to the earlier ones) or ``parallel`` (blocks of
             ``block_size`` vectors trained jointly with orthonormal rows; blocks orthogonal to earlier blocks).
         steps: optimisation steps per vector/block; 0 gives random vectors (the baseline).
-        lr: AdamW learning rate; default 1e-3 · R / 4 — the reference's 1e-3 at its usual R = 4, scaled with R so
-            the angle turned per step does not depend on the radius.
+        lr: AdamW learning rate; default 1e-3 · (R / 4) · (300 / steps) — exactly the reference's 1e-3 at its
+            usual R = 4 and 300 steps, scaled with R (so the angle turned per step does not depend on the radius) and
+            inversely with the step budget (so short runs cover the same distance on the sphere).
         tol: stop a vector early when the objective has not improved by this fraction for 25 steps (0 = never).
         out_dir: run directory (vectors, config, losses, samples, plots); checkpointed after every vector/block.
         resume: continue an interrupted run in ``out_dir`` (same settings give the same vectors).
@@ -271,7 +272,7 @@ def melbo(
     radius = float(radius)
     if not math.isfinite(radius) or radius <= 0:
         raise InvalidArgumentError(f"radius must be a positive number or 'auto', got {radius}")
-    lr = 1e-3 * radius / 4 if lr is None else float(lr)
+    lr = 1e-3 * (radius / 4) * (300 / max(steps, 1)) if lr is None else float(lr)
 
     vectors, losses = _load_checkpoint(run_dir) if resuming else ([], [])
     k = block_size if mode == "parallel" else 1
