@@ -67,11 +67,11 @@ class LoraExport:
 
 def default_prompts(split: str) -> list[str]:
     """The shipped prompts (``data/calibration_prompts.jsonl``) of one split: "calibration" or "heldout"."""
+    import json
     from importlib.resources import files
 
-    from ..io import read_jsonl
-
-    rows = read_jsonl(files("steerscope") / "data" / "calibration_prompts.jsonl")
+    text = (files("steerscope") / "data" / "calibration_prompts.jsonl").read_text(encoding="utf-8")
+    rows = [json.loads(line) for line in text.splitlines() if line.strip()]
     return [r["prompt"] for r in rows if r.get("split") == split]
 
 
