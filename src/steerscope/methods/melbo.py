@@ -273,6 +273,7 @@ def melbo(
     if not math.isfinite(radius) or radius <= 0:
         raise InvalidArgumentError(f"radius must be a positive number or 'auto', got {radius}")
     lr = 1e-3 * (radius / 4) * (300 / max(steps, 1)) if lr is None else float(lr)
+    config = {**config, "radius": radius, "lr": lr}  # resolved values go into vector metadata and summary.json
 
     vectors, losses = _load_checkpoint(run_dir) if resuming else ([], [])
     k = block_size if mode == "parallel" else 1
@@ -341,7 +342,8 @@ def _write_outputs(model, result: MelboResult, prompts, heldout, sample_tokens, 
         {"index": i, "norm": norms[i], "objective": obj, "objective_vs_random": obj / max(result.random_objective, 1e-30)}
         for i, obj in enumerate(result.objectives)
     ])
-    write_json(run_dir / "summary.json", {"radius": result.radius, "random_objective": result.random_objective,
+    write_json(run_dir / "summary.json", {"radius": result.radius, "lr": result.vectors.meta.method_config.get("lr"),
+                                          "random_objective": result.random_objective,
                                           "objectives": result.objectives, "num_vectors": len(result.vectors)})
     plot_losses(result.losses, run_dir / "plots" / "loss_curves.png", random_level=result.random_objective)
     if result.radius_sweep:
