@@ -189,7 +189,8 @@ def load_model(
         dtype = getattr(torch, dtype)
     dtype = dtype or (torch.float32 if device.type == "cpu" else torch.bfloat16)
     path, name = resolve_model_path(name_or_path)
-    if not Path(path).exists() and name_or_path is not None and (os.sep in name or name.startswith(".")):
+    looks_like_path = name.startswith(("/", ".", "~")) or name.endswith("/") or name.count("/") > 1
+    if name_or_path is not None and looks_like_path and not Path(path).expanduser().exists():
         raise ModelNotFoundError(f"model directory {name} does not exist; check the path")
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
