@@ -31,8 +31,13 @@ def main() -> None:
     from steerscope.data import load_prompts
     from steerscope.generate import tokenize
     from steerscope.io import write_json
-    from steerscope.methods._lora_common import (default_target_modules, detach_peft, loss_terms,
-                                                 loss_terms_stepwise, sample)
+    from steerscope.methods._lora_common import (
+        default_target_modules,
+        detach_peft,
+        loss_terms,
+        loss_terms_stepwise,
+        sample,
+    )
 
     m = ss.load_model()
     prompts = load_prompts("honesty_train")[: args.batch_size]

@@ -2,10 +2,10 @@
 
 import pytest
 import torch
+from tiny import tiny_model
 
 import steerscope as ss
 from steerscope.generate import forward_kwargs
-from tiny import tiny_model
 
 PAIRS = [("i love this so much", "i hate this"), ("great day", "awful, terrible day today"),
          ("yes!", "no"), ("wonderful news everyone", "bad news")]

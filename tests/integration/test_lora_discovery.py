@@ -4,11 +4,11 @@ import json
 
 import pytest
 import torch
+from tiny import tiny_model
 
 import steerscope as ss
 from steerscope.cli.main import main
 from steerscope.generate import forward_kwargs, tokenize
-from tiny import tiny_model
 
 TRAIN = ["the cat sat", "hi there", "a longer prompt here", "dogs bark", "x y z", "hello world"]
 HELD = ["what now", "tell me more"]
@@ -73,8 +73,8 @@ def test_stop_kl_keeps_the_last_state_under_the_bound(tmp_path):
 
 def test_resume_skips_finished_runs_and_rejects_other_settings(tmp_path):
     m = tiny_model("llama")
-    kw = dict(held_out_prompts=HELD, max_steps=1, batch_size=3, max_new_tokens=3, out_dir=tmp_path / "run",
-              chat=False, eval_size=1, num_samples=1, progress=False)
+    kw = {"held_out_prompts": HELD, "max_steps": 1, "batch_size": 3, "max_new_tokens": 3, "out_dir": tmp_path / "run",
+              "chat": False, "eval_size": 1, "num_samples": 1, "progress": False}
     ss.discover_lora(m, TRAIN, runs=1, **kw)
     stamp = (tmp_path / "run/run_000/summary.json").stat().st_mtime_ns
     res = ss.discover_lora(m, TRAIN, runs=2, **kw)

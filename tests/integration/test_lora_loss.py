@@ -5,10 +5,10 @@ import contextlib
 import pytest
 import torch
 import torch.nn.functional as F
+from tiny import tiny_model
 
 from steerscope.generate import forward_kwargs, tokenize
 from steerscope.methods._lora_common import continuation_mask, loss_terms, loss_terms_stepwise, sample
-from tiny import tiny_model
 
 PROMPTS = ["the cat sat", "hi", "a longer prompt here"]
 

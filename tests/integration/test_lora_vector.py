@@ -3,11 +3,11 @@ model is left exactly as it was."""
 
 import pytest
 import torch
+from tiny import tiny_model
 
 import steerscope as ss
 from steerscope.errors import SteerscopeError
 from steerscope.generate import forward_kwargs, tokenize
-from tiny import tiny_model
 
 PROMPTS = ["the cat sat on the mat", "hi", "a much longer prompt with padding"]
 

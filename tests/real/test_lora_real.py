@@ -1,9 +1,9 @@
 """LoRA discovery and LoRA → vector on the embedded SmolLM2 (short run).
 
-After a few Adam steps (lr 1e-2; stopped, keeping the previous state, once a batch's KL exceeds 0.2 nats/token) the adapted model is clearly away
-from the base on held-out prompts, its text stays coherent (perplexity under the base model below 3x that of
-the base model's own samples), and the vector extracted from the adapter moves generations in the same
-direction as the adapter (cosine of the mean embedding shifts, MiniLM), more than a random vector does.
+After a few Adam steps (lr 1e-2; stopped, keeping the previous state, once a batch's KL exceeds 0.5 nats/token)
+the adapted model is clearly away from the base on held-out prompts, its text stays coherent (perplexity
+under the base model below 3x that of the base model's own samples), and the vector extracted from the
+adapter moves generations in the same direction as the adapter (cosine of the mean embedding shifts, MiniLM), more than a random vector does.
 """
 
 import numpy as np
@@ -23,7 +23,7 @@ def trained(real_model, tmp_path_factory):
     out = tmp_path_factory.mktemp("lora_real")
     held = load_prompts("honesty_heldout")
     res = ss.discover_lora(real_model, load_prompts("honesty_train")[:40], held_out_prompts=held[:8], runs=1,
-                           lr=1e-2, max_steps=10, stop_kl=0.2, batch_size=4, max_new_tokens=16, eval_size=8,
+                           lr=1e-2, max_steps=10, stop_kl=0.5, batch_size=4, max_new_tokens=16, eval_size=8,
                            num_samples=0, out_dir=out, seed=0, progress=False)
     return res.runs[0]
 
@@ -50,7 +50,7 @@ def test_vector_moves_generations_like_the_adapter(real_model, trained):
                               for l, d in v.directions.items()})
     prompts = held[8:20]
     n = len(prompts)
-    kw = dict(max_new_tokens=24, batch_size=3 * n)
+    kw = {"max_new_tokens": 24, "batch_size": 3 * n}
     out = ss.generate(m, prompts * 3, vectors=[None] * n + [v] * n + [rand] * n, scales=1.0, **kw)
     base, steered, random_out = out[:n], out[n:2 * n], out[2 * n:]
     with loaded_adapter(m, trained.adapter_dir):

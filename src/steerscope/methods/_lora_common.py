@@ -120,7 +120,7 @@ def sample(model, ids: Tensor, mask: Tensor, *, max_new_tokens: int, temperature
     Returns (sequence (B, T+N), attention mask (B, T+N), continuation mask (B, N)); the prompt keeps its left
     padding and the continuation is masked after its first end-of-sequence token.
     """
-    kwargs = dict(max_new_tokens=max_new_tokens, attention_mask=mask, pad_token_id=model.tokenizer.pad_token_id)
+    kwargs = {"max_new_tokens": max_new_tokens, "attention_mask": mask, "pad_token_id": model.tokenizer.pad_token_id}
     if do_sample:
         # plain ancestral sampling: the loss assumes y ~ Q, so no top-k / top-p truncation
         kwargs.update(do_sample=True, temperature=temperature, top_k=0, top_p=1.0)

@@ -129,7 +129,7 @@ def contrastive_vector(
     for layer in layers:
         model.check_layer(layer)
     pos_texts, neg_texts = pair_texts(model, pairs, chat=chat)
-    kw = dict(site=site, read_position=read_position, chat=chat, batch_size=batch_size)
+    kw = {"site": site, "read_position": read_position, "chat": chat, "batch_size": batch_size}
     pos = read_activations(model, pos_texts, layers, **kw)
     neg = read_activations(model, neg_texts, layers, **kw)
     directions: dict[int, Tensor] = {}
