@@ -5,8 +5,8 @@ target resid_post[21] (HF hidden_states[22]).
 
 - naive: full-model forward with output_hidden_states every step (all 30 blocks + LM head), one prompt and one
   vector, AdamW(lr 1e-3, betas (0.9, 0.98), amsgrad) on the sphere, 300 steps.
-- steerscope: replayed blocks 8..21 only; (a) the same optimiser at a larger learning rate with early stopping,
-  (b) parallel mode, 8 vectors per step, for the per-vector-step cost.
+- steerscope: replayed blocks 8..21 only; (a) the same optimiser, one vector, at larger learning rates (all
+  reported) with early stopping, (b) parallel mode, 8 orthonormal vectors per step at the best of those rates.
 Reports time to reach the naive loop's final objective, per-vector-step cost ratio, and achieved GFLOP/s (FLOPs
 counted by torch's FlopCounterMode) against a measured matmul peak.
 
@@ -54,7 +54,7 @@ def naive_loop(m, steps: int, seed: int = 0) -> tuple[list[float], float]:
         opt.step()
         with torch.no_grad():
             theta.mul_(RADIUS / theta.norm())
-        curve.append(float(obj))
+        curve.append(obj.item())
     return curve, time.perf_counter() - start
 
 
@@ -78,8 +78,8 @@ def step_flops(objective, k: int) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--naive-steps", type=int, default=300)
-    parser.add_argument("--lr", type=float, default=1e-2)
-    parser.add_argument("--max-steps", type=int, default=300)
+    parser.add_argument("--lrs", type=float, nargs="+", default=[1e-2, 3e-2, 1e-1])
+    parser.add_argument("--max-steps", type=int, default=150)
     parser.add_argument("--out", default="bench/results/melbo.json")
     args = parser.parse_args()
     m = ss.load_model()
@@ -89,35 +89,53 @@ def main() -> None:
     naive_step = naive_time / args.naive_steps
 
     objective = MelboObjective(m, [PROMPT], SOURCE, TARGET, power=POWER, q=Q)
-    start = time.perf_counter()
-    _, history = train_block(objective, _init(0, 1, m.d_model, None, RADIUS), None, radius=RADIUS,
-                             steps=args.max_steps, lr=args.lr, tol=1e-3, patience=20)
-    fast_time = time.perf_counter() - start
-    curve = history[0]
-    fast_step = fast_time / len(curve)
-    reached = next((i for i, v in enumerate(curve) if v >= target), None)
-    time_to_target = None if reached is None else (reached + 1) * fast_step
+    singles = []
+    for lr in args.lrs:  # every learning rate tried is reported, not only the best
+        start = time.perf_counter()
+        _, history = train_block(objective, _init(0, 1, m.d_model, None, RADIUS), None, radius=RADIUS,
+                                 steps=args.max_steps, lr=lr, tol=1e-3, patience=20)
+        seconds = time.perf_counter() - start
+        curve = history[0]
+        per_step = seconds / len(curve)
+        reached = next((i for i, v in enumerate(curve) if v >= target), None)
+        singles.append({"lr": lr, "steps_run": len(curve) - 1, "final_objective": curve[-1],
+                        "steps_to_naive_objective": None if reached is None else reached + 1,
+                        "seconds_per_step": per_step,
+                        "seconds_to_naive_objective": None if reached is None else (reached + 1) * per_step})
+    reached_runs = [r for r in singles if r["seconds_to_naive_objective"] is not None]
+    best = min(reached_runs, key=lambda r: r["seconds_to_naive_objective"]) if reached_runs else singles[0]
 
+    # parallel mode: 8 vectors per step; time to target = steps until every vector of the block beats the naive
+    # objective, times the step time, divided by 8 (amortised per vector)
     k = 8
     start = time.perf_counter()
-    block_steps = 10
-    train_block(objective, _init(1, k, m.d_model, None, RADIUS), None, radius=RADIUS, steps=block_steps, lr=args.lr)
-    block_step = (time.perf_counter() - start) / (block_steps + 1)
+    _, block_history = train_block(objective, _init(1, k, m.d_model, None, RADIUS), None, radius=RADIUS,
+                                   steps=args.max_steps // 2, lr=best["lr"], tol=1e-3, patience=20)
+    block_seconds = time.perf_counter() - start
+    block_steps = len(block_history[0])
+    block_step = block_seconds / block_steps
+    all_reached = next((i for i in range(block_steps) if all(h[i] >= target for h in block_history)), None)
+    block_time_to_target = None if all_reached is None else (all_reached + 1) * block_step / k
     peak = matmul_peak()
     flops_1, flops_k = step_flops(objective, 1), step_flops(objective, k)
+    fast_step = best["seconds_per_step"]
+    time_to_target = best["seconds_to_naive_objective"]
 
     result = {
         "setting": {"model": m.name, "prompt": PROMPT, "radius": RADIUS, "power": POWER, "q": Q,
                     "source_layer": SOURCE, "target_layer": TARGET, "naive_steps": args.naive_steps,
-                    "steerscope_lr": args.lr, "threads": torch.get_num_threads(), "machine": platform.machine()},
+                    "steerscope_lrs": args.lrs, "threads": torch.get_num_threads(), "machine": platform.machine()},
         "naive": {"final_objective": target, "seconds": naive_time, "seconds_per_step": naive_step},
-        "steerscope_single": {"steps_run": len(curve) - 1, "final_objective": curve[-1],
-                              "steps_to_naive_objective": None if reached is None else reached + 1,
-                              "seconds_per_step": fast_step, "seconds_to_naive_objective": time_to_target},
-        "steerscope_parallel": {"vectors_per_step": k, "seconds_per_step": block_step,
-                                "seconds_per_vector_step": block_step / k},
+        "steerscope_single": singles,
+        "steerscope_parallel": {"vectors_per_step": k, "lr": best["lr"], "seconds_per_step": block_step,
+                                "seconds_per_vector_step": block_step / k,
+                                "steps_until_all_vectors_reach_naive_objective": None if all_reached is None
+                                else all_reached + 1,
+                                "amortised_seconds_per_vector_to_naive_objective": block_time_to_target},
         "ratios": {
-            "time_to_same_objective_speedup": None if time_to_target is None else naive_time / time_to_target,
+            "time_to_same_objective_speedup_single": None if time_to_target is None else naive_time / time_to_target,
+            "time_to_same_objective_speedup_parallel_amortised": None if block_time_to_target is None
+            else naive_time / block_time_to_target,
             "per_vector_step_cost_single_vs_naive": fast_step / naive_step,
             "per_vector_step_cost_parallel_vs_naive": block_step / k / naive_step,
         },
