@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from importlib import resources
 from pathlib import Path
 
 from .generate import generate
@@ -13,8 +11,9 @@ from .vector import VectorSet
 
 def default_heldout_prompts() -> list[str]:
     """A few varied chat prompts shipped with steerscope (data/heldout_chat.jsonl)."""
-    text = resources.files("steerscope.data").joinpath("heldout_chat.jsonl").read_text()
-    return [json.loads(line)["prompt"] for line in text.splitlines() if line.strip()]
+    from .data import load_prompts
+
+    return load_prompts("heldout_chat")
 
 
 def sample_rows(model, vectors: VectorSet, prompts_by_split: dict[str, list[str]], *, scale: float = 1.0,

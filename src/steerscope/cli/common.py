@@ -55,9 +55,9 @@ def load_model_from_args(args):
 
 def read_prompts(prompts: list[str] | None, prompts_file: str | None) -> list[str]:
     """Prompts from the command line and/or a .txt (one per line) or .jsonl (``{"prompt": ...}``) file."""
-    import json
     from pathlib import Path
 
+    from ..data import load_prompts
     from ..errors import InvalidArgumentError
 
     out = list(prompts or [])
@@ -65,16 +65,10 @@ def read_prompts(prompts: list[str] | None, prompts_file: str | None) -> list[st
         path = Path(prompts_file)
         if not path.is_file():
             raise InvalidArgumentError(f"prompts file {path} does not exist")
-        for n, line in enumerate(path.read_text().splitlines(), 1):
-            if not line.strip():
-                continue
-            if path.suffix == ".jsonl":
-                try:
-                    out.append(json.loads(line)["prompt"])
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    raise InvalidArgumentError(f"{path}:{n}: expected a JSON object with a \"prompt\" key") from None
-            else:
-                out.append(line)
+        if path.suffix == ".jsonl":
+            out.extend(load_prompts(path))
+        else:
+            out.extend(line for line in path.read_text().splitlines() if line.strip())
     if not out or any(not p.strip() for p in out):
         raise InvalidArgumentError("give at least one non-empty prompt")
     return out
