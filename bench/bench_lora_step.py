@@ -47,7 +47,7 @@ def main() -> None:
         with torch.no_grad():  # a non-trivial adapter so KL > 0
             for name, p in pm.named_parameters():
                 if "lora_B" in name:
-                    p.normal_(0, 0.02)
+                    p.normal_(0, 1.0)
         ids, mask = tokenize(m, prompts)
         seq, attn, cont = sample(m, ids, mask, max_new_tokens=args.new_tokens)
         params = [p for p in pm.parameters() if p.requires_grad]
