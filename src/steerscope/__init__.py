@@ -19,11 +19,11 @@ __version__ = "0.1.0"
 
 # Eager core. `steer` and `generate` are also submodule names: binding the functions after the submodules load
 # keeps `ss.steer` / `ss.generate` the functions.
-from .errors import SteerscopeError  # noqa: E402
-from .generate import generate  # noqa: E402
-from .models.load import SteerableModel, load_model, wrap_model  # noqa: E402
-from .steer import SteeringHandle, steer  # noqa: E402
-from .vector import SteeringVector, VectorSet, load_vector  # noqa: E402
+from .errors import SteerscopeError
+from .generate import generate
+from .models.load import SteerableModel, load_model, wrap_model
+from .steer import SteeringHandle, steer
+from .vector import SteeringVector, VectorSet, load_vector
 
 # public name -> module that defines it (relative to this package)
 _EXPORTS: dict[str, str] = {

@@ -11,8 +11,17 @@ from pathlib import Path
 
 from .vector import atomic_write
 
-__all__ = ["atomic_write", "write_json", "read_json", "write_csv", "read_csv", "write_jsonl", "read_jsonl",
-           "save_figure", "json_safe"]
+__all__ = [
+    "atomic_write",
+    "json_safe",
+    "read_csv",
+    "read_json",
+    "read_jsonl",
+    "save_figure",
+    "write_csv",
+    "write_json",
+    "write_jsonl",
+]
 
 
 def json_safe(value):

@@ -2,10 +2,10 @@
 
 import pytest
 import torch
+from tiny import tiny_model
 
 import steerscope as ss
 from steerscope.errors import ArchitectureError, ModelNotFoundError
-from tiny import tiny_model
 
 
 def test_load_local_directory_round_trip(tmp_path):

@@ -2,11 +2,11 @@
 
 import pytest
 import torch
+from tiny import ARCHS, tiny_model
 
 import steerscope as ss
 from steerscope.generate import forward_kwargs, tokenize
 from steerscope.methods.melbo import MelboObjective
-from tiny import ARCHS, tiny_model
 
 PROMPTS = ["the cat sat on the mat", "hello there, friend"]
 

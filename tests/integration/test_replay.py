@@ -2,10 +2,10 @@
 
 import pytest
 import torch
+from tiny import ARCHS, tiny_model
 
 from steerscope.generate import forward_kwargs, tokenize
 from steerscope.layers import LayerReplay, hidden_to_logits
-from tiny import ARCHS, tiny_model
 
 
 @pytest.mark.parametrize("arch", ARCHS)

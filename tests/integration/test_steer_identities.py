@@ -2,10 +2,10 @@
 
 import pytest
 import torch
+from tiny import ARCHS, tiny_model
 
 import steerscope as ss
 from steerscope.generate import forward_kwargs, tokenize
-from tiny import ARCHS, tiny_model
 
 PROMPTS = ["the cat sat on the mat", "hi", "a much longer prompt with padding"]
 
@@ -213,10 +213,9 @@ def test_hooks_removed_after_exception_and_keyboard_interrupt():
     m = tiny_model("llama")
     before = _hook_count(m)
     for exc in (RuntimeError("boom"), KeyboardInterrupt()):
-        with pytest.raises(type(exc)):
-            with ss.steer(m, vec(m, 1)):
-                assert _hook_count(m) > before
-                raise exc
+        with pytest.raises(type(exc)), ss.steer(m, vec(m, 1)):
+            assert _hook_count(m) > before
+            raise exc
         assert _hook_count(m) == before
     handle = ss.steer(m, vec(m, 1))
     handle.remove()

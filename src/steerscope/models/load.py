@@ -60,7 +60,7 @@ class SteerableModel:
     @property
     def d_model(self) -> int:
         config = self.hf.config
-        return int(getattr(config, "hidden_size", None) or getattr(config, "n_embd"))
+        return int(getattr(config, "hidden_size", None) or config.n_embd)
 
     @property
     def layers(self) -> nn.ModuleList:
