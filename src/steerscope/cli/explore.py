@@ -1,0 +1,50 @@
+"""steerscope explore RUN_DIR|VECTOR_FILE [--port] [--host] [--allow-remote] [--model]"""
+
+from __future__ import annotations
+
+from .common import add_model_arg
+
+
+def _port(text: str) -> int:
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r}: ports are 0..65535 (0 picks a free one)")
+    return value
+
+
+def register(commands, groups) -> None:
+    from ..report.explorer import DEFAULT_PORT
+
+    p = commands.add_parser("explore", help="local web page: compare steered and unsteered completions by hand")
+    p.add_argument("source", metavar="RUN_DIR|VECTOR_FILE", help="a run directory or a .safetensors vector file")
+    add_model_arg(p)
+    p.add_argument("--port", type=_port, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}; 0 picks a free port")
+    p.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (loopback only)")
+    p.add_argument("--allow-remote", action="store_true",
+                   help="allow a non-loopback --host (anyone who can reach it can run the model)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import sys
+
+    from ..report.explorer import bind, create_app, host_allowlist, load_source, make_server, model_for, url_of
+
+    source = load_source(args.source)
+    sock = bind(args.host, args.port, args.allow_remote)  # fail fast on a taken port, before loading the model
+    try:
+        model = model_for(source, args.model)
+        app = create_app(model, source, allowed_hosts=host_allowlist(args.allow_remote))
+        print(f"steerscope explorer: {url_of(sock)}  ({len(source.vectors)} vectors from {source.label}, "
+              f"model {model.name}; Ctrl+C to stop)", flush=True)
+        if args.allow_remote:
+            sys.stderr.write("warning: --allow-remote: anyone who can reach this address can run the model\n")
+        make_server(app).run(sockets=[sock])
+    finally:
+        sock.close()
+    return 0
