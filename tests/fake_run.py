@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from tiny import tiny_model
 
 import steerscope as ss
 from steerscope.io import write_csv, write_json, write_jsonl
-from tiny import tiny_model
 
 PROMPTS = [("train", "the cat sat on"), ("heldout", "Tell me about the sea"), ("heldout", "once upon a time")]
 

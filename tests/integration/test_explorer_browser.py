@@ -10,11 +10,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+from fake_run import make_run
+from tiny import tiny_model
 
 import steerscope as ss
-from fake_run import make_run
 from steerscope.report.explorer import bind, create_app, host_allowlist, load_source, serve_in_thread, url_of
-from tiny import tiny_model
 
 pytestmark = pytest.mark.browser
 

@@ -33,7 +33,15 @@ def register(commands, groups) -> None:
 def run(args) -> int:
     import sys
 
-    from ..report.explorer import bind, create_app, host_allowlist, load_source, make_server, model_for, url_of
+    from ..report.explorer import (
+        bind,
+        create_app,
+        host_allowlist,
+        load_source,
+        make_server,
+        model_for,
+        url_of,
+    )
 
     source = load_source(args.source)
     sock = bind(args.host, args.port, args.allow_remote)  # fail fast on a taken port, before loading the model

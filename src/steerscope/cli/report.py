@@ -1,14 +1,7 @@
-"""steerscope report RUN_DIR [--out FILE]
-
-Also the helpers every run command uses to write its report at the end: ``add_no_report_arg(parser)`` adds
-``--no-report``; ``finish_report(args, run_dir)`` writes ``RUN_DIR/report.html`` unless it was given.
-"""
+"""steerscope report RUN_DIR [--out FILE]  (run commands write the report themselves at the end, see
+``steerscope.report.write_report_if_available``; this command rewrites it, e.g. after a partial run)"""
 
 from __future__ import annotations
-
-import logging
-
-log = logging.getLogger(__name__)
 
 
 def register(commands, groups) -> None:
@@ -24,24 +17,3 @@ def run(args) -> int:
     path = write_report(args.run_dir, args.out)
     print(f"report: {path}  (open it in any browser: file://{path.resolve()})")
     return 0
-
-
-def add_no_report_arg(parser) -> None:
-    """``--no-report`` for run commands (they write RUN_DIR/report.html at the end by default)."""
-    parser.add_argument("--no-report", action="store_true", help="do not write RUN_DIR/report.html at the end")
-
-
-def finish_report(args, run_dir) -> None:
-    """Write the run's report unless ``--no-report``; a failing report never fails the finished run."""
-    if getattr(args, "no_report", False):
-        return
-    from ..errors import SteerscopeError
-    from ..report.html import write_report
-
-    try:
-        path = write_report(run_dir)
-    except (SteerscopeError, OSError, ValueError) as exc:
-        log.warning("the run finished but its report could not be written: %s", exc)
-        print(f"warning: no report ({exc}); retry with `steerscope report {run_dir}`")
-        return
-    print(f"report: {path}")

@@ -8,7 +8,11 @@ Run-directory files understood here (all written by steerscope run commands):
 - ``losses.csv``: long format ``vector, step, loss``
 - ``samples.jsonl``: ``{"vector": int | null, "prompt", "split", "scale", "completion"}`` (null vector = baseline)
 - ``ortho.csv``: ``index, norm, kl, kl_moving_avg, kl_rescaled`` (MELBO-ortho)
-- ``plots/*.png``, ``sweep.{json,csv,png}``, ``linearity.json``, ``linearity_heatmap.png``
+- ``plots/*.png``, ``sweep.{json,csv,png}``, ``linearity.json``, ``linearity_heatmap.png``, ``summary.json``
+
+Formats other commands write are read too: sweep samples (``response``, no ``vector``: scale 0 is the baseline,
+other scales the swept vector) and LoRA discovery's ``run_###/`` directories (``losses.csv``, ``summary.json``,
+``samples.jsonl`` with ``base`` / ``adapted`` completions), where adapter ``###`` plays the part of a vector.
 """
 
 from __future__ import annotations
@@ -41,12 +45,22 @@ class RunData:
     sweep: dict | list | None = None
     sweep_rows: list[dict] = field(default_factory=list)
     linearity: dict | list | None = None
+    summary: dict | list | None = None
     images: dict[str, Path] = field(default_factory=dict)  # name relative to the run dir -> path
     warnings: list[str] = field(default_factory=list)
 
     @property
+    def item(self) -> str:
+        """What one index is: a steering vector, or a LoRA adapter for LoRA discovery runs."""
+        return "adapter" if self.method == "lora_discovery" else "vector"
+
+    @property
     def method(self) -> str:
-        return str(self.config.get("method") or (self.vector_set.meta.method if self.vector_set else "") or "run")
+        """config.json's method; else the vectors' method; else guessed from the files (sweep, linearity)."""
+        found = self.config.get("method") or (self.vector_set.meta.method if self.vector_set else None)
+        if not found:
+            found = "sweep" if self.sweep is not None else "linearity" if self.linearity is not None else "run"
+        return str(found)
 
     def vector_indices(self) -> list[int]:
         """Every vector index mentioned anywhere: the set, the table, the losses or the samples."""
@@ -111,6 +125,50 @@ def _losses(rows: list[dict]) -> dict[int, list[tuple[float, float]]]:
     return {k: sorted(v) for k, v in sorted(out.items())}
 
 
+def _samples(rows: list, default_vector: int | None = None) -> list[dict]:
+    """Samples in one shape: ``vector`` (None = baseline), ``prompt``, ``split``, ``scale``, ``completion``."""
+    out = []
+    for row in rows:
+        if not isinstance(row, dict):
+            continue
+        if isinstance(row.get("base"), str) and isinstance(row.get("adapted"), str):  # LoRA discovery
+            common = {"prompt": row.get("prompt", ""), "split": row.get("split", "heldout")}
+            out.append({**common, "vector": None, "scale": 0.0, "completion": row["base"]})
+            out.append({**common, "vector": default_vector, "scale": None, "completion": row["adapted"]})
+            continue
+        text = row.get("completion", row.get("response"))
+        if not isinstance(text, str):
+            continue
+        scale = _number(row.get("scale"))
+        if "vector" in row:
+            vector = row["vector"]
+        else:  # a sweep of one vector: scale 0 is its baseline
+            vector = None if scale in (None, 0.0) else (default_vector or 0)
+        out.append({**row, "vector": vector, "scale": scale, "completion": text})
+    return out
+
+
+def _lora_runs(run: RunData) -> None:
+    """LoRA discovery: one ``run_###`` directory per adapter; its index is the number in the name."""
+    for sub in sorted(run.path.glob("run_*")):
+        tail = sub.name.removeprefix("run_")
+        if not (sub.is_dir() and tail.isdigit()):
+            continue
+        index = int(tail)
+        rel = sub.name
+        losses = _read(run, f"{rel}/losses.csv", read_csv) or []
+        points = [(_number(r.get("step")) or float(n), _number(r.get("loss"))) for n, r in enumerate(losses)]
+        if any(v is not None for _, v in points):
+            run.losses[index] = [(s, v) for s, v in points if v is not None]
+        summary = _read(run, f"{rel}/summary.json", lambda p: json.loads(p.read_text())) or {}
+        row = {"index": index}
+        if isinstance(summary, dict):
+            row.update({f"heldout_{k}": v for k, v in (summary.get("heldout") or {}).items() if _number(v) is not None})
+            row.update({k: summary[k] for k in ("steps", "updates", "seed") if _number(summary.get(k)) is not None})
+        run.vector_rows.setdefault(index, {}).update(row)
+        run.samples += _samples(_read(run, f"{rel}/samples.jsonl", read_jsonl) or [], default_vector=index)
+
+
 def load_run(run_dir: str | Path) -> RunData:
     """Read whatever of a run directory exists.
 
@@ -132,13 +190,14 @@ def load_run(run_dir: str | Path) -> RunData:
     run.vector_set = _read(run, VECTORS_FILE, VectorSet.load)
     run.vector_rows = _vector_rows(_read(run, "vectors.csv", read_csv) or [])
     run.losses = _losses(_read(run, "losses.csv", read_csv) or [])
-    samples = _read(run, "samples.jsonl", read_jsonl) or []
-    run.samples = [s for s in samples if isinstance(s, dict) and isinstance(s.get("completion"), str)]
+    run.samples = _samples(_read(run, "samples.jsonl", read_jsonl) or [])
+    _lora_runs(run)
+    run.summary = _read(run, "summary.json", lambda p: json.loads(p.read_text()))
     run.ortho = _read(run, "ortho.csv", read_csv) or []
     run.sweep = _read(run, "sweep.json", lambda p: json.loads(p.read_text()))
     run.sweep_rows = _read(run, "sweep.csv", read_csv) or []
     run.linearity = _read(run, "linearity.json", lambda p: json.loads(p.read_text()))
-    images = sorted(path.glob("*.png")) + sorted((path / "plots").glob("*.png"))
+    images = sorted(path.glob("*.png")) + sorted(p for p in path.glob("*/**/*.png"))
     run.images = {p.relative_to(path).as_posix(): p for p in images if p.is_file()}
     if not (run.config or run.vector_set is not None or run.samples):
         log.warning("report: %s has no config.json, vectors or samples", path)

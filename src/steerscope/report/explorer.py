@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+
 from pydantic import BaseModel
 
 from ..errors import InvalidArgumentError

@@ -43,13 +43,13 @@ def _figure(width: float = 7.0, height: float = 3.6):
     return Figure(figsize=(width, height))
 
 
-def loss_curves(losses: dict[int, list[tuple[float, float]]], max_legend: int = 12) -> str:
-    """One line per vector: loss against optimisation step."""
+def loss_curves(losses: dict[int, list[tuple[float, float]]], max_legend: int = 12, item: str = "vector") -> str:
+    """One line per vector (or adapter): loss against optimisation step."""
     fig = _figure()
     ax = fig.add_subplot()
     for vector, points in losses.items():
         steps, values = zip(*points)
-        ax.plot(steps, values, lw=1.2, label=f"vector {vector}")
+        ax.plot(steps, values, lw=1.2, label=f"{item} {vector}")
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.set_title("loss curves")

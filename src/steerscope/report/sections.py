@@ -7,12 +7,15 @@ from collections import defaultdict
 
 from . import figures
 from .data import RunData
-from .markup import (esc, figure, find_keys, fmt, is_number, kv_table, table, text_block)
+from .markup import esc, figure, find_keys, fmt, is_number, kv_table, table, text_block
 
 MODEL_KEYS = ["method", "model_name", "model_type", "n_layers", "d_model", "steerscope_version", "created_at"]
+# a method's own plot of a curve is preferred over the report's generic rendering of the same CSV
+LOSS_PLOTS = ("plots/loss_curves.png", "losses.png")
+ORTHO_PLOTS = ("plots/ortho_kl_norm.png",)
 # images a dedicated section shows; every other image goes to "Figures"
-OWNED_IMAGES = {"sweep.png", "linearity_heatmap.png"}
-STAT_COLUMNS = ["norm", "objective", "kl_to_base"]  # shown next to each vector's title when present
+OWNED_IMAGES = {"sweep.png", "linearity_heatmap.png", *LOSS_PLOTS, *ORTHO_PLOTS}
+STAT_COLUMNS = ["norm", "objective", "kl_to_base", "heldout_kl"]  # shown next to each vector's title when present
 
 
 def config_section(run: RunData):
@@ -26,6 +29,8 @@ def config_section(run: RunData):
             "method": vs.meta.method, "model_name": vs.meta.model_name}))
     if cfg:
         parts.append("<h3>Method settings</h3>" + kv_table(cfg))
+    if isinstance(run.summary, dict) and run.summary:
+        parts.append("<h3>Summary (summary.json)</h3>" + kv_table(run.summary))
     if not parts:
         parts.append('<p class="hint">no config.json in this run directory</p>')
     return "config", "Configuration and model", "".join(parts)
@@ -42,23 +47,36 @@ def vectors_section(run: RunData):
     columns = list(dict.fromkeys(k for row in rows for k in row))
     body = ('<p class="hint">Click a column header to sort; click an index to jump to its completions.</p>'
             + table(rows, columns, sortable=True, css="vectors", link_column="index", link_prefix="vector-"))
-    return "vectors", f"Vectors ({len(rows)})", body
+    return "vectors", f"{run.item.capitalize()}s ({len(rows)})", body
+
+
+def _own_plot(run: RunData, names: tuple[str, ...]) -> str:
+    """The method's own figure for a section, inlined, or "" when it wrote none."""
+    for name in names:
+        if name in run.images and (uri := figures.file_uri(run.images[name])):
+            return figure(uri, name)
+    return ""
 
 
 def losses_section(run: RunData):
-    if not run.losses:
+    own = _own_plot(run, LOSS_PLOTS)
+    if not run.losses and not own:
         return None
-    final = [{"vector": v, "steps": len(p), "first_loss": p[0][1], "final_loss": p[-1][1]} for v, p in run.losses.items()]
-    body = figure(figures.loss_curves(run.losses), "loss curves (losses.csv)")
-    body += f"<details><summary>final losses</summary>{table(final, sortable=True)}</details>"
+    body = own or figure(figures.loss_curves(run.losses, item=run.item), "loss curves (losses.csv)")
+    if run.losses:
+        final = [{run.item: v, "steps": len(p), "first_loss": p[0][1], "final_loss": p[-1][1]}
+                 for v, p in run.losses.items()]
+        body += f"<details><summary>final losses</summary>{table(final, sortable=True)}</details>"
     return "losses", "Loss curves", body
 
 
 def ortho_section(run: RunData):
-    if not run.ortho:
+    own = _own_plot(run, ORTHO_PLOTS)
+    if not run.ortho and not own:
         return None
-    body = figure(figures.ortho_curves(run.ortho), "MELBO-ortho: KL to base and magnitude per vector (ortho.csv)")
-    body += f"<details><summary>ortho.csv</summary>{table(run.ortho, sortable=True)}</details>"
+    body = own or figure(figures.ortho_curves(run.ortho), "MELBO-ortho: KL to base and magnitude per vector (ortho.csv)")
+    if run.ortho:
+        body += f"<details><summary>ortho.csv</summary>{table(run.ortho, sortable=True)}</details>"
     return "ortho", "MELBO-ortho: KL and magnitude", body
 
 
@@ -83,12 +101,12 @@ def _completion(kind: str, label: str, text: str) -> str:
             f"{text_block(text)}</div>")
 
 
-def _pairs(rows: dict[tuple, list], baselines: dict[tuple, list], order: list[tuple]) -> str:
+def _pairs(rows: dict[tuple, list], baselines: dict[tuple, list], order: list[tuple], item: str = "vector") -> str:
     """Baseline and steered completions side by side, one grid row per prompt (one column per scale)."""
     if not rows:
-        return '<p class="hint">no samples for this vector</p>'
+        return f'<p class="hint">no samples for this {item}</p>'
     scales = sorted({s for items in rows.values() for s, _ in items}, key=lambda s: (s is None, s or 0))
-    columns = 1 + len(scales)
+    columns = min(1 + len(scales), 4)  # many scales (a sweep) wrap onto more rows
     html = [f'<div class="pairs" style="grid-template-columns: repeat({columns}, minmax(0, 1fr))">']
     for key in [k for k in order if k in rows]:
         split, prompt = key
@@ -99,7 +117,7 @@ def _pairs(rows: dict[tuple, list], baselines: dict[tuple, list], order: list[tu
                     '<div class="completion baseline hint">no baseline sample</div>')
         by_scale = dict(rows[key])
         for s in scales:
-            label = f"steered ×{fmt(s)}" if s is not None else "steered"
+            label = f"steered ×{fmt(s)}" if s is not None else ("adapted" if item == "adapter" else "steered")
             html.append(_completion("steered", label, by_scale[s]) if s in by_scale else "<div></div>")
     html.append("</div>")
     return "".join(html)
@@ -117,8 +135,8 @@ def samples_section(run: RunData):
         row = stats.get(i, {})
         summary = " · ".join(f"{k} {fmt(row[k])}" for k in STAT_COLUMNS if is_number(row.get(k)))
         parts.append(f'<details class="vector" id="vector-{i}" data-vector="{i}"{" open" if open_all or n < 3 else ""}>'
-                     f'<summary>Vector {i}<span class="stats">{esc(summary)}</span></summary>'
-                     f"{_pairs(steered.get(i, {}), baselines, order)}</details>")
+                     f'<summary>{run.item.capitalize()} {i}<span class="stats">{esc(summary)}</span></summary>'
+                     f"{_pairs(steered.get(i, {}), baselines, order, run.item)}</details>")
     if not indices and baselines:  # a run with baseline samples only
         parts.append("".join(f'<div class="prompt">{text_block(p, limit=300)}</div>'
                              + _completion("baseline", "baseline", baselines[(s, p)][0]) for s, p in order
@@ -147,7 +165,7 @@ def sweep_section(run: RunData):
     if "sweep.png" in run.images and (uri := figures.file_uri(run.images["sweep.png"])):
         parts.append(figure(uri, "sweep.png: behaviour and coherence against scale (shaded: coherence window)"))
     if run.sweep is not None:
-        parts.append("<h3>Coherence window and summary</h3>" + _json_summary(run.sweep, ("coheren", "window")))
+        parts.append("<h3>Coherence window and summary</h3>" + _json_summary(run.sweep, ("coheren", "window", "best")))
     if run.sweep_rows:
         parts.append(f"<details><summary>sweep.csv ({len(run.sweep_rows)} rows)</summary>"
                      f"{table(run.sweep_rows, sortable=True)}</details>")
