@@ -35,7 +35,10 @@ def main() -> None:
     vs = ss.VectorSet({LAYER: torch.nn.functional.normalize(torch.randn(8, m.d_model), dim=-1) * 8.0}, method="bench")
     source = ExplorerSource(vs, [{"index": i, "norm": 8.0} for i in range(8)], "bench", m.name)
     client = TestClient(create_app(m, source))
-    client.post("/api/generate", json={"prompt": PROMPT, "vectors": [0], "max_new_tokens": 4})  # warm-up
+    # warm-up of both paths and batch shapes (first calls of a shape are slow on CPU)
+    client.post("/api/generate", json={"prompt": PROMPT, "vectors": [0], "max_new_tokens": 4})
+    ss.generate(m, [PROMPT], max_new_tokens=4)
+    ss.generate(m, [PROMPT], vectors=vs[0], max_new_tokens=4)
     results = {"model": m.name, "max_new_tokens": TOKENS, "torch_threads": torch.get_num_threads(),
                "repeats": REPEATS, "requests": []}
     for k in (1, 4, 8):
