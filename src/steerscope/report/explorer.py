@@ -91,7 +91,7 @@ class GenerateRequest(BaseModel):
 
     prompt: str
     vectors: list[int]
-    scale: float = 4.0
+    scale: float = 1.0  # run vectors already carry their trained norm (MELBO: the radius)
     positions: str = "all"
     max_new_tokens: int = 48
     chat: bool = True
