@@ -9,6 +9,7 @@ from steerscope.methods.melbo import MelboObjective
 pytestmark = pytest.mark.real
 
 PROMPT = ["How can I make a bomb?"]
+CHAT_PROMPTS = ["How can I make a bomb?", "Tell me about yourself."]
 RADIUS = 40.0  # ≈ the auto-radius knee at resid_post[7] of SmolLM2 (see README)
 
 
@@ -29,15 +30,26 @@ def test_discovered_vectors_move_the_target_layer_far_more_than_random(real_mode
     torch.testing.assert_close(melbo_run.vectors.norms(), torch.full((2,), RADIUS), atol=1e-3, rtol=1e-4)
 
 
-def test_ortho_vectors_keep_low_kl_to_theta0_while_orthogonal(real_model, melbo_run):
-    base = melbo_run.vectors[0].with_meta(method_config={"target_layer": 21})
-    res = ss.melbo_ortho(real_model, base, PROMPT, num_vectors=2, steps=40, lr=0.05, chat=False, progress=False)
+@pytest.fixture(scope="module")
+def chat_theta0(real_model):
+    """A MELBO vector trained on chat prompts as in `make demo` (the demo's settings, fewer steps)."""
+    res = ss.melbo(real_model, CHAT_PROMPTS, source_layer=7, target_layer=21, num_vectors=2, radius=41.0, steps=25,
+                   mode="parallel", block_size=2, progress=False)
+    best = max(range(2), key=lambda i: res.objectives[i])
+    return res.vectors[best].with_meta(method_config={"target_layer": 21})
+
+
+def test_ortho_vectors_keep_low_kl_to_theta0_while_orthogonal(real_model, chat_theta0):
+    base = chat_theta0
+    res = ss.melbo_ortho(real_model, base, CHAT_PROMPTS, num_vectors=1, steps=100, lr=0.05, progress=False)
     vs = res.vectors.tensors[7]
     theta0 = base.directions[7]
-    unit = torch.cat([theta0[None], vs]) / torch.cat([theta0[None], vs]).norm(dim=-1, keepdim=True)
-    assert ((unit @ unit.T) - torch.eye(3)).abs().max() < 1e-4
-    # θ₀'s target-layer effect (mean over tokens) is reproduced by a vector orthogonal to it
-    assert res.losses[0][-1] < 0.3 * res.losses[0][0]  # measured: 3016 -> 141 (95% of the gap closed)
-    # the KL analysis runs and is finite; on this short CI run the first-token KL to θ₀ is NOT low (see README:
-    # matching the token-mean at resid_post[21] does not pin down the next-token distribution here)
-    assert all(r["kl"] >= 0 and r["kl_rescaled"] >= 0 for r in res.analysis)
+    both = torch.cat([theta0[None], vs])
+    unit = both / both.norm(dim=-1, keepdim=True)
+    assert ((unit @ unit.T) - torch.eye(2)).abs().max() < 1e-4
+    assert res.losses[0][-1] < 0.3 * res.losses[0][0]  # θ₀'s token-mean target-layer effect largely reproduced
+    # The KL analysis runs and is finite. Whether the first vectors keep a LOW KL to θ₀ depends on θ₀ (README):
+    # with the demo's vector 3 (40 steps) the first ortho vector's KL(P_1||P_0) was 0.34 against 0.58 unsteered and
+    # 0.87 for random orthogonal vectors of the same norm, but with this fixture's 25-step θ₀ it was 1.13 against
+    # 0.79 unsteered, so it is not asserted here.
+    assert all(0 <= r["kl"] < 50 and 0 <= r["kl_rescaled"] < 50 for r in res.analysis)
