@@ -72,3 +72,18 @@ def read_prompts(prompts: list[str] | None, prompts_file: str | None) -> list[st
     if not out or any(not p.strip() for p in out):
         raise InvalidArgumentError("give at least one non-empty prompt")
     return out
+
+
+def add_report_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-report", action="store_true", help="do not write report.html at the end")
+
+
+def finish_report(args, out_dir) -> None:
+    """Write OUT/report.html at the end of a run command unless --no-report; say where it is."""
+    if getattr(args, "no_report", False) or not out_dir:
+        return
+    from ..report import write_report_if_available
+
+    path = write_report_if_available(out_dir)
+    if path is not None:
+        print(f"report: {path}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_model_arg, finite_float, positive_int
+from .common import add_model_arg, add_report_arg, finish_report, finite_float, positive_int
 
 
 def register(commands, groups) -> None:
@@ -37,6 +37,7 @@ def register(commands, groups) -> None:
     p.add_argument("--no-chat", action="store_true", help="do not apply the chat template")
     p.add_argument("--no-resume", action="store_true", help="retrain runs already finished in --out")
     p.add_argument("--out", required=True, help="run directory")
+    add_report_arg(p)
     p.set_defaults(func=run)
 
 
@@ -63,4 +64,5 @@ def run(args: argparse.Namespace) -> int:
                           "base_ppl": round(h["base_ppl"], 2),
                           "base_ppl_of_base_samples": round(h["base_ppl_of_base_samples"], 2)}))
     print(f"runs written to {result.out_dir}")
+    finish_report(args, args.out)
     return 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .common import add_model_arg, float_list, positive_int
+from .common import add_model_arg, add_report_arg, finish_report, float_list, positive_int
 
 
 def register(commands, groups) -> None:
@@ -49,6 +49,7 @@ def register(commands, groups) -> None:
     p.add_argument(
         "--out", default="transfer", help="directory for transfer.csv, transfer.png, generations.jsonl"
     )
+    add_report_arg(p)
     p.set_defaults(func=run)
 
 
@@ -94,4 +95,5 @@ def run(args) -> int:
         print(f"{row['scale']:>7g} {row['mean_delta_logprob']:>9.3f} {sem:>7.3f} {hit:>9}")
     for name, path in paths.items():
         print(f"{name}: {path}")
+    finish_report(args, args.out)
     return 0

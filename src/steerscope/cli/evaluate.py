@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from .common import add_model_arg, finite_float, float_list, positive_int
+from .common import add_model_arg, add_report_arg, finish_report, finite_float, float_list, positive_int
 
 # let `--scales -8:8:1` parse as a value, not as an unknown option
 _NEGATIVE_VALUE = re.compile(r"^-\d[\d.:,eE+-]*$")
@@ -45,6 +45,7 @@ def register(commands, groups) -> None:
     _gen_args(p)
     p.add_argument("--out", dest="out_dir", default="sweep", help="directory for sweep.csv/.json/.png, samples.jsonl")
     p.add_argument("--resume", action="store_true", help="continue an interrupted sweep in --out")
+    add_report_arg(p)
     p.set_defaults(func=run_sweep)
 
     lin = groups["eval"].add_parser("linearity", help="how closely a LoRA's extracted vector reproduces the LoRA")
@@ -64,6 +65,7 @@ def register(commands, groups) -> None:
                      help="also score a random vector with the same per-layer norms (the noise floor)")
     _gen_args(lin)
     lin.add_argument("--out", dest="out_dir", default="linearity", help="directory for linearity.json + heatmap")
+    add_report_arg(lin)
     lin.set_defaults(func=run_linearity)
 
     kl = groups["eval"].add_parser("kl", help="next-token KL of steered vs reference distributions, many vectors")
@@ -116,6 +118,7 @@ def run_sweep(args) -> int:
         print(f"{row['scale']:>5g}  {cells}  {'yes' if row['coherent'] else 'no'}")
     best = "none" if res.best_scale is None else f"{res.best_scale:g}"
     print(f"coherence window [{res.window[0]:g}, {res.window[1]:g}]; best scale {best}; written to {args.out_dir}/")
+    finish_report(args, args.out_dir)
     return 0
 
 
@@ -150,6 +153,7 @@ def run_linearity(args) -> int:
     if res.control_score is not None:
         print(f"random-vector control: score {res.control_score:.3f}; "
               f"embedding-shift cosine {res.control_embedding_shift_cosine:.3f}")
+    finish_report(args, args.out_dir)
     return 0
 
 
