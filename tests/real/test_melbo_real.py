@@ -31,25 +31,31 @@ def test_discovered_vectors_move_the_target_layer_far_more_than_random(real_mode
 
 
 @pytest.fixture(scope="module")
-def chat_theta0(real_model):
-    """A MELBO vector trained on chat prompts as in `make demo` (the demo's settings, fewer steps)."""
-    res = ss.melbo(real_model, CHAT_PROMPTS, source_layer=7, target_layer=21, num_vectors=2, radius=41.0, steps=25,
-                   mode="parallel", block_size=2, progress=False)
-    best = max(range(2), key=lambda i: res.objectives[i])
-    return res.vectors[best].with_meta(method_config={"target_layer": 21})
+def demo_theta0(real_model):
+    """θ₀ = vector 3 of exactly what `make demo` trains (two chat prompts, 4 vectors, parallel, 40 steps, R = 41)."""
+    res = ss.melbo(real_model, CHAT_PROMPTS, source_layer=7, target_layer=21, num_vectors=4, radius=41.0, steps=40,
+                   mode="parallel", block_size=4, progress=False)
+    return res.vectors[3].with_meta(method_config={"target_layer": 21})
 
 
-def test_ortho_vectors_keep_low_kl_to_theta0_while_orthogonal(real_model, chat_theta0):
-    base = chat_theta0
-    res = ss.melbo_ortho(real_model, base, CHAT_PROMPTS, num_vectors=1, steps=100, lr=0.05, progress=False)
+def test_ortho_vectors_keep_low_kl_to_theta0_while_orthogonal(real_model, demo_theta0):
+    base = demo_theta0
+    res = ss.melbo_ortho(real_model, base, CHAT_PROMPTS, num_vectors=1, steps=150, lr=0.05, progress=False)
     vs = res.vectors.tensors[7]
     theta0 = base.directions[7]
     both = torch.cat([theta0[None], vs])
     unit = both / both.norm(dim=-1, keepdim=True)
     assert ((unit @ unit.T) - torch.eye(2)).abs().max() < 1e-4
-    assert res.losses[0][-1] < 0.3 * res.losses[0][0]  # θ₀'s token-mean target-layer effect largely reproduced
-    # The KL analysis runs and is finite. Whether the first vectors keep a LOW KL to θ₀ depends on θ₀ (README):
-    # with the demo's vector 3 (40 steps) the first ortho vector's KL(P_1||P_0) was 0.34 against 0.58 unsteered and
-    # 0.87 for random orthogonal vectors of the same norm, but with this fixture's 25-step θ₀ it was 1.13 against
-    # 0.79 unsteered, so it is not asserted here.
-    assert all(0 <= r["kl"] < 50 and 0 <= r["kl_rescaled"] < 50 for r in res.analysis)
+    assert res.losses[0][-1] < 0.2 * res.losses[0][0]  # measured 1122 -> 62: θ₀'s target-layer effect reproduced
+    # KL(P_1 || P_0) at the first generated token is lower than the unsteered model's and than random vectors
+    # orthogonal to θ₀ with the same norm (measured 0.34 vs 0.58 and 0.87-1.70; bench/melbo_ortho_kl.py). This
+    # depends on θ₀: with a weaker θ₀ (25 MELBO steps) it did not hold (README).
+    unsteered_kl = float(ss.kl_divergence(real_model, [None], CHAT_PROMPTS, reference=base)[0])
+    g = torch.Generator().manual_seed(1)
+    rand = torch.randn(4, real_model.d_model, generator=g)
+    rand = rand - (rand @ unit[0])[:, None] * unit[0]
+    rand = rand / rand.norm(dim=-1, keepdim=True) * vs[0].norm()
+    random_kl = ss.kl_divergence(real_model, ss.VectorSet({7: rand}), CHAT_PROMPTS, reference=base)
+    first_kl = res.analysis[0]["kl"]
+    assert first_kl < unsteered_kl, (first_kl, unsteered_kl)
+    assert first_kl < float(random_kl.min()), (first_kl, random_kl)
