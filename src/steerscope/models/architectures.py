@@ -14,7 +14,7 @@ Override or extend at run time::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from torch import nn
 
@@ -36,6 +36,9 @@ _LLAMA_LIKE = ArchSpec(
     layers="model.layers", attn="self_attn", mlp="mlp", attn_out_proj="self_attn.o_proj", mlp_out_proj="mlp.down_proj"
 )
 
+# Gemma 2/3 normalise each sublayer's output before adding it to the residual stream
+_GEMMA_POST_NORMS = replace(_LLAMA_LIKE, post_norms=True)
+
 ARCHITECTURES: dict[str, ArchSpec] = {
     "llama": _LLAMA_LIKE,
     "mistral": _LLAMA_LIKE,
@@ -43,8 +46,8 @@ ARCHITECTURES: dict[str, ArchSpec] = {
     "qwen3": _LLAMA_LIKE,
     "phi3": _LLAMA_LIKE,
     "gemma": _LLAMA_LIKE,
-    "gemma2": ArchSpec(**{**_LLAMA_LIKE.__dict__, "post_norms": True}),
-    "gemma3_text": ArchSpec(**{**_LLAMA_LIKE.__dict__, "post_norms": True}),
+    "gemma2": _GEMMA_POST_NORMS,
+    "gemma3_text": _GEMMA_POST_NORMS,
     "gpt2": ArchSpec(
         layers="transformer.h",
         attn="attn",
