@@ -20,6 +20,12 @@ from .hooks import output_tensor
 from .models.architectures import get_submodule
 
 
+def default_source_target(n_layers: int) -> tuple[int, int]:
+    """Source ≈ 1/4 depth, target ≈ 3/4 depth (SmolLM2's 30 blocks: 7 and 21, the MELBO reference's
+    len(layers) − 8). Used by MELBO and MELBO-ortho."""
+    return max(0, n_layers // 4), max(1, (3 * n_layers) // 4 - 1)
+
+
 def _repeat_batch(value: Any, batch: int, times: int) -> Any:
     """Tile every (B, ...) tensor (ndim >= 2) of an argument structure ``times`` along the batch axis."""
     if isinstance(value, Tensor):

@@ -13,7 +13,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .errors import InvalidArgumentError
-from .io import read_json, write_json
+from .io import read_csv, read_json, write_csv, write_json
+from .vector import VectorSet
 
 log = logging.getLogger(__name__)
 
@@ -59,3 +60,25 @@ def open_run(out_dir: str | os.PathLike | None, config: dict, *, resume: bool, k
     path.mkdir(parents=True, exist_ok=True)
     write_json(existing, config)
     return path, False
+
+
+def save_vector_checkpoint(run_dir: Path, vectors: VectorSet, losses: list[list[float]]) -> None:
+    """Write ``losses.csv`` then ``vectors.safetensors``: the vectors file is the commit point a resume trusts."""
+    write_csv(run_dir / "losses.csv", [{"vector": i, "step": s, "loss": v}
+                                       for i, h in enumerate(losses) for s, v in enumerate(h)])
+    vectors.save(run_dir / "vectors.safetensors")
+
+
+def load_vector_checkpoint(run_dir: Path):
+    """(vectors as a list of (D,) tensors, per-vector loss curves) from a run directory; empty if none yet.
+
+    Loss rows of a vector whose checkpoint never completed are dropped.
+    """
+    if not (run_dir / "vectors.safetensors").is_file():
+        return [], []
+    vectors = list(next(iter(VectorSet.load(run_dir / "vectors.safetensors").tensors.values())))
+    losses: list[list[float]] = [[] for _ in vectors]
+    for row in read_csv(run_dir / "losses.csv"):
+        if int(row["vector"]) < len(vectors):
+            losses[int(row["vector"])].append(float(row["loss"]))
+    return vectors, losses

@@ -25,17 +25,12 @@ from torch import Tensor
 from ..errors import InvalidArgumentError
 from ..generate import tokenize
 from ..io import read_csv, write_csv, write_json
-from ..layers import LayerReplay
+from ..layers import LayerReplay, default_source_target
 from ..orthogonal import extend_basis, orthonormal_rows, remove_span, sphere_tangent, stiefel_tangent
-from ..runs import open_run, run_config
+from ..runs import load_vector_checkpoint, open_run, run_config, save_vector_checkpoint
 from ..vector import VectorSet
 
 log = logging.getLogger(__name__)
-
-
-def default_layers(n_layers: int) -> tuple[int, int]:
-    """Source ≈ 1/4 depth, target ≈ 3/4 depth (SmolLM2's 30 blocks: 7 and 21, the reference's len(layers) − 8)."""
-    return max(0, n_layers // 4), max(1, (3 * n_layers) // 4 - 1)
 
 
 class MelboObjective:
@@ -247,7 +242,7 @@ def melbo(
         raise InvalidArgumentError("num_vectors must be >= 1 and steps >= 0")
     if num_vectors > model.d_model and orthogonal:
         raise InvalidArgumentError(f"at most d_model = {model.d_model} mutually orthogonal vectors exist")
-    default_source, default_target = default_layers(model.n_layers)
+    default_source, default_target = default_source_target(model.n_layers)
     source_layer = default_source if source_layer is None else model.check_layer(source_layer)
     target_layer = default_target if target_layer is None else model.check_layer(target_layer)
     objective = MelboObjective(model, list(prompts), source_layer, target_layer, power=power, q=q,
@@ -275,7 +270,7 @@ def melbo(
     lr = 1e-3 * (radius / 4) * (300 / max(steps, 1)) if lr is None else float(lr)
     config = {**config, "radius": radius, "lr": lr}  # resolved values go into vector metadata and summary.json
 
-    vectors, losses = _load_checkpoint(run_dir) if resuming else ([], [])
+    vectors, losses = load_vector_checkpoint(run_dir) if resuming else ([], [])
     k = block_size if mode == "parallel" else 1
     bar = tqdm(total=num_vectors * steps, initial=len(vectors) * steps, desc="melbo", disable=not progress)
     while len(vectors) < num_vectors:
@@ -289,7 +284,7 @@ def melbo(
         vectors.extend(found)
         losses.extend(history)
         if run_dir:
-            _save_checkpoint(run_dir, model, vectors, losses, config)
+            save_vector_checkpoint(run_dir, _as_set(model, vectors, config), losses)
     bar.close()
     objectives = [h[-1] for h in losses]
     result = MelboResult(
@@ -311,25 +306,6 @@ def _as_set(model, vectors: list[Tensor], config: dict) -> VectorSet:
                                             "lr", "seed", "target_positions") if k in config}
     return VectorSet({config["source_layer"]: torch.stack(vectors)}, "resid_post", model_type=model.model_type,
                      model_name=model.name, method="melbo", method_config=method_config)
-
-
-def _save_checkpoint(run_dir: Path, model, vectors, losses, config) -> None:
-    # losses first, vectors last: the vectors file is the commit point a resume trusts
-    write_csv(run_dir / "losses.csv", [{"vector": i, "step": s, "loss": v}
-                                       for i, h in enumerate(losses) for s, v in enumerate(h)])
-    _as_set(model, vectors, config).save(run_dir / "vectors.safetensors")
-
-
-def _load_checkpoint(run_dir: Path) -> tuple[list[Tensor], list[list[float]]]:
-    if not (run_dir / "vectors.safetensors").is_file():
-        return [], []
-    vs = VectorSet.load(run_dir / "vectors.safetensors")
-    vectors = list(next(iter(vs.tensors.values())))
-    losses: list[list[float]] = [[] for _ in vectors]
-    for row in read_csv(run_dir / "losses.csv"):
-        if int(row["vector"]) < len(vectors):  # rows of a vector whose checkpoint never completed are dropped
-            losses[int(row["vector"])].append(float(row["loss"]))
-    return vectors, losses
 
 
 def _write_outputs(model, result: MelboResult, prompts, heldout, sample_tokens, chat, report) -> None:

@@ -22,10 +22,10 @@ from torch import Tensor
 
 from ..errors import InvalidArgumentError
 from ..generate import tokenize
-from ..io import read_csv, write_csv, write_json
-from ..layers import LayerReplay
+from ..io import write_csv, write_json
+from ..layers import LayerReplay, default_source_target
 from ..orthogonal import extend_basis, gram_schmidt_rows, remove_span
-from ..runs import open_run, run_config
+from ..runs import load_vector_checkpoint, open_run, run_config, save_vector_checkpoint
 from ..vector import SteeringVector, VectorSet
 
 log = logging.getLogger(__name__)
@@ -147,8 +147,8 @@ def melbo_ortho(
     layer = base_vector.layers[0]
     source_layer = layer if source_layer is None else model.check_layer(source_layer)
     if target_layer is None:
-        target_layer = base_vector.meta.method_config.get("target_layer") or max(source_layer + 1,
-                                                                                (3 * model.n_layers) // 4 - 1)
+        target_layer = base_vector.meta.method_config.get("target_layer") or max(
+            source_layer + 1, default_source_target(model.n_layers)[1])
     target_layer = model.check_layer(int(target_layer))
     if not source_layer < target_layer:
         raise InvalidArgumentError(f"need source_layer < target_layer; got {source_layer} and {target_layer}")
@@ -164,7 +164,7 @@ def melbo_ortho(
     if run_dir:
         base_vector.save(run_dir / "base_vector.safetensors")
 
-    vectors, losses = _load_checkpoint(run_dir) if resuming else ([], [])
+    vectors, losses = load_vector_checkpoint(run_dir) if resuming else ([], [])
     floor = collapse_ratio * float(theta0.norm())
     bar = tqdm(total=num_vectors * steps, initial=len(vectors) * steps, desc="melbo-ortho", disable=not progress)
     while len(vectors) < num_vectors and not _collapsed(vectors, floor, collapse_patience):
@@ -175,7 +175,7 @@ def melbo_ortho(
         vectors.extend(found)
         losses.extend(history)
         if run_dir:
-            _save_checkpoint(run_dir, model, vectors, losses, source_layer, config)
+            save_vector_checkpoint(run_dir, _as_set(model, vectors, source_layer, config), losses)
     bar.close()
     if _collapsed(vectors, floor, collapse_patience):
         log.info("vectors collapsed to ~zero norm after %d vectors; stopped", len(vectors))
@@ -215,23 +215,6 @@ def _as_set(model, vectors: list[Tensor], layer: int, config: dict) -> VectorSet
     keys = ("source_layer", "target_layer", "steps", "lr", "block_size", "base_norm")
     return VectorSet({layer: torch.stack(vectors)}, "resid_post", model_type=model.model_type, model_name=model.name,
                      method="melbo_ortho", method_config={k: config[k] for k in keys})
-
-
-def _save_checkpoint(run_dir: Path, model, vectors, losses, layer, config) -> None:
-    write_csv(run_dir / "losses.csv", [{"vector": i, "step": s, "loss": v}
-                                       for i, h in enumerate(losses) for s, v in enumerate(h)])
-    _as_set(model, vectors, layer, config).save(run_dir / "vectors.safetensors")  # commit point
-
-
-def _load_checkpoint(run_dir: Path) -> tuple[list[Tensor], list[list[float]]]:
-    if not (run_dir / "vectors.safetensors").is_file():
-        return [], []
-    vectors = list(next(iter(VectorSet.load(run_dir / "vectors.safetensors").tensors.values())))
-    losses: list[list[float]] = [[] for _ in vectors]
-    for row in read_csv(run_dir / "losses.csv"):
-        if int(row["vector"]) < len(vectors):
-            losses[int(row["vector"])].append(float(row["loss"]))
-    return vectors, losses
 
 
 def _write_outputs(model, result: OrthoResult, prompts, direction, sample_vectors, sample_tokens, chat, report):
