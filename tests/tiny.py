@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from contextlib import contextmanager
 
 import torch
 
@@ -67,3 +68,21 @@ def tiny_model(arch: str = "llama", n_layers: int = 3, seed: int = 0):
     from steerscope.models.load import wrap_model
 
     return wrap_model(_tiny_hf(arch, n_layers, seed), tiny_tokenizer(), name=f"tiny-{arch}")
+
+
+@contextmanager
+def recorded_around_steering(point):
+    """Record block L's output before and after the steering hook at every forward call (registered after
+    ``steer``: prepend=True runs first, prepend=False runs last). Version-robust: no ``output_hidden_states``."""
+    before, after = [], []
+
+    def grab(store):
+        return lambda mod, args, out: store.append((out[0] if isinstance(out, tuple) else out).clone())
+
+    handles = [point.module.register_forward_hook(grab(before), prepend=True),
+               point.module.register_forward_hook(grab(after))]
+    try:
+        yield before, after
+    finally:
+        for h in handles:
+            h.remove()

@@ -32,3 +32,7 @@ class InvalidArgumentError(SteerscopeError, ValueError):
 
 class StopForward(Exception):
     """Raised inside a hook to end a forward pass early (caught by the caller that installed the hook)."""
+
+
+class SteeringPositionError(SteerscopeError):
+    """The absolute positions of a forward call's tokens cannot be worked out (an unknown cache type)."""

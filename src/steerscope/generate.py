@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from .errors import InvalidArgumentError
-from .steer import PROMPT_LENGTHS, steer
+from .steer import prompt_lengths, steer
 from .vector import SteeringVector
 
 log = logging.getLogger(__name__)
@@ -122,15 +122,12 @@ def generate(
             kwargs.update(temperature=temperature, top_p=top_p)
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)
-        token = PROMPT_LENGTHS.set(mask.sum(-1))
-        try:
+        with prompt_lengths(mask.sum(-1)):
             if any(v is not None for v in vecs):
                 with steer(model, vecs, row_scales[chunk], positions=positions, operator=operator):
                     out = model.hf.generate(ids, **kwargs)
             else:
                 out = model.hf.generate(ids, **kwargs)
-        finally:
-            PROMPT_LENGTHS.reset(token)
         new_tokens: Tensor = out[:, ids.shape[1]:]
         outputs.extend(tok.batch_decode(new_tokens, skip_special_tokens=True))
     return [o.strip() for o in outputs]

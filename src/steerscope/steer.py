@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import contextvars
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from .errors import InvalidArgumentError
+from .errors import InvalidArgumentError, SteeringPositionError
 from .hooks import HookGroup, register
 from .sites import check_site, hook_point
 from .vector import SteeringVector
@@ -25,6 +26,27 @@ OPERATORS = ("add", "ablate", "clamp")
 # Set by generate() while it runs so every active steering context knows where each row's prompt ends,
 # also for uncached generation where every forward starts from position 0.
 PROMPT_LENGTHS: contextvars.ContextVar[Tensor | None] = contextvars.ContextVar("steerscope_prompt_lengths", default=None)
+
+
+@contextmanager
+def prompt_lengths(lengths: Tensor | Sequence[int]) -> Iterator[None]:
+    """Tell every steering context inside the block where each row's prompt ends (real tokens, padding excluded).
+
+    Needed only when a forward call does not show it: uncached generation re-runs the whole sequence at every
+    step, and scoring a prompt+completion batch must not count the completion as prompt.
+
+    Example:
+        >>> with ss.prompt_lengths(mask.sum(-1)), ss.steer(m, v, positions="generated"):
+        ...     m.hf.generate(ids, attention_mask=mask, use_cache=False, max_new_tokens=8)
+    """
+    if not isinstance(lengths, Tensor):
+        # cpu-ok: the pre-hook moves it to each forward's device
+        lengths = torch.tensor(list(lengths), dtype=torch.long)
+    token = PROMPT_LENGTHS.set(lengths)
+    try:
+        yield
+    finally:
+        PROMPT_LENGTHS.reset(token)
 
 
 @dataclass(frozen=True)
@@ -45,7 +67,10 @@ class Positions:
             return cls(text)
         for prefix in ("from:", "last:"):
             if text.startswith(prefix) and text[len(prefix):].isdigit():
-                return cls(prefix[:-1], int(text[len(prefix):]))
+                k = int(text[len(prefix):])
+                if prefix == "last:" and k < 1:
+                    raise InvalidArgumentError("positions last:0 steers nothing; use last:K with K >= 1")
+                return cls(prefix[:-1], k)
         if text.isdigit():
             return cls("from", int(text))
         raise InvalidArgumentError(
@@ -68,45 +93,107 @@ class Positions:
         return real & (abs_pos < plen) & (abs_pos >= plen - self.k)  # last k prompt tokens
 
 
-def absolute_positions(args: tuple, kwargs: dict) -> Tensor:
-    """(B, T) absolute positions of the tokens in this forward call; -1 at left padding."""
-    ids = kwargs.get("input_ids", args[0] if args else None)
-    if ids is None:
-        ids = kwargs["inputs_embeds"][..., 0]
-    batch, length = ids.shape[:2]
-    mask = kwargs.get("attention_mask")
-    if isinstance(mask, Tensor) and mask.ndim == 2 and mask.shape[-1] >= length:
-        pos = mask.long().cumsum(-1) - 1  # (B, S): index among real tokens
-        pos = pos.masked_fill(mask == 0, -1)
-        return pos[:, -length:]
-    past = 0
-    cache_position = kwargs.get("cache_position")
-    if isinstance(cache_position, Tensor) and cache_position.numel():
-        past = int(cache_position.reshape(-1)[0])
-    elif kwargs.get("past_key_values") is not None and hasattr(kwargs["past_key_values"], "get_seq_length"):
-        past = int(kwargs["past_key_values"].get_seq_length())
-    return (torch.arange(length, device=ids.device) + past).expand(batch, length)
+def _cache_of(kwargs: dict):
+    """The KV cache passed to this forward, whatever the keyword is called in the installed transformers.
+
+    transformers 4.x and early 5.x pass ``past_key_values``; 5.24 passes ``cache`` from ``generate``. Any value
+    with ``get_seq_length`` is a cache; a legacy tuple-of-tuples under ``past_key_values`` is one too.
+    """
+    for name in ("cache", "past_key_values"):
+        value = kwargs.get(name)
+        if value is not None:
+            return value
+    for value in kwargs.values():
+        if hasattr(value, "get_seq_length"):
+            return value
+    return None
+
+
+def _cache_length(cache) -> int:
+    """Tokens already in ``cache`` (host-side int read from tensor shapes: no device sync for dynamic caches)."""
+    if hasattr(cache, "get_seq_length"):
+        return int(cache.get_seq_length())
+    if isinstance(cache, (tuple, list)):  # legacy ((k, v), ...) with k: (B, H, S, Dh)
+        return 0 if not cache or cache[0] is None else int(cache[0][0].shape[-2])
+    import transformers
+
+    raise SteeringPositionError(
+        f"cannot tell how many tokens the KV cache ({type(cache).__name__}) holds under transformers "
+        f"{transformers.__version__}, so steering positions cannot be computed; pass an attention_mask covering "
+        "the whole sequence, or report this transformers version to steerscope"
+    )
+
+
+@dataclass
+class _RowState:
+    """What one steering context remembers between the forward calls of a generation (per batch row)."""
+
+    cache_id: int  # id() of the cache object the sequence lives in; 0 when uncached
+    length: int  # tokens (padding included) the sequence holds after the last call
+    padding: Tensor  # (B,) left-padding tokens in front of each row
+    prompt_len: Tensor  # (B,) real prompt tokens of each row
 
 
 class _PositionTracker:
-    """Per-forward mask (B, T, 1) of the steered tokens, from a pre-hook on the top-level model."""
+    """Absolute positions of each forward call's tokens, from a pre-hook on the top-level model.
+
+    Sources, in order (DESIGN rule 4; no device sync per step):
+    1. a 2D ``attention_mask`` covering the call's tokens: positions = cumulative count of real tokens;
+    2. the KV cache's length (whatever the cache keyword is called) plus the left padding this context saw
+       when the cache was filled (transformers 5.24 drops the mask when no row is padded);
+    3. ``cache_position`` when given without a readable cache;
+    4. no mask and no cache: a fresh unpadded sequence, positions 0..T-1.
+    The prompt of a sequence is what the first call on a fresh sequence holds, unless ``prompt_lengths()`` says.
+    """
 
     def __init__(self, positions: Positions) -> None:
         self.positions = positions
         self.mask: Tensor | None = None
-        self.prompt_len: Tensor | None = None
+        self.state: _RowState | None = None
 
     def pre_hook(self, module, args, kwargs):
-        abs_pos = absolute_positions(args, kwargs)
+        abs_pos, state = self._locate(args, kwargs)
         explicit = PROMPT_LENGTHS.get()
         if explicit is not None:
-            self.prompt_len = explicit.to(abs_pos.device)
-        elif (abs_pos.max(dim=-1).values < abs_pos.shape[-1]).all() and abs_pos[:, 0].le(0).all():
-            # a fresh sequence (no cache): its real tokens are the prompt of what follows
-            self.prompt_len = (abs_pos >= 0).sum(-1)
-        if self.prompt_len is None or self.prompt_len.shape[0] != abs_pos.shape[0]:
-            self.prompt_len = (abs_pos >= 0).sum(-1)
-        self.mask = self.positions.mask(abs_pos, self.prompt_len)[..., None]
+            state.prompt_len = explicit.to(abs_pos.device)
+        self.state = state
+        self.mask = self.positions.mask(abs_pos, state.prompt_len)[..., None]  # (B, T, 1)
+
+    def _locate(self, args: tuple, kwargs: dict) -> tuple[Tensor, _RowState]:
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        if ids is None:
+            ids = kwargs["inputs_embeds"][..., 0]
+        batch, length = ids.shape[:2]
+        device = ids.device
+        cache = _cache_of(kwargs)
+        past = _cache_length(cache) if cache is not None else 0
+        cache_id = id(cache) if cache is not None else 0
+        prev = self.state
+        continues = (prev is not None and cache is not None and prev.cache_id == cache_id and prev.length == past
+                     and prev.padding.shape[0] == batch and past > 0)
+        mask = kwargs.get("attention_mask")
+        if isinstance(mask, Tensor) and mask.ndim == 2 and mask.shape[-1] >= length:
+            real = mask.bool()
+            pos = (real.long().cumsum(-1) - 1).masked_fill(~real, -1)[:, -length:]  # (B, T), -1 at padding
+            padding = prev.padding if continues else (~real).sum(-1)  # (B,) left padding (HF pads on the left)
+            fresh = mask.shape[-1] == length
+        else:
+            cache_position = kwargs.get("cache_position")
+            if continues:
+                padding = prev.padding
+            else:
+                padding = torch.zeros(batch, dtype=torch.long, device=device)
+            if past == 0 and cache is None and isinstance(cache_position, Tensor) and cache_position.numel():
+                start = cache_position.reshape(-1)[:length].to(device).long()  # (T,) absolute cache indices
+                pos = start[None, :] - padding[:, None]
+            else:
+                pos = (torch.arange(length, device=device) + past)[None, :] - padding[:, None]  # (B, T)
+            fresh = past == 0
+        if fresh or not continues:
+            prompt_len = (pos >= 0).sum(-1) if fresh else pos[:, 0].clamp_min(0)
+        else:
+            prompt_len = prev.prompt_len
+        return pos, _RowState(cache_id, past + length, padding.to(device), prompt_len.to(device))
 
     def post_hook(self, module, args, output):
         self.mask = None
