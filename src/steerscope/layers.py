@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from .errors import InvalidArgumentError, StopForward
 from .generate import forward_kwargs
@@ -38,6 +38,23 @@ def _repeat_batch(value: Any, batch: int, times: int) -> Any:
         return [_repeat_batch(v, batch, times) for v in value]
     if isinstance(value, dict):
         return {k: _repeat_batch(v, batch, times) for k, v in value.items()}
+    return value
+
+
+def _block_device(module: nn.Module, default: torch.device) -> torch.device:
+    """The device a module computes on: its first parameter's (``default`` if it has none)."""
+    param = next(module.parameters(), None)
+    return param.device if param is not None else default
+
+
+def _to_device(value: Any, device: torch.device) -> Any:
+    """``value`` with every tensor inside (tuples, lists, dicts) moved to ``device``; other objects unchanged."""
+    if isinstance(value, Tensor):
+        return value.to(device)
+    if isinstance(value, (tuple, list)):
+        return type(value)(_to_device(v, device) for v in value)
+    if isinstance(value, dict):
+        return {k: _to_device(v, device) for k, v in value.items()}
     return value
 
 
@@ -79,8 +96,10 @@ class LayerReplay:
                 hidden = args[0] if args else kwargs["hidden_states"]
                 if index == self.start:
                     captured["hidden"] = hidden.detach()
-                rest = {k: v for k, v in kwargs.items() if k != "hidden_states"}
-                self._args.append(tuple(args[1:]))
+                # kept on the block's own device: a sharded model (device_map) spreads blocks over devices
+                device = _block_device(module, hidden.device)
+                rest = {k: _to_device(v, device) for k, v in kwargs.items() if k != "hidden_states"}
+                self._args.append(tuple(_to_device(a, device) for a in args[1:]))
                 self._kwargs.append(rest)
                 if index == self.end:
                     raise StopForward
@@ -118,7 +137,9 @@ class LayerReplay:
         until = self.end if until is None else until
         args_list, kwargs_list = self._inputs_for(hidden.shape[0])
         for offset, index in enumerate(range(self.start, until + 1)):
-            out = self.model.layers[index](hidden, *args_list[offset], **kwargs_list[offset])
+            block = self.model.layers[index]
+            hidden = hidden.to(_block_device(block, hidden.device))  # no-op unless the model is sharded
+            out = block(hidden, *args_list[offset], **kwargs_list[offset])
             hidden = output_tensor(out)
         return hidden
 
@@ -136,8 +157,10 @@ def hidden_to_logits(model, hidden: Tensor) -> Tensor:
             f"steerscope does not know the final norm of {model.model_type!r}; set final_norm in "
             f"steerscope.models.architectures.ARCHITECTURES[{model.model_type!r}]"
         )
-    hidden = get_submodule(model.hf, model.arch.final_norm)(hidden)
-    logits = model.hf.get_output_embeddings()(hidden)
+    norm = get_submodule(model.hf, model.arch.final_norm)
+    hidden = norm(hidden.to(_block_device(norm, hidden.device)))
+    head = model.hf.get_output_embeddings()
+    logits = head(hidden.to(_block_device(head, hidden.device)))
     cap = getattr(model.hf.config, "final_logit_softcapping", None)
     if cap:
         logits = torch.tanh(logits / cap) * cap

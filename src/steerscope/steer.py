@@ -276,9 +276,11 @@ def steer(
     try:
         for (site_name, layer), rows in _per_site_layer(model, vectors, site).items():
             point = hook_point(model, site_name, layer)
+            # the block's own device (sharded models spread blocks over devices) and the compute dtype (a
+            # quantized block's first parameter is uint8/int8, not what flows through the residual stream)
             param = next(point.module.parameters(), None)
-            param = param if param is not None else next(model.hf.parameters())
-            group.add(register(point, _steering_fn(rows, scales, per_row, operator, tracker, param)))
+            device = param.device if param is not None else model.device
+            group.add(register(point, _steering_fn(rows, scales, per_row, operator, tracker, device, model.dtype)))
         group.add(model.hf.register_forward_pre_hook(tracker.pre_hook, with_kwargs=True, prepend=True))
         group.add(model.hf.register_forward_hook(tracker.post_hook))
     except BaseException:
@@ -301,21 +303,36 @@ def _per_site_layer(model, vectors, site_override) -> dict[tuple[str, int], list
     return table
 
 
-def _steering_fn(rows: list[Tensor | None], scales: list[float], per_row: bool, operator: str, tracker, param):
-    """Precompute (R, D) directions and scales on the module's device/dtype once; R = 1 or batch size."""
+def _steering_fn(rows: list[Tensor | None], scales: list[float], per_row: bool, operator: str, tracker,
+                 device: torch.device, dtype: torch.dtype):
+    """Precompute (R, D) directions and scales on the module's device/dtype once; R = 1 or batch size.
+
+    Directions are combined in fp32 and cast once. Should the stream arrive in another dtype/device than expected
+    (an fp32 residual in a bf16 model, a block moved by accelerate), the cast is redone once and memoised: a
+    host-side check, never a device sync.
+    """
     d_model = next(r for r in rows if r is not None).shape[-1]
-    dirs = torch.stack([r if r is not None else torch.zeros(d_model) for r in rows]).to(param.device, param.dtype)
-    coef = torch.tensor(scales, device=param.device, dtype=param.dtype)[:, None]  # (R, 1)
-    unit = dirs / dirs.norm(dim=-1, keepdim=True).clamp_min(1e-12)  # zero rows stay zero
-    add = (coef * dirs)[:, None, :]  # (R, 1, D)
-    unit = unit[:, None, :]
-    n_rows = dirs.shape[0]
+    dirs32 = torch.stack([r.float() if r is not None else torch.zeros(d_model) for r in rows])  # (R, D) cpu-ok: moved next line
+    coef32 = torch.tensor(scales, dtype=torch.float32)[:, None]  # (R, 1) cpu-ok: moved with dirs32 in _cast
+    unit32 = dirs32 / dirs32.norm(dim=-1, keepdim=True).clamp_min(1e-12)  # zero rows stay zero
+    n_rows = dirs32.shape[0]
+    cache: dict[tuple[torch.device, torch.dtype], tuple[Tensor, Tensor]] = {}
+
+    def _cast(dev: torch.device, dt: torch.dtype) -> tuple[Tensor, Tensor]:
+        key = (dev, dt)
+        if key not in cache:
+            add = (coef32 * dirs32).to(dev, dt)[:, None, :]  # (R, 1, D)
+            cache[key] = (add, unit32.to(dev, dt)[:, None, :])
+        return cache[key]
+
+    _cast(device, dtype)
 
     def fn(x: Tensor) -> Tensor:  # x: (B, T, D)
         if per_row and x.shape[0] != n_rows:
             raise InvalidArgumentError(
                 f"steering carries {n_rows} per-row vectors but the batch has {x.shape[0]} rows; pass one per row"
             )
+        add, unit = _cast(x.device, x.dtype)
         mask = tracker.current(x).to(x.dtype)  # (B, T, 1)
         if operator == "add":
             return x + mask * add

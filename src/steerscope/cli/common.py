@@ -7,7 +7,22 @@ import math
 
 
 def add_model_arg(parser: argparse.ArgumentParser) -> None:
+    """--model plus the loading flags, mirroring ``load_model``'s keywords, on every command that loads a model."""
     parser.add_argument("--model", default=None, help="Hub id (cached), local dir or .gguf; default: embedded SmolLM2")
+    add_load_args(parser)
+
+
+def add_load_args(parser: argparse.ArgumentParser) -> None:
+    """How to load the model: device, dtype, sharding, quantization, attention kernel (``load_model``'s keywords)."""
+    group = parser.add_argument_group("model loading")
+    group.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: cuda when available)")
+    group.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16", "fp32", "bf16", "fp16"],
+                       help="default: float32 on CPU, bfloat16 on GPU")
+    group.add_argument("--device-map", default=None,
+                       help="shard the model with accelerate: auto, balanced, sequential (overrides --device)")
+    group.add_argument("--quantization", default=None, choices=["4bit", "8bit"],
+                       help="load weights quantized with bitsandbytes (CPU or CUDA)")
+    group.add_argument("--attn-implementation", default=None, help="eager, sdpa, flash_attention_2, ...")
 
 
 def finite_float(text: str) -> float:
@@ -50,7 +65,14 @@ def float_list(text: str) -> list[float]:
 def load_model_from_args(args):
     from ..models.load import load_model
 
-    return load_model(getattr(args, "model", None))
+    return load_model(
+        getattr(args, "model", None),
+        device=getattr(args, "device", None),
+        dtype=getattr(args, "dtype", None),
+        device_map=getattr(args, "device_map", None),
+        quantization=getattr(args, "quantization", None),
+        attn_implementation=getattr(args, "attn_implementation", None),
+    )
 
 
 def read_prompts(prompts: list[str] | None, prompts_file: str | None) -> list[str]:

@@ -12,6 +12,9 @@ def register(commands, groups) -> None:
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--radius", default="auto", help="‖θ‖ or auto")
     p.add_argument("--sample-tokens", type=int, default=40)
+    from .common import add_load_args
+
+    add_load_args(p)
     p.set_defaults(func=run)
 
 
@@ -21,7 +24,7 @@ def run(args) -> int:
     from pathlib import Path
 
     from ..methods.melbo import melbo
-    from ..models.load import load_model
+    from .common import load_model_from_args
     from .discover import _radius
 
     out = Path(args.out)
@@ -29,7 +32,7 @@ def run(args) -> int:
         shutil.rmtree(out)  # the demo always starts fresh; real runs refuse to overwrite (use --resume)
     start = time.perf_counter()
     print("loading the embedded model (first run converts the GGUF file once, ~20 s) ...", flush=True)
-    m = load_model()
+    m = load_model_from_args(args)  # the embedded model unless loading flags say otherwise
     print(f"{m.name}: {m.n_layers} blocks, d_model {m.d_model}", flush=True)
     res = melbo(m, DEMO_PROMPTS, num_vectors=args.num_vectors, radius=_radius(str(args.radius)), steps=args.steps,
                 mode="parallel", block_size=args.num_vectors, out_dir=out, sample_tokens=args.sample_tokens)

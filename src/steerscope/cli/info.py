@@ -6,15 +6,18 @@ from __future__ import annotations
 def register(commands, groups) -> None:
     p = commands.add_parser("info", help="show a model's layers, width and architecture")
     p.add_argument("model", nargs="?", default=None, help="Hub id (cached), local dir or .gguf; default: embedded")
+    from .common import add_load_args
+
+    add_load_args(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     import json
 
-    from ..models.load import load_model
+    from .common import load_model_from_args
 
-    m = load_model(args.model)
+    m = load_model_from_args(args)
     info = {
         "name": m.name,
         "model_type": m.model_type,
@@ -24,6 +27,7 @@ def run(args) -> int:
         "parameters": sum(p.numel() for p in m.hf.parameters()),
         "dtype": str(m.dtype).removeprefix("torch."),
         "device": str(m.device),
+        "devices": sorted(str(d) for d in m.devices),
         "chat_template": bool(getattr(m.tokenizer, "chat_template", None)),
     }
     print(json.dumps(info, indent=2))

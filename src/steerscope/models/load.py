@@ -14,13 +14,14 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ..errors import ModelNotFoundError, ShapeMismatchError, SteerscopeError
+from ..errors import InvalidArgumentError, ModelNotFoundError, ShapeMismatchError, SteerscopeError
 from .architectures import ArchSpec, get_submodule, resolve_architecture
 
 log = logging.getLogger(__name__)
@@ -68,11 +69,23 @@ class SteerableModel:
 
     @property
     def device(self) -> torch.device:
-        return next(self.hf.parameters()).device
+        """Where inputs go: the input embedding's device (with ``device_map`` other blocks may live elsewhere;
+        use ``layer_device(L)`` for those)."""
+        return self.hf.get_input_embeddings().weight.device
+
+    @property
+    def devices(self) -> set[torch.device]:
+        """Every device that holds part of the model (one unless it was loaded with ``device_map``)."""
+        return {p.device for p in self.hf.parameters()}
 
     @property
     def dtype(self) -> torch.dtype:
-        return next(self.hf.parameters()).dtype
+        """The compute dtype: the input embedding's (quantized linear weights are stored as uint8/int8)."""
+        return self.hf.get_input_embeddings().weight.dtype
+
+    def layer_device(self, layer: int) -> torch.device:
+        """The device block ``layer`` runs on (its first parameter's)."""
+        return next(self.block(layer).parameters()).device
 
     def block(self, layer: int) -> nn.Module:
         self.check_layer(layer)
@@ -163,47 +176,135 @@ def resolve_model_path(name_or_path: str | os.PathLike | None) -> tuple[str, str
     return str(target), name
 
 
+QUANTIZATIONS = ("4bit", "8bit")
+_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+           "float16": torch.float16, "fp16": torch.float16, "half": torch.float16}
+
+
+def parse_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
+    """``"bf16"``/``"bfloat16"``/``torch.bfloat16`` → ``torch.bfloat16``; ``None``/``"auto"`` → None (choose later)."""
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    text = str(dtype).strip().lower().removeprefix("torch.")
+    if text == "auto":
+        return None
+    if text not in _DTYPES:
+        raise InvalidArgumentError(f"dtype {dtype!r} not understood; use float32, bfloat16 or float16")
+    return _DTYPES[text]
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """The device to load onto; a clear error (not a CUDA traceback) when it does not exist here."""
+    if device is None or str(device) == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise InvalidArgumentError(f"device {device!r} not understood; use cpu, cuda, cuda:N or mps") from exc
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InvalidArgumentError(f"device {device!r} asked for, but this machine has no CUDA GPU (torch "
+                                       f"{torch.__version__}); use --device cpu or install a CUDA build of torch")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise InvalidArgumentError(f"device {device!r} does not exist: this machine has "
+                                       f"{torch.cuda.device_count()} CUDA device(s)")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise InvalidArgumentError(f"device {device!r} asked for, but MPS is not available here; use --device cpu")
+    return dev
+
+
+def quantization_config(quantization: str | None, compute_dtype: torch.dtype):
+    """transformers' ``BitsAndBytesConfig`` for ``"4bit"`` (NF4, the QLoRA recipe) or ``"8bit"`` (LLM.int8).
+
+    bitsandbytes ≥ 0.48 runs both on the CPU as well as on CUDA, so the same flag works on a laptop and a GPU.
+    """
+    if quantization is None:
+        return None
+    if quantization not in QUANTIZATIONS:
+        raise InvalidArgumentError(f"quantization {quantization!r} not understood; use 4bit or 8bit")
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError as exc:
+        raise InvalidArgumentError("quantization needs bitsandbytes: pip install 'steerscope[quant]' "
+                                   "(or pip install bitsandbytes)") from exc
+    from transformers import BitsAndBytesConfig
+
+    if quantization == "4bit":
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                  bnb_4bit_compute_dtype=compute_dtype)
+    return BitsAndBytesConfig(load_in_8bit=True)
+
+
 def load_model(
     name_or_path: str | os.PathLike | None = None,
     *,
     device: str | torch.device | None = None,
     dtype: torch.dtype | str | None = None,
+    device_map: str | dict | None = None,
+    quantization: str | None = None,
+    attn_implementation: str | None = None,
 ) -> SteerableModel:
     """Load a causal LM for steering, offline.
 
     Args:
         name_or_path: ``None`` for the embedded SmolLM2-135M-Instruct; a Hub id already in the local HF cache;
             a local directory; or a ``.gguf`` file.
-        device: ``"cpu"``, ``"cuda"``, ...; default cuda when available.
-        dtype: default float32 on CPU and bfloat16 on GPU.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``; default: cuda when available, else cpu.
+        dtype: ``float32`` / ``bfloat16`` / ``float16`` (or torch dtypes); default float32 on CPU, bfloat16 on GPU.
+        device_map: passed to transformers/accelerate to shard the model (``"auto"``, ``"balanced"``, or a dict of
+            module → device); then ``device`` is ignored and each block stays where accelerate put it.
+        quantization: ``"4bit"`` (NF4) or ``"8bit"`` through bitsandbytes (CPU and CUDA).
+        attn_implementation: ``"eager"``, ``"sdpa"``, ``"flash_attention_2"``, ...; default: transformers' choice.
 
     Example:
         >>> m = load_model()
         >>> m.n_layers, m.d_model
         (30, 576)
+        >>> big = load_model("meta-llama/Llama-3.1-8B-Instruct", dtype="bf16", device_map="auto")  # doctest: +SKIP
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if isinstance(dtype, str):
-        dtype = getattr(torch, dtype)
-    dtype = dtype or (torch.float32 if device.type == "cpu" else torch.bfloat16)
+    dtype = parse_dtype(dtype)
+    dev = resolve_device(device) if device_map is None else None
+    on_cpu = (dev is not None and dev.type == "cpu") or device_map == "cpu"
+    dtype = dtype or (torch.float32 if on_cpu else torch.bfloat16)
+    if on_cpu and dtype == torch.float16:
+        warnings.warn("float16 on the CPU is slow and some kernels are missing; bfloat16 or float32 is the usual "
+                      "choice there", stacklevel=2)
+    quant = quantization_config(quantization, dtype)
     path, name = resolve_model_path(name_or_path)
     looks_like_path = name.startswith(("/", ".", "~")) or name.endswith("/") or name.count("/") > 1
     if name_or_path is not None and looks_like_path and not Path(path).expanduser().exists():
         raise ModelNotFoundError(f"model directory {name} does not exist; check the path")
+    kwargs: dict = {"dtype": dtype, "local_files_only": True}
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    if quant is not None:
+        kwargs["quantization_config"] = quant
+        kwargs["device_map"] = device_map or {"": str(dev)}  # bitsandbytes quantises while placing the weights
+    elif device_map is not None:
+        kwargs["device_map"] = device_map
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        hf = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=True)
+        hf = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except OSError as exc:
         raise ModelNotFoundError(
             f"model {name!r} is not available offline: download it on a machine with network access "
             f"(`hf download {name}`) or pass a local directory or a .gguf file"
         ) from exc
-    hf.to(device).eval().requires_grad_(False)
+    except (ValueError, ImportError) as exc:
+        raise InvalidArgumentError(f"transformers could not load {name!r} this way: {exc}") from exc
+    if "device_map" not in kwargs:
+        hf.to(dev)
+    hf.eval().requires_grad_(False)
     prepare_tokenizer(tokenizer)
     model = SteerableModel(hf=hf, tokenizer=tokenizer, name=name, arch=resolve_architecture(hf, hf.config.model_type))
-    log.info("loaded %s: %d layers, d_model %d", name, model.n_layers, model.d_model)
+    log.info("loaded %s: %d layers, d_model %d, %s on %s", name, model.n_layers, model.d_model, model.dtype,
+             ", ".join(sorted({str(d) for d in model.devices})))
     return model
 
 
