@@ -164,9 +164,10 @@ def kl_divergence(
 
     # every (vector, prompt) pair is one row; rows are chunked across vectors so small prompt sets batch well
     total = len(vecs) * n_prompts
-    out = torch.zeros(total, dtype=torch.float32)
+    out = torch.zeros(total, dtype=torch.float32)  # cpu-ok: the documented result is a float32 CPU tensor
     starts = range(0, total, batch_size)
     for start in tqdm(starts, desc="KL", disable=not progress or len(starts) < 2):
+        # cpu-ok: host-side row bookkeeping (indexes Python lists); moved where it indexes device tensors
         pairs = torch.arange(start, min(start + batch_size, total))
         vec_idx, prompt_idx = pairs // n_prompts, pairs % n_prompts
         logp = run(prompt_idx.to(ids.device), [vecs[i] for i in vec_idx.tolist()],

@@ -158,10 +158,10 @@ def response_logprobs(
             seqs.append(p_ids + list(r_ids))
             plens.append(len(p_ids))
         width = max(len(s) for s in seqs)
-        ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+        ids = torch.full((len(seqs), width), pad, dtype=torch.long)  # cpu-ok: host-built, moved below
         mask = torch.zeros_like(ids)
         for r, s in enumerate(seqs):  # left padding, as everywhere in steerscope
-            ids[r, width - len(s):] = torch.tensor(s)
+            ids[r, width - len(s):] = torch.tensor(s)  # cpu-ok: host-built row
             mask[r, width - len(s):] = 1
         ids, mask = ids.to(model.device), mask.to(model.device)
         vecs = [row_vectors[i] for i in rows]

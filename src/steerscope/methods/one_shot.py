@@ -235,9 +235,10 @@ def optimize_vector(
         start = init.detach().to(torch.float32).clone()
     else:
         gen = torch.Generator().manual_seed(0 if seed is None else seed)
+        # cpu-ok: drawn from a seeded CPU generator so the start is the same on every device; moved below
         start = torch.randn(model.d_model, generator=gen)
         start = start * (init_norm / start.norm())
-    v = start.to(device, dtype).requires_grad_(True)
+    v = start.to(device=device, dtype=torch.float32).requires_grad_(True)  # fp32 master copy; cast where it enters
     optimizer = torch.optim.Adam([v], lr=lr)
     params = list(model.hf.parameters())
     if any(p.requires_grad for p in params):
@@ -247,7 +248,7 @@ def optimize_vector(
         )
 
     def losses() -> tuple[Tensor, Tensor]:
-        steered = apply_operator(objective.hidden, v, mask, sign, operator)  # (N, T, D)
+        steered = apply_operator(objective.hidden, v.to(dtype), mask, sign, operator)  # (N, T, D), model dtype
         per_row = completion_losses(
             objective.logprobs(steered, coldness),
             batch,

@@ -113,25 +113,26 @@ def _pack(model, groups: Sequence[tuple[str, Sequence[str]]], chat: bool, shared
     width = max(len(p) + sum(len(c) for c in cs) for p, cs in rows)
     n = len(rows)
     pad = model.tokenizer.pad_token_id
+    # cpu-ok: the packing tensors below are filled on the host from Python lists and moved to the device once
     ids = torch.full((n, width), 0 if pad is None else int(pad), dtype=torch.long)
-    mask = torch.zeros((n, width), dtype=torch.long)
-    pos = torch.full((n, width), -1, dtype=torch.long)
-    segment = torch.full(
+    mask = torch.zeros((n, width), dtype=torch.long)  # cpu-ok: host-built, moved below
+    pos = torch.full((n, width), -1, dtype=torch.long)  # cpu-ok: host-built, moved below
+    segment = torch.full(  # cpu-ok: host-built, only used to build attn4d
         (n, width), -2, dtype=torch.long
     )  # -1 prompt, i = completion i of the row, -2 padding
     pred, targets, owner, plens, clens, crow = [], [], [], [], [], []
     for r, (p, cs) in enumerate(rows):
         seq = p + [t for c in cs for t in c]
         offset = width - len(seq)  # left padding
-        ids[r, offset:] = torch.tensor(seq)
+        ids[r, offset:] = torch.tensor(seq)  # cpu-ok: host-built row
         mask[r, offset:] = 1
-        pos[r, offset : offset + len(p)] = torch.arange(len(p))
+        pos[r, offset : offset + len(p)] = torch.arange(len(p))  # cpu-ok: host-built row
         segment[r, offset : offset + len(p)] = -1
         plens.append(len(p))
         cursor = offset + len(p)
         for i, c in enumerate(cs):
             k = len(clens)
-            pos[r, cursor : cursor + len(c)] = torch.arange(len(p), len(p) + len(c))
+            pos[r, cursor : cursor + len(c)] = torch.arange(len(p), len(p) + len(c))  # cpu-ok: host-built
             segment[r, cursor : cursor + len(c)] = i
             for j, token in enumerate(c):
                 # the first token is predicted by the last prompt token, the others by the previous token
@@ -145,12 +146,12 @@ def _pack(model, groups: Sequence[tuple[str, Sequence[str]]], chat: bool, shared
     attn4d = None
     if shared:
         q, k = segment[:, :, None], segment[:, None, :]  # (R, T, 1), (R, 1, T)
-        causal = torch.ones(width, width, dtype=torch.bool).tril()
+        causal = torch.ones(width, width, dtype=torch.bool).tril()  # cpu-ok: host-built mask, moved below
         allowed = causal & (k != -2) & (q != -2) & ((k == -1) | (k == q))
-        allowed |= torch.eye(
+        allowed |= torch.eye(  # cpu-ok: host-built mask
             width, dtype=torch.bool
         )  # padding queries see themselves: no all-masked softmax rows
-        attn4d = torch.zeros((n, 1, width, width), dtype=model.dtype)
+        attn4d = torch.zeros((n, 1, width, width), dtype=model.dtype)  # cpu-ok: moved to the device below
         attn4d.masked_fill_(~allowed[:, None], torch.finfo(model.dtype).min)
     device = model.device
     return PackedBatch(
