@@ -16,19 +16,28 @@ from tiny import tiny_config, tiny_tokenizer
 
 import steerscope as ss
 
-DTYPES = [torch.bfloat16, torch.float16]
 PROMPTS = ["the cat sat on the mat", "hi", "a much longer prompt with padding", "why not"]
-pytestmark = pytest.mark.parametrize("dtype", DTYPES, ids=["bf16", "fp16"])
+_no_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here")
+# (device, dtype): the CPU pairs run everywhere (CI); the CUDA pair runs where a GPU is (make test on a GPU box)
+TARGETS = [
+    pytest.param(("cpu", torch.bfloat16), id="cpu-bf16"),
+    pytest.param(("cpu", torch.float16), id="cpu-fp16"),
+    pytest.param(("cuda", torch.bfloat16), id="cuda-bf16", marks=[pytest.mark.cuda, _no_cuda]),
+    pytest.param(("cuda", torch.float16), id="cuda-fp16", marks=[pytest.mark.cuda, _no_cuda]),
+]
+pytestmark = pytest.mark.parametrize("dtype", TARGETS)
 
 
-def fresh(dtype, arch="llama", seed=0):
-    """A tiny model of its own in ``dtype`` (PEFT and LoRA code rewire modules; never share cached ones)."""
+def fresh(target, arch="llama", seed=0):
+    """A tiny model of its own on ``target = (device, dtype)`` (PEFT and LoRA code rewire modules; never share
+    the cached ones)."""
     from transformers import AutoModelForCausalLM
 
+    device, dtype = target
     torch.manual_seed(seed)
     config = tiny_config(arch)
     config._attn_implementation = "eager"
-    hf = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    hf = AutoModelForCausalLM.from_config(config, dtype=dtype).to(device)
     return ss.wrap_model(hf, tiny_tokenizer(), f"tiny-{arch}-{dtype}")
 
 
@@ -64,7 +73,8 @@ def test_steer_identities_and_generate(dtype):
         with ss.steer(m, v, scale=2.0):
             steered = m.hf(**forward_kwargs(ids, mask), output_hidden_states=True)
     delta = (steered.hidden_states[2] - base.hidden_states[2])[mask.bool()].float()
-    torch.testing.assert_close(delta, (2.0 * v.directions[1]).expand_as(delta), atol=0.1, rtol=0.05)
+    want = (2.0 * v.directions[1]).to(delta.device).expand_as(delta)
+    torch.testing.assert_close(delta, want, atol=0.1, rtol=0.05)
     out = ss.generate(m, PROMPTS[:2], vectors=[v, None], scales=[3.0, 0.0], positions="generated",
                       max_new_tokens=4, chat=False)
     assert len(out) == 2
@@ -112,7 +122,7 @@ def test_contrastive_sweep_kl(dtype):
                   completions=["on the mat", "there"])
     assert sw is not None
     kl = ss.kl_divergence(m, [vec(m), None], PROMPTS, chat=False)
-    assert kl.dtype == torch.float32 and bool(torch.isfinite(kl).all()) and float(kl[1]) < 1e-3
+    assert kl.device.type == "cpu" and kl.dtype == torch.float32 and bool(torch.isfinite(kl).all()) and float(kl[1]) < 1e-3
 
 
 def test_lora_discovery_vector_and_linearity(dtype, tmp_path):
