@@ -1,4 +1,4 @@
-"""The dtype tier (issue 11): the public API on a tiny random model in bfloat16 and float16 on the CPU.
+"""The dtype tier (issue 11): the public API on a tiny random model in fp32, bf16 and fp16 on the CPU (and CUDA).
 
 Every dtype bug the H200 run found (θ in the wrong dtype, fp32 × bf16 matmuls, losses in half precision) shows up
 here without a GPU. Each check asks for what the rules promise: finite results, vectors and files in fp32, the
@@ -20,6 +20,7 @@ PROMPTS = ["the cat sat on the mat", "hi", "a much longer prompt with padding", 
 _no_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here")
 # (device, dtype): the CPU pairs run everywhere (CI); the CUDA pair runs where a GPU is (make test on a GPU box)
 TARGETS = [
+    pytest.param(("cpu", torch.float32), id="cpu-fp32"),
     pytest.param(("cpu", torch.bfloat16), id="cpu-bf16"),
     pytest.param(("cpu", torch.float16), id="cpu-fp16"),
     pytest.param(("cuda", torch.bfloat16), id="cuda-bf16", marks=[pytest.mark.cuda, _no_cuda]),
