@@ -29,7 +29,7 @@ from .vector import SteeringVector, VectorSet, load_vector
 _EXPORTS: dict[str, str] = {
     "record_activations": ".hooks",
     "LayerReplay": ".layers",
-    "prompt_lengths": ".steer",
+    "prompt_lengths": ".inputs",
     # methods
     "melbo": ".methods.melbo",
     "MelboResult": ".methods.melbo",

@@ -13,49 +13,11 @@ import torch
 from torch import Tensor
 
 from .errors import InvalidArgumentError
-from .steer import prompt_lengths, steer
+from .inputs import format_prompt, forward_kwargs, position_ids, prompt_lengths, tokenize  # noqa: F401 (re-exported)
+from .steer import steer
 from .vector import SteeringVector
 
 log = logging.getLogger(__name__)
-
-
-def format_prompt(model, prompt: str, chat: bool = True) -> str:
-    """Apply the tokenizer's chat template (user turn + generation prompt) when it has one and ``chat`` is set."""
-    tok = model.tokenizer
-    if chat and getattr(tok, "chat_template", None):
-        return tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)
-    return prompt
-
-
-def tokenize(model, prompts: Sequence[str], *, chat: bool = True, add_special_tokens: bool | None = None):
-    """Left-padded batch: (input_ids (B, T), attention_mask (B, T)) on the model's device."""
-    if isinstance(prompts, str):
-        prompts = [prompts]
-    if not prompts:
-        raise InvalidArgumentError("no prompts given; pass at least one non-empty prompt")
-    for p in prompts:
-        if not isinstance(p, str) or not p.strip():
-            raise InvalidArgumentError("prompts must be non-empty strings")
-    texts = [format_prompt(model, p, chat) for p in prompts]
-    templated = chat and getattr(model.tokenizer, "chat_template", None)
-    if add_special_tokens is None:
-        add_special_tokens = not templated  # the template already holds its special tokens
-    enc = model.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=add_special_tokens)
-    return enc["input_ids"].to(model.device), enc["attention_mask"].to(model.device)
-
-
-def position_ids(attention_mask: Tensor) -> Tensor:
-    """(B, T) positions counted over real tokens only, as HF generate does: left padding does not shift them.
-    Matters for absolute position embeddings (GPT-2); rotary models are shift-invariant anyway."""
-    return (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
-
-
-def forward_kwargs(input_ids: Tensor, attention_mask: Tensor | None) -> dict:
-    """Keyword arguments for a padding-correct, cache-free forward of a left-padded batch."""
-    if attention_mask is None:
-        attention_mask = torch.ones_like(input_ids)
-    return dict(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids(attention_mask),
-                use_cache=False)
 
 
 def _per_row(value, n: int, what: str) -> list:
@@ -98,36 +60,43 @@ def generate(
     from tqdm.auto import tqdm
 
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+    if temperature < 0 or temperature != temperature:
+        raise InvalidArgumentError(f"temperature must be >= 0, got {temperature}")
+    if do_sample and temperature == 0:
+        do_sample = False  # temperature 0 is the limit of sampling: greedy decoding
     if max_new_tokens < 1:
         raise InvalidArgumentError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
     row_vectors = _per_row(vectors, len(prompts), "vectors")
     row_scales = _per_row(scales, len(prompts), "scales")
     tok = model.tokenizer
     outputs: list[str] = []
-    if seed is not None:
-        torch.manual_seed(seed)
-    starts = range(0, len(prompts), batch_size)
-    for start in tqdm(starts, desc="generating", disable=not progress or len(starts) < 2):
-        chunk = slice(start, start + batch_size)
-        ids, mask = tokenize(model, prompts[chunk], chat=chat)
-        vecs = row_vectors[chunk]
-        kwargs = dict(
-            max_new_tokens=max_new_tokens,
-            min_new_tokens=min_new_tokens,
-            do_sample=do_sample,
-            pad_token_id=tok.pad_token_id,
-            attention_mask=mask,
-        )
-        if do_sample:
-            kwargs.update(temperature=temperature, top_p=top_p)
-        else:
-            kwargs.update(temperature=None, top_p=None, top_k=None)
-        with prompt_lengths(mask.sum(-1)):
-            if any(v is not None for v in vecs):
-                with steer(model, vecs, row_scales[chunk], positions=positions, operator=operator):
-                    out = model.hf.generate(ids, **kwargs)
+    # seed a forked RNG: sampling is reproducible and the caller's global RNG state is left untouched
+    cuda = sorted({d.index or 0 for d in getattr(model, "devices", {model.device}) if d.type == "cuda"})
+    with torch.random.fork_rng(devices=cuda, enabled=seed is not None):
+        if seed is not None:
+            torch.manual_seed(seed)
+        starts = range(0, len(prompts), batch_size)
+        for start in tqdm(starts, desc="generating", disable=not progress or len(starts) < 2):
+            chunk = slice(start, start + batch_size)
+            ids, mask = tokenize(model, prompts[chunk], chat=chat)
+            vecs = row_vectors[chunk]
+            kwargs = dict(
+                max_new_tokens=max_new_tokens,
+                min_new_tokens=min_new_tokens,
+                do_sample=do_sample,
+                pad_token_id=tok.pad_token_id,
+                attention_mask=mask,
+            )
+            if do_sample:
+                kwargs.update(temperature=temperature, top_p=top_p)
             else:
-                out = model.hf.generate(ids, **kwargs)
-        new_tokens: Tensor = out[:, ids.shape[1]:]
-        outputs.extend(tok.batch_decode(new_tokens, skip_special_tokens=True))
+                kwargs.update(temperature=None, top_p=None, top_k=None)
+            with prompt_lengths(mask.sum(-1)):
+                if any(v is not None for v in vecs):
+                    with steer(model, vecs, row_scales[chunk], positions=positions, operator=operator):
+                        out = model.hf.generate(ids, **kwargs)
+                else:
+                    out = model.hf.generate(ids, **kwargs)
+            new_tokens: Tensor = out[:, ids.shape[1]:]
+            outputs.extend(tok.batch_decode(new_tokens, skip_special_tokens=True))
     return [o.strip() for o in outputs]

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
 from .errors import StopForward
+from .inputs import forward_kwargs
 from .sites import HookPoint, hook_point
 
 TensorFn = Callable[[Tensor], Tensor]
@@ -110,8 +111,6 @@ def run_until_stopped(module: nn.Module, *args, **kwargs):
 @torch.no_grad()
 def capture(model, input_ids: Tensor, attention_mask: Tensor | None, layers: list[int], site: str = "resid_post"):
     """One no-grad forward that records ``site[L]`` for each layer and stops after the last: {L: (B, T, D)}."""
-    from .generate import forward_kwargs
-
     with record_activations(model, layers, site) as acts:
         run_until_stopped(model.hf, **forward_kwargs(input_ids, attention_mask))
     return dict(acts)

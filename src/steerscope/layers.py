@@ -15,8 +15,8 @@ import torch
 from torch import Tensor, nn
 
 from .errors import InvalidArgumentError, StopForward
-from .generate import forward_kwargs
 from .hooks import output_tensor
+from .inputs import forward_kwargs
 from .models.architectures import get_submodule
 
 

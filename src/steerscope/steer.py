@@ -7,10 +7,8 @@ the same with and without the KV cache and under left padding.
 
 from __future__ import annotations
 
-import contextvars
 import math
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -18,36 +16,11 @@ from torch import Tensor
 
 from .errors import InvalidArgumentError, SteeringPositionError
 from .hooks import HookGroup, register
+from .inputs import PROMPT_LENGTHS, prompt_lengths  # noqa: F401 (prompt_lengths re-exported)
 from .sites import check_site, hook_point
 from .vector import SteeringVector
 
 OPERATORS = ("add", "ablate", "clamp")
-
-# Set by generate() while it runs so every active steering context knows where each row's prompt ends,
-# also for uncached generation where every forward starts from position 0.
-PROMPT_LENGTHS: contextvars.ContextVar[Tensor | None] = contextvars.ContextVar("steerscope_prompt_lengths", default=None)
-
-
-@contextmanager
-def prompt_lengths(lengths: Tensor | Sequence[int]) -> Iterator[None]:
-    """Tell every steering context inside the block where each row's prompt ends (real tokens, padding excluded).
-
-    Needed only when a forward call does not show it: uncached generation re-runs the whole sequence at every
-    step, and scoring a prompt+completion batch must not count the completion as prompt.
-
-    Example:
-        >>> with ss.prompt_lengths(mask.sum(-1)), ss.steer(m, v, positions="generated"):
-        ...     m.hf.generate(ids, attention_mask=mask, use_cache=False, max_new_tokens=8)
-    """
-    if not isinstance(lengths, Tensor):
-        # cpu-ok: the pre-hook moves it to each forward's device
-        lengths = torch.tensor(list(lengths), dtype=torch.long)
-    token = PROMPT_LENGTHS.set(lengths)
-    try:
-        yield
-    finally:
-        PROMPT_LENGTHS.reset(token)
-
 
 @dataclass(frozen=True)
 class Positions:
