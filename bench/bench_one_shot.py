@@ -18,6 +18,7 @@ import argparse
 import os
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -25,7 +26,8 @@ import torch
 
 import steerscope as ss
 from steerscope.io import write_json
-from steerscope.methods.one_shot_naive import optimize_vector_naive
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the oracle lives with the tests
+from reference.one_shot_naive import optimize_vector_naive  # noqa: E402
 
 EXAMPLE = ss.Example(
     "Write a poem about cats.",

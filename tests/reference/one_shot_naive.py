@@ -1,4 +1,4 @@
-"""The reference procedure for one-shot steering, written the slow, obvious way (for tests and the benchmark).
+"""Test oracle (not shipped): one-shot steering written the slow, obvious way (for tests and the benchmark).
 
 Each step runs one full steered forward (``steer()`` on the whole model, LM head over every position) and one
 backward per completion, accumulating the gradient into the vector before the Adam step. ``optimize_vector`` must
@@ -13,11 +13,11 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from ..generate import forward_kwargs, tokenize
-from ..steer import PROMPT_LENGTHS, steer
-from ..vector import SteeringVector
-from .one_shot import Example
-from .one_shot_batch import EPS, completion_token_ids
+from steerscope.inputs import forward_kwargs, tokenize
+from steerscope.methods.one_shot import Example
+from steerscope.methods.one_shot_batch import EPS, completion_token_ids
+from steerscope.steer import PROMPT_LENGTHS, steer
+from steerscope.vector import SteeringVector
 
 
 def naive_completion_loss(
