@@ -44,10 +44,10 @@ def test_matches_hand_computed_kl_both_directions(arch):
 def test_none_and_zero_scale_are_exactly_zero_and_reference_to_itself_is_zero():
     m = tiny_model("llama")
     v, w = vec(m, seed=1, scale=3.0), vec(m, seed=2, scale=3.0)
-    kl = ss.kl_divergence(m, [None, v, w], PROMPTS, scales=[1.0, 0.0, 1.0], chat=False)
+    kl = ss.kl_divergence(m, [None, v, w], PROMPTS, scale=[1.0, 0.0, 1.0], chat=False)
     assert kl.shape == (3,)
     assert kl[0] == 0 and kl[1] == 0 and kl[2] > 0
-    kl_ref = ss.kl_divergence(m, [v, w], PROMPTS, reference=v, reference_scale=2.0, scales=[2.0, 2.0], chat=False)
+    kl_ref = ss.kl_divergence(m, [v, w], PROMPTS, reference=v, reference_scale=2.0, scale=[2.0, 2.0], chat=False)
     assert kl_ref[0] == 0 and kl_ref[1] > 0
 
 
@@ -64,13 +64,13 @@ def test_batching_and_vectorset_invariance():
 def test_larger_scale_larger_kl_and_position_windows():
     m = tiny_model("llama")
     v = vec(m, scale=1.0)
-    kls = ss.kl_divergence(m, [v, v, v], PROMPTS, scales=[0.5, 2.0, 8.0], chat=False)
+    kls = ss.kl_divergence(m, [v, v, v], PROMPTS, scale=[0.5, 2.0, 8.0], chat=False)
     assert kls[0] < kls[1] < kls[2]
     for spec in ("last", "last:3", "all"):
-        out = ss.kl_divergence(m, [v], PROMPTS, positions=spec, chat=False)
+        out = ss.kl_divergence(m, [v], PROMPTS, score_positions=spec, chat=False)
         assert out.shape == (1,) and torch.isfinite(out).all() and out[0] > 0
-    torch.testing.assert_close(ss.kl_divergence(m, [v], PROMPTS, positions="last", chat=False),
-                               ss.kl_divergence(m, [v], PROMPTS, positions="last:1", chat=False))
+    torch.testing.assert_close(ss.kl_divergence(m, [v], PROMPTS, score_positions="last", chat=False),
+                               ss.kl_divergence(m, [v], PROMPTS, score_positions="last:1", chat=False))
 
 
 def test_bad_arguments_raise_clear_errors():
@@ -79,6 +79,6 @@ def test_bad_arguments_raise_clear_errors():
     with pytest.raises(InvalidArgumentError, match="direction"):
         ss.kl_divergence(m, [v], PROMPTS, direction="sideways", chat=False)
     with pytest.raises(InvalidArgumentError, match="positions"):
-        ss.kl_divergence(m, [v], PROMPTS, positions="middle", chat=False)
+        ss.kl_divergence(m, [v], PROMPTS, score_positions="middle", chat=False)
     with pytest.raises(InvalidArgumentError, match="scales"):
-        ss.kl_divergence(m, [v, v], PROMPTS, scales=[1.0], chat=False)
+        ss.kl_divergence(m, [v, v], PROMPTS, scale=[1.0], chat=False)

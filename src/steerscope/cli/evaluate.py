@@ -195,8 +195,8 @@ def run_kl(args) -> int:
     reference = load_vector(args.reference) if args.reference else None
     m = load_model_from_args(args)
     values = kl_divergence(m, vectors, prompts, reference=reference, reference_scale=args.reference_scale,
-                           direction=args.direction, positions=args.positions, scales=scales,
-                           batch_size=args.batch_size, chat=not args.no_chat, steer_positions=args.steer_positions,
+                           direction=args.direction, score_positions=args.positions, scale=scales,
+                           batch_size=args.batch_size, chat=not args.no_chat, positions=args.steer_positions,
                            progress=True)
     rows = [{"vector": label, "scale": s, "kl": float(v)} for label, s, v in
             zip(labels, scales if isinstance(scales, list) else [scales] * len(labels), values)]

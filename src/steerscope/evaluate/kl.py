@@ -13,6 +13,8 @@ where ``P_i`` is the steered model's next-token distribution and ``P_ref`` the r
 
 from __future__ import annotations
 
+import warnings
+
 import inspect
 import logging
 from collections.abc import Sequence
@@ -103,15 +105,17 @@ def kl_divergence(
     reference: SteeringVector | None = None,
     reference_scale: float = 1.0,
     direction: str = "forward",
-    positions: str = "first_generated",
-    scales: float | Sequence[float] = 1.0,
+    score_positions: str = "first_generated",
+    scale: float | Sequence[float] = 1.0,
     batch_size: int = 32,
     chat: bool = True,
-    steer_positions: str | int = "all",
+    positions: str | int = "all",
     site: str | None = None,
     operator: str = "add",
     reduction: str = "mean",
+    seed: int | None = None,
     progress: bool = False,
+    scales: float | Sequence[float] | None = None,
 ) -> Tensor:
     """Next-token KL divergence of each steered model from a reference, averaged over prompts.
 
@@ -122,12 +126,14 @@ def kl_divergence(
         prompts: prompts (chat template applied when ``chat`` and the tokenizer has one).
         reference: the reference distribution's vector (``None``: the unsteered model), at ``reference_scale``.
         direction: ``forward`` = KL(P_steered || P_ref); ``reverse`` = KL(P_ref || P_steered). Natural log (nats).
-        positions: where the distributions are compared: ``first_generated`` (alias ``last``) = the distribution
+        score_positions: where the distributions are compared: ``first_generated`` (alias ``last``) = the distribution
             of the first generated token, i.e. the logits at the last prompt token; ``last:K`` = the mean over
             the last K prompt tokens' next-token distributions; ``all`` = mean over every prompt token.
-        scales: one scale for all vectors, or one per vector.
+        scale: one scale for all vectors, or one per vector (``scales=`` is the old spelling, still accepted).
         batch_size: rows (vector × prompt pairs) per forward.
-        steer_positions: which tokens the vectors are added to (see ``steer``); default every prompt token.
+        positions: which tokens the vectors are added to (see ``steer``); default every prompt token. (Until
+            steerscope 0.2 this keyword named the scored positions, now ``score_positions``.)
+        seed: accepted for the shared vocabulary; the KL is deterministic and uses no randomness.
         site, operator: passed to ``steer``.
         reduction: ``mean`` → (n_vectors,) mean over prompts; ``none`` → (n_vectors, n_prompts).
         progress: show a progress bar.
@@ -137,7 +143,7 @@ def kl_divergence(
 
     Example:
         >>> vs = ss.VectorSet.load("run/vectors.safetensors")
-        >>> kl = ss.kl_divergence(m, vs, ["Tell me a story."], scales=4.0)   # (len(vs),) nats
+        >>> kl = ss.kl_divergence(m, vs, ["Tell me a story."], scale=4.0)   # (len(vs),) nats
     """
     from tqdm.auto import tqdm
 
@@ -147,12 +153,15 @@ def kl_divergence(
         raise InvalidArgumentError(f"reduction must be 'mean' or 'none', got {reduction!r}")
     if batch_size < 1:
         raise InvalidArgumentError(f"batch_size must be at least 1, got {batch_size}")
-    keep = _parse_positions(positions)
+    if scales is not None:
+        warnings.warn("kl_divergence(scales=) is now scale=", DeprecationWarning, stacklevel=2)
+        scale = scales
+    keep = _parse_positions(score_positions)
     vecs = _as_vector_list(vectors)
-    vec_scales = _scale_list(scales, len(vecs))
+    vec_scales = _scale_list(scale, len(vecs))
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     ids, mask = tokenize(model, prompts, chat=chat)  # (P, T), tokenised once and gathered per chunk
-    run = _LogProbs(model, ids, mask, keep, {"site": site, "positions": steer_positions, "operator": operator})
+    run = _LogProbs(model, ids, mask, keep, {"site": site, "positions": positions, "operator": operator})
     n_prompts = len(prompts)
 
     # reference log-probs, one row per prompt: (P, span, V)
