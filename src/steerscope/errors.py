@@ -30,5 +30,9 @@ class InvalidArgumentError(SteerscopeError, ValueError):
     """An argument is out of range or malformed."""
 
 
+class UnverifiedVectorFileWarning(UserWarning):
+    """A vector file without checksums (written before steerscope recorded them) was loaded unverified."""
+
+
 class StopForward(Exception):
     """Raised inside a hook to end a forward pass early (caught by the caller that installed the hook)."""
