@@ -22,6 +22,11 @@ class VectorFileError(SteerscopeError):
     """A vector file is missing, truncated, foreign or from a newer format."""
 
 
+class RunFileError(SteerscopeError, ValueError):
+    """A file in a run directory (JSON, JSONL, CSV) is unreadable: not UTF-8, corrupt, truncated or nested too
+    deeply. The message names the file; re-run the command that wrote it (or delete the file)."""
+
+
 class ShapeMismatchError(SteerscopeError):
     """A vector's width disagrees with the model's (both sizes are in the message)."""
 

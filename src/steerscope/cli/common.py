@@ -30,6 +30,9 @@ def positive_int(text: str) -> int:
     return value
 
 
+_MAX_LIST = 10_000
+
+
 def float_list(text: str) -> list[float]:
     """``-8:8:1`` (start:stop:step, inclusive) or ``0,2,4``."""
     try:
@@ -37,10 +40,12 @@ def float_list(text: str) -> list[float]:
             start, stop, step = (float(x) for x in text.split(":"))
             if step <= 0 or stop < start:
                 raise ValueError
-            n = int(math.floor((stop - start) / step + 1e-9)) + 1
-            return [round(start + i * step, 10) for i in range(n)]
+            count = (stop - start) / step + 1e-9
+            if not math.isfinite(count) or count > _MAX_LIST:
+                raise argparse.ArgumentTypeError(f"{text!r} gives more than {_MAX_LIST} values; use a larger step")
+            return [round(start + i * step, 10) for i in range(math.floor(count) + 1)]
         values = [float(x) for x in text.split(",") if x.strip()]
-    except ValueError:
+    except (ValueError, OverflowError):
         raise argparse.ArgumentTypeError(f"{text!r}: use start:stop:step (e.g. -8:8:1) or a list like 0,2,4") from None
     if not values or not all(math.isfinite(v) for v in values):
         raise argparse.ArgumentTypeError(f"{text!r} has no finite numbers")
@@ -57,7 +62,7 @@ def read_prompts(prompts: list[str] | None, prompts_file: str | None) -> list[st
     """Prompts from the command line and/or a .txt (one per line) or .jsonl (``{"prompt": ...}``) file."""
     from pathlib import Path
 
-    from ..data import load_prompts
+    from ..data import load_prompts, read_text_file
     from ..errors import InvalidArgumentError
 
     out = list(prompts or [])
@@ -68,10 +73,23 @@ def read_prompts(prompts: list[str] | None, prompts_file: str | None) -> list[st
         if path.suffix == ".jsonl":
             out.extend(load_prompts(path))
         else:
-            out.extend(line for line in path.read_text().splitlines() if line.strip())
+            out.extend(line for line in read_text_file(path, "prompts file").splitlines() if line.strip())
     if not out or any(not p.strip() for p in out):
         raise InvalidArgumentError("give at least one non-empty prompt")
+    _check_encodable(out)
     return out
+
+
+def _check_encodable(prompts: list[str]) -> None:
+    """Refuse text a tokenizer cannot encode (lone surrogates from a broken file or shell)."""
+    from ..errors import InvalidArgumentError
+
+    for n, prompt in enumerate(prompts, 1):
+        try:
+            prompt.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidArgumentError(f"prompt {n} holds characters that are not valid Unicode text (a lone "
+                                       "surrogate); fix its encoding") from None
 
 
 def add_report_arg(parser: argparse.ArgumentParser) -> None:
