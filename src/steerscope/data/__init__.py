@@ -81,6 +81,8 @@ def load_prompts(name_or_path: str | Path) -> list[str]:
             shown = json.dumps(prompt)[:40] if not isinstance(prompt, float) else repr(prompt)
             raise InvalidArgumentError(f"{path}: row {n}: \"prompt\" must be a non-empty string, got {shown}")
         prompts.append(prompt)
+    if not prompts:
+        raise InvalidArgumentError(f"{path} holds no prompts; add lines like {{\"prompt\": \"...\"}}")
     return prompts
 
 
