@@ -66,6 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     except SteerscopeError as exc:
         sys.stderr.write(f"steerscope: error: {' '.join(str(exc).split())}\n")
         return 2
+    except OSError as exc:  # an unwritable/vanished path found after parsing: still one line, exit 2
+        where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
+        sys.stderr.write(f"steerscope: error: cannot access{where}: {exc.strerror or exc}; check the path and its "
+                         "permissions\n")
+        return 2
     except KeyboardInterrupt:
         sys.stderr.write("steerscope: interrupted (checkpointed runs continue with --resume)\n")
         return 130
