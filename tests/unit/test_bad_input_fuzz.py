@@ -176,3 +176,17 @@ def test_run_directory_reader_is_total(tmp_path_factory):
         assert outcome in ("error", "identical"), f"{file} / {kind} / seed {seed}: {outcome}"
 
     check()
+
+
+def test_run_directory_odd_values_are_left_out(tmp_path_factory):
+    """Values a mutation found: an integer beyond float range, a negative or fractional index, non-string text."""
+    from steerscope.io import write_jsonl
+
+    run = _run_dir(tmp_path_factory.mktemp("odd"))
+    rows = [{"vector": bad, "prompt": "p", "completion": "t", "scale": 1.0} for bad in (10**400, -1, 1.5, "abc", [])]
+    rows += [{"vector": 0, "prompt": ["not", "text"], "completion": "t"}, {"vector": 1, "prompt": "p", "completion": "t",
+                                                                         "scale": 10**400}]
+    write_jsonl(run / "samples.jsonl", rows)
+    data = load_run(run)
+    assert [s["vector"] for s in data.samples] == [1] and data.samples[0]["scale"] is None
+    assert [r["index"] for r in data.table()] == [0, 1, 2, 3]

@@ -86,8 +86,12 @@ class RunData:
 
 
 def _number(value) -> float | None:
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value)):
-        return float(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except OverflowError:  # an integer beyond float range (a corrupt file)
+            return None
+        return number if math.isfinite(number) else None
     return None
 
 
