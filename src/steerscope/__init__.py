@@ -7,25 +7,39 @@ Example:
     >>> with ss.steer(m, v, scale=4.0):
     ...     print(ss.generate(m, ["Tell me a story."], max_new_tokens=20))
 
-The core (models, vectors, steering, generation) is imported eagerly; methods, evaluation, export and report
-are imported on first use (PEP 562) so importing steerscope stays cheap.
+Everything is imported on first use (PEP 562), so ``import steerscope`` (and ``steerscope --help``) does not import
+torch or transformers; ``ss.load_model`` and friends import them when first touched.
 """
 
 from __future__ import annotations
 
 import importlib
+import sys
+import types
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-# Eager core. `steer` and `generate` are also submodule names: binding the functions after the submodules load
-# keeps `ss.steer` / `ss.generate` the functions.
-from .errors import SteerscopeError
-from .generate import generate
-from .models.load import SteerableModel, load_model, wrap_model
-from .steer import SteeringHandle, steer
-from .vector import SteeringVector, VectorSet, load_vector
+from .errors import SteerscopeError  # cheap, and what callers catch
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time these load lazily
+    from .generate import generate
+    from .models.load import SteerableModel, load_model, wrap_model
+    from .steer import SteeringHandle, steer
+    from .vector import SteeringVector, VectorSet, load_vector
 
 # public name -> module that defines it (relative to this package)
+_CORE: dict[str, str] = {
+    "generate": ".generate",
+    "SteerableModel": ".models.load",
+    "load_model": ".models.load",
+    "wrap_model": ".models.load",
+    "SteeringHandle": ".steer",
+    "steer": ".steer",
+    "SteeringVector": ".vector",
+    "VectorSet": ".vector",
+    "load_vector": ".vector",
+}
 _EXPORTS: dict[str, str] = {
     "record_activations": ".hooks",
     "LayerReplay": ".layers",
@@ -77,14 +91,29 @@ __all__ = [
     *_EXPORTS,
 ]
 
+# `steer` and `generate` are also submodule names. Importing a submodule binds it as an attribute of the package,
+# which would make `ss.steer` the module; the package class below keeps those two names for the functions.
+_FUNCTIONS_NAMED_LIKE_MODULES = frozenset({"steer", "generate"})
+
 
 def __getattr__(name: str):
-    if name not in _EXPORTS:
+    module = _CORE.get(name) or _EXPORTS.get(name)
+    if module is None:
         raise AttributeError(f"module 'steerscope' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    value = getattr(importlib.import_module(module, __name__), name)
     globals()[name] = value
     return value
 
 
 def __dir__() -> list[str]:
     return sorted(__all__)
+
+
+class _Package(types.ModuleType):
+    def __setattr__(self, name: str, value) -> None:
+        if name in _FUNCTIONS_NAMED_LIKE_MODULES and isinstance(value, types.ModuleType):
+            return  # the submodule stays reachable as sys.modules["steerscope.<name>"]
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -22,12 +22,21 @@ class VectorFileError(SteerscopeError):
     """A vector file is missing, truncated, foreign or from a newer format."""
 
 
+class RunFileError(SteerscopeError, ValueError):
+    """A file in a run directory (JSON, JSONL, CSV) is unreadable: not UTF-8, corrupt, truncated or nested too
+    deeply. The message names the file; re-run the command that wrote it (or delete the file)."""
+
+
 class ShapeMismatchError(SteerscopeError):
     """A vector's width disagrees with the model's (both sizes are in the message)."""
 
 
 class InvalidArgumentError(SteerscopeError, ValueError):
     """An argument is out of range or malformed."""
+
+
+class UnverifiedVectorFileWarning(UserWarning):
+    """A vector file without checksums (written before steerscope recorded them) was loaded unverified."""
 
 
 class StopForward(Exception):

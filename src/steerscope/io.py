@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from .errors import RunFileError
 from .vector import atomic_write
 
 __all__ = [
@@ -44,8 +46,30 @@ def write_json(path: str | os.PathLike, data) -> Path:
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
+def _read_text(path: str | os.PathLike, newline: str | None = None) -> str:
+    try:
+        with open(path, encoding="utf-8", newline=newline) as f:
+            return f.read()
+    except UnicodeDecodeError as exc:
+        raise RunFileError(f"{path} is not UTF-8 text (byte {exc.start}); the file is corrupt") from None
+    except (OSError, ValueError) as exc:
+        raise RunFileError(f"cannot read {path} ({exc})") from None
+
+
+def _parse_json(text: str, where: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RunFileError(f"{where} is not valid JSON ({exc}); the file is corrupt") from None
+    except RecursionError:
+        raise RunFileError(f"{where} holds JSON nested too deeply to read; the file is corrupt") from None
+    except ValueError as exc:  # e.g. an integer with too many digits
+        raise RunFileError(f"{where} holds an unreadable JSON value ({exc}); the file is corrupt") from None
+
+
 def read_json(path: str | os.PathLike):
-    return json.loads(Path(path).read_text())
+    """Parse a JSON file. Any problem (missing, not UTF-8, corrupt, too deep) is a ``RunFileError``."""
+    return _parse_json(_read_text(path), str(path))
 
 
 def write_csv(path: str | os.PathLike, rows: list[dict], fieldnames: list[str] | None = None) -> Path:
@@ -63,7 +87,7 @@ def write_csv(path: str | os.PathLike, rows: list[dict], fieldnames: list[str] |
 
 
 def read_csv(path: str | os.PathLike) -> list[dict]:
-    """Rows as dicts; numeric cells become floats, empty cells None."""
+    """Rows as dicts; numeric cells become floats, empty cells None. A corrupt file is a ``RunFileError``."""
 
     def convert(cell: str):
         if cell == "":
@@ -73,8 +97,13 @@ def read_csv(path: str | os.PathLike) -> list[dict]:
         except ValueError:
             return cell
 
-    with open(path, newline="") as f:
-        return [{k: convert(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    text = _read_text(path, newline="")
+    try:
+        rows = list(csv.DictReader(io.StringIO(text, newline="")))
+    except (csv.Error, ValueError) as exc:
+        raise RunFileError(f"{path} is not a readable CSV file ({exc}); the file is corrupt") from None
+    # a row longer than the header puts its extra cells in a list under the key None; drop them
+    return [{k: convert(v) for k, v in row.items() if isinstance(k, str) and isinstance(v, str)} for row in rows]
 
 
 def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> Path:
@@ -82,8 +111,10 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> Path:
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
-def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+def read_jsonl(path: str | os.PathLike) -> list:
+    """One parsed JSON value per non-blank line. A corrupt line is a ``RunFileError`` naming ``path:line``."""
+    return [_parse_json(line, f"{path}:{n}") for n, line in enumerate(_read_text(path).splitlines(), 1)
+            if line.strip()]
 
 
 def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:

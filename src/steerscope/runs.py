@@ -12,7 +12,7 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .errors import InvalidArgumentError
+from .errors import InvalidArgumentError, RunFileError
 from .io import read_csv, read_json, write_csv, write_json
 from .vector import VectorSet
 
@@ -49,6 +49,8 @@ def open_run(out_dir: str | os.PathLike | None, config: dict, *, resume: bool, k
                 f"{path} already holds a run; pass resume=True (--resume) to continue it or choose another output directory"
             )
         old = read_json(existing)
+        if not isinstance(old, dict):
+            raise RunFileError(f"{existing} is not a JSON object; the run directory is corrupt, start a new one")
         changed = [k for k in keys if old.get(k) != config.get(k)]
         if changed:
             raise InvalidArgumentError(
@@ -78,7 +80,14 @@ def load_vector_checkpoint(run_dir: Path):
         return [], []
     vectors = list(next(iter(VectorSet.load(run_dir / "vectors.safetensors").tensors.values())))
     losses: list[list[float]] = [[] for _ in vectors]
-    for row in read_csv(run_dir / "losses.csv"):
-        if int(row["vector"]) < len(vectors):
-            losses[int(row["vector"])].append(float(row["loss"]))
+    if not (run_dir / "losses.csv").is_file():
+        log.warning("%s has vectors but no losses.csv; resuming without the earlier loss curves", run_dir)
+        return vectors, losses
+    for n, row in enumerate(read_csv(run_dir / "losses.csv"), 2):
+        vector, loss = row.get("vector"), row.get("loss")
+        if not isinstance(vector, float) or not vector.is_integer() or not isinstance(loss, (float, type(None))):
+            raise RunFileError(f"{run_dir / 'losses.csv'}:{n}: expected numbers in the 'vector' and 'loss' columns; "
+                               "the run directory is corrupt (delete losses.csv to resume without loss curves)")
+        if 0 <= int(vector) < len(vectors):
+            losses[int(vector)].append(float("nan") if loss is None else loss)
     return vectors, losses

@@ -3,15 +3,22 @@
 File format (one ``.safetensors`` file, no pickle): tensors ``layers.{L}`` of shape ``(d_model,)`` for a
 SteeringVector or ``(n, d_model)`` for a VectorSet; ``__metadata__["steerscope"]`` is a JSON header with
 ``format_version``, ``steerscope_version``, ``site``, ``layers``, ``d_model``, ``model_type``, ``model_name``,
-``method``, ``method_config``, ``created_at``, ``notes``. Writes are atomic (temp file + rename).
+``method``, ``method_config``, ``created_at``, ``notes``, and (added within version 1) ``checksums``:
+``{"algorithm": "sha256", "header": <hex of the sorted-key JSON of the header without "checksums">,
+"tensors": {"layers.L": <hex of the tensor's bytes as stored, fp32 little-endian>}}``. Loading verifies them and
+refuses a mismatch; files written before checksums load with an ``UnverifiedVectorFileWarning``. Writes are atomic
+(temp file + rename). Loading is total: any corrupt file raises a ``SteerscopeError``, never anything else.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import math
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,8 +26,16 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .errors import InvalidArgumentError, ShapeMismatchError, VectorFileError
+from .errors import (
+    InvalidArgumentError,
+    ShapeMismatchError,
+    SteerscopeError,
+    UnverifiedVectorFileWarning,
+    VectorFileError,
+)
 from .sites import check_site
+
+log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 _HEADER_KEY = "steerscope"
@@ -67,14 +82,31 @@ def _header(meta: _Meta, layers: list[int], d_model: int, kind: str, n: int | No
     return header
 
 
+def _umask() -> int:
+    """The process umask (read without changing it where /proc allows; else set-and-restore)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | os.PathLike, write) -> Path:
-    """Call ``write(tmp_path)`` then rename over ``path``, so a crash never leaves a half-written file."""
+    """Call ``write(tmp_path)`` then rename over ``path``, so a crash never leaves a half-written file.
+
+    The file gets the usual permissions (``0o666`` minus the umask), not the owner-only mode of a temp file.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -82,57 +114,205 @@ def atomic_write(path: str | os.PathLike, write) -> Path:
     return path
 
 
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _header_digest(header: dict) -> str:
+    """SHA-256 of the header's canonical JSON (sorted keys) without its ``checksums`` entry."""
+    body = {k: v for k, v in header.items() if k != "checksums"}
+    return _sha256(json.dumps(body, sort_keys=True).encode())
+
+
 def _save(path, tensors: dict[int, Tensor], header: dict) -> Path:
     from safetensors.torch import save_file
 
     payload = {f"layers.{layer}": t.detach().to("cpu", torch.float32).contiguous() for layer, t in tensors.items()}
+    header = {k: v for k, v in header.items() if k != "checksums"}
+    header["checksums"] = {
+        "algorithm": "sha256",
+        "header": _header_digest(header),
+        "tensors": {name: _sha256(_le_bytes(t)) for name, t in payload.items()},
+    }
     metadata = {_HEADER_KEY: json.dumps(header, sort_keys=True)}
     return atomic_write(path, lambda tmp: save_file(payload, tmp, metadata=metadata))
 
 
-def _load(path) -> tuple[dict[int, Tensor], dict]:
-    from safetensors import safe_open
+def _le_bytes(t: Tensor) -> bytes:
+    """The fp32 little-endian bytes of a tensor, exactly as safetensors stores them."""
+    return t.detach().to("cpu", torch.float32).contiguous().numpy().astype("<f4", copy=False).tobytes()
 
-    path = Path(path)
-    if not path.is_file():
-        raise VectorFileError(f"vector file {path} does not exist; check the path")
+
+_DTYPES = {"F32": (torch.float32, 4), "F64": (torch.float64, 8), "F16": (torch.float16, 2), "BF16": (torch.bfloat16, 2)}
+_MAX_HEADER = 100_000_000  # safetensors' own limit on the JSON header
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _parse_safetensors(path: Path, data: bytes) -> tuple[dict[str, Tensor], dict[str, bytes], dict]:
+    """Split a safetensors file into tensors, their raw bytes and ``__metadata__``, checking every field."""
+    def bad(why: str) -> VectorFileError:
+        return VectorFileError(f"{path} is not a readable safetensors file ({why}); it may be truncated or corrupt")
+
+    if len(data) < 8:
+        raise bad(f"only {len(data)} bytes")
+    n = int.from_bytes(data[:8], "little")
+    if n > min(_MAX_HEADER, len(data) - 8):
+        raise bad(f"header length {n} exceeds the file size {len(data)}")
     try:
-        with safe_open(str(path), framework="pt") as f:
-            raw = (f.metadata() or {}).get(_HEADER_KEY)
-            tensors = {name: f.get_tensor(name) for name in f.keys()}
-    except Exception as exc:  # safetensors raises several types for truncated/garbled files
-        raise VectorFileError(f"{path} is not a readable safetensors file ({exc}); it may be truncated") from exc
-    if raw is None:
+        table = json.loads(data[8:8 + n].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, ValueError) as exc:
+        raise bad(f"header is not UTF-8 JSON: {exc}") from None
+    if not isinstance(table, dict):
+        raise bad("header is not a JSON object")
+    body = data[8 + n:]
+    metadata = table.pop("__metadata__", None) or {}
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise bad("__metadata__ is not an object of strings")
+    tensors: dict[str, Tensor] = {}
+    raw: dict[str, bytes] = {}
+    for name, info in table.items():
+        if not isinstance(info, dict):
+            raise bad(f"entry {name!r} is not an object")
+        dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
+        if dtype not in _DTYPES:
+            raise bad(f"tensor {name!r} has dtype {dtype!r}; vectors are stored as F32")
+        if not isinstance(shape, list) or not all(_is_int(s) and 0 <= s < 2**40 for s in shape) or len(shape) > 8:
+            raise bad(f"tensor {name!r} has an invalid shape {str(shape)[:80]}")
+        if (not isinstance(offsets, list) or len(offsets) != 2 or not all(_is_int(o) for o in offsets)
+                or not 0 <= offsets[0] <= offsets[1] <= len(body)):
+            raise bad(f"tensor {name!r} has invalid data offsets {str(offsets)[:80]} (data section: {len(body)} bytes)")
+        torch_dtype, size = _DTYPES[dtype]
+        count = math.prod(shape)
+        if offsets[1] - offsets[0] != count * size:
+            raise bad(f"tensor {name!r} has {offsets[1] - offsets[0]} bytes but shape {shape} needs {count * size}")
+        chunk = body[offsets[0]:offsets[1]]
+        raw[name] = chunk
+        t = torch.frombuffer(bytearray(chunk), dtype=torch_dtype) if count else torch.zeros(0, dtype=torch_dtype)
+        tensors[name] = t.reshape(shape).to(torch.float32)
+    return tensors, raw, metadata
+
+
+def _check_header(path: Path, header) -> dict:
+    """Type-check every header field a reader relies on; return the header."""
+    if not isinstance(header, dict):
+        raise VectorFileError(f"{path} has a corrupt steerscope header (a JSON {type(header).__name__}, not an object)")
+    version = header.get("format_version")
+    if not _is_int(version) or version != FORMAT_VERSION:
+        raise VectorFileError(
+            f"{path} has format_version {str(version)[:40]}; this steerscope reads version {FORMAT_VERSION} "
+            "(upgrade steerscope, or the file is corrupt)"
+        )
+    layers = header.get("layers")
+    if not isinstance(layers, list) or not all(_is_int(x) and 0 <= x < 100_000 for x in layers):
+        raise VectorFileError(f"{path} has a corrupt header: 'layers' must be a list of layer numbers, "
+                              f"got {str(layers)[:80]}")
+    if len(set(layers)) != len(layers):
+        raise VectorFileError(f"{path} has a corrupt header: 'layers' lists a layer twice ({layers})")
+    d_model = header.get("d_model")
+    if not _is_int(d_model) or d_model < 1:
+        raise VectorFileError(f"{path} has a corrupt header: 'd_model' must be a positive integer, "
+                              f"got {str(d_model)[:40]}")
+    for key in ("site", "kind", "model_type", "model_name", "method", "created_at", "notes", "steerscope_version"):
+        if header.get(key) is not None and not isinstance(header[key], str):
+            raise VectorFileError(f"{path} has a corrupt header: {key!r} must be a string, "
+                                  f"got {type(header[key]).__name__}")
+    if header.get("kind") not in (None, "vector", "set"):
+        raise VectorFileError(f"{path} has a corrupt header: kind {header['kind'][:40]!r} is not 'vector' or 'set'")
+    if header.get("method_config") is not None and not isinstance(header["method_config"], dict):
+        raise VectorFileError(f"{path} has a corrupt header: 'method_config' must be an object")
+    if header.get("num_vectors") is not None and not _is_int(header["num_vectors"]):
+        raise VectorFileError(f"{path} has a corrupt header: 'num_vectors' must be an integer")
+    return header
+
+
+def _verify_checksums(path: Path, header: dict, raw: dict[str, bytes]) -> None:
+    """Compare the recorded SHA-256 of the header and of every tensor; warn for files written before checksums."""
+    sums = header.get("checksums")
+    if sums is None:
+        message = (f"{path} has no checksums (written by an older steerscope); its values cannot be verified. "
+                   "Re-save it to add them")
+        log.warning(message)
+        warnings.warn(message, UnverifiedVectorFileWarning, stacklevel=4)
+        return
+    tensor_sums = sums.get("tensors") if isinstance(sums, dict) else None
+    if (not isinstance(sums, dict) or sums.get("algorithm") != "sha256" or not isinstance(tensor_sums, dict)
+            or not isinstance(sums.get("header"), str)):
+        raise VectorFileError(f"{path} has a corrupt 'checksums' entry in its header; the file cannot be verified")
+    if sums["header"] != _header_digest(header):
+        raise VectorFileError(f"{path}: the header does not match its SHA-256 checksum; the file is corrupt "
+                              "(re-create or re-download it)")
+    if set(tensor_sums) != set(raw):
+        missing = sorted(set(raw) ^ set(tensor_sums))
+        raise VectorFileError(f"{path}: tensors {missing[:5]} are not covered by the recorded checksums; the file "
+                              "is corrupt")
+    for name, chunk in raw.items():
+        if tensor_sums[name] != _sha256(chunk):
+            raise VectorFileError(f"{path}: tensor {name} does not match its SHA-256 checksum; the file is corrupt "
+                                  "(re-create or re-download it)")
+
+
+def _load(path) -> tuple[dict[int, Tensor], dict]:
+    """Read and fully check a vector file. Any problem is a ``VectorFileError`` (or ``ShapeMismatchError``)."""
+    path = Path(path)
+    try:
+        if not path.is_file():
+            raise VectorFileError(f"vector file {path} does not exist; check the path")
+        data = path.read_bytes()
+    except (OSError, ValueError) as exc:
+        raise VectorFileError(f"cannot read vector file {path} ({exc})") from None
+    try:
+        return _load_bytes(path, data)
+    except SteerscopeError:
+        raise
+    except Exception as exc:  # a total loader: whatever a corrupt file trips, the caller sees a VectorFileError
+        raise VectorFileError(f"{path} is corrupt ({type(exc).__name__}: {exc}); re-create it") from exc
+
+
+def _load_bytes(path: Path, data: bytes) -> tuple[dict[int, Tensor], dict]:
+    tensors, raw, metadata = _parse_safetensors(path, data)
+    text = metadata.get(_HEADER_KEY)
+    if text is None:
         raise VectorFileError(f"{path} is a safetensors file but not a steerscope vector (no '{_HEADER_KEY}' header)")
     try:
-        header = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise VectorFileError(f"{path} has a corrupt steerscope header: {exc}") from exc
-    version = header.get("format_version")
-    if version != FORMAT_VERSION:
-        raise VectorFileError(
-            f"{path} has format_version {version}; this steerscope reads version {FORMAT_VERSION} (upgrade steerscope)"
-        )
-    d_model = header.get("d_model")
+        header = json.loads(text)
+    except (json.JSONDecodeError, RecursionError, ValueError) as exc:
+        raise VectorFileError(f"{path} has a corrupt steerscope header: {str(exc)[:200]}") from None
+    header = _check_header(path, header)
+    _verify_checksums(path, header, raw)
+    d_model = header["d_model"]
     directions: dict[int, Tensor] = {}
-    for layer in header.get("layers", []):
+    ndims = set()
+    for layer in header["layers"]:
         name = f"layers.{layer}"
         if name not in tensors:
             raise VectorFileError(f"{path} lists layer {layer} in its header but has no tensor {name!r}")
         t = tensors[name]
-        if t.shape[-1] != d_model:
-            raise ShapeMismatchError(f"{path}: tensor {name} has width {t.shape[-1]} but the header says d_model {d_model}")
+        if t.ndim not in (1, 2) or t.shape[-1] != d_model:
+            raise ShapeMismatchError(f"{path}: tensor {name} has shape {list(t.shape)} but the header says d_model "
+                                     f"{d_model} (expected ({d_model},) or (n, {d_model})); the file is corrupt")
+        if t.ndim == 2 and t.shape[0] < 1:
+            raise VectorFileError(f"{path}: tensor {name} holds no vectors")
         if not torch.isfinite(t).all():
             raise VectorFileError(f"{path}: tensor {name} contains NaN or inf")
+        ndims.add(tuple(t.shape))
         directions[int(layer)] = t
     if not directions:
         raise VectorFileError(f"{path} holds no layers")
+    if len(ndims) != 1:
+        raise VectorFileError(f"{path}: layers hold tensors of different shapes {sorted(ndims)}; the file is corrupt")
+    n = header.get("num_vectors")
+    shape = next(iter(ndims))
+    if n is not None and (len(shape) != 2 or shape[0] != n):
+        raise VectorFileError(f"{path}: the header says {n} vectors but the tensors have shape {list(shape)}")
     return directions, header
 
 
 def _meta_from_header(header: dict) -> _Meta:
     return _Meta(
-        site=header.get("site", "resid_post"),
+        site=header.get("site") or "resid_post",
         model_type=header.get("model_type"),
         model_name=header.get("model_name"),
         method=header.get("method"),
@@ -280,7 +460,7 @@ class SteeringVector:
             n = next(iter(directions.values())).shape[0]
             raise VectorFileError(f"{path} holds a VectorSet of {n} vectors; pick one with {path}:INDEX "
                                   "or VectorSet.load(path)[INDEX]")
-        out = cls(directions, header.get("site", "resid_post"))
+        out = cls(directions, header.get("site") or "resid_post")
         out.meta = _meta_from_header(header)
         return out
 
@@ -363,7 +543,7 @@ class VectorSet:
     @classmethod
     def _from_loaded(cls, tensors: dict[int, Tensor], header: dict) -> VectorSet:
         tensors = {k: (t if t.ndim == 2 else t[None]) for k, t in tensors.items()}
-        out = cls(tensors, header.get("site", "resid_post"))
+        out = cls(tensors, header.get("site") or "resid_post")
         out.meta = _meta_from_header(header)
         return out
 
@@ -379,8 +559,17 @@ def split_spec(spec: str | os.PathLike) -> tuple[str, int | None]:
 
 def load_vector(spec: str | os.PathLike) -> SteeringVector:
     """Load ``FILE`` (a single vector) or ``FILE:INDEX`` (one vector of a set). A set file without an index
-    is an error unless it holds exactly one vector."""
+    is an error unless it holds exactly one vector.
+
+    Example:
+        >>> v = load_vector("runs/melbo/vectors.safetensors:3")
+    """
     path, index = split_spec(spec)
+    if index is None and not Path(path).exists():
+        head, sep, tail = str(path).rpartition(":")
+        if sep and head and Path(head).is_file():
+            raise VectorFileError(f"{spec}: {tail!r} is not a vector index; use {head}:INDEX with an integer INDEX "
+                                  f"(e.g. {head}:0)")
     tensors, header = _load(path)
     if index is None and header.get("kind") != "set":
         return SteeringVector._from_loaded(path, tensors, header)

@@ -45,6 +45,9 @@ def positive_int(text: str) -> int:
     return value
 
 
+_MAX_LIST = 10_000
+
+
 def float_list(text: str) -> list[float]:
     """``-8:8:1`` (start:stop:step, inclusive) or ``0,2,4``."""
     try:
@@ -52,10 +55,12 @@ def float_list(text: str) -> list[float]:
             start, stop, step = (float(x) for x in text.split(":"))
             if step <= 0 or stop < start:
                 raise ValueError
-            n = int(math.floor((stop - start) / step + 1e-9)) + 1
-            return [round(start + i * step, 10) for i in range(n)]
+            count = (stop - start) / step + 1e-9
+            if not math.isfinite(count) or count > _MAX_LIST:
+                raise argparse.ArgumentTypeError(f"{text!r} gives more than {_MAX_LIST} values; use a larger step")
+            return [round(start + i * step, 10) for i in range(math.floor(count) + 1)]
         values = [float(x) for x in text.split(",") if x.strip()]
-    except ValueError:
+    except (ValueError, OverflowError):
         raise argparse.ArgumentTypeError(f"{text!r}: use start:stop:step (e.g. -8:8:1) or a list like 0,2,4") from None
     if not values or not all(math.isfinite(v) for v in values):
         raise argparse.ArgumentTypeError(f"{text!r} has no finite numbers")
@@ -79,7 +84,7 @@ def read_prompts(prompts: list[str] | None, prompts_file: str | None) -> list[st
     """Prompts from the command line and/or a .txt (one per line) or .jsonl (``{"prompt": ...}``) file."""
     from pathlib import Path
 
-    from ..data import load_prompts
+    from ..data import load_prompts, read_text_file
     from ..errors import InvalidArgumentError
 
     out = list(prompts or [])
@@ -90,10 +95,23 @@ def read_prompts(prompts: list[str] | None, prompts_file: str | None) -> list[st
         if path.suffix == ".jsonl":
             out.extend(load_prompts(path))
         else:
-            out.extend(line for line in path.read_text().splitlines() if line.strip())
+            out.extend(line for line in read_text_file(path, "prompts file").splitlines() if line.strip())
     if not out or any(not p.strip() for p in out):
         raise InvalidArgumentError("give at least one non-empty prompt")
+    _check_encodable(out)
     return out
+
+
+def _check_encodable(prompts: list[str]) -> None:
+    """Refuse text a tokenizer cannot encode (lone surrogates from a broken file or shell)."""
+    from ..errors import InvalidArgumentError
+
+    for n, prompt in enumerate(prompts, 1):
+        try:
+            prompt.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidArgumentError(f"prompt {n} holds characters that are not valid Unicode text (a lone "
+                                       "surrogate); fix its encoding") from None
 
 
 def add_report_arg(parser: argparse.ArgumentParser) -> None:
@@ -109,3 +127,142 @@ def finish_report(args, out_dir) -> None:
     path = write_report_if_available(out_dir)
     if path is not None:
         print(f"report: {path}")
+
+
+# -- paths: checked while parsing, so a typo or an unwritable output fails before any model is loaded ----------------
+
+def _nearest_existing(path):
+    """The closest ancestor of ``path`` (or ``path`` itself) that exists."""
+    from pathlib import Path
+
+    current = Path(path).absolute()
+    while not current.exists() and current != current.parent:
+        current = current.parent
+    return current
+
+
+def _check_writable(text: str, want_dir: bool) -> str:
+    """Fail unless ``text`` can be created (or overwritten) as a directory or a file."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    what = "directory" if want_dir else "file"
+    if not text or "\0" in text:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a usable path")
+    path = Path(text)
+    if path.exists():
+        if want_dir and not path.is_dir():
+            raise argparse.ArgumentTypeError(f"{text} exists and is not a directory; choose another output {what}")
+        if not want_dir and path.is_dir():
+            raise argparse.ArgumentTypeError(f"{text} is a directory; give a file name for the output {what}")
+    base = _nearest_existing(path if want_dir else path.parent)
+    if not base.is_dir():
+        raise argparse.ArgumentTypeError(f"cannot create {text}: {base} is a file, not a directory")
+    try:  # os.access says yes to root everywhere (even /proc); creating a file is the real test
+        fd, probe = tempfile.mkstemp(prefix=".steerscope-probe-", dir=base)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"cannot write the output {what} {text}: {base} is not writable "
+                                         f"({exc.strerror or exc})") from None
+    return text
+
+
+def output_dir(text: str) -> str:
+    """argparse type: a directory that exists or can be created, and is writable."""
+    return _check_writable(text, want_dir=True)
+
+
+def output_file(text: str) -> str:
+    """argparse type: a file path whose directory exists or can be created, and is writable."""
+    return _check_writable(text, want_dir=False)
+
+
+def input_file(text: str) -> str:
+    """argparse type: an existing, readable file."""
+    import os
+    from pathlib import Path
+
+    path = Path(text)
+    if "\0" in text or not path.exists():
+        raise argparse.ArgumentTypeError(f"file {text} does not exist; check the path")
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"{text} is not a file")
+    if not os.access(path, os.R_OK):
+        raise argparse.ArgumentTypeError(f"file {text} is not readable")
+    return text
+
+
+def input_dir(text: str) -> str:
+    """argparse type: an existing directory."""
+    from pathlib import Path
+
+    path = Path(text)
+    if "\0" in text or not path.exists():
+        raise argparse.ArgumentTypeError(f"directory {text} does not exist; check the path")
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is not a directory")
+    return text
+
+
+def vector_spec(text: str) -> str:
+    """argparse type: ``FILE`` or ``FILE:INDEX`` naming an existing vector file (the file is read later)."""
+    from pathlib import Path
+
+    head, sep, tail = text.rpartition(":")
+    if sep and tail.lstrip("-").isdigit():
+        input_file(head)
+        return text
+    if Path(text).is_file():
+        return text
+    if sep and head and Path(head).is_file():
+        raise argparse.ArgumentTypeError(f"{text}: {tail!r} is not a vector index; use {head}:INDEX with an integer "
+                                         f"INDEX (e.g. {head}:0)")
+    input_file(text)
+    return text
+
+
+def positions_spec(text: str) -> str:
+    """argparse type: steered positions ``all | prompt | generated | from:K | last:K`` (K >= 1 for last)."""
+    value = text.strip()
+    if value in ("all", "prompt", "generated"):
+        return text
+    kind, sep, k = value.partition(":")
+    if not sep and value.isdigit():
+        return text
+    if sep and kind in ("from", "last") and k.isdigit():
+        if kind == "last" and int(k) == 0:
+            raise argparse.ArgumentTypeError("last:0 steers no token at all; use last:K with K >= 1 (the last K "
+                                             "prompt tokens)")
+        return text
+    raise argparse.ArgumentTypeError(f"positions {text!r} not understood; use all, prompt, generated, from:K "
+                                     "(absolute position K on) or last:K (last K prompt tokens, K >= 1)")
+
+
+def non_negative_float(text: str) -> float:
+    value = finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
+    return value
+
+
+def sampling(args, sample_attr: str = "sample") -> bool:
+    """Whether to sample: ``--sample`` with ``--temperature 0`` means greedy decoding (its limit), not an error."""
+    import logging
+
+    sample = bool(getattr(args, sample_attr, False))
+    if sample and getattr(args, "temperature", 1.0) == 0:
+        logging.getLogger(__name__).warning("--temperature 0: decoding greedily")
+        return False
+    return sample
+
+
+def check_new_run(out: str, resume: bool) -> None:
+    """Refuse (before loading a model) to start a run in a directory that already holds one, unless resuming."""
+    from pathlib import Path
+
+    from ..errors import InvalidArgumentError
+
+    if not resume and (Path(out) / "config.json").is_file():
+        raise InvalidArgumentError(f"{out} already holds a run; pass --resume to continue it or choose another --out")

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from .common import add_model_arg, finite_float, positive_int
+from .common import (
+    add_model_arg,
+    check_new_run,
+    finite_float,
+    input_file,
+    output_dir,
+    positive_int,
+    vector_spec,
+)
 
 
 def _radius(text: str):
@@ -15,15 +23,15 @@ def _target_positions(text: str):
 
 def _common(p) -> None:
     p.add_argument("prompts", nargs="*", metavar="PROMPT", help="training prompts")
-    p.add_argument("--prompts-file", help=".txt (one per line) or .jsonl with a 'prompt' key")
+    p.add_argument("--prompts-file", type=input_file, help=".txt (one per line) or .jsonl with a 'prompt' key")
     add_model_arg(p)
     p.add_argument("--source-layer", type=int, default=None, help="block whose output θ is added to (default ≈ 1/4)")
     p.add_argument("--target-layer", type=int, default=None, help="block whose output is compared (default ≈ 3/4)")
     p.add_argument("--num-vectors", type=positive_int, default=8)
-    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--steps", type=positive_int, default=None, help="optimisation steps per vector (>= 1)")
     p.add_argument("--lr", type=finite_float, default=None)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--out", required=True, type=output_dir, help="run directory")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     p.add_argument("--no-chat", action="store_true")
     p.add_argument("--sample-tokens", type=positive_int, default=40, help="tokens per sample completion")
@@ -41,12 +49,12 @@ def register(commands, groups) -> None:
     p.add_argument("--block-size", type=positive_int, default=4, help="vectors per block in parallel mode")
     p.add_argument("--tol", type=finite_float, default=0.0, help="early stop when the objective stalls (fraction)")
     p.add_argument("--not-orthogonal", action="store_true", help="do not constrain vectors to be orthogonal")
-    p.add_argument("--heldout-file", help="held-out prompts for samples (default: a few shipped prompts)")
+    p.add_argument("--heldout-file", type=input_file, help="held-out prompts for samples (default: a few shipped prompts)")
     p.set_defaults(func=run_melbo)
 
     p = groups["discover"].add_parser("ortho", help="MELBO-ortho: vectors orthogonal to θ₀ with the same effect")
     _common(p)
-    p.add_argument("--base", required=True, help="θ₀: vector file or FILE:INDEX of a MELBO run's vectors")
+    p.add_argument("--base", required=True, type=vector_spec, help="θ₀: vector file or FILE:INDEX of a MELBO run's vectors")
     p.add_argument("--block-size", type=positive_int, default=1, help="vectors trained together (block-parallel)")
     p.add_argument("--collapse-ratio", type=finite_float, default=0.05)
     p.add_argument("--kl-direction", choices=["forward", "reverse"], default="forward",
@@ -66,6 +74,7 @@ def run_melbo(args) -> int:
 
     prompts = _prompts(args)
     heldout = read_prompts(None, args.heldout_file) if args.heldout_file else None
+    check_new_run(args.out, args.resume)
     m = load_model_from_args(args)
     extra = {k: v for k, v in (("steps", args.steps), ("lr", args.lr)) if v is not None}
     res = melbo(m, prompts, source_layer=args.source_layer, target_layer=args.target_layer,
@@ -87,6 +96,7 @@ def run_ortho(args) -> int:
 
     prompts = _prompts(args)
     base = load_vector(args.base)
+    check_new_run(args.out, args.resume)
     m = load_model_from_args(args)
     extra = {k: v for k, v in (("steps", args.steps), ("lr", args.lr)) if v is not None}
     res = melbo_ortho(m, base, prompts, source_layer=args.source_layer, target_layer=args.target_layer,

@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_model_arg, add_report_arg, finish_report, finite_float, positive_int
+from .common import (
+    add_model_arg,
+    add_report_arg,
+    finish_report,
+    finite_float,
+    input_file,
+    output_dir,
+    positive_int,
+)
 
 
 def register(commands, groups) -> None:
     p = groups["discover"].add_parser(
         "lora", help="train LoRA adapters that move away from the base model coherently (-KL + NLL)")
     add_model_arg(p)
-    p.add_argument("--prompts-file", help="training prompts (.txt or .jsonl with 'prompt'); default: shipped "
+    p.add_argument("--prompts-file", type=input_file, help="training prompts (.txt or .jsonl with 'prompt'); default: shipped "
                                           "honesty_train (400 prompts)")
-    p.add_argument("--held-out-file", help="held-out prompts for KL and samples; default: shipped honesty_heldout")
+    p.add_argument("--held-out-file", type=input_file, help="held-out prompts for KL and samples; default: shipped honesty_heldout")
     p.add_argument("--rank", type=positive_int, default=2)
     p.add_argument("--target-modules", nargs="+", default=None,
                    help="PEFT target module names (default: every block's MLP output projection)")
@@ -36,7 +44,7 @@ def register(commands, groups) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-chat", action="store_true", help="do not apply the chat template")
     p.add_argument("--no-resume", action="store_true", help="retrain runs already finished in --out")
-    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--out", required=True, type=output_dir, help="run directory")
     add_report_arg(p)
     p.set_defaults(func=run)
 

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from .common import add_model_arg, add_report_arg, finish_report, float_list, positive_int
+from .common import (
+    add_model_arg,
+    add_report_arg,
+    finish_report,
+    float_list,
+    input_file,
+    output_dir,
+    positions_spec,
+    positive_int,
+    vector_spec,
+)
 
 
 def register(commands, groups) -> None:
@@ -15,9 +25,9 @@ def register(commands, groups) -> None:
         metavar="PROMPT",
         help="held-out prompts (default: the shipped one_shot_heldout set of 30 prompts)",
     )
-    p.add_argument("--prompts-file", help=".txt (one per line) or .jsonl with a 'prompt' key")
+    p.add_argument("--prompts-file", type=input_file, help=".txt (one per line) or .jsonl with a 'prompt' key")
     add_model_arg(p)
-    p.add_argument("--vector", required=True, help="vector file, or FILE:INDEX for one vector of a set")
+    p.add_argument("--vector", required=True, type=vector_spec, help="vector file, or FILE:INDEX for one vector of a set")
     p.add_argument(
         "--targets",
         nargs="+",
@@ -41,13 +51,13 @@ def register(commands, groups) -> None:
         "(default -1 -0.5 0 0.5 1 1.5)",
     )
     p.add_argument("--max-new-tokens", type=positive_int, default=24)
-    p.add_argument("--positions", default="all", help="all | prompt | generated | from:K | last:K")
+    p.add_argument("--positions", default="all", type=positions_spec, help="all | prompt | generated | from:K | last:K")
     p.add_argument("--operator", default="add", choices=["add", "ablate", "clamp"])
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--no-chat", action="store_true", help="do not apply the chat template")
     p.add_argument("--no-generate", action="store_true", help="only teacher-forced log-probs, no generations")
     p.add_argument(
-        "--out", default="transfer", help="directory for transfer.csv, transfer.png, generations.jsonl"
+        "--out", default="transfer", type=output_dir, help="directory for transfer.csv, transfer.png, generations.jsonl"
     )
     add_report_arg(p)
     p.set_defaults(func=run)

@@ -4,23 +4,49 @@ from __future__ import annotations
 
 import re
 
-from .common import add_model_arg, add_report_arg, finish_report, finite_float, float_list, positive_int
+from .common import (
+    add_model_arg,
+    add_report_arg,
+    finish_report,
+    finite_float,
+    float_list,
+    input_dir,
+    input_file,
+    non_negative_float,
+    output_dir,
+    output_file,
+    positions_spec,
+    positive_int,
+    sampling,
+    vector_spec,
+)
 
 # let `--scales -8:8:1` parse as a value, not as an unknown option
 _NEGATIVE_VALUE = re.compile(r"^-\d[\d.:,eE+-]*$")
 
 
+def _score_positions(text: str) -> str:
+    """argparse type for scored positions: ``first_generated | all | last:K`` (K >= 1)."""
+    import argparse
+
+    kind, sep, k = text.strip().partition(":")
+    if text.strip() in ("first_generated", "all") or (sep and kind == "last" and k.isdigit() and int(k) >= 1):
+        return text
+    raise argparse.ArgumentTypeError(f"positions {text!r} not understood; use first_generated, all or last:K "
+                                     "(K >= 1)")
+
+
 def _prompt_args(p) -> None:
     p.add_argument("--prompts", nargs="+", default=None, metavar="PROMPT", help="prompts (or use --prompts-file)")
-    p.add_argument("--prompts-file", help=".txt (one per line) or .jsonl with a 'prompt' key")
+    p.add_argument("--prompts-file", type=input_file, help=".txt (one per line) or .jsonl with a 'prompt' key")
 
 
 def _gen_args(p, max_new_tokens: int = 48) -> None:
     p.add_argument("--max-new-tokens", type=positive_int, default=max_new_tokens)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
-    p.add_argument("--temperature", type=finite_float, default=1.0)
-    p.add_argument("--positions", default="all", help="steered tokens: all | prompt | generated | from:K | last:K")
+    p.add_argument("--temperature", type=non_negative_float, default=1.0, help="with --sample; 0 means greedy")
+    p.add_argument("--positions", default="all", type=positions_spec, help="steered tokens: all | prompt | generated | from:K | last:K")
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--no-chat", action="store_true", help="do not apply the chat template")
 
@@ -28,7 +54,7 @@ def _gen_args(p, max_new_tokens: int = 48) -> None:
 def register(commands, groups) -> None:
     p = commands.add_parser("sweep", help="generate at many scales; behaviour, coherence and the coherence window")
     p._negative_number_matcher = _NEGATIVE_VALUE
-    p.add_argument("vector", metavar="VECTOR", help="vector file, or FILE:INDEX for one vector of a set")
+    p.add_argument("vector", metavar="VECTOR", type=vector_spec, help="vector file, or FILE:INDEX for one vector of a set")
     _prompt_args(p)
     add_model_arg(p)
     p.add_argument("--scales", type=float_list, default=[-8.0, -4.0, -2.0, -1.0, 0.0, 1.0, 2.0, 4.0, 8.0],
@@ -43,14 +69,14 @@ def register(commands, groups) -> None:
                    help="relative perplexity tolerance of the window (default 2.0: up to 3x the baseline)")
     p.add_argument("--operator", default="add", choices=["add", "ablate", "clamp"])
     _gen_args(p)
-    p.add_argument("--out", dest="out_dir", default="sweep", help="directory for sweep.csv/.json/.png, samples.jsonl")
+    p.add_argument("--out", dest="out_dir", default="sweep", type=output_dir, help="directory for sweep.csv/.json/.png, samples.jsonl")
     p.add_argument("--resume", action="store_true", help="continue an interrupted sweep in --out")
     add_report_arg(p)
     p.set_defaults(func=run_sweep)
 
     lin = groups["eval"].add_parser("linearity", help="how closely a LoRA's extracted vector reproduces the LoRA")
-    lin.add_argument("--adapter", required=True, help="PEFT LoRA adapter directory")
-    lin.add_argument("--vector", required=True, help="vector file, or FILE:INDEX")
+    lin.add_argument("--adapter", required=True, type=input_dir, help="PEFT LoRA adapter directory")
+    lin.add_argument("--vector", required=True, type=vector_spec, help="vector file, or FILE:INDEX")
     _prompt_args(lin)
     add_model_arg(lin)
     lin.add_argument("--batches", type=positive_int, default=6)
@@ -64,26 +90,26 @@ def register(commands, groups) -> None:
     lin.add_argument("--control", action="store_true",
                      help="also score a random vector with the same per-layer norms (the noise floor)")
     _gen_args(lin)
-    lin.add_argument("--out", dest="out_dir", default="linearity", help="directory for linearity.json + heatmap")
+    lin.add_argument("--out", dest="out_dir", default="linearity", type=output_dir, help="directory for linearity.json + heatmap")
     add_report_arg(lin)
     lin.set_defaults(func=run_linearity)
 
     kl = groups["eval"].add_parser("kl", help="next-token KL of steered vs reference distributions, many vectors")
     kl._negative_number_matcher = _NEGATIVE_VALUE
-    kl.add_argument("vectors", nargs="+", metavar="VECTOR", help="vector files (a set file means all its vectors), "
+    kl.add_argument("vectors", nargs="+", metavar="VECTOR", type=vector_spec, help="vector files (a set file means all its vectors), "
                     "or FILE:INDEX")
     _prompt_args(kl)
     add_model_arg(kl)
     kl.add_argument("--scales", type=float_list, default=[1.0], help="one scale, or one per vector")
-    kl.add_argument("--reference", default=None, help="reference vector (default: the unsteered model)")
+    kl.add_argument("--reference", default=None, type=vector_spec, help="reference vector (default: the unsteered model)")
     kl.add_argument("--reference-scale", type=finite_float, default=1.0)
     kl.add_argument("--direction", default="forward", choices=["forward", "reverse"],
                     help="forward: KL(steered || reference); reverse: KL(reference || steered)")
-    kl.add_argument("--positions", default="first_generated", help="first_generated | last:K | all")
-    kl.add_argument("--steer-positions", default="all", help="tokens the vectors steer (see steer())")
+    kl.add_argument("--positions", default="first_generated", type=_score_positions, help="first_generated | last:K | all")
+    kl.add_argument("--steer-positions", default="all", type=positions_spec, help="tokens the vectors steer (see steer())")
     kl.add_argument("--batch-size", type=positive_int, default=32)
     kl.add_argument("--no-chat", action="store_true", help="do not apply the chat template")
-    kl.add_argument("--out", default=None, help="also write the values to this JSON file")
+    kl.add_argument("--out", default=None, type=output_file, help="also write the values to this JSON file")
     kl.set_defaults(func=run_kl)
 
 
@@ -108,7 +134,7 @@ def run_sweep(args) -> int:
     m = load_model_from_args(args)
     res = sweep(m, vector, prompts, scales=args.scales, metrics=metrics, completions=completions,
                 objective=args.objective, maximize=not args.minimize, tolerance=args.tolerance,
-                max_new_tokens=args.max_new_tokens, seed=args.seed, do_sample=args.sample,
+                max_new_tokens=args.max_new_tokens, seed=args.seed, do_sample=sampling(args),
                 temperature=args.temperature, chat=not args.no_chat, positions=args.positions,
                 operator=args.operator, batch_size=args.batch_size, out_dir=args.out_dir, resume=args.resume)
     names = [n for n in res.rows[0] if n not in ("scale", "n", "coherent")]
@@ -142,7 +168,7 @@ def run_linearity(args) -> int:
         summarizer = "keywords"
     res = linearity_score(m, args.adapter, vector, prompts, batches=args.batches, summarizer=summarizer,
                           embedder=args.embedder, scale=args.scale, max_new_tokens=args.max_new_tokens,
-                          seed=args.seed, do_sample=args.sample, temperature=args.temperature,
+                          seed=args.seed, do_sample=sampling(args), temperature=args.temperature,
                           chat=not args.no_chat, positions=args.positions, batch_size=args.batch_size,
                           control=args.control, out_dir=args.out_dir)
     for i, j in res.matching:

@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
-from .common import add_model_arg, finite_float, read_prompts
+from .common import (
+    add_model_arg,
+    finite_float,
+    input_file,
+    output_dir,
+    output_file,
+    read_prompts,
+    vector_spec,
+)
 
 
 def register(commands, groups) -> None:
     export = groups["export"]
 
     p = export.add_parser("lora", help="write a vector as a PEFT LoRA adapter (rank1 or exact bias) + fidelity report")
-    p.add_argument("vector", help="vector file, or FILE:INDEX for one vector of a set")
-    p.add_argument("--out", dest="out_dir", required=True, help="adapter directory to write")
+    p.add_argument("vector", type=vector_spec, help="vector file, or FILE:INDEX for one vector of a set")
+    p.add_argument("--out", dest="out_dir", required=True, type=output_dir, help="adapter directory to write")
     add_model_arg(p)
     p.add_argument("--method", default="rank1", choices=["rank1", "bias"],
                    help="rank1: plain rank-1 LoRA fitted on calibration prompts; bias: exact, needs LoRA-bias support")
     p.add_argument("--scale", type=finite_float, default=1.0, help="baked into the adapter")
-    p.add_argument("--calibration-prompts", help=".txt or .jsonl ('prompt' key); default: shipped prompts")
-    p.add_argument("--heldout-prompts", help=".txt or .jsonl prompts for the fidelity report; default: shipped")
+    p.add_argument("--calibration-prompts", type=input_file, help=".txt or .jsonl ('prompt' key); default: shipped prompts")
+    p.add_argument("--heldout-prompts", type=input_file, help=".txt or .jsonl prompts for the fidelity report; default: shipped")
     p.add_argument("--new-tokens", type=int, default=24, help="greedy tokens generated per prompt for fitting/checking")
     p.add_argument("--no-chat", action="store_true", help="do not apply the chat template")
     p.add_argument("--no-evaluate", action="store_true", help="skip the held-out fidelity measurement")
@@ -24,15 +32,15 @@ def register(commands, groups) -> None:
     p.set_defaults(func=run_lora)
 
     g = export.add_parser("gguf", help="write a vector as a llama.cpp control vector (--control-vector)")
-    g.add_argument("vector", help="vector file, or FILE:INDEX")
-    g.add_argument("--out", dest="path", required=True, help=".gguf file to write")
+    g.add_argument("vector", type=vector_spec, help="vector file, or FILE:INDEX")
+    g.add_argument("--out", dest="path", required=True, type=output_file, help=".gguf file to write")
     g.add_argument("--scale", type=finite_float, default=1.0, help="baked into the file")
     g.add_argument("--model-hint", default=None, help="controlvector.model_hint; default: the vector's model_type")
     g.set_defaults(func=run_gguf)
 
     i = export.add_parser("import-gguf", help="read a llama.cpp/repeng control-vector .gguf into a steerscope vector")
-    i.add_argument("path", metavar="FILE", help="control-vector .gguf")
-    i.add_argument("--out", required=True, help="steerscope .safetensors vector file to write")
+    i.add_argument("path", metavar="FILE", type=input_file, help="control-vector .gguf")
+    i.add_argument("--out", required=True, type=output_file, help="steerscope .safetensors vector file to write")
     i.add_argument("--model-type", default=None, help="record this model_type (default: the file's model_hint)")
     i.set_defaults(func=run_import)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_model_arg, finite_float, positive_int
+from .common import add_model_arg, input_dir, input_file, non_negative_float, output_file, positive_int
 
 
 def layer_list(text: str) -> list[int] | None:
@@ -28,23 +28,23 @@ def layer_list(text: str) -> list[int] | None:
 
 def register(commands, groups) -> None:
     p = groups["extract"].add_parser("lora", help="steering vector = mean residual shift a LoRA adapter causes")
-    p.add_argument("adapter", metavar="ADAPTER_DIR", help="PEFT LoRA adapter directory for this model")
+    p.add_argument("adapter", metavar="ADAPTER_DIR", type=input_dir, help="PEFT LoRA adapter directory for this model")
     add_model_arg(p)
     p.add_argument("prompts", nargs="*", metavar="PROMPT")
-    p.add_argument("--prompts-file", help="default: the first 32 shipped held-out honesty prompts")
+    p.add_argument("--prompts-file", type=input_file, help="default: the first 32 shipped held-out honesty prompts")
     p.add_argument("--max-new-tokens", type=int, default=32, help="continuation sampled per prompt (0: none)")
     p.add_argument("--greedy", action="store_true", help="greedy continuations instead of sampling")
-    p.add_argument("--temperature", type=finite_float, default=1.0)
+    p.add_argument("--temperature", type=non_negative_float, default=1.0, help="0 means greedy")
     p.add_argument("--per-layer", choices=["total", "increment"], default="total")
     p.add_argument("--batch-size", type=positive_int, default=8)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-chat", action="store_true")
-    p.add_argument("--out", required=True, help="output .safetensors vector file")
+    p.add_argument("--out", required=True, type=output_file, help="output .safetensors vector file")
     p.set_defaults(func=run_lora)
 
     c = groups["extract"].add_parser("contrastive", help="CAA mean difference or PCA of contrastive pairs")
     add_model_arg(c)
-    c.add_argument("--pairs", required=True,
+    c.add_argument("--pairs", required=True, type=input_file,
                    help="jsonl with 'positive', 'negative' (and optional 'prompt'); or a shipped set's name, "
                         "e.g. contrastive_happy_sad")
     c.add_argument("--layers", type=layer_list, default=None, help="all | 8,10,12 | 5:15 (default all)")
@@ -54,7 +54,7 @@ def register(commands, groups) -> None:
     c.add_argument("--center", action="store_true", help="centred PCA (default: uncentred)")
     c.add_argument("--batch-size", type=positive_int, default=16)
     c.add_argument("--no-chat", action="store_true")
-    c.add_argument("--out", required=True, help="output .safetensors vector file")
+    c.add_argument("--out", required=True, type=output_file, help="output .safetensors vector file")
     c.set_defaults(func=run_contrastive)
 
 
@@ -71,7 +71,7 @@ def run_lora(args: argparse.Namespace) -> int:
 
     prompts = read_prompts(args.prompts, args.prompts_file) if (args.prompts or args.prompts_file) else None
     m = load_model_from_args(args)
-    v = vector_from_lora(m, args.adapter, prompts, max_new_tokens=args.max_new_tokens, do_sample=not args.greedy,
+    v = vector_from_lora(m, args.adapter, prompts, max_new_tokens=args.max_new_tokens, do_sample=not args.greedy and args.temperature > 0,
                          temperature=args.temperature, batch_size=args.batch_size, chat=not args.no_chat,
                          seed=args.seed, per_layer=args.per_layer, progress=True)
     v.save(args.out)

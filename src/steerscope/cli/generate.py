@@ -2,23 +2,33 @@
 
 from __future__ import annotations
 
-from .common import add_model_arg, finite_float, positive_int, read_prompts
+from .common import (
+    add_model_arg,
+    finite_float,
+    input_file,
+    non_negative_float,
+    positions_spec,
+    positive_int,
+    read_prompts,
+    sampling,
+    vector_spec,
+)
 
 
 def register(commands, groups) -> None:
     p = commands.add_parser("generate", help="generate text, optionally steered (baseline shown alongside)")
     p.add_argument("prompts", nargs="*", metavar="PROMPT")
-    p.add_argument("--prompts-file", help=".txt (one per line) or .jsonl with a 'prompt' key")
+    p.add_argument("--prompts-file", type=input_file, help=".txt (one per line) or .jsonl with a 'prompt' key")
     add_model_arg(p)
-    p.add_argument("--vector", help="vector file, or FILE:INDEX for one vector of a set")
+    p.add_argument("--vector", type=vector_spec, help="vector file, or FILE:INDEX for one vector of a set")
     p.add_argument("--scale", type=finite_float, default=1.0)
     p.add_argument("--layer", type=int, default=None, help="use only this layer of a multi-layer vector")
-    p.add_argument("--positions", default="all", help="all | prompt | generated | from:K | last:K")
+    p.add_argument("--positions", default="all", type=positions_spec, help="all | prompt | generated | from:K | last:K")
     p.add_argument("--operator", default="add", choices=["add", "ablate", "clamp"])
     p.add_argument("--max-new-tokens", type=positive_int, default=48)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
-    p.add_argument("--temperature", type=finite_float, default=1.0)
+    p.add_argument("--temperature", type=non_negative_float, default=1.0, help="with --sample; 0 means greedy")
     p.add_argument("--no-chat", action="store_true", help="do not apply the chat template")
     p.add_argument("--no-baseline", action="store_true", help="only print steered completions")
     p.add_argument("--json", action="store_true", help="print JSON lines")
@@ -53,7 +63,7 @@ def run(args) -> int:
         if vector is not None:
             rows_vectors.append(vector), rows_prompts.append(prompt), labels.append(f"steered x{args.scale:g}")
     outs = generate(m, rows_prompts, vectors=rows_vectors, scales=args.scale, max_new_tokens=args.max_new_tokens,
-                    do_sample=args.sample, temperature=args.temperature, seed=args.seed, chat=not args.no_chat,
+                    do_sample=sampling(args), temperature=args.temperature, seed=args.seed, chat=not args.no_chat,
                     positions=args.positions, operator=args.operator, progress=True)
     for prompt, label, text in zip(rows_prompts, labels, outs):
         if args.json:

@@ -54,7 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or a bad argument (already reported in one line): return its code
+        return exc.code if isinstance(exc.code, int) else 2
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     if not getattr(args, "func", None):
         parser.print_help()
@@ -65,6 +68,11 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except SteerscopeError as exc:
         sys.stderr.write(f"steerscope: error: {' '.join(str(exc).split())}\n")
+        return 2
+    except OSError as exc:  # an unwritable/vanished path found after parsing: still one line, exit 2
+        where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
+        sys.stderr.write(f"steerscope: error: cannot access{where}: {exc.strerror or exc}; check the path and its "
+                         "permissions\n")
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("steerscope: interrupted (checkpointed runs continue with --resume)\n")

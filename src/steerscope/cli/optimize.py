@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .common import add_model_arg, finite_float, positive_int
+from .common import add_model_arg, finite_float, input_file, output_file, positions_spec, positive_int
 
 
 def positive_float(text: str) -> float:
@@ -25,10 +25,11 @@ def register(commands, groups) -> None:
     )
     p.add_argument("--negate", action="store_true", help="the --prompt example is steered with -v")
     p.add_argument(
-        "--positions", default="all", help="steered tokens of the --prompt example: all | prompt | last:K"
+        "--positions", default="all", type=positions_spec, help="steered tokens of the --prompt example: all | prompt | last:K"
     )
     p.add_argument(
         "--examples",
+        type=input_file,
         help="JSONL file, one example per line: "
         '{"prompt": ..., "promote": [...], "suppress": [...], "negate": false, "positions": "all"}',
     )
@@ -59,6 +60,7 @@ def register(commands, groups) -> None:
     p.add_argument(
         "--out",
         default="one_shot.safetensors",
+        type=output_file,
         help="vector file; <stem>.loss.csv and <stem>.loss.png are written next to it",
     )
     p.set_defaults(func=run)

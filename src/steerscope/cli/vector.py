@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from .common import vector_spec
+
 
 def register(commands, groups) -> None:
     p = groups["vector"].add_parser("show", help="print a vector file's header and norms")
-    p.add_argument("file", help="vector file (FILE:INDEX for one vector of a set)")
+    p.add_argument("file", type=vector_spec, help="vector file (FILE:INDEX for one vector of a set)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=show)
 

@@ -158,12 +158,14 @@ class HTTPJudge:
         """One answer: retried on transient failures; None when the body is malformed or retries ran out."""
         import httpx
 
+        refused: Exception | None = None
         for retry in range(self.max_retries + 1):
             with self._count_lock:
                 self.requests_sent += 1
             try:
                 resp = client.post(self.url, json=request, headers=self._headers(), timeout=self.timeout)
             except (httpx.TimeoutException, httpx.TransportError) as exc:
+                refused = exc if isinstance(exc, httpx.ConnectError) else None
                 log.info("judge request failed (%s); retry %d/%d", type(exc).__name__, retry + 1, self.max_retries)
                 if retry < self.max_retries:
                     self._sleep(retry, None)
@@ -174,8 +176,7 @@ class HTTPJudge:
                     self._sleep(retry, resp.headers.get("retry-after"))
                 continue
             if resp.status_code in (401, 403):
-                raise JudgeError(f"{self.url} refused the API key (HTTP {resp.status_code}); set "
-                                 f"${self.api_key_env} to a valid key")
+                raise JudgeError(self._auth_message(resp.status_code))
             if resp.status_code >= 400:
                 raise JudgeError(f"{self.url} answered HTTP {resp.status_code}: {resp.text[:200]} "
                                  f"(check base_url and the model name {self.model!r})")
@@ -185,8 +186,21 @@ class HTTPJudge:
                 log.info("judge returned a malformed body: %r", resp.text[:120])
                 return None
             return content if isinstance(content, str) else None
+        if refused is not None:  # nothing listens there: no answer will ever come, so say so instead of None
+            raise JudgeError(f"cannot connect to the judge at {self.url} ({refused}); is the server running? "
+                             "check the base URL (--judge-url)")
         log.warning("judge request gave up after %d retries; answer recorded as missing", self.max_retries)
         raise _GaveUp
+
+    def _auth_message(self, status: int) -> str:
+        """Why the endpoint refused us, and what to set."""
+        where = f"{self.url} refused the request (HTTP {status})"
+        if not self.api_key_env:
+            return (f"{where}; this judge sends no API key (api_key_env=None): pass api_key_env (or "
+                    "--judge-api-key-env) naming an environment variable that holds a valid key")
+        if not os.environ.get(self.api_key_env):
+            return f"{where}; ${self.api_key_env} is not set: set it to a valid API key"
+        return f"{where}; the key in ${self.api_key_env} was not accepted: set it to a valid API key"
 
     def complete(self, requests: Sequence[Messages], *, validate: Validator | None = None) -> list[str | None]:
         import httpx

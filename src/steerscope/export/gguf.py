@@ -17,11 +17,16 @@ added to the output of 0-based block N, which is exactly our ``resid_post[N]``, 
 
 Import reads any file in that layout (llama.cpp's ``cvector-generator``, repeng, ours) into a ``resid_post``
 SteeringVector with the same layer numbers. Files we write also carry ``steerscope.header`` (our JSON header)
-so method and model metadata survive a round trip; other readers ignore unknown keys.
+so method and model metadata survive a round trip, and ``steerscope.checksums``: JSON
+``{"algorithm": "sha256", "kv": <hex>, "tensors": {"direction.N": <hex of the F32 little-endian bytes>}}`` where
+``kv`` hashes the sorted-key JSON of ``{"header", "layer_count", "model_hint"}`` as written. Import verifies them
+when present and refuses a mismatch; other readers ignore unknown keys. Import is total: a corrupt file raises a
+``VectorFileError``, never another exception.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -31,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import InvalidArgumentError, VectorFileError
+from ..errors import InvalidArgumentError, SteerscopeError, VectorFileError
 from ..vector import SteeringVector, atomic_write
 
 log = logging.getLogger(__name__)
@@ -40,6 +45,7 @@ ARCHITECTURE = "controlvector"
 KEY_MODEL_HINT = "controlvector.model_hint"
 KEY_LAYER_COUNT = "controlvector.layer_count"
 KEY_HEADER = "steerscope.header"
+KEY_CHECKSUMS = "steerscope.checksums"
 TENSOR_PREFIX = "direction."
 
 
@@ -104,11 +110,19 @@ def export_gguf(
             raise InvalidArgumentError(f"layer {layer} of the vector holds NaN or inf; nothing was written")
         tensors[f"{TENSOR_PREFIX}{index}"] = data.numpy()
 
+    header_text = json.dumps(header, sort_keys=True)
+    checksums = {
+        "algorithm": "sha256",
+        "kv": _kv_digest(hint, len(tensors), header_text),
+        "tensors": {name: _sha256(array.astype("<f4").tobytes()) for name, array in tensors.items()},
+    }
+
     def write(tmp: str) -> None:
         writer = gguf.GGUFWriter(tmp, ARCHITECTURE)
         writer.add_string(KEY_MODEL_HINT, hint)
         writer.add_int32(KEY_LAYER_COUNT, len(tensors))
-        writer.add_string(KEY_HEADER, json.dumps(header, sort_keys=True))
+        writer.add_string(KEY_HEADER, header_text)
+        writer.add_string(KEY_CHECKSUMS, json.dumps(checksums, sort_keys=True))
         for name, array in tensors.items():
             writer.add_tensor(name, array)
         writer.write_header_to_file()
@@ -121,45 +135,81 @@ def export_gguf(
     return out
 
 
-def _field_value(reader, key: str):
-    """A scalar or string field's value, or None when absent."""
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _kv_digest(hint, layer_count, header_text) -> str:
+    """SHA-256 of the steerscope-relevant key/values, as sorted-key JSON."""
+    body = {"header": header_text, "layer_count": layer_count, "model_hint": hint}
+    return _sha256(json.dumps(body, sort_keys=True).encode())
+
+
+def _field_value(reader, key: str, path: Path):
+    """A scalar or string field's value, or None when absent; a field that cannot be decoded is a VectorFileError."""
     field = reader.get_field(key)
     if field is None:
         return None
-    value = field.contents()
-    return value
+    try:
+        return field.contents()
+    except (UnicodeDecodeError, ValueError, IndexError, TypeError) as exc:
+        raise VectorFileError(f"{path}: GGUF field {key!r} cannot be decoded ({type(exc).__name__}: {exc}); "
+                              "the file is corrupt") from None
 
 
 def import_gguf(path: str | os.PathLike, *, model_type: str | None = None) -> SteeringVector:
     """Read a llama.cpp control-vector GGUF (ours, llama.cpp's ``cvector-generator``, repeng's) as a SteeringVector.
 
     ``direction.N`` becomes layer N at site ``resid_post`` (the output of 0-based block N, where llama.cpp adds
-    it). Values are taken as stored (any scale baked in at export stays baked in).
+    it). Values are taken as stored (any scale baked in at export stays baked in). Checksums written by
+    ``export_gguf`` are verified.
 
     Args:
         path: the ``.gguf`` control vector.
         model_type: recorded on the vector; default the file's ``controlvector.model_hint``.
+
+    Raises:
+        VectorFileError: the file is missing, corrupt, fails its checksums or is not a control vector.
 
     Example:
         >>> v = ss.import_gguf("happy.gguf")
         >>> v.site, v.layers
         ('resid_post', [10])
     """
+    path = Path(path)
+    try:
+        if not path.is_file():
+            raise VectorFileError(f"GGUF file {path} does not exist; check the path")
+        return _import(path, model_type)
+    except SteerscopeError:
+        raise
+    except Exception as exc:  # a total loader: a corrupt file is a VectorFileError, whatever it trips
+        raise VectorFileError(f"{path} is a corrupt GGUF file ({type(exc).__name__}: {exc}); re-create it") from exc
+
+
+def _import(path: Path, model_type: str | None) -> SteeringVector:
     from gguf import GGMLQuantizationType, GGUFReader
 
-    path = Path(path)
-    if not path.is_file():
-        raise VectorFileError(f"GGUF file {path} does not exist; check the path")
     try:
         reader = GGUFReader(str(path))
-    except Exception as exc:  # the reader raises ValueError/struct errors for garbled files
-        raise VectorFileError(f"{path} is not a readable GGUF file ({exc}); it may be truncated") from exc
-    arch = _field_value(reader, "general.architecture")
+    except Exception as exc:  # the reader raises ValueError/struct/Unicode errors for garbled files
+        raise VectorFileError(f"{path} is not a readable GGUF file ({type(exc).__name__}: {exc}); it may be "
+                              "truncated or corrupt") from exc
+    arch = _field_value(reader, "general.architecture", path)
     if arch is not None and arch != ARCHITECTURE:
         raise VectorFileError(
-            f"{path} is a GGUF file of architecture {arch!r}, not a control vector (expected {ARCHITECTURE!r}); "
-            "load models with ss.load_model(path) instead"
+            f"{path} is a GGUF file of architecture {str(arch)[:60]!r}, not a control vector (expected "
+            f"{ARCHITECTURE!r}); load models with ss.load_model(path) instead"
         )
+    _check_extent(reader, path)
+    hint = _field_value(reader, KEY_MODEL_HINT, path)
+    declared = _field_value(reader, KEY_LAYER_COUNT, path)
+    raw = _field_value(reader, KEY_HEADER, path)
+    sums = _read_checksums(reader, path, hint, declared, raw)
+    if hint is not None and not isinstance(hint, str):
+        raise VectorFileError(f"{path}: {KEY_MODEL_HINT} is not a string")
+    if declared is not None and (not isinstance(declared, (int, np.integer)) or isinstance(declared, bool)):
+        raise VectorFileError(f"{path}: {KEY_LAYER_COUNT} is not an integer")
     directions: dict[int, torch.Tensor] = {}
     for tensor in reader.tensors:
         name = tensor.name
@@ -167,35 +217,55 @@ def import_gguf(path: str | os.PathLike, *, model_type: str | None = None) -> St
             log.warning("%s: ignoring tensor %r (not a direction.N tensor)", path, name)
             continue
         suffix = name[len(TENSOR_PREFIX):]
-        if not suffix.isdigit() or int(suffix) < 1:
+        if not suffix.isascii() or not suffix.isdigit() or int(suffix) < 1 or len(suffix) > 6:
             raise VectorFileError(f"{path}: tensor {name!r} is not direction.N with N >= 1 (llama.cpp rejects it)")
         if tensor.tensor_type not in (GGMLQuantizationType.F32, GGMLQuantizationType.F16):
             raise VectorFileError(f"{path}: tensor {name} has type {tensor.tensor_type.name}; expected F32")
-        data = np.asarray(tensor.data, dtype=np.float32).reshape(-1)
+        stored = np.asarray(tensor.data)
+        if sums is not None:
+            expected = sums.get(name)
+            got = _sha256(stored.astype("<f4").tobytes()) if tensor.tensor_type == GGMLQuantizationType.F32 else None
+            if expected != got:
+                raise VectorFileError(f"{path}: tensor {name} does not match its SHA-256 checksum; the file is "
+                                      "corrupt (re-export it)")
+        data = stored.astype(np.float32).reshape(-1)
         if data.size != int(np.prod(tensor.shape)) or len([s for s in tensor.shape if s != 1]) > 1:
             raise VectorFileError(f"{path}: tensor {name} is not 1-D (shape {list(tensor.shape)})")
+        if int(suffix) in directions:
+            raise VectorFileError(f"{path}: tensor {name} appears twice")
         directions[int(suffix)] = torch.from_numpy(data.copy())
+    if sums is not None and set(sums) != {t.name for t in reader.tensors}:
+        raise VectorFileError(f"{path}: the tensors do not match the recorded checksums (some are missing or "
+                              "extra); the file is corrupt")
     if not directions:
         raise VectorFileError(f"{path} holds no direction.N tensors; it is not a control vector")
     widths = {t.numel() for t in directions.values()}
-    if len(widths) != 1:
-        raise VectorFileError(f"{path}: direction tensors have different widths {sorted(widths)}")
+    if len(widths) != 1 or 0 in widths:
+        raise VectorFileError(f"{path}: direction tensors have different or zero widths {sorted(widths)}")
     for layer, t in directions.items():
         if not torch.isfinite(t).all():
             raise VectorFileError(f"{path}: direction.{layer} contains NaN or inf")
-    hint = _field_value(reader, KEY_MODEL_HINT)
-    declared = _field_value(reader, KEY_LAYER_COUNT)
     if declared is not None and int(declared) != len(directions):
         # llama.cpp itself ignores layer_count; other tools write n_layers here, so this is informational
         log.info("%s: controlvector.layer_count is %s but the file has %d direction tensors", path, declared,
                  len(directions))
     header = {}
-    raw = _field_value(reader, KEY_HEADER)
     if raw:
         try:
-            header = json.loads(raw)
-        except json.JSONDecodeError:
+            header = json.loads(raw) if isinstance(raw, str) else None
+        except (json.JSONDecodeError, RecursionError, ValueError):
+            header = None
+        if not isinstance(header, dict):
+            if sums is not None:
+                raise VectorFileError(f"{path}: the {KEY_HEADER} field is corrupt")
             log.warning("%s: ignoring an unreadable %s field", path, KEY_HEADER)
+            header = {}
+    header = {k: v for k, v in header.items() if k in ("method", "site", "gguf_scale", "method_config", "model_type",
+                                                        "model_name", "notes")}
+    for key in ("method", "site", "model_type", "model_name", "notes"):
+        if header.get(key) is not None and not isinstance(header[key], str):
+            log.warning("%s: ignoring a non-string %r in %s", path, key, KEY_HEADER)
+            header.pop(key)
     config = {"source": str(path), "model_hint": hint, "layer_count": None if declared is None else int(declared)}
     if header:
         config.update(original_method=header.get("method"), original_site=header.get("site"),
@@ -207,5 +277,38 @@ def import_gguf(path: str | os.PathLike, *, model_type: str | None = None) -> St
         model_name=header.get("model_name"),
         method="gguf_import",
         method_config=config,
-        notes=header.get("notes", ""),
+        notes=header.get("notes") or "",
     )
+
+
+def _check_extent(reader, path: Path) -> None:
+    """The tensors must end where the file ends (up to alignment padding): an edited tensor count shifts the data
+    section, and the tensors would then be read from the wrong bytes."""
+    size = path.stat().st_size
+    ends = [int(t.data_offset) + int(t.n_bytes) for t in reader.tensors]
+    end = max(ends) if ends else int(reader.data_offset)
+    alignment = int(getattr(reader, "alignment", 32) or 32)
+    if end > size or size - end >= max(alignment, 1):
+        raise VectorFileError(
+            f"{path}: the tensors end at byte {end} but the file has {size} bytes; the tensor count or offsets in "
+            "the GGUF header are corrupt"
+        )
+
+
+def _read_checksums(reader, path: Path, hint, declared, raw) -> dict | None:
+    """The recorded tensor checksums (after verifying the key/value checksum), or None for files without them."""
+    text = _field_value(reader, KEY_CHECKSUMS, path)
+    if text is None:
+        return None
+    try:
+        sums = json.loads(text) if isinstance(text, str) else None
+    except (json.JSONDecodeError, RecursionError, ValueError):
+        sums = None
+    if (not isinstance(sums, dict) or sums.get("algorithm") != "sha256" or not isinstance(sums.get("tensors"), dict)
+            or not isinstance(sums.get("kv"), str)):
+        raise VectorFileError(f"{path}: the {KEY_CHECKSUMS} field is corrupt; the file cannot be verified")
+    layer_count = int(declared) if isinstance(declared, (int, np.integer)) and not isinstance(declared, bool) else declared
+    if sums["kv"] != _kv_digest(hint, layer_count, raw):
+        raise VectorFileError(f"{path}: the steerscope metadata does not match its SHA-256 checksum; the file is "
+                              "corrupt (re-export it)")
+    return sums["tensors"]

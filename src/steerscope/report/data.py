@@ -17,14 +17,13 @@ other scales the swept vector) and LoRA discovery's ``run_###/`` directories (``
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InvalidArgumentError, SteerscopeError
-from ..io import read_csv, read_jsonl
+from ..io import read_csv, read_json, read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +86,12 @@ class RunData:
 
 
 def _number(value) -> float | None:
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value)):
-        return float(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except OverflowError:  # an integer beyond float range (a corrupt file)
+            return None
+        return number if math.isfinite(number) else None
     return None
 
 
@@ -99,7 +102,7 @@ def _read(run: RunData, name: str, reader):
         return None
     try:
         return reader(path)
-    except (OSError, ValueError, KeyError, TypeError, SteerscopeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, RecursionError, SteerscopeError) as exc:
         run.warnings.append(f"{name} could not be read ({type(exc).__name__}: {exc}); it is left out")
         log.warning("report: %s unreadable: %s", name, exc)
         return None
@@ -131,6 +134,8 @@ def _samples(rows: list, default_vector: int | None = None) -> list[dict]:
     for row in rows:
         if not isinstance(row, dict):
             continue
+        if not isinstance(row.get("prompt", ""), str) or not isinstance(row.get("split", ""), str):
+            continue
         if isinstance(row.get("base"), str) and isinstance(row.get("adapted"), str):  # LoRA discovery
             common = {"prompt": row.get("prompt", ""), "split": row.get("split", "heldout")}
             out.append({**common, "vector": None, "scale": 0.0, "completion": row["base"]})
@@ -142,6 +147,11 @@ def _samples(rows: list, default_vector: int | None = None) -> list[dict]:
         scale = _number(row.get("scale"))
         if "vector" in row:
             vector = row["vector"]
+            if vector is not None:
+                index = _number(vector)
+                if index is None or not index.is_integer() or index < 0:
+                    continue  # a corrupt vector index: leave the row out rather than crash the report
+                vector = int(index)
         else:  # a sweep of one vector: scale 0 is its baseline
             vector = None if scale in (None, 0.0) else (default_vector or 0)
         out.append({**row, "vector": vector, "scale": scale, "completion": text})
@@ -160,10 +170,12 @@ def _lora_runs(run: RunData) -> None:
         points = [(_number(r.get("step")) or float(n), _number(r.get("loss"))) for n, r in enumerate(losses)]
         if any(v is not None for _, v in points):
             run.losses[index] = [(s, v) for s, v in points if v is not None]
-        summary = _read(run, f"{rel}/summary.json", lambda p: json.loads(p.read_text())) or {}
+        summary = _read(run, f"{rel}/summary.json", read_json) or {}
         row = {"index": index}
         if isinstance(summary, dict):
-            row.update({f"heldout_{k}": v for k, v in (summary.get("heldout") or {}).items() if _number(v) is not None})
+            heldout = summary.get("heldout")
+            heldout = heldout if isinstance(heldout, dict) else {}
+            row.update({f"heldout_{k}": v for k, v in heldout.items() if _number(v) is not None})
             row.update({k: summary[k] for k in ("steps", "updates", "seed") if _number(summary.get(k)) is not None})
         run.vector_rows.setdefault(index, {}).update(row)
         run.samples += _samples(_read(run, f"{rel}/samples.jsonl", read_jsonl) or [], default_vector=index)
@@ -183,7 +195,7 @@ def load_run(run_dir: str | Path) -> RunData:
     if not path.is_dir():
         raise InvalidArgumentError(f"run directory {path} does not exist; pass the directory a run command wrote")
     run = RunData(path=path)
-    run.config = _read(run, "config.json", lambda p: json.loads(p.read_text())) or {}
+    run.config = _read(run, "config.json", read_json) or {}
     if not isinstance(run.config, dict):
         run.warnings.append("config.json is not a JSON object; it is left out")
         run.config = {}
@@ -192,11 +204,11 @@ def load_run(run_dir: str | Path) -> RunData:
     run.losses = _losses(_read(run, "losses.csv", read_csv) or [])
     run.samples = _samples(_read(run, "samples.jsonl", read_jsonl) or [])
     _lora_runs(run)
-    run.summary = _read(run, "summary.json", lambda p: json.loads(p.read_text()))
+    run.summary = _read(run, "summary.json", read_json)
     run.ortho = _read(run, "ortho.csv", read_csv) or []
-    run.sweep = _read(run, "sweep.json", lambda p: json.loads(p.read_text()))
+    run.sweep = _read(run, "sweep.json", read_json)
     run.sweep_rows = _read(run, "sweep.csv", read_csv) or []
-    run.linearity = _read(run, "linearity.json", lambda p: json.loads(p.read_text()))
+    run.linearity = _read(run, "linearity.json", read_json)
     images = sorted(path.glob("*.png")) + sorted(p for p in path.glob("*/**/*.png"))
     run.images = {p.relative_to(path).as_posix(): p for p in images if p.is_file()}
     if not (run.config or run.vector_set is not None or run.samples):
