@@ -61,7 +61,8 @@ def apply_adapters(model, adapters: Sequence[Adapter]) -> Iterator[None]:
 
     def hook_for(adapter: Adapter):
         def hook(module, args, output):
-            return output + adapter.delta(args[0])
+            # the adapter's delta in fp32 (its stored precision), cast to the module's dtype where it enters
+            return output + adapter.delta(args[0].float()).to(output.dtype)
 
         return hook
 
@@ -242,19 +243,19 @@ def measure_fidelity(model, vector: SteeringVector, scale: float, adapters: Sequ
             p = model.hf(**kw).logits[real]  # (N, V): one steered forward gives logits and module inputs
         for adapter in adapters:
             x = inputs[adapter.module_path].double()  # (B, T, d_in)
-            target = targets[adapter.module_path].double()
+            target = targets[adapter.module_path].to(x.device, torch.float64)
             rel = (adapter.delta(x) - target).norm(dim=-1) / target.norm().clamp_min(1e-30)  # (B, T)
-            errs.append(rel[batch.keep])
-            first_errs.append(rel[batch.first])
+            errs.append(rel[batch.keep].cpu())
+            first_errs.append(rel[batch.first].cpu())
         del inputs
         with apply_adapters(model, adapters):
             q = model.hf(**kw).logits[real]
-        kl = kl_rows(p, q)  # (N,)
+        kl = kl_rows(p, q).cpu()  # (N,) float64
         kls.append(kl)
         last = (real.long().cumsum(-1) == real.sum(-1, keepdim=True)) & real  # last real token of each row
-        last_kls.append(kl[last[real]])
+        last_kls.append(kl[last[real].cpu()])
         if with_base:
-            base_kls.append(kl_rows(p, model.hf(**kw).logits[real]))
+            base_kls.append(kl_rows(p, model.hf(**kw).logits[real]).cpu())
     err, first_err, kl, last_kl = (torch.cat(t) for t in (errs, first_errs, kls, last_kls))
     out = {
         "n_sequences": sum(int(b.input_ids.shape[0]) for b in batches),

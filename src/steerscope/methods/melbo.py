@@ -56,21 +56,30 @@ class MelboObjective:
             k = int(str(target_positions).removeprefix("last:"))
             if k < 1:
                 raise InvalidArgumentError("target_positions must be 'all' or a positive number of last tokens")
-            self.token_mask = real & (torch.arange(ids.shape[1]) >= ids.shape[1] - k)[None]
+            positions = torch.arange(ids.shape[1], device=real.device)
+            self.token_mask = real & (positions >= ids.shape[1] - k)[None]
         with torch.no_grad():
-            self.z0 = self.replay.run(self.replay.hidden)  # (B, T, D)
+            self.z0 = self.replay.run(self.replay.hidden)  # (B, T, D), model dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.replay.hidden.device
 
     @property
     def d_model(self) -> int:
         return int(self.z0.shape[-1])
 
     def __call__(self, thetas: Tensor) -> Tensor:
+        """Objective of each row of ``thetas`` (k, D), fp32 (k,). θ may be an fp32 master copy on any device: it is
+        moved to the replay's device and cast to the model dtype where it enters the residual stream."""
         k = thetas.shape[0]
+        hidden0 = self.replay.hidden  # (B, T, D), model dtype
         # LayerReplay tiles prompts as [p0..pB−1, p0..pB−1, ...]: row i·B + b is vector i on prompt b.
         # θ is added at every position, padding included (padding is masked out of attention and the objective).
-        hidden = self.replay.hidden.repeat(k, 1, 1) + thetas.repeat_interleave(self.batch, 0)[:, None, :]
-        z = self.replay.run(hidden)  # (k·B, T, D)
-        sq = (z - self.z0.repeat(k, 1, 1)).pow(2).sum(-1).clamp_min(1e-30)  # (k·B, T); clamp keeps grads finite
+        shift = thetas.to(hidden0.device, hidden0.dtype).repeat_interleave(self.batch, 0)[:, None, :]
+        z = self.replay.run(hidden0.repeat(k, 1, 1) + shift)  # (k·B, T, D)
+        diff = z.float() - self.z0.float().repeat(k, 1, 1)  # the objective accumulates in fp32
+        sq = diff.pow(2).sum(-1).clamp_min(1e-30)  # (k·B, T); clamp keeps grads finite
         per_token = torch.where(self.token_mask.repeat(k, 1), sq.pow(self.power / 2), torch.zeros_like(sq))
         per_prompt = per_token.sum(-1).pow(1.0 / self.q)  # (k·B,)
         return per_prompt.view(k, self.batch).sum(-1)
@@ -93,9 +102,15 @@ def _adamw(params: list[Tensor], lr: float) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.98), amsgrad=True, weight_decay=0.0)
 
 
-def _init(gen_seed: int, k: int, d: int, basis: Tensor | None, radius: float) -> Tensor:
+def _init(gen_seed: int, k: int, d: int, basis: Tensor | None, radius: float,
+          device: torch.device | str | None = None) -> Tensor:
+    """k seeded random fp32 rows of norm R, orthonormal to each other and to ``basis``, on ``device``.
+
+    Drawn on the CPU (the same numbers on every device, so runs and resumes are reproducible), then moved.
+    """
     g = torch.Generator().manual_seed(gen_seed)
-    theta = remove_span(torch.randn(k, d, generator=g), basis)
+    device = basis.device if basis is not None and device is None else device
+    theta = remove_span(torch.randn(k, d, generator=g).to(device), basis)
     return radius * (orthonormal_rows(theta) if k > 1 else theta / theta.norm())
 
 
@@ -105,7 +120,7 @@ def train_block(objective: MelboObjective, init: Tensor, basis: Tensor | None, *
 
     Returns the final vectors (k, D) and the per-step objective of each vector.
     """
-    theta = init.clone().requires_grad_(True)
+    theta = init.detach().float().clone().requires_grad_(True)  # fp32 master copy, (k, D)
     optimizer = _adamw([theta], lr)
     history: list[list[float]] = [[] for _ in range(theta.shape[0])]
     best = -math.inf
@@ -147,7 +162,7 @@ def train_block(objective: MelboObjective, init: Tensor, basis: Tensor | None, *
 def random_baseline(objective: MelboObjective, radius: float, n: int = 8, seed: int = 12345) -> float:
     """Mean objective of n random vectors of norm R (MELBO with 0 steps)."""
     g = torch.Generator().manual_seed(seed)
-    thetas = torch.randn(n, objective.d_model, generator=g)
+    thetas = torch.randn(n, objective.d_model, generator=g).to(objective.device)  # fp32 (n, D)
     thetas = radius * thetas / thetas.norm(dim=-1, keepdim=True)
     with torch.no_grad():
         return float(objective(thetas).mean())
@@ -170,7 +185,7 @@ def auto_radius(objective: MelboObjective, *, radii: list[float] | None = None, 
     radii = radii or [typical * f for f in (0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5)]
     rows = []
     for radius in tqdm(radii, desc="radius sweep"):
-        init = _init(seed, probe_vectors, objective.d_model, None, radius)
+        init = _init(seed, probe_vectors, objective.d_model, None, radius, objective.device)
         _, history = train_block(objective, init, None, radius=radius, steps=probe_steps, lr=lr * radius / 4)
         trained = sum(h[-1] for h in history) / len(history)
         rows.append({"radius": radius, "objective": trained, "random_objective": random_baseline(objective, radius),
@@ -247,7 +262,7 @@ def melbo(
     target_layer = default_target if target_layer is None else model.check_layer(target_layer)
     objective = MelboObjective(model, list(prompts), source_layer, target_layer, power=power, q=q,
                                target_positions=target_positions, chat=chat)
-    settings = dict(prompts=list(prompts), source_layer=source_layer, target_layer=target_layer,
+    settings = dict(prompts=list(prompts), source_layer=source_layer, target_layer=target_layer,  # noqa: C408
                     num_vectors=num_vectors, radius=radius, power=power, q=q, target_positions=target_positions,
                     steps=steps, orthogonal=orthogonal, mode=mode, block_size=block_size, lr=lr, tol=tol, seed=seed,
                     chat=chat)
@@ -277,11 +292,13 @@ def melbo(
         index = len(vectors)
         size = min(k, num_vectors - index)
         # rebuilt from the saved vectors every time, so a resumed run computes exactly what an uninterrupted one does
-        basis = extend_basis(None, torch.stack(vectors)) if vectors and orthogonal else None
-        init = _init(seed * 1_000_003 + index, size, model.d_model, basis if orthogonal else None, radius)
+        basis = (extend_basis(None, torch.stack(vectors).to(objective.device).float())
+                 if vectors and orthogonal else None)
+        init = _init(seed * 1_000_003 + index, size, model.d_model, basis if orthogonal else None, radius,
+                     objective.device)
         found, history = train_block(objective, init, basis if orthogonal else None, radius=radius, steps=steps,
                                      lr=lr, tol=tol, progress=bar)
-        vectors.extend(found)
+        vectors.extend(found.cpu())
         losses.extend(history)
         if run_dir:
             save_vector_checkpoint(run_dir, _as_set(model, vectors, config), losses)
