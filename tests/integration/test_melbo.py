@@ -85,9 +85,16 @@ def test_run_directory_contents(tmp_path):
              progress=False, out_dir=tmp_path / "run", heldout_prompts=["hi"], sample_tokens=3, report=False)
     run = tmp_path / "run"
     for name in ["config.json", "vectors.safetensors", "vectors.csv", "losses.csv", "samples.jsonl",
-                 "plots/loss_curves.png"]:
+                 "plots/loss_curves.png", "plots/objective_vs_index.png"]:
         assert (run / name).is_file(), name
-    from steerscope.io import read_jsonl
+    from steerscope.io import read_csv, read_json, read_jsonl
+
+    rows = read_csv(run / "vectors.csv")
+    assert [float(r["heldout_kl"]) >= 0 for r in rows] == [True, True]
+    summary = read_json(run / "summary.json")
+    assert summary["stop_reason"] == "num_vectors" and len(summary["objective_vs_random"]) == 2
+    lo, hi = summary["random_band"]
+    assert lo <= summary["random_objective"] <= hi
 
     samples = read_jsonl(run / "samples.jsonl")
     assert {s["vector"] for s in samples} == {None, 0, 1} and {s["split"] for s in samples} == {"train", "heldout"}
@@ -128,3 +135,30 @@ def test_default_step_rule_never_loses_objective(mode):
     with torch.no_grad():
         best_random = obj(3.0 * randoms / randoms.norm(dim=-1, keepdim=True)).max()
     assert res.objectives[0] > best_random
+
+
+def test_min_ratio_stops_when_vectors_look_random():
+    """With a threshold no vector can reach, the run stops after min_ratio_patience vectors (blocks in parallel)."""
+    m = tiny_model("llama")
+    kw = {"source_layer": 0, "target_layer": 2, "radius": 2.0, "steps": 3, "chat": False, "progress": False,
+          "heldout_prompts": ["hi"]}
+    res = ss.melbo(m, PROMPTS, num_vectors=8, min_ratio=1e6, min_ratio_patience=2, **kw)
+    assert len(res.vectors) == 2 and res.stop_reason == "min_ratio"
+    assert len(res.heldout_kl) == 2 and all(k >= 0 for k in res.heldout_kl)
+    assert res.ratios == pytest.approx([o / res.random_objective for o in res.objectives])
+    res = ss.melbo(m, PROMPTS, num_vectors=8, min_ratio=1e6, min_ratio_patience=2, mode="parallel", block_size=3,
+                   **kw)
+    assert len(res.vectors) == 3 and res.stop_reason == "min_ratio"
+    res = ss.melbo(m, PROMPTS, num_vectors=3, min_ratio=1e-6, heldout_kl=False, **kw)
+    assert len(res.vectors) == 3 and res.stop_reason == "num_vectors" and res.heldout_kl == []
+
+
+def test_default_prompts_are_the_shipped_set():
+    from steerscope.data import load_prompts
+
+    shipped = load_prompts("melbo_prompts")
+    assert len(shipped) >= 8 and len(set(shipped)) == len(shipped)
+    m = tiny_model("llama")
+    res = ss.melbo(m, source_layer=0, target_layer=2, num_vectors=1, radius=2.0, steps=1, chat=False,
+                   progress=False, heldout_kl=False)
+    assert len(res.vectors) == 1

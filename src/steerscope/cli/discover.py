@@ -41,6 +41,8 @@ def register(commands, groups) -> None:
     p.add_argument("--block-size", type=positive_int, default=4, help="vectors per block in parallel mode")
     p.add_argument("--tol", type=finite_float, default=None,
                    help="early stop when the objective rises by less than this fraction over 10 steps (default 1e-3; 0: never)")
+    p.add_argument("--min-ratio", type=finite_float, default=None,
+                   help="stop when 3 vectors in a row end below this multiple of the random level (e.g. 3)")
     p.add_argument("--not-orthogonal", action="store_true", help="do not constrain vectors to be orthogonal")
     p.add_argument("--heldout-file", help="held-out prompts for samples (default: a few shipped prompts)")
     p.set_defaults(func=run_melbo)
@@ -65,10 +67,12 @@ def run_melbo(args) -> int:
     from ..methods.melbo import melbo
     from .common import load_model_from_args, read_prompts
 
-    prompts = _prompts(args)
+    # no prompts: melbo's default training set (the shipped melbo_prompts)
+    prompts = _prompts(args) if args.prompts or args.prompts_file else None
     heldout = read_prompts(None, args.heldout_file) if args.heldout_file else None
     m = load_model_from_args(args)
-    extra = {k: v for k, v in (("steps", args.steps), ("lr", args.lr), ("tol", args.tol)) if v is not None}
+    extra = {k: v for k, v in (("steps", args.steps), ("lr", args.lr), ("tol", args.tol),
+                               ("min_ratio", args.min_ratio)) if v is not None}
     res = melbo(m, prompts, source_layer=args.source_layer, target_layer=args.target_layer,
                 num_vectors=args.num_vectors, radius=args.radius, power=args.power, q=args.q,
                 target_positions=args.target_positions, orthogonal=not args.not_orthogonal, mode=args.mode,

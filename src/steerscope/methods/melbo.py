@@ -98,6 +98,14 @@ class MelboResult:
     radius: float
     out_dir: Path | None = None
     radius_sweep: list[dict] = field(default_factory=list)
+    random_band: tuple[float, float] = (math.nan, math.nan)  # min and max objective of the random vectors
+    heldout_kl: list[float] = field(default_factory=list)  # per vector: next-token KL(steered ‖ unsteered), nats
+    stop_reason: str = "num_vectors"  # or "min_ratio": the last vectors were within min_ratio × random
+
+    @property
+    def ratios(self) -> list[float]:
+        """Each vector's final objective as a multiple of the random level (≈ 1: indistinguishable from random)."""
+        return [o / max(self.random_objective, 1e-30) for o in self.objectives]
 
 
 def _adamw(params: list[Tensor], lr: float) -> torch.optim.Optimizer:
@@ -269,13 +277,20 @@ def _retract(moved: Tensor, basis: Tensor | None, radius: float) -> Tensor:
     return radius * moved / moved.norm(dim=-1, keepdim=True)
 
 
-def random_baseline(objective: MelboObjective, radius: float, n: int = 8, seed: int = 12345) -> float:
-    """Mean objective of n random vectors of norm R (MELBO with 0 steps)."""
+def random_objectives(objective: MelboObjective, radius: float, n: int = 16, seed: int = 12345) -> list[float]:
+    """Objectives of n seeded random vectors of norm R (MELBO with 0 steps): the level and band a trained vector
+    must clear to mean anything."""
     g = torch.Generator().manual_seed(seed)
     thetas = torch.randn(n, objective.d_model, generator=g).to(objective.device)  # fp32 (n, D)
     thetas = radius * thetas / thetas.norm(dim=-1, keepdim=True)
     with torch.no_grad():
-        return float(objective(thetas).mean())
+        return objective(thetas).tolist()
+
+
+def random_baseline(objective: MelboObjective, radius: float, n: int = 8, seed: int = 12345) -> float:
+    """Mean objective of n random vectors of norm R (MELBO with 0 steps)."""
+    values = random_objectives(objective, radius, n, seed)
+    return sum(values) / len(values)
 
 
 def auto_radius(objective: MelboObjective, *, radii: list[float] | None = None, probe_vectors: int = 2,
@@ -309,9 +324,12 @@ def auto_radius(objective: MelboObjective, *, radii: list[float] | None = None, 
     return rows[knee]["radius"], rows
 
 
+DEFAULT_PROMPTS = 8  # the first 8 of the shipped data/melbo_prompts.jsonl (16 varied chat prompts)
+
+
 def melbo(
     model,
-    prompts: list[str],
+    prompts: list[str] | None = None,
     *,
     source_layer: int | None = None,
     target_layer: int | None = None,
@@ -326,11 +344,14 @@ def melbo(
     block_size: int = 4,
     lr: float | None = None,
     tol: float = 1e-3,
+    min_ratio: float | None = None,
+    min_ratio_patience: int = 3,
     seed: int = 0,
     chat: bool = True,
     out_dir: str | os.PathLike | None = None,
     resume: bool = False,
     heldout_prompts: list[str] | None = None,
+    heldout_kl: bool = True,
     sample_tokens: int = 40,
     report: bool = True,
     progress: bool = True,
@@ -338,7 +359,9 @@ def melbo(
     """Discover steering vectors without labels (MELBO).
 
     Args:
-        prompts: training prompts (chat-formatted when ``chat`` and the tokenizer has a template).
+        prompts: training prompts (chat-formatted when ``chat`` and the tokenizer has a template). Default: the
+            first 8 of the shipped ``melbo_prompts`` set (varied chat prompts: more prompts constrain each
+            direction to change many contexts, so later vectors stay distinct from random ones for longer).
         source_layer / target_layer: block indices; θ is added at ``resid_post[source]``, the change is read at
             ``resid_post[target]``. Default ≈ 1/4 and ≈ 3/4 depth.
         radius: ‖θ‖, or ``"auto"`` (see ``auto_radius``).
@@ -355,6 +378,11 @@ def melbo(
             mode large rates make vectors trade objective between them).
         tol: stop a vector (block) when its summed objective rose by less than this fraction over the last 10
             evaluations (25 with AdamW); 0 = run all ``steps``.
+        min_ratio: stop the run early once ``min_ratio_patience`` vectors in a row end below ``min_ratio`` × the
+            random level (e.g. 3.0): later vectors would be indistinguishable from random ones. None: never.
+        heldout_prompts: prompts for the samples and the held-out KL (default: a few shipped chat prompts).
+        heldout_kl: measure each vector's next-token KL(steered ‖ unsteered) at the first generated token of the
+            held-out prompts (``result.heldout_kl``; in vectors.csv as ``heldout_kl``).
         out_dir: run directory (vectors, config, losses, samples, plots); checkpointed after every vector/block.
         resume: continue an interrupted run in ``out_dir`` (same settings give the same vectors).
 
@@ -365,6 +393,13 @@ def melbo(
     """
     from tqdm.auto import tqdm
 
+    from ..data import load_prompts
+
+    prompts = list(prompts) if prompts is not None else load_prompts("melbo_prompts")[:DEFAULT_PROMPTS]
+    if not prompts:
+        raise InvalidArgumentError("give at least one training prompt (or None for the shipped melbo_prompts)")
+    if min_ratio is not None and not (min_ratio > 0 and min_ratio_patience >= 1):
+        raise InvalidArgumentError("min_ratio must be positive (e.g. 3.0) and min_ratio_patience at least 1")
     if mode not in ("sequential", "parallel"):
         raise InvalidArgumentError(f"mode must be 'sequential' or 'parallel', got {mode!r}")
     if num_vectors < 1 or steps < 0:
@@ -379,7 +414,7 @@ def melbo(
     settings = dict(prompts=list(prompts), source_layer=source_layer, target_layer=target_layer,  # noqa: C408
                     num_vectors=num_vectors, radius=radius, power=power, q=q, target_positions=target_positions,
                     steps=steps, orthogonal=orthogonal, mode=mode, block_size=block_size, lr=lr, tol=tol, seed=seed,
-                    chat=chat)
+                    chat=chat, min_ratio=min_ratio, min_ratio_patience=min_ratio_patience)
     config = run_config(model, "melbo", settings)
     run_dir, resuming = open_run(out_dir, config, resume=resume, keys=list(settings))
 
@@ -399,10 +434,24 @@ def melbo(
     lr = None if lr is None else float(lr)
     config = {**config, "radius": radius, "lr": lr if lr is not None else "trust_region"}  # resolved values go into vector metadata and summary.json
 
+    randoms = random_objectives(objective, radius)
+    random_level = sum(randoms) / len(randoms)
     vectors, losses = load_vector_checkpoint(run_dir) if resuming else ([], [])
     k = block_size if mode == "parallel" else 1
     bar = tqdm(total=num_vectors * steps, initial=len(vectors) * steps, desc="melbo", disable=not progress)
+    stop_reason = "num_vectors"
+
+    def near_random() -> bool:
+        if min_ratio is None or len(losses) < min_ratio_patience:
+            return False
+        return all(h[-1] < min_ratio * random_level for h in losses[-min_ratio_patience:])
+
     while len(vectors) < num_vectors:
+        if near_random():
+            stop_reason = "min_ratio"
+            log.info("stopped after %d vectors: the last %d are within %.3gx the random level", len(vectors),
+                     min_ratio_patience, min_ratio)
+            break
         index = len(vectors)
         size = min(k, num_vectors - index)
         # rebuilt from the saved vectors every time, so a resumed run computes exactly what an uninterrupted one does
@@ -418,19 +467,44 @@ def melbo(
         if run_dir:
             save_vector_checkpoint(run_dir, _as_set(model, vectors, config), losses)
     bar.close()
+    if stop_reason == "num_vectors" and len(vectors) < num_vectors:
+        stop_reason = "min_ratio"
     objectives = [h[-1] for h in losses]
     result = MelboResult(
         vectors=_as_set(model, vectors, config),
         losses=losses,
         objectives=objectives,
-        random_objective=random_baseline(objective, radius),
+        random_objective=random_level,
         radius=radius,
         out_dir=run_dir,
         radius_sweep=sweep_rows,
+        random_band=(min(randoms), max(randoms)),
+        stop_reason=stop_reason,
     )
+    heldout_prompts = list(heldout_prompts) if heldout_prompts is not None else None
+    if heldout_kl:
+        result.heldout_kl = _heldout_kl(model, result.vectors, heldout_prompts, chat, progress)
+    near = sum(r < 3.0 for r in result.ratios)
+    if near:
+        log.warning("%d of %d vectors end within 3x the random level (ratios %s); they are hard to tell from "
+                    "random directions", near, len(objectives), ", ".join(f"{r:.2f}" for r in result.ratios))
     if run_dir:
         _write_outputs(model, result, list(prompts), heldout_prompts, sample_tokens, chat, report)
     return result
+
+
+def _heldout_kl(model, vectors: VectorSet, prompts: list[str] | None, chat: bool, progress: bool) -> list[float]:
+    """Next-token KL(steered ‖ unsteered) at the first generated token of each held-out prompt, mean per vector.
+
+    Uses the project's one batched KL (evaluate.kl), imported lazily like MELBO-ortho's analysis: it measures the
+    vectors, it does not make them.
+    """
+    from ..evaluate.kl import kl_divergence
+    from ..samples import default_heldout_prompts
+
+    prompts = prompts if prompts is not None else default_heldout_prompts()
+    kl = kl_divergence(model, vectors, prompts, chat=chat, progress=progress)
+    return [float(x) for x in kl]
 
 
 def _as_set(model, vectors: list[Tensor], config: dict) -> VectorSet:
@@ -441,19 +515,28 @@ def _as_set(model, vectors: list[Tensor], config: dict) -> VectorSet:
 
 
 def _write_outputs(model, result: MelboResult, prompts, heldout, sample_tokens, chat, report) -> None:
-    from ..report.plots import plot_losses, plot_radius_sweep
+    from ..report.plots import plot_losses, plot_objective_vs_index, plot_radius_sweep
     from ..samples import default_heldout_prompts, write_samples
 
     run_dir = result.out_dir
     norms = result.vectors.norms().tolist()
-    write_csv(run_dir / "vectors.csv", [
-        {"index": i, "norm": norms[i], "objective": obj, "objective_vs_random": obj / max(result.random_objective, 1e-30)}
-        for i, obj in enumerate(result.objectives)
-    ])
+    rows = []
+    for i, obj in enumerate(result.objectives):
+        row = {"index": i, "norm": norms[i], "objective": obj, "objective_vs_random": result.ratios[i]}
+        if result.heldout_kl:
+            row["heldout_kl"] = result.heldout_kl[i]
+        rows.append(row)
+    write_csv(run_dir / "vectors.csv", rows)
     write_json(run_dir / "summary.json", {"radius": result.radius, "lr": result.vectors.meta.method_config.get("lr"),
                                           "random_objective": result.random_objective,
-                                          "objectives": result.objectives, "num_vectors": len(result.vectors)})
+                                          "random_band": list(result.random_band),
+                                          "objectives": result.objectives, "objective_vs_random": result.ratios,
+                                          "heldout_kl": result.heldout_kl,
+                                          "vectors_above_3x_random": sum(r >= 3.0 for r in result.ratios),
+                                          "stop_reason": result.stop_reason, "num_vectors": len(result.vectors)})
     plot_losses(result.losses, run_dir / "plots" / "loss_curves.png", random_level=result.random_objective)
+    plot_objective_vs_index(result.objectives, result.random_objective, result.random_band,
+                            run_dir / "plots" / "objective_vs_index.png", heldout_kl=result.heldout_kl)
     if result.radius_sweep:
         plot_radius_sweep(result.radius_sweep, run_dir / "plots" / "radius_sweep.png")
     heldout = heldout if heldout is not None else default_heldout_prompts()
