@@ -162,3 +162,31 @@ def test_export_replaces_an_earlier_adapter(tmp_path):
     config = json.loads((tmp_path / "ad" / "adapter_config.json").read_text())
     assert config["target_modules"] == [res.modules[2]]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ad"]
+
+
+def test_base_model_name_or_path_loads_and_bias_is_peft_only(tmp_path):
+    """adapter_config.json names what the model was loaded from, so AutoPeftModelForCausalLM loads base + adapter
+    from the adapter directory alone; a bias adapter on a bias-free projection cannot be merged by PEFT (the README
+    says bias adapters are PEFT-only)."""
+    from peft import AutoPeftModelForCausalLM
+
+    base_dir = tmp_path / "base"
+    fresh("llama").hf.save_pretrained(base_dir)
+    tiny_tokenizer().save_pretrained(base_dir)
+    m = ss.load_model(str(base_dir), device="cpu")
+    v = vec(m, [1], norm=3.0)
+    ss.export_lora(m, v, tmp_path / "ad", method="bias", scale=2.0, heldout_prompts=HELDOUT, chat=False,
+                   new_tokens=0, evaluate=False)
+    config = json.loads((tmp_path / "ad" / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == str(base_dir.resolve())
+    assert f"from_pretrained({str(base_dir.resolve())!r})" in (tmp_path / "ad" / "README.md").read_text()
+    served = AutoPeftModelForCausalLM.from_pretrained(str(tmp_path / "ad"))
+    ids, mask = tokenize(m, HELDOUT, chat=False)
+    with torch.no_grad():
+        out = served(**forward_kwargs(ids, mask)).logits
+        with ss.steer(m, v, 2.0):
+            ref = m.hf(**forward_kwargs(ids, mask)).logits
+    real = mask.bool()
+    torch.testing.assert_close(out[real], ref[real], atol=1e-4, rtol=1e-4)
+    with pytest.raises(Exception, match="(?i)bias"):
+        served.merge_and_unload()

@@ -1,5 +1,7 @@
 """MELBO on tiny models: replayed objective, constraints, resume, and that training beats random vectors."""
 
+import itertools
+
 import pytest
 import torch
 from tiny import ARCHS, tiny_model
@@ -63,7 +65,7 @@ def test_zero_steps_is_the_random_baseline():
 @pytest.mark.parametrize("mode", ["sequential", "parallel"])
 def test_resume_gives_the_same_vectors(tmp_path, mode):
     m = tiny_model("llama")
-    kw = dict(source_layer=0, target_layer=2, radius=2.0, steps=8, lr=0.05, mode=mode, block_size=2, chat=False,
+    kw = dict(source_layer=0, target_layer=2, radius=2.0, steps=8, lr=0.05, mode=mode, block_size=2, chat=False,  # noqa: C408
               progress=False, heldout_prompts=["hi"], sample_tokens=3, report=False)
     full = ss.melbo(m, PROMPTS, num_vectors=4, out_dir=tmp_path / "full", **kw)
     # an "interrupted" run: same settings, stopped after 2 vectors (simulated by rewriting the checkpoint)
@@ -83,9 +85,16 @@ def test_run_directory_contents(tmp_path):
              progress=False, out_dir=tmp_path / "run", heldout_prompts=["hi"], sample_tokens=3, report=False)
     run = tmp_path / "run"
     for name in ["config.json", "vectors.safetensors", "vectors.csv", "losses.csv", "samples.jsonl",
-                 "plots/loss_curves.png"]:
+                 "plots/loss_curves.png", "plots/objective_vs_index.png"]:
         assert (run / name).is_file(), name
-    from steerscope.io import read_jsonl
+    from steerscope.io import read_csv, read_json, read_jsonl
+
+    rows = read_csv(run / "vectors.csv")
+    assert [float(r["heldout_kl"]) >= 0 for r in rows] == [True, True]
+    summary = read_json(run / "summary.json")
+    assert summary["stop_reason"] == "num_vectors" and len(summary["objective_vs_random"]) == 2
+    lo, hi = summary["random_band"]
+    assert lo <= summary["random_objective"] <= hi
 
     samples = read_jsonl(run / "samples.jsonl")
     assert {s["vector"] for s in samples} == {None, 0, 1} and {s["split"] for s in samples} == {"train", "heldout"}
@@ -106,3 +115,50 @@ def test_bad_layers_are_clear_errors():
         ss.melbo(m, PROMPTS, source_layer=2, target_layer=1, radius=1.0, chat=False)
     with pytest.raises(ss.SteerscopeError, match="out of range"):
         ss.melbo(m, PROMPTS, source_layer=0, target_layer=7, radius=1.0, chat=False)
+
+
+@pytest.mark.parametrize("mode", ["sequential", "parallel"])
+def test_default_step_rule_never_loses_objective(mode):
+    """lr=None (the trust-region rule): every vector's recorded objective is non-decreasing, rows stay orthonormal
+    at norm R, and the first vector beats 32 random ones (a tiny random model is nearly linear, so not by much)."""
+    m = tiny_model("llama")
+    res = ss.melbo(m, PROMPTS, source_layer=0, target_layer=2, num_vectors=4, radius=3.0, steps=30, mode=mode,
+                   block_size=4, chat=False, progress=False)
+    vs = res.vectors.tensors[0]
+    unit = vs / vs.norm(dim=-1, keepdim=True)
+    torch.testing.assert_close(vs.norm(dim=-1), torch.full((4,), 3.0), atol=1e-5, rtol=1e-5)
+    assert (unit @ unit.T - torch.eye(4)).abs().max() <= 1e-5
+    for curve in res.losses:
+        assert all(b >= a * (1 - 1e-5) for a, b in itertools.pairwise(curve))
+    obj = MelboObjective(m, PROMPTS, source_layer=0, target_layer=2, chat=False)
+    randoms = torch.randn(32, m.d_model)
+    with torch.no_grad():
+        best_random = obj(3.0 * randoms / randoms.norm(dim=-1, keepdim=True)).max()
+    assert res.objectives[0] > best_random
+
+
+def test_min_ratio_stops_when_vectors_look_random():
+    """With a threshold no vector can reach, the run stops after min_ratio_patience vectors (blocks in parallel)."""
+    m = tiny_model("llama")
+    kw = {"source_layer": 0, "target_layer": 2, "radius": 2.0, "steps": 3, "chat": False, "progress": False,
+          "heldout_prompts": ["hi"]}
+    res = ss.melbo(m, PROMPTS, num_vectors=8, min_ratio=1e6, min_ratio_patience=2, **kw)
+    assert len(res.vectors) == 2 and res.stop_reason == "min_ratio"
+    assert len(res.heldout_kl) == 2 and all(k >= 0 for k in res.heldout_kl)
+    assert res.ratios == pytest.approx([o / res.random_objective for o in res.objectives])
+    res = ss.melbo(m, PROMPTS, num_vectors=8, min_ratio=1e6, min_ratio_patience=2, mode="parallel", block_size=3,
+                   **kw)
+    assert len(res.vectors) == 3 and res.stop_reason == "min_ratio"
+    res = ss.melbo(m, PROMPTS, num_vectors=3, min_ratio=1e-6, heldout_kl=False, **kw)
+    assert len(res.vectors) == 3 and res.stop_reason == "num_vectors" and res.heldout_kl == []
+
+
+def test_default_prompts_are_the_shipped_set():
+    from steerscope.data import load_prompts
+
+    shipped = load_prompts("melbo_prompts")
+    assert len(shipped) >= 8 and len(set(shipped)) == len(shipped)
+    m = tiny_model("llama")
+    res = ss.melbo(m, source_layer=0, target_layer=2, num_vectors=1, radius=2.0, steps=1, chat=False,
+                   progress=False, heldout_kl=False)
+    assert len(res.vectors) == 1

@@ -47,7 +47,10 @@ def register(commands, groups) -> None:
     p.add_argument("--target-positions", type=_target_positions, default="all", help="all, or K (last K tokens)")
     p.add_argument("--mode", choices=["sequential", "parallel"], default="sequential")
     p.add_argument("--block-size", type=positive_int, default=4, help="vectors per block in parallel mode")
-    p.add_argument("--tol", type=finite_float, default=0.0, help="early stop when the objective stalls (fraction)")
+    p.add_argument("--tol", type=finite_float, default=None,
+                   help="early stop when the objective rises by less than this fraction over 10 steps (default 1e-3; 0: never)")
+    p.add_argument("--min-ratio", type=finite_float, default=None,
+                   help="stop when 3 vectors in a row end below this multiple of the random level (e.g. 3)")
     p.add_argument("--not-orthogonal", action="store_true", help="do not constrain vectors to be orthogonal")
     p.add_argument("--heldout-file", type=input_file, help="held-out prompts for samples (default: a few shipped prompts)")
     p.set_defaults(func=run_melbo)
@@ -72,15 +75,17 @@ def run_melbo(args) -> int:
     from ..methods.melbo import melbo
     from .common import load_model_from_args, read_prompts
 
-    prompts = _prompts(args)
+    # no prompts: melbo's default training set (the shipped melbo_prompts)
+    prompts = _prompts(args) if args.prompts or args.prompts_file else None
     heldout = read_prompts(None, args.heldout_file) if args.heldout_file else None
     check_new_run(args.out, args.resume)
     m = load_model_from_args(args)
-    extra = {k: v for k, v in (("steps", args.steps), ("lr", args.lr)) if v is not None}
+    extra = {k: v for k, v in (("steps", args.steps), ("lr", args.lr), ("tol", args.tol),
+                               ("min_ratio", args.min_ratio)) if v is not None}
     res = melbo(m, prompts, source_layer=args.source_layer, target_layer=args.target_layer,
                 num_vectors=args.num_vectors, radius=args.radius, power=args.power, q=args.q,
                 target_positions=args.target_positions, orthogonal=not args.not_orthogonal, mode=args.mode,
-                block_size=args.block_size, tol=args.tol, seed=args.seed, chat=not args.no_chat, out_dir=args.out,
+                block_size=args.block_size, seed=args.seed, chat=not args.no_chat, out_dir=args.out,
                 resume=args.resume, heldout_prompts=heldout, sample_tokens=args.sample_tokens,
                 report=not args.no_report, **extra)
     print(f"{len(res.vectors)} vectors, R = {res.radius:.4g}; objective vs random: "

@@ -68,6 +68,8 @@ def register(commands, groups) -> None:
     p.add_argument("--tolerance", type=finite_float, default=None,
                    help="relative perplexity tolerance of the window (default 2.0: up to 3x the baseline)")
     p.add_argument("--operator", default="add", choices=["add", "ablate", "clamp"])
+    p.add_argument("--prompt-baseline", default=None, metavar="SYSTEM_PROMPT",
+                   help="also measure a system prompt that asks for the behaviour (prompted, prompted+steered)")
     _gen_args(p)
     p.add_argument("--out", dest="out_dir", default="sweep", type=output_dir, help="directory for sweep.csv/.json/.png, samples.jsonl")
     p.add_argument("--resume", action="store_true", help="continue an interrupted sweep in --out")
@@ -136,7 +138,10 @@ def run_sweep(args) -> int:
                 objective=args.objective, maximize=not args.minimize, tolerance=args.tolerance,
                 max_new_tokens=args.max_new_tokens, seed=args.seed, do_sample=sampling(args),
                 temperature=args.temperature, chat=not args.no_chat, positions=args.positions,
-                operator=args.operator, batch_size=args.batch_size, out_dir=args.out_dir, resume=args.resume)
+                operator=args.operator, batch_size=args.batch_size, out_dir=args.out_dir, resume=args.resume,
+                prompt_baseline=args.prompt_baseline)
+    if res.prompting_comparison():
+        print(f"prompting baseline: {res.prompting_comparison()}")
     names = [n for n in res.rows[0] if n not in ("scale", "n", "coherent")]
     print("scale  " + "  ".join(f"{n[:14]:>14}" for n in names) + "  coherent")
     for row in res.rows:

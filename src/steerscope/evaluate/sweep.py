@@ -49,20 +49,41 @@ class SweepResult:
     maximize: bool = True
     samples: list[dict] = field(default_factory=list)
     config: dict = field(default_factory=dict)
+    # with prompt_baseline: one row each for "prompted" (system prompt, no vector) and "prompted+steered"
+    prompt_rows: list[dict] = field(default_factory=list)
 
     def row(self, scale: float) -> dict:
         return next(r for r in self.rows if r["scale"] == scale)
 
+    def prompting_comparison(self) -> dict | None:
+        """Objective of the unsteered, best-steered, prompted and prompted+steered conditions, and whether the
+        vector beats simply asking (None without a prompt baseline or an objective)."""
+        if not self.prompt_rows or self.objective is None:
+            return None
+        best = self.row(self.best_scale) if self.best_scale is not None else None
+        value = {r["condition"]: r.get(self.objective) for r in self.prompt_rows}
+        steered = best.get(self.objective) if best else None
+        prompted = value.get("prompted")
+        beats = None
+        if steered is not None and prompted is not None and not (math.isnan(steered) or math.isnan(prompted)):
+            beats = steered > prompted if self.maximize else steered < prompted
+        return {"objective": self.objective, "unsteered": self.row(0.0).get(self.objective),
+                "steered_best_scale": self.best_scale, "steered": steered, "prompted": prompted,
+                "prompted_plus_steered": value.get("prompted+steered"), "vector_beats_prompting": beats}
+
     def to_json(self) -> dict:
         return {"rows": self.rows, "window": list(self.window), "best_scale": self.best_scale,
                 "tolerance": self.tolerance, "objective": self.objective, "maximize": self.maximize,
-                "config": self.config}
+                "config": self.config, "prompt_rows": self.prompt_rows,
+                "prompting_comparison": self.prompting_comparison()}
 
     def save(self, out_dir: str | os.PathLike) -> Path:
         """Write sweep.csv, sweep.json, sweep.png and samples.jsonl into ``out_dir``."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         write_csv(out / "sweep.csv", self.rows)
+        if self.prompt_rows:
+            write_csv(out / "sweep_prompted.csv", self.prompt_rows)
         write_json(out / "sweep.json", self.to_json())
         write_jsonl(out / "samples.jsonl", self.samples)
         self.plot(out / "sweep.png")
@@ -75,7 +96,7 @@ class SweepResult:
         samples = read_jsonl(out / "samples.jsonl") if (out / "samples.jsonl").is_file() else []
         return cls(rows=data["rows"], window=tuple(data["window"]), best_scale=data["best_scale"],
                    tolerance=data["tolerance"], objective=data.get("objective"), maximize=data.get("maximize", True),
-                   samples=samples, config=data.get("config", {}))
+                   samples=samples, config=data.get("config", {}), prompt_rows=data.get("prompt_rows", []))
 
     def plot(self, path: str | os.PathLike) -> Path:
         """Behaviour metric (left axis) and perplexity (right axis, log) against scale; the window shaded."""
@@ -102,6 +123,12 @@ class SweepResult:
                       label="incoherent")
         twin.set_yscale("log")
         twin.set_ylabel("perplexity under unsteered model (log)", color="tab:red")
+        if self.objective:  # the prompting baseline: what simply asking achieves, as horizontal lines
+            for row, style in zip(self.prompt_rows, ("-.", ":")):
+                value = row.get(self.objective)
+                if value is not None and not math.isnan(value):
+                    label = row["condition"] + (f" (scale {row['scale']:g})" if row["scale"] else "")
+                    ax.axhline(value, color="tab:purple", ls=style, lw=1.2, label=label)
         handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
         ax.legend(handles=handles, loc="upper left", fontsize=8)
         ax.set_title(f"window [{self.window[0]:g}, {self.window[1]:g}]")
@@ -178,6 +205,7 @@ def sweep(
     positions: str | int = "all",
     operator: str = "add",
     batch_size: int = 32,
+    prompt_baseline: str | None = None,
     out_dir: str | os.PathLike | None = None,
     resume: bool = False,
     progress: bool = True,
@@ -195,6 +223,11 @@ def sweep(
         tolerance: how far coherence may drift from the baseline inside the window (see ``window.DEFAULT_TOLERANCE``;
             a float sets the relative perplexity tolerance).
         batch_size: rows per generation batch; rows of different scales share a batch.
+        prompt_baseline: a system prompt that asks for the behaviour (e.g. "Answer like a pirate."). Adds
+            ``prompt_rows``: the *prompted* model (no vector) and *prompted + steered* (at ``best_scale``, else
+            the largest positive scale), measured like the other rows, and ``prompting_comparison()`` says
+            whether the vector beats simply asking. Coherence is still scored by the unsteered model on the
+            original prompt.
         out_dir: write sweep.csv / sweep.json / sweep.png / samples.jsonl there (and checkpoint while running).
         resume: continue from ``out_dir/checkpoint.jsonl`` if it was written by the same settings.
 
@@ -270,8 +303,54 @@ def sweep(
                          config={"prompts": prompts, "scales": scales, "metrics": table_names, "vector_layers":
                                  vector.layers, "vector_norm": vector.norm(), "site": vector.site,
                                  "model_name": getattr(model, "name", None), "batch_size": batch_size, **gen})
+    if prompt_baseline:
+        result.prompt_rows, prompted_samples = _prompted_rows(
+            model, vector, prompts, prompt_baseline, scales, result.best_scale, table, completions, gen, batch_size)
+        result.samples.extend(prompted_samples)
+        result.config["prompt_baseline"] = prompt_baseline
+        log.info("prompting baseline: %s", result.prompting_comparison())
     if out is not None:
         result.save(out)
         ckpt.unlink(missing_ok=True)
     log.info("sweep: window %s, best scale %s", window, result.best_scale)
     return result
+
+
+def _prompted_rows(model, vector, prompts, system, scales, best_scale, table, completions, gen, batch_size):
+    """Rows (and samples) for the prompted and prompted + steered conditions, measured like the sweep's rows."""
+    from .prompting import prompted_scale, system_prompted
+
+    texts, prompted_chat = system_prompted(model, prompts, system, chat=gen["chat"])
+    steer_scale = prompted_scale(scales, best_scale)
+    n = len(prompts)
+    conditions = [("prompted", 0.0, None), ("prompted+steered", steer_scale, vector)]
+    outs = generate(model, texts * 2, vectors=[None] * n + [vector] * n, scales=[0.0] * n + [steer_scale] * n,
+                    batch_size=batch_size, **{**gen, "chat": prompted_chat})
+    ppl = perplexities(model, prompts * 2, outs, chat=gen["chat"], batch_size=max(1, batch_size // 2))
+    lp = None
+    if completions is not None:
+        lp = mean_logprobs(model, texts * 2, list(completions) * 2, chat=prompted_chat,
+                           vectors=[None] * n + [vector] * n, scales=[0.0] * n + [steer_scale] * n,
+                           positions=gen["positions"], batch_size=max(1, batch_size // 2))
+    rows, samples = [], []
+    for c, (condition, scale, _) in enumerate(conditions):
+        group = []
+        for i in range(n):
+            k = c * n + i
+            text = outs[k]
+            sample = {"condition": condition, "scale": scale, "prompt_index": i, "prompt": prompts[i],
+                      "system_prompt": system, "response": text, "perplexity": ppl[k],
+                      "distinct_2": distinct_n(text, 2), "repetition_rate": repetition_rate(text),
+                      "empty": is_empty(text), **{name: float(fn(text)) for name, fn in table.items()}}
+            if lp is not None:
+                sample["completion_logprob"] = lp[k]
+            group.append(sample)
+        names = [*table, *(["completion_logprob"] if lp is not None else [])]
+        logs = [math.log(x["perplexity"]) for x in group if math.isfinite(x["perplexity"])]
+        rows.append({"condition": condition, "scale": scale, **{m: nanmean([x[m] for x in group]) for m in names},
+                     "perplexity": math.exp(sum(logs) / len(logs)) if logs else math.nan,
+                     "distinct_2": nanmean([x["distinct_2"] for x in group]),
+                     "repetition_rate": nanmean([x["repetition_rate"] for x in group]),
+                     "empty_rate": nanmean([x["empty"] for x in group]), "n": len(group)})
+        samples.extend(group)
+    return rows, samples

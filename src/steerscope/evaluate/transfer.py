@@ -50,6 +50,8 @@ class TransferResult:
     rows: list[dict]
     baseline: dict
     config: dict = field(default_factory=dict)
+    # with prompt_baseline: "prompted" (system prompt, no vector) and "prompted+steered" summary rows
+    prompted: list[dict] = field(default_factory=list)
 
     def at(self, scale: float) -> dict:
         """The summary row of one scale."""
@@ -82,6 +84,13 @@ class TransferResult:
             ylim=(-0.03, 1.03),
             title="generation contains target",
         )
+        for row, style in zip(self.prompted, ("-.", ":")):  # what simply asking achieves
+            label = row["condition"] + (f" (scale {row['scale']:g})" if row["scale"] else "")
+            ax1.axhline(row["mean_delta_logprob"], color="tab:purple", ls=style, lw=1.2, label=label)
+            if row.get("hit_rate") is not None:
+                ax2.axhline(row["hit_rate"], color="tab:purple", ls=style, lw=1.2, label=label)
+        if self.prompted:
+            ax1.legend(loc="best", fontsize=8)
         ax2.legend(loc="best")
         fig.suptitle(f"transfer to {self.summary[0]['n_prompts'] if self.summary else 0} held-out prompts")
         fig.tight_layout()
@@ -101,9 +110,13 @@ class TransferResult:
             "generations": write_jsonl(out / "generations.jsonl", self.rows),
             "json": write_json(
                 out / "transfer.json",
-                {"summary": self.summary, "baseline": self.baseline, "config": self.config},
+                {"summary": self.summary, "baseline": self.baseline, "config": self.config,
+                 "prompted": self.prompted},
             ),
         }
+        if self.prompted:
+            paths["prompted_csv"] = write_csv(out / "transfer_prompted.csv",
+                                              [{k: v for k, v in r.items() if k != "generations"} for r in self.prompted])
         paths["plot"] = save_figure(self.plot(), out / "transfer.png")
         return paths
 
@@ -162,6 +175,36 @@ def _target_logprobs(
     return sums
 
 
+def _prompted_summary(model, vector, prompts, system, steer_scale, targets, needles, *, base, chat, positions,
+                      operator, do_generate, max_new_tokens, batch_size, progress) -> list[dict]:
+    """Summary rows of the prompted and prompted + steered conditions (Δ log-prob against ``base``, the
+    unprompted unsteered log-probs)."""
+    from .prompting import system_prompted
+
+    texts, prompted_chat = system_prompted(model, prompts, system, chat=chat)
+    groups: list[float | None] = [None, steer_scale]
+    lps = _target_logprobs(model, vector, groups, texts, targets, positions=positions, operator=operator,
+                           chat=prompted_chat, batch_size=batch_size, progress=progress)
+    n = len(prompts)
+    gens: list[str] = []
+    if do_generate:
+        gens = generate(model, texts * 2, vectors=[None] * n + [vector] * n, scales=[0.0] * n + [steer_scale] * n,
+                        max_new_tokens=max_new_tokens, chat=prompted_chat, positions=positions, operator=operator,
+                        batch_size=batch_size, progress=progress)
+    out = []
+    for g, (condition, scale) in enumerate((("prompted", 0.0), ("prompted+steered", steer_scale))):
+        deltas = [lps[(g, p)] - base[p] for p in range(n)]
+        mean = sum(deltas) / n
+        sd = math.sqrt(sum((d - mean) ** 2 for d in deltas) / (n - 1)) if n > 1 else None
+        hits = [any(x in gens[g * n + p].lower() for x in needles) for p in range(n)] if do_generate else []
+        out.append({"condition": condition, "scale": scale, "system_prompt": system, "mean_delta_logprob": mean,
+                    "sem_delta_logprob": sd / math.sqrt(n) if sd is not None else None,
+                    "mean_logprob": sum(lps[(g, p)] for p in range(n)) / n,
+                    "hit_rate": sum(hits) / n if do_generate else None, "n_prompts": n,
+                    "generations": gens[g * n:(g + 1) * n] if do_generate else []})
+    return out
+
+
 def evaluate_transfer(
     model,
     vector: SteeringVector,
@@ -176,6 +219,7 @@ def evaluate_transfer(
     chat: bool = True,
     do_generate: bool = True,
     batch_size: int = 32,
+    prompt_baseline: str | None = None,
     out_dir: str | os.PathLike | None = None,
     progress: bool = True,
 ) -> TransferResult:
@@ -189,6 +233,10 @@ def evaluate_transfer(
         match: strings looked for (case-insensitive) in the greedy generations; default: ``targets``.
         positions, operator: how the vector is applied (as in ``steer()``); use what it was trained with.
         do_generate: also generate (``max_new_tokens`` greedy tokens) and compute hit rates.
+        prompt_baseline: a system prompt that asks for the behaviour (e.g. "Begin every answer with 'Sure, here
+            is'."). Adds ``prompted`` rows: the prompted model (no vector) and prompted + steered (at the scale
+            with the largest mean Δ log-prob), with Δ log-prob against the *unprompted* unsteered model and hit
+            rates, so the report shows whether the vector beats simply asking.
         out_dir: if given, write CSVs, JSON, generations and the plot there (see ``TransferResult.write``).
 
     Example:
@@ -288,6 +336,14 @@ def evaluate_transfer(
         "vector_method": vector.method,
     }
     result = TransferResult(summary=summary, rows=rows, baseline=baseline, config=config)
+    if prompt_baseline:
+        config["prompt_baseline"] = prompt_baseline
+        best = max((r for r in summary if r["scale"] > 0), key=lambda r: r["mean_delta_logprob"], default=None)
+        steer_scale = best["scale"] if best is not None else max(scales, key=abs)
+        result.prompted = _prompted_summary(model, vector, prompts, prompt_baseline, steer_scale, targets, needles,
+                                            base=[lps[(0, p)] for p in range(len(prompts))], chat=chat,
+                                            positions=positions, operator=operator, do_generate=do_generate,
+                                            max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
     if out_dir is not None:
         result.write(out_dir)
     log.info(

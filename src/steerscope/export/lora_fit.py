@@ -61,7 +61,8 @@ def apply_adapters(model, adapters: Sequence[Adapter]) -> Iterator[None]:
 
     def hook_for(adapter: Adapter):
         def hook(module, args, output):
-            return output + adapter.delta(args[0])
+            # the adapter's delta in fp32 (its stored precision), cast to the module's dtype where it enters
+            return output + adapter.delta(args[0].float()).to(output.dtype)
 
         return hook
 
@@ -224,6 +225,48 @@ def kl_rows(p_logits: Tensor, q_logits: Tensor, chunk: int = 256) -> Tensor:
     return torch.cat(out) if out else p_logits.new_zeros(0, dtype=torch.float64)
 
 
+def split_rows(batches: Sequence[TokenBatch], n: int) -> tuple[list[TokenBatch], list[TokenBatch]]:
+    """(the first ``n`` sequences, the rest) of a list of batches, as batches; left padding shared by a batch is
+    trimmed where all kept rows have it (so one generate call can serve both the fit and the validation split)."""
+    head: list[TokenBatch] = []
+    tail: list[TokenBatch] = []
+    seen = 0
+    for batch in batches:
+        rows = batch.input_ids.shape[0]
+        cut = min(max(n - seen, 0), rows)
+        for part, lo, hi in ((head, 0, cut), (tail, cut, rows)):
+            if hi > lo:
+                mask = batch.attention_mask[lo:hi]
+                start = int(mask.any(0).long().argmax())  # first column any kept row uses
+                part.append(TokenBatch(batch.input_ids[lo:hi, start:], mask[:, start:]))
+        seen += rows
+    return head, tail
+
+
+@torch.no_grad()
+def candidate_kls(model, vector: SteeringVector, scale: float, candidates: dict[str, Sequence[Adapter]],
+                  batches: Sequence[TokenBatch]) -> dict[str, float]:
+    """Mean next-token KL(vector-steered || adapter-steered) over real tokens, for several candidate adapter sets.
+
+    Cheaper than ``measure_fidelity`` per candidate: the vector-steered logits are computed once per batch and
+    shared, nothing else is measured, and the KL is taken in fp32 (it only has to rank candidates whose KLs differ
+    by orders of magnitude; the reported fidelity uses float64).
+    """
+    sums = dict.fromkeys(candidates, 0.0)
+    count = 0
+    for batch in batches:
+        kw = forward_kwargs(batch.input_ids, batch.attention_mask)
+        real = batch.attention_mask.bool()
+        with steer(model, vector, scale):
+            logp = torch.log_softmax(model.hf(**kw).logits[real].float(), -1)  # (N, V) fp32
+        for name, adapters in candidates.items():
+            with apply_adapters(model, adapters):
+                logq = torch.log_softmax(model.hf(**kw).logits[real].float(), -1)
+            sums[name] += float((logp.exp() * (logp - logq)).sum(-1).clamp_min(0.0).sum())
+        count += int(real.sum())
+    return {name: total / max(count, 1) for name, total in sums.items()}
+
+
 @torch.no_grad()
 def measure_fidelity(model, vector: SteeringVector, scale: float, adapters: Sequence[Adapter],
                      batches: Sequence[TokenBatch], *, with_base: bool = True) -> dict:
@@ -242,19 +285,19 @@ def measure_fidelity(model, vector: SteeringVector, scale: float, adapters: Sequ
             p = model.hf(**kw).logits[real]  # (N, V): one steered forward gives logits and module inputs
         for adapter in adapters:
             x = inputs[adapter.module_path].double()  # (B, T, d_in)
-            target = targets[adapter.module_path].double()
+            target = targets[adapter.module_path].to(x.device, torch.float64)
             rel = (adapter.delta(x) - target).norm(dim=-1) / target.norm().clamp_min(1e-30)  # (B, T)
-            errs.append(rel[batch.keep])
-            first_errs.append(rel[batch.first])
+            errs.append(rel[batch.keep].cpu())
+            first_errs.append(rel[batch.first].cpu())
         del inputs
         with apply_adapters(model, adapters):
             q = model.hf(**kw).logits[real]
-        kl = kl_rows(p, q)  # (N,)
+        kl = kl_rows(p, q).cpu()  # (N,) float64
         kls.append(kl)
         last = (real.long().cumsum(-1) == real.sum(-1, keepdim=True)) & real  # last real token of each row
-        last_kls.append(kl[last[real]])
+        last_kls.append(kl[last[real].cpu()])
         if with_base:
-            base_kls.append(kl_rows(p, model.hf(**kw).logits[real]))
+            base_kls.append(kl_rows(p, model.hf(**kw).logits[real]).cpu())
     err, first_err, kl, last_kl = (torch.cat(t) for t in (errs, first_errs, kls, last_kls))
     out = {
         "n_sequences": sum(int(b.input_ids.shape[0]) for b in batches),

@@ -14,25 +14,28 @@ def _fmt(value) -> str:
 
 
 SERVERS_BIAS = """\
-**Serving a `bias` adapter.** The adapter stores `lora_B.bias` (PEFT `lora_bias=True`, PEFT >= 0.14).
-PEFT / transformers load it (`PeftModel.from_pretrained`). vLLM accepted LoRA bias behind `--enable-lora-bias`
-from 2024 but has since deprecated it, so check your version. llama.cpp's LoRA loader accepts only
-`lora_a`/`lora_b` tensors; for llama.cpp use `steerscope export gguf` (a control vector, exact) instead.
-Servers that reject the bias tensor need the `rank1` method."""
+**Serving a `bias` adapter: PEFT only.** The adapter stores `lora_B.bias` (PEFT `lora_bias=True`, PEFT >= 0.14).
+PEFT / transformers load and run it unmerged (`PeftModel.from_pretrained`), and that is the only place it works:
+PEFT cannot merge a LoRA bias into the base weights (`merge_and_unload` refuses it), vLLM removed its LoRA-bias
+support, and llama.cpp's `convert_lora_to_gguf.py` rejects the `lora_B.bias` tensor. To serve a vector, export it
+with `method="rank1"` (a plain LoRA) or as a llama.cpp control vector (`steerscope export gguf`, exact)."""
 
 SERVERS_RANK1 = """\
-**Serving a `rank1` adapter.** It is a plain rank-1 LoRA (no bias, no extra tensors) on a standard projection,
-so engines that serve PEFT LoRA adapters on these projections can load it (e.g. vLLM with `--enable-lora`,
-SGLang, LoRAX, or llama.cpp after its `convert_lora_to_gguf.py`; not tested here, only PEFT is).
-It is an approximation: the numbers above say how close it is."""
+**Serving a `rank1` adapter (the serving path).** It is a plain rank-1 LoRA (no bias, no extra tensors) on a
+standard projection, so engines that serve PEFT LoRA adapters on these projections can load it (e.g. vLLM with
+`--enable-lora`, SGLang, LoRAX, or llama.cpp after its `convert_lora_to_gguf.py`; only PEFT is tested here), and
+PEFT can merge it. It is an approximation: the numbers above say how close it is."""
 
 
 def render_readme(model, vector: SteeringVector, fidelity: dict) -> str:
+    from .peft_lora import base_model_source
+
     method = fidelity["method"]
+    source, hub = base_model_source(model)
     lines = [
         "# Steering vector exported as a LoRA adapter (steerscope)",
         "",
-        f"- base model: `{model.name}` ({model.model_type})",
+        f"- base model: `{model.name}` ({model.model_type}), loaded from `{source}`",
         (f"- vector: site `{vector.site}`, layers {vector.layers}, method `{vector.method}`, "
          f"scale baked in: {fidelity['scale']:g}"),
         f"- export method: **{method}** "
@@ -65,23 +68,41 @@ def render_readme(model, vector: SteeringVector, fidelity: dict) -> str:
         ]
     if fidelity.get("layers"):
         lines += ["", "## Candidate modules (validation split of the calibration prompts)", "",
-                  "| layer | candidate | module | ridge | KL mean | rel. error mean |", "| --- | --- | --- | --- | --- | --- |"]
+                  "| layer | candidate | module | ridge | KL mean | rel. error (RMS) |", "| --- | --- | --- | --- | --- | --- |"]
         for layer, entry in fidelity["layers"].items():
             for kind, c in entry["candidates"].items():
                 mark = " (kept)" if kind == entry["chosen"] else ""
                 lines.append(f"| {layer} | {kind}{mark} | `{c['module']}` | {c['ridge']:g} | "
-                             f"{_fmt(c['validation']['kl_mean'])} | {_fmt(c['validation']['rel_error_mean'])} |")
+                             f"{_fmt(c['validation'].get('kl_mean'))} | {_fmt(c['validation'].get('rel_error_rms'))} |")
     lines += [
         "",
         "## Use",
         "",
+        "`adapter_config.json` records the base model as `base_model_name_or_path`, so PEFT finds it by itself:",
+        "",
+        "```python",
+        "from peft import AutoPeftModelForCausalLM",
+        "model = AutoPeftModelForCausalLM.from_pretrained('THIS_DIRECTORY')   # loads the base, then the adapter",
+        "```",
+        "",
+        "or with the base model loaded yourself:",
+        "",
         "```python",
         "from peft import PeftModel",
         "from transformers import AutoModelForCausalLM",
-        f"base = AutoModelForCausalLM.from_pretrained({model.name!r})",
+        f"base = AutoModelForCausalLM.from_pretrained({source!r})",
         "model = PeftModel.from_pretrained(base, 'THIS_DIRECTORY')",
         "```",
         "",
+    ]
+    if hub is not None:
+        lines += [
+            (f"`{source}` is steerscope's local copy of the embedded model (the Q4_1 GGUF of `{hub}`, "
+             f"dequantised). On another machine use `{hub}` as the base: the module names are the same, the "
+             "weights differ by the quantisation, so the fidelity above holds only approximately there."),
+            "",
+        ]
+    lines += [
         SERVERS_BIAS if method == "bias" else SERVERS_RANK1,
         "",
         "`fidelity.json` holds every number above; `steerscope_vector.safetensors` is the source vector.",

@@ -134,7 +134,11 @@ def _rank1_adapter(target: Target, v: torch.Tensor, b: torch.Tensor) -> Adapter:
 
 
 def _fit_rank1(model, vector, scale, targets, fit_batches, val_batches) -> tuple[dict[int, Adapter], dict]:
-    """Fit b for every candidate, then keep per layer the candidate with the lowest validation KL."""
+    """Fit b for every candidate, then keep per layer the candidate with the lowest validation KL.
+
+    One early-stopped forward per calibration batch records every candidate's input; the validation KL of all
+    candidates shares one vector-steered forward per batch (``lora_fit.candidate_kls``).
+    """
     from tqdm.auto import tqdm
 
     candidates = [t for ts in targets.values() for t in ts]
@@ -152,23 +156,50 @@ def _fit_rank1(model, vector, scale, targets, fit_batches, val_batches) -> tuple
     for layer, ts in targets.items():
         v = vector.directions[layer].double() * scale
         single = SteeringVector({layer: vector.directions[layer]}, vector.site)
-        layer_report = {}
+        layer_report, adapters = {}, {}
         for t in ts:
             b, ridge, scores = lora_fit.fit_readout(fit[t.module_path], val[t.module_path])
-            adapter = _rank1_adapter(t, v, b)
-            check = lora_fit.measure_fidelity(model, single, scale, [adapter], val_batches or fit_batches,
-                                              with_base=False)
+            adapters[t.kind] = _rank1_adapter(t, v, b)
+            check = val[t.module_path] if val[t.module_path].n else fit[t.module_path]
             layer_report[t.kind] = {"module": t.module_path, "exact_site": t.exact_site, "ridge": ridge,
                                     "validation_mse_by_ridge": scores,
-                                    "validation": check, "_adapter": adapter}
-        best = min(layer_report, key=lambda k: layer_report[k]["validation"]["kl_mean"])
-        chosen[layer] = layer_report[best]["_adapter"]
-        for entry in layer_report.values():
-            entry.pop("_adapter")
+                                    "validation": {"rel_error_rms": math.sqrt(max(check.mse(b), 0.0))}}
+        if len(ts) > 1:
+            kls = lora_fit.candidate_kls(model, single, scale, {k: [a] for k, a in adapters.items()},
+                                         val_batches or fit_batches)
+            for kind, kl in kls.items():
+                layer_report[kind]["validation"]["kl_mean"] = kl
+            best = min(kls, key=kls.get)
+        else:
+            best = ts[0].kind
+        chosen[layer] = adapters[best]
         report[str(layer)] = {"chosen": best, "candidates": layer_report}
-        log.info("layer %d: kept %s (validation KL %.3g)", layer, layer_report[best]["module"],
-                 layer_report[best]["validation"]["kl_mean"])
+        log.info("layer %d: kept %s (validation %s)", layer, layer_report[best]["module"],
+                 layer_report[best]["validation"])
     return chosen, report
+
+
+# the Hub repository the embedded model (a dequantised Q4_1 GGUF of it) comes from
+EMBEDDED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+def base_model_source(model) -> tuple[str, str | None]:
+    """(what ``from_pretrained`` should load as the base: the Hub id or directory the model was loaded from,
+    a Hub id to use elsewhere or None).
+
+    transformers records the argument of ``from_pretrained`` as ``name_or_path``; for a GGUF file steerscope loads
+    its converted cache directory, which resolves on this machine only, so the README also names the Hub id of the
+    embedded model. Models built in memory (``from_config``) have no source: their display name is used.
+    """
+    from ..models.load import DEFAULT_MODEL_NAME
+
+    source = str(getattr(model.hf, "name_or_path", "") or getattr(model.hf.config, "_name_or_path", "") or "")
+    hub = EMBEDDED_HUB_ID if model.name == DEFAULT_MODEL_NAME else None
+    if not source:
+        return model.name, hub
+    if source.startswith(("/", ".", "~")) and Path(source).expanduser().exists():
+        source = str(Path(source).expanduser().resolve())
+    return source, hub
 
 
 def _save_adapter(model, adapters: dict[int, Adapter], method: str, out: Path) -> None:
@@ -180,7 +211,7 @@ def _save_adapter(model, adapters: dict[int, Adapter], method: str, out: Path) -
     config = LoraConfig(
         r=1, lora_alpha=1, lora_dropout=0.0, bias="none", lora_bias=(method == "bias"),
         target_modules=sorted(paths), fan_in_fan_out=fan_in_fan_out == {True}, task_type="CAUSAL_LM",
-        base_model_name_or_path=model.name, inference_mode=True,
+        base_model_name_or_path=base_model_source(model)[0], inference_mode=True,
     )
     config.save_pretrained(str(out))
     tensors = {}
@@ -218,7 +249,7 @@ def export_lora(
     heldout_prompts: Sequence[str] | None = None,
     new_tokens: int = 24,
     chat: bool = True,
-    batch_size: int = 16,
+    batch_size: int = 64,
     evaluate: bool = True,
 ) -> LoraExport:
     """Write ``scale * vector`` as a PEFT LoRA adapter directory and measure how faithfully it reproduces steering.
@@ -234,6 +265,7 @@ def export_lora(
         new_tokens: greedy tokens generated under the vector after each prompt, so statistics and fidelity also
             cover generated text (0: prompts only).
         chat: apply the chat template to prompts.
+        batch_size: sequences per generate/forward pass (the default covers the shipped calibration set in one pass).
         evaluate: measure fidelity on the held-out prompts (README and fidelity.json report it).
 
     Returns:
@@ -269,8 +301,9 @@ def export_lora(
         if len(calibration) < 2:
             raise InvalidArgumentError("rank1 export needs at least 2 calibration prompts (a few dozen is better)")
         n_val = max(1, len(calibration) // 5)  # a fifth of the prompts choose the ridge and the module
-        adapters, fidelity["layers"] = _fit_rank1(model, vector, scale, targets, batches(calibration[n_val:]),
-                                                  batches(calibration[:n_val]))
+        # one generate pass over all calibration prompts; its first n_val sequences are the validation split
+        val_batches, fit_batches = lora_fit.split_rows(batches(calibration), n_val)
+        adapters, fidelity["layers"] = _fit_rank1(model, vector, scale, targets, fit_batches, val_batches)
         fidelity["n_calibration_prompts"] = len(calibration)
     if evaluate:
         if not heldout:

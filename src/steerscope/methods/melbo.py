@@ -7,8 +7,10 @@ the change they cause at ``resid_post[target]``:
 
 The norm is per token, as in the paper (the public reference code takes the norm over the token axis, which
 differs for p ≠ 2). Only blocks source+1..target are replayed each step (``LayerReplay``): no earlier blocks, no
-later blocks, no LM head. AdamW (amsgrad) steps on the sphere: project the gradient onto the tangent space and the
-complement of earlier vectors, step, retract to norm R.
+later blocks, no LM head. The default step rule is a trust region on the sphere (``_trust_region_block``): each
+vector turns by an adaptive angle along its projected gradient and a step that would lower its objective is
+refused, so no learning rate is needed and the objective never falls. With ``lr=`` it is the reference's AdamW
+(amsgrad): project the gradient onto the tangent space and the complement of earlier vectors, step, retract to R.
 """
 
 from __future__ import annotations
@@ -56,21 +58,30 @@ class MelboObjective:
             k = int(str(target_positions).removeprefix("last:"))
             if k < 1:
                 raise InvalidArgumentError("target_positions must be 'all' or a positive number of last tokens")
-            self.token_mask = real & (torch.arange(ids.shape[1]) >= ids.shape[1] - k)[None]
+            positions = torch.arange(ids.shape[1], device=real.device)
+            self.token_mask = real & (positions >= ids.shape[1] - k)[None]
         with torch.no_grad():
-            self.z0 = self.replay.run(self.replay.hidden)  # (B, T, D)
+            self.z0 = self.replay.run(self.replay.hidden)  # (B, T, D), model dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.replay.hidden.device
 
     @property
     def d_model(self) -> int:
         return int(self.z0.shape[-1])
 
     def __call__(self, thetas: Tensor) -> Tensor:
+        """Objective of each row of ``thetas`` (k, D), fp32 (k,). θ may be an fp32 master copy on any device: it is
+        moved to the replay's device and cast to the model dtype where it enters the residual stream."""
         k = thetas.shape[0]
+        hidden0 = self.replay.hidden  # (B, T, D), model dtype
         # LayerReplay tiles prompts as [p0..pB−1, p0..pB−1, ...]: row i·B + b is vector i on prompt b.
         # θ is added at every position, padding included (padding is masked out of attention and the objective).
-        hidden = self.replay.hidden.repeat(k, 1, 1) + thetas.repeat_interleave(self.batch, 0)[:, None, :]
-        z = self.replay.run(hidden)  # (k·B, T, D)
-        sq = (z - self.z0.repeat(k, 1, 1)).pow(2).sum(-1).clamp_min(1e-30)  # (k·B, T); clamp keeps grads finite
+        shift = thetas.to(hidden0.device, hidden0.dtype).repeat_interleave(self.batch, 0)[:, None, :]
+        z = self.replay.run(hidden0.repeat(k, 1, 1) + shift)  # (k·B, T, D)
+        diff = z.float() - self.z0.float().repeat(k, 1, 1)  # the objective accumulates in fp32
+        sq = diff.pow(2).sum(-1).clamp_min(1e-30)  # (k·B, T); clamp keeps grads finite
         per_token = torch.where(self.token_mask.repeat(k, 1), sq.pow(self.power / 2), torch.zeros_like(sq))
         per_prompt = per_token.sum(-1).pow(1.0 / self.q)  # (k·B,)
         return per_prompt.view(k, self.batch).sum(-1)
@@ -87,25 +98,44 @@ class MelboResult:
     radius: float
     out_dir: Path | None = None
     radius_sweep: list[dict] = field(default_factory=list)
+    random_band: tuple[float, float] = (math.nan, math.nan)  # min and max objective of the random vectors
+    heldout_kl: list[float] = field(default_factory=list)  # per vector: next-token KL(steered ‖ unsteered), nats
+    stop_reason: str = "num_vectors"  # or "min_ratio": the last vectors were within min_ratio × random
+
+    @property
+    def ratios(self) -> list[float]:
+        """Each vector's final objective as a multiple of the random level (≈ 1: indistinguishable from random)."""
+        return [o / max(self.random_objective, 1e-30) for o in self.objectives]
 
 
 def _adamw(params: list[Tensor], lr: float) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.98), amsgrad=True, weight_decay=0.0)
 
 
-def _init(gen_seed: int, k: int, d: int, basis: Tensor | None, radius: float) -> Tensor:
+def _init(gen_seed: int, k: int, d: int, basis: Tensor | None, radius: float,
+          device: torch.device | str | None = None) -> Tensor:
+    """k seeded random fp32 rows of norm R, orthonormal to each other and to ``basis``, on ``device``.
+
+    Drawn on the CPU (the same numbers on every device, so runs and resumes are reproducible), then moved.
+    """
     g = torch.Generator().manual_seed(gen_seed)
-    theta = remove_span(torch.randn(k, d, generator=g), basis)
+    device = basis.device if basis is not None and device is None else device
+    theta = remove_span(torch.randn(k, d, generator=g).to(device), basis)
     return radius * (orthonormal_rows(theta) if k > 1 else theta / theta.norm())
 
 
 def train_block(objective: MelboObjective, init: Tensor, basis: Tensor | None, *, radius: float, steps: int,
-                lr: float, tol: float = 0.0, patience: int = 25, progress=None) -> tuple[Tensor, list[list[float]]]:
+                lr: float | None = None, tol: float = 0.0, patience: int = 25, progress=None
+                ) -> tuple[Tensor, list[list[float]]]:
     """Optimise k vectors (rows of ``init``) jointly; k = 1 is the sequential mode's single vector.
 
-    Returns the final vectors (k, D) and the per-step objective of each vector.
+    ``lr=None`` uses the default step rule (``_trust_region_block``); a number uses AdamW with that learning rate
+    (the reference's optimiser). Returns the final vectors (k, D) and the per-step objective of each vector.
     """
-    theta = init.clone().requires_grad_(True)
+    if lr is None:
+        return _trust_region_block(objective, init, basis, radius=radius, steps=steps, tol=tol,
+                                   patience=min(patience, 10), progress=progress)
+    theta = init.detach().float().clone().requires_grad_(True)  # fp32 master copy, (k, D)
     optimizer = _adamw([theta], lr)
     history: list[list[float]] = [[] for _ in range(theta.shape[0])]
     best = -math.inf
@@ -144,13 +174,123 @@ def train_block(objective: MelboObjective, init: Tensor, basis: Tensor | None, *
     return theta.detach(), history
 
 
-def random_baseline(objective: MelboObjective, radius: float, n: int = 8, seed: int = 12345) -> float:
-    """Mean objective of n random vectors of norm R (MELBO with 0 steps)."""
+# the default step rule's constants (bench/bench_melbo.py measures them): first angle, growth on an accepted step,
+# shrink on a rejected one, largest and smallest angle (radians)
+ANGLE_START, ANGLE_GROW, ANGLE_SHRINK, ANGLE_MAX, ANGLE_MIN = 0.25, 1.5, 0.5, 0.8, 1e-3
+
+
+def _trust_region_block(objective: MelboObjective, init: Tensor, basis: Tensor | None, *, radius: float,
+                        steps: int, tol: float, patience: int, progress=None) -> tuple[Tensor, list[list[float]]]:
+    """The default MELBO step rule: monotone gradient ascent on the sphere with an adaptive angle per vector.
+
+    Each step row i turns by its own angle α_i along a unit direction d_i: its gradient, projected orthogonal to the
+    basis, to every row of the block and to d_0..d_{i−1} (``_ascent_directions``). Each row's objective then rises
+    to first order, and because the d_i are orthonormal and orthogonal to the block, the turned rows are exactly
+    orthonormal whatever the angles (the retraction only removes rounding). A row keeps its step only if its objective did not fall; then its α_i grows by
+    ``ANGLE_GROW`` (up to ``ANGLE_MAX``), otherwise the row stays where it was and α_i shrinks by ``ANGLE_SHRINK``
+    (a trust region on the angle: scale-free, so the same rule works for any R, d_model and objective size; no
+    learning rate to tune). Stops after ``steps`` evaluations, when every α_i is below ``ANGLE_MIN``, or
+    (``tol`` > 0) when the summed objective rose by less than the fraction ``tol`` over the last ``patience``
+    evaluations.
+
+    The recorded curve is the objective of the kept θ after every evaluation (plus a final exact evaluation).
+    """
+    theta = init.detach().float().clone()  # fp32 master copy, (k, D)
+    k = theta.shape[0]
+    history: list[list[float]] = [[] for _ in range(k)]
+
+    def evaluate(t: Tensor) -> tuple[Tensor, Tensor]:
+        t = t.clone().requires_grad_(True)
+        obj = objective(t)  # (k,) fp32
+        (grad,) = torch.autograd.grad(obj.sum(), t)
+        return obj.detach(), grad
+
+    def record(values: Tensor) -> None:
+        for i, v in enumerate(values.tolist()):
+            history[i].append(v)
+        totals.append(float(values.sum()))
+
+    totals: list[float] = []
+    current, grad = evaluate(theta)
+    record(current)
+    angles = torch.full((k, 1), ANGLE_START, device=theta.device)  # (k, 1) radians
+    evaluations, exact = 0, True
+    while evaluations < steps and float(angles.max()) >= ANGLE_MIN:
+        direction, movable = _ascent_directions(grad, theta / radius, basis)
+        if not bool(movable.any()):
+            break  # a stationary point
+        step = torch.where(movable[:, None], angles, torch.zeros_like(angles))
+        moved = torch.cos(step) * theta + (torch.sin(step) * radius) * direction
+        trial = _retract(moved, basis, radius)
+        value, trial_grad = evaluate(trial)
+        evaluations += 1
+        # a row whose objective is unchanged up to rounding does not count as falling
+        keep = value >= current - 1e-6 * current.abs()  # (k,)
+        if bool(keep.all()):
+            theta, current, grad, exact = trial, value, trial_grad, True
+        elif bool(keep.any()):
+            rows = keep[:, None]
+            theta = _retract(torch.where(rows, trial, theta), basis, radius)
+            current = torch.where(keep, value, current)
+            grad = torch.where(rows, trial_grad, grad)
+            exact = False
+        angles = torch.where(keep[:, None], (angles * ANGLE_GROW).clamp_max(ANGLE_MAX), angles * ANGLE_SHRINK)
+        record(current)
+        if progress is not None:
+            progress.update(k)
+        if tol > 0 and len(totals) > patience and totals[-1] <= totals[-1 - patience] * (1 + tol):
+            break
+    if not exact:
+        with torch.no_grad():
+            record(objective(theta))
+    log.debug("block of %d: %d evaluations, final angles %s", k, evaluations, angles.squeeze(-1).tolist())
+    return theta, history
+
+
+def _ascent_directions(grad: Tensor, frame: Tensor, basis: Tensor | None) -> tuple[Tensor, Tensor]:
+    """Unit ascent directions (k, D) for a block with orthonormal rows ``frame`` (k, D), and which rows can move (k,).
+
+    Row i's direction is its gradient minus its components along ``basis``, the block and the directions of rows
+    0..i−1 (Gram–Schmidt in row order: earlier rows, like earlier vectors in sequential mode, get priority). A row
+    whose remaining gradient is negligible does not move this step.
+    """
+    free = remove_span(remove_span(grad, basis), frame)  # (k, D)
+    scale = free.norm(dim=-1).max().clamp_min(1e-30)
+    out, done, movable = [], None, []
+    for row in free:
+        row = remove_span(row[None], done)[0]
+        norm = row.norm()
+        ok = bool(norm > 1e-6 * scale)
+        movable.append(ok)
+        unit = row / norm if ok else torch.zeros_like(row)
+        out.append(unit)
+        if ok:
+            done = unit[None] if done is None else torch.cat([done, unit[None]])
+    return torch.stack(out), torch.tensor(movable, device=grad.device)
+
+
+def _retract(moved: Tensor, basis: Tensor | None, radius: float) -> Tensor:
+    """Rows of ``moved`` (k, D) back onto the constraint set: orthogonal to ``basis``, orthonormal, norm R."""
+    moved = remove_span(moved, basis)
+    if moved.shape[0] > 1:
+        return radius * orthonormal_rows(moved)
+    return radius * moved / moved.norm(dim=-1, keepdim=True)
+
+
+def random_objectives(objective: MelboObjective, radius: float, n: int = 16, seed: int = 12345) -> list[float]:
+    """Objectives of n seeded random vectors of norm R (MELBO with 0 steps): the level and band a trained vector
+    must clear to mean anything."""
     g = torch.Generator().manual_seed(seed)
-    thetas = torch.randn(n, objective.d_model, generator=g)
+    thetas = torch.randn(n, objective.d_model, generator=g).to(objective.device)  # fp32 (n, D)
     thetas = radius * thetas / thetas.norm(dim=-1, keepdim=True)
     with torch.no_grad():
-        return float(objective(thetas).mean())
+        return objective(thetas).tolist()
+
+
+def random_baseline(objective: MelboObjective, radius: float, n: int = 8, seed: int = 12345) -> float:
+    """Mean objective of n random vectors of norm R (MELBO with 0 steps)."""
+    values = random_objectives(objective, radius, n, seed)
+    return sum(values) / len(values)
 
 
 def auto_radius(objective: MelboObjective, *, radii: list[float] | None = None, probe_vectors: int = 2,
@@ -170,7 +310,7 @@ def auto_radius(objective: MelboObjective, *, radii: list[float] | None = None, 
     radii = radii or [typical * f for f in (0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5)]
     rows = []
     for radius in tqdm(radii, desc="radius sweep"):
-        init = _init(seed, probe_vectors, objective.d_model, None, radius)
+        init = _init(seed, probe_vectors, objective.d_model, None, radius, objective.device)
         _, history = train_block(objective, init, None, radius=radius, steps=probe_steps, lr=lr * radius / 4)
         trained = sum(h[-1] for h in history) / len(history)
         rows.append({"radius": radius, "objective": trained, "random_objective": random_baseline(objective, radius),
@@ -184,9 +324,12 @@ def auto_radius(objective: MelboObjective, *, radii: list[float] | None = None, 
     return rows[knee]["radius"], rows
 
 
+DEFAULT_PROMPTS = 8  # the first 8 of the shipped data/melbo_prompts.jsonl (16 varied chat prompts)
+
+
 def melbo(
     model,
-    prompts: list[str],
+    prompts: list[str] | None = None,
     *,
     source_layer: int | None = None,
     target_layer: int | None = None,
@@ -200,12 +343,15 @@ def melbo(
     mode: str = "sequential",
     block_size: int = 4,
     lr: float | None = None,
-    tol: float = 0.0,
+    tol: float = 1e-3,
+    min_ratio: float | None = None,
+    min_ratio_patience: int = 3,
     seed: int = 0,
     chat: bool = True,
     out_dir: str | os.PathLike | None = None,
     resume: bool = False,
     heldout_prompts: list[str] | None = None,
+    heldout_kl: bool = True,
     sample_tokens: int = 40,
     report: bool = True,
     progress: bool = True,
@@ -213,7 +359,9 @@ def melbo(
     """Discover steering vectors without labels (MELBO).
 
     Args:
-        prompts: training prompts (chat-formatted when ``chat`` and the tokenizer has a template).
+        prompts: training prompts (chat-formatted when ``chat`` and the tokenizer has a template). Default: the
+            first 8 of the shipped ``melbo_prompts`` set (varied chat prompts: more prompts constrain each
+            direction to change many contexts, so later vectors stay distinct from random ones for longer).
         source_layer / target_layer: block indices; θ is added at ``resid_post[source]``, the change is read at
             ``resid_post[target]``. Default ≈ 1/4 and ≈ 3/4 depth.
         radius: ‖θ‖, or ``"auto"`` (see ``auto_radius``).
@@ -221,11 +369,20 @@ def melbo(
         target_positions: ``"all"`` tokens or the last k (int) tokens of each prompt.
         mode: ``sequential`` (one vector at a time, each orthogonal to the earlier ones) or ``parallel`` (blocks of
             ``block_size`` vectors trained jointly with orthonormal rows; blocks orthogonal to earlier blocks).
-        steps: optimisation steps per vector/block; 0 gives random vectors (the baseline).
-        lr: AdamW learning rate; default 1e-3 · (R / 4) · (300 / steps) — exactly the reference's 1e-3 at its
-            usual R = 4 and 300 steps, scaled with R (so the angle turned per step does not depend on the radius) and
-            inversely with the step budget (so short runs cover the same distance on the sphere).
-        tol: stop a vector early when the objective has not improved by this fraction for 25 steps (0 = never).
+        steps: at most this many objective evaluations per vector (block); 0 gives random vectors (the baseline).
+        lr: ``None`` (default): the trust-region step rule (``_trust_region_block``): each vector turns on the
+            sphere by an angle that grows while its objective rises and halves when a step would lower it, so the
+            objective never falls, no learning rate needs tuning, and with ``tol`` the run stops at a plateau. On
+            the embedded model it reaches the reference's 300-step objective in 3 evaluations
+            (bench/bench_melbo.py). A number: AdamW with that learning rate (the reference's optimiser; in parallel
+            mode large rates make vectors trade objective between them).
+        tol: stop a vector (block) when its summed objective rose by less than this fraction over the last 10
+            evaluations (25 with AdamW); 0 = run all ``steps``.
+        min_ratio: stop the run early once ``min_ratio_patience`` vectors in a row end below ``min_ratio`` × the
+            random level (e.g. 3.0): later vectors would be indistinguishable from random ones. None: never.
+        heldout_prompts: prompts for the samples and the held-out KL (default: a few shipped chat prompts).
+        heldout_kl: measure each vector's next-token KL(steered ‖ unsteered) at the first generated token of the
+            held-out prompts (``result.heldout_kl``; in vectors.csv as ``heldout_kl``).
         out_dir: run directory (vectors, config, losses, samples, plots); checkpointed after every vector/block.
         resume: continue an interrupted run in ``out_dir`` (same settings give the same vectors).
 
@@ -236,6 +393,13 @@ def melbo(
     """
     from tqdm.auto import tqdm
 
+    from ..data import load_prompts
+
+    prompts = list(prompts) if prompts is not None else load_prompts("melbo_prompts")[:DEFAULT_PROMPTS]
+    if not prompts:
+        raise InvalidArgumentError("give at least one training prompt (or None for the shipped melbo_prompts)")
+    if min_ratio is not None and not (min_ratio > 0 and min_ratio_patience >= 1):
+        raise InvalidArgumentError("min_ratio must be positive (e.g. 3.0) and min_ratio_patience at least 1")
     if mode not in ("sequential", "parallel"):
         raise InvalidArgumentError(f"mode must be 'sequential' or 'parallel', got {mode!r}")
     if num_vectors < 1 or steps < 0:
@@ -247,10 +411,10 @@ def melbo(
     target_layer = default_target if target_layer is None else model.check_layer(target_layer)
     objective = MelboObjective(model, list(prompts), source_layer, target_layer, power=power, q=q,
                                target_positions=target_positions, chat=chat)
-    settings = dict(prompts=list(prompts), source_layer=source_layer, target_layer=target_layer,
+    settings = dict(prompts=list(prompts), source_layer=source_layer, target_layer=target_layer,  # noqa: C408
                     num_vectors=num_vectors, radius=radius, power=power, q=q, target_positions=target_positions,
                     steps=steps, orthogonal=orthogonal, mode=mode, block_size=block_size, lr=lr, tol=tol, seed=seed,
-                    chat=chat)
+                    chat=chat, min_ratio=min_ratio, min_ratio_patience=min_ratio_patience)
     config = run_config(model, "melbo", settings)
     run_dir, resuming = open_run(out_dir, config, resume=resume, keys=list(settings))
 
@@ -267,38 +431,80 @@ def melbo(
     radius = float(radius)
     if not math.isfinite(radius) or radius <= 0:
         raise InvalidArgumentError(f"radius must be a positive number or 'auto', got {radius}")
-    lr = 1e-3 * (radius / 4) * (300 / max(steps, 1)) if lr is None else float(lr)
-    config = {**config, "radius": radius, "lr": lr}  # resolved values go into vector metadata and summary.json
+    lr = None if lr is None else float(lr)
+    config = {**config, "radius": radius, "lr": lr if lr is not None else "trust_region"}  # resolved values go into vector metadata and summary.json
 
+    randoms = random_objectives(objective, radius)
+    random_level = sum(randoms) / len(randoms)
     vectors, losses = load_vector_checkpoint(run_dir) if resuming else ([], [])
     k = block_size if mode == "parallel" else 1
     bar = tqdm(total=num_vectors * steps, initial=len(vectors) * steps, desc="melbo", disable=not progress)
+    stop_reason = "num_vectors"
+
+    def near_random() -> bool:
+        if min_ratio is None or len(losses) < min_ratio_patience:
+            return False
+        return all(h[-1] < min_ratio * random_level for h in losses[-min_ratio_patience:])
+
     while len(vectors) < num_vectors:
+        if near_random():
+            stop_reason = "min_ratio"
+            log.info("stopped after %d vectors: the last %d are within %.3gx the random level", len(vectors),
+                     min_ratio_patience, min_ratio)
+            break
         index = len(vectors)
         size = min(k, num_vectors - index)
         # rebuilt from the saved vectors every time, so a resumed run computes exactly what an uninterrupted one does
-        basis = extend_basis(None, torch.stack(vectors)) if vectors and orthogonal else None
-        init = _init(seed * 1_000_003 + index, size, model.d_model, basis if orthogonal else None, radius)
+        basis = (extend_basis(None, torch.stack(vectors).to(objective.device).float())
+                 if vectors and orthogonal else None)
+        init = _init(seed * 1_000_003 + index, size, model.d_model, basis if orthogonal else None, radius,
+                     objective.device)
         found, history = train_block(objective, init, basis if orthogonal else None, radius=radius, steps=steps,
                                      lr=lr, tol=tol, progress=bar)
-        vectors.extend(found)
+        bar.update(max(0, size * steps - sum(len(h) - 1 for h in history)))  # an early stop skips the rest
+        vectors.extend(found.cpu())
         losses.extend(history)
         if run_dir:
             save_vector_checkpoint(run_dir, _as_set(model, vectors, config), losses)
     bar.close()
+    if stop_reason == "num_vectors" and len(vectors) < num_vectors:
+        stop_reason = "min_ratio"
     objectives = [h[-1] for h in losses]
     result = MelboResult(
         vectors=_as_set(model, vectors, config),
         losses=losses,
         objectives=objectives,
-        random_objective=random_baseline(objective, radius),
+        random_objective=random_level,
         radius=radius,
         out_dir=run_dir,
         radius_sweep=sweep_rows,
+        random_band=(min(randoms), max(randoms)),
+        stop_reason=stop_reason,
     )
+    heldout_prompts = list(heldout_prompts) if heldout_prompts is not None else None
+    if heldout_kl:
+        result.heldout_kl = _heldout_kl(model, result.vectors, heldout_prompts, chat, progress)
+    near = sum(r < 3.0 for r in result.ratios)
+    if near:
+        log.warning("%d of %d vectors end within 3x the random level (ratios %s); they are hard to tell from "
+                    "random directions", near, len(objectives), ", ".join(f"{r:.2f}" for r in result.ratios))
     if run_dir:
         _write_outputs(model, result, list(prompts), heldout_prompts, sample_tokens, chat, report)
     return result
+
+
+def _heldout_kl(model, vectors: VectorSet, prompts: list[str] | None, chat: bool, progress: bool) -> list[float]:
+    """Next-token KL(steered ‖ unsteered) at the first generated token of each held-out prompt, mean per vector.
+
+    Uses the project's one batched KL (evaluate.kl), imported lazily like MELBO-ortho's analysis: it measures the
+    vectors, it does not make them.
+    """
+    from ..evaluate.kl import kl_divergence
+    from ..samples import default_heldout_prompts
+
+    prompts = prompts if prompts is not None else default_heldout_prompts()
+    kl = kl_divergence(model, vectors, prompts, chat=chat, progress=progress)
+    return [float(x) for x in kl]
 
 
 def _as_set(model, vectors: list[Tensor], config: dict) -> VectorSet:
@@ -309,19 +515,28 @@ def _as_set(model, vectors: list[Tensor], config: dict) -> VectorSet:
 
 
 def _write_outputs(model, result: MelboResult, prompts, heldout, sample_tokens, chat, report) -> None:
-    from ..report.plots import plot_losses, plot_radius_sweep
+    from ..report.plots import plot_losses, plot_objective_vs_index, plot_radius_sweep
     from ..samples import default_heldout_prompts, write_samples
 
     run_dir = result.out_dir
     norms = result.vectors.norms().tolist()
-    write_csv(run_dir / "vectors.csv", [
-        {"index": i, "norm": norms[i], "objective": obj, "objective_vs_random": obj / max(result.random_objective, 1e-30)}
-        for i, obj in enumerate(result.objectives)
-    ])
+    rows = []
+    for i, obj in enumerate(result.objectives):
+        row = {"index": i, "norm": norms[i], "objective": obj, "objective_vs_random": result.ratios[i]}
+        if result.heldout_kl:
+            row["heldout_kl"] = result.heldout_kl[i]
+        rows.append(row)
+    write_csv(run_dir / "vectors.csv", rows)
     write_json(run_dir / "summary.json", {"radius": result.radius, "lr": result.vectors.meta.method_config.get("lr"),
                                           "random_objective": result.random_objective,
-                                          "objectives": result.objectives, "num_vectors": len(result.vectors)})
+                                          "random_band": list(result.random_band),
+                                          "objectives": result.objectives, "objective_vs_random": result.ratios,
+                                          "heldout_kl": result.heldout_kl,
+                                          "vectors_above_3x_random": sum(r >= 3.0 for r in result.ratios),
+                                          "stop_reason": result.stop_reason, "num_vectors": len(result.vectors)})
     plot_losses(result.losses, run_dir / "plots" / "loss_curves.png", random_level=result.random_objective)
+    plot_objective_vs_index(result.objectives, result.random_objective, result.random_band,
+                            run_dir / "plots" / "objective_vs_index.png", heldout_kl=result.heldout_kl)
     if result.radius_sweep:
         plot_radius_sweep(result.radius_sweep, run_dir / "plots" / "radius_sweep.png")
     heldout = heldout if heldout is not None else default_heldout_prompts()

@@ -38,15 +38,18 @@ class MeanMatchObjective:
         ids, mask = tokenize(model, prompts, chat=chat)
         self.replay = LayerReplay(model, ids, mask, start=source_layer + 1, end=target_layer)
         self.batch = ids.shape[0]
-        self.weights = (mask / mask.sum(-1, keepdim=True))[..., None]  # (B, T, 1): mean over real tokens
+        mask = mask.float()
+        self.weights = (mask / mask.sum(-1, keepdim=True))[..., None]  # (B, T, 1) fp32: mean over real tokens
         with torch.no_grad():
-            self.target = self._means(base[None])  # (B, D)
+            self.target = self._means(base[None])  # (B, D) fp32
 
     def _means(self, thetas: Tensor) -> Tensor:
+        """Token means at the target layer (k·B, D) in fp32; θ (k, D) is cast to the model dtype where it enters."""
         k = thetas.shape[0]
-        hidden = self.replay.hidden.repeat(k, 1, 1) + thetas.repeat_interleave(self.batch, 0)[:, None, :]
-        z = self.replay.run(hidden)  # (k·B, T, D)
-        return (z * self.weights.repeat(k, 1, 1)).sum(1)  # (k·B, D)
+        hidden0 = self.replay.hidden  # (B, T, D), model dtype
+        shift = thetas.to(hidden0.device, hidden0.dtype).repeat_interleave(self.batch, 0)[:, None, :]
+        z = self.replay.run(hidden0.repeat(k, 1, 1) + shift)  # (k·B, T, D)
+        return (z.float() * self.weights.to(z.device).repeat(k, 1, 1)).sum(1)  # (k·B, D)
 
     def __call__(self, thetas: Tensor) -> Tensor:
         k = thetas.shape[0]
@@ -72,9 +75,11 @@ def _train_block(objective: MeanMatchObjective, base: Tensor, basis: Tensor, siz
     θ₀ itself lies in the basis, so the projected start is ~0; a tiny seeded perturbation (1e-3·‖θ₀‖/√D per
     coordinate) breaks the symmetry between the rows of a block.
     """
-    g = torch.Generator().manual_seed(seed)
-    noise = torch.randn(size, base.shape[-1], generator=g) * (1e-3 * float(base.norm()) / base.shape[-1] ** 0.5)
-    theta = gram_schmidt_rows(remove_span(base + noise, basis), basis).requires_grad_(True)
+    g = torch.Generator().manual_seed(seed)  # drawn on the CPU: the same numbers on every device
+    noise = torch.randn(size, base.shape[-1], generator=g).to(base.device)
+    noise = noise * (1e-3 * float(base.norm()) / base.shape[-1] ** 0.5)
+    # fp32 master copy (k, D) on the model's device
+    theta = gram_schmidt_rows(remove_span(base.float() + noise, basis), basis).float().requires_grad_(True)
     optimizer = torch.optim.Adam([theta], lr=lr)
     history: list[list[float]] = [[] for _ in range(size)]
     for _ in range(steps):
@@ -156,7 +161,7 @@ def melbo_ortho(
         raise InvalidArgumentError(f"num_vectors must be between 1 and d_model − 1 = {model.d_model - 1}")
     theta0 = base_vector.directions[layer].float().to(model.device)
     objective = MeanMatchObjective(model, list(prompts), theta0, source_layer, target_layer, chat)
-    settings = dict(prompts=list(prompts), source_layer=source_layer, target_layer=target_layer,
+    settings = dict(prompts=list(prompts), source_layer=source_layer, target_layer=target_layer,  # noqa: C408
                     num_vectors=num_vectors, steps=steps, lr=lr, block_size=block_size, collapse_ratio=collapse_ratio,
                     base_norm=float(theta0.norm()), seed=seed, chat=chat)
     config = run_config(model, "melbo_ortho", settings)
@@ -168,11 +173,11 @@ def melbo_ortho(
     floor = collapse_ratio * float(theta0.norm())
     bar = tqdm(total=num_vectors * steps, initial=len(vectors) * steps, desc="melbo-ortho", disable=not progress)
     while len(vectors) < num_vectors and not _collapsed(vectors, floor, collapse_patience):
-        basis = extend_basis(None, torch.stack([theta0, *vectors]))
+        basis = extend_basis(None, torch.stack([theta0, *(v.to(theta0.device) for v in vectors)]).float())
         size = min(block_size, num_vectors - len(vectors))
         found, history = _train_block(objective, theta0, basis, size, steps=steps, lr=lr,
                                       seed=seed * 1_000_003 + len(vectors), progress=bar)
-        vectors.extend(found)
+        vectors.extend(found.cpu())
         losses.extend(history)
         if run_dir:
             save_vector_checkpoint(run_dir, _as_set(model, vectors, source_layer, config), losses)

@@ -32,6 +32,37 @@ def plot_losses(losses: list[list[float]], path: Path, *, random_level: float | 
     return save_figure(fig, path)
 
 
+def plot_objective_vs_index(objectives: list[float], random_level: float, random_band: tuple[float, float],
+                            path: Path, *, heldout_kl: list[float] | None = None, multiples: tuple[float, ...] = (3.0,)
+                            ) -> Path:
+    """MELBO: each vector's final objective against its index (log scale), over the band of random vectors' objectives
+    (shaded) and k × the random level (dotted): vectors near the band are indistinguishable from random ones. With
+    ``heldout_kl`` a second panel shows each vector's KL to the unsteered model on held-out prompts."""
+    plt = _pyplot()
+    rows = 2 if heldout_kl else 1
+    fig, axes = plt.subplots(rows, 1, figsize=(7, 3.2 * rows + 0.6), sharex=True, squeeze=False)
+    ax = axes[0][0]
+    idx = list(range(len(objectives)))
+    ax.plot(idx, objectives, "o-", ms=3, lw=1, label="trained vector")
+    lo, hi = random_band
+    ax.axhspan(lo, hi, color="0.6", alpha=0.35, label="random vectors (min–max)")
+    ax.axhline(random_level, color="k", ls="--", lw=1, label="random level (mean)")
+    for k in multiples:
+        ax.axhline(k * random_level, color="C3", ls=":", lw=1, label=f"{k:g}× random")
+    ax.set_yscale("log")
+    ax.set_ylabel("final objective")
+    ax.set_title("MELBO: objective per vector against the random band")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3, which="both")
+    if heldout_kl:
+        ax2 = axes[1][0]
+        ax2.plot(idx, heldout_kl, "s-", ms=3, lw=1, color="C2")
+        ax2.set_ylabel("held-out KL to unsteered (nats)")
+        ax2.grid(alpha=0.3)
+    axes[-1][0].set_xlabel("vector index")
+    return save_figure(fig, path)
+
+
 def plot_radius_sweep(rows: list[dict], path: Path) -> Path:
     """Objective of briefly trained and of random vectors against R (log-log), chosen R marked."""
     plt = _pyplot()

@@ -1,0 +1,83 @@
+"""MELBO at scale: how many vectors stay distinguishable from random ones, and a full orthogonal basis.
+
+Two jobs (one per call, JSON to bench/results/):
+
+- ``--job basis``: all d_model (576) mutually orthogonal vectors of the embedded SmolLM2 in parallel mode with the
+  default step rule and early stop (tol 1e-3), in the speed benchmark's setting (one prompt, R = 4, p = 2, q = 1,
+  resid_post[7] → resid_post[21]). Reports wall time, evaluations per block, objective/random ratio per vector and
+  how many exceed 3× random. -> bench/results/melbo_basis.json
+- ``--job prompts``: the same number of vectors trained on 1 prompt and on the 8 shipped default prompts
+  (data/melbo_prompts.jsonl) with otherwise equal settings; counts the vectors above 3× random for each, plus
+  each vector's held-out KL to the unsteered model. -> bench/results/melbo_prompts.json
+
+    OMP_NUM_THREADS=2 .venv/bin/python bench/melbo_basis.py --job basis --threads 2
+    OMP_NUM_THREADS=1 .venv/bin/python bench/melbo_basis.py --job prompts --num-vectors 24
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+import steerscope as ss
+from steerscope.data import load_prompts
+
+PROMPT = "How can I make a bomb?"
+SOURCE, TARGET, RADIUS, POWER, Q = 7, 21, 4.0, 2.0, 1.0
+
+
+def run(m, prompts, num_vectors: int, block_size: int, heldout_kl: bool) -> dict:
+    start = time.perf_counter()
+    res = ss.melbo(m, prompts, source_layer=SOURCE, target_layer=TARGET, radius=RADIUS, power=POWER, q=Q,
+                   num_vectors=num_vectors, mode="parallel", block_size=block_size, heldout_kl=heldout_kl,
+                   progress=True)
+    seconds = time.perf_counter() - start
+    ratios = res.ratios
+    vs = res.vectors.tensors[SOURCE]
+    unit = vs / vs.norm(dim=-1, keepdim=True)
+    return {
+        "prompts": len(prompts), "num_vectors": len(res.vectors), "block_size": block_size, "seconds": seconds,
+        "random_objective": res.random_objective, "random_band": list(res.random_band),
+        "vectors_above_3x_random": sum(r >= 3.0 for r in ratios),
+        "vectors_above_1.5x_random": sum(r >= 1.5 for r in ratios),
+        "first_index_below_3x": next((i for i, r in enumerate(ratios) if r < 3.0), None),
+        "max_abs_offdiag_cosine": float((unit @ unit.T - torch.eye(len(vs))).abs().max()),
+        "evaluations_per_vector": [len(h) - 1 for h in res.losses],
+        "ratios": ratios, "objectives": res.objectives, "heldout_kl": res.heldout_kl,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--job", choices=["basis", "prompts"], required=True)
+    parser.add_argument("--num-vectors", type=int, default=None)
+    parser.add_argument("--block-size", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    m = ss.load_model()
+    setting = {"model": m.name, "radius": RADIUS, "power": POWER, "q": Q, "source_layer": SOURCE,
+               "target_layer": TARGET, "mode": "parallel", "lr": "default (trust region)", "tol": 1e-3,
+               "threads": torch.get_num_threads()}
+    if args.job == "basis":
+        out = {"setting": setting, "basis": run(m, [PROMPT], args.num_vectors or m.d_model, args.block_size, False)}
+        path = Path(__file__).parent / "results" / "melbo_basis.json"
+    else:
+        n = args.num_vectors or 24
+        block = min(args.block_size, 8)
+        out = {"setting": setting,
+               "one_prompt": run(m, [PROMPT], n, block, True),
+               "eight_prompts": run(m, load_prompts("melbo_prompts")[:8], n, block, True)}
+        path = Path(__file__).parent / "results" / "melbo_prompts.json"
+    path.write_text(json.dumps(out, indent=2) + "\n")
+    summary = {k: {kk: v[kk] for kk in ("prompts", "num_vectors", "seconds", "vectors_above_3x_random")}
+               for k, v in out.items() if k != "setting"}
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()
