@@ -13,6 +13,8 @@ import logging
 import time
 import uuid
 
+from fastapi import Request
+
 from .errors import APIError, error_body
 from .requests import parse_request
 from .scheduler import Job
@@ -63,7 +65,6 @@ def _sse(data) -> bytes:
 
 def add_routes(app, ctx) -> None:
     """Register the /v1 endpoints and /health on ``app``; ``ctx`` is the ``ServerContext``."""
-    from fastapi import Request
     from fastapi.responses import JSONResponse, StreamingResponse
 
     @app.get("/health")

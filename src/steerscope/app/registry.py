@@ -47,7 +47,7 @@ class Registered:
 
     def describe(self) -> dict:
         v = self.vector
-        return {"name": self.name, "site": v.site, "layers": v.layers, "norm": round(float(v.norm), 6),
+        return {"name": self.name, "site": v.site, "layers": v.layers, "norm": round(float(v.norm()), 6),
                 "method": v.method, "source": self.source, "index": self.index}
 
 
