@@ -99,9 +99,9 @@ def main() -> None:
         seconds = time.perf_counter() - start
         health = httpx.get(url_of(sock) + "health").json()
         # the scheduler without HTTP vs one batched ss.generate of the same 32 rows (per-row vectors, 32 tokens)
+        from steerscope.app.engine import Term
         from steerscope.app.explorer import prompt_ids
         from steerscope.app.scheduler import Job
-        from steerscope.app.engine import Term
 
         rows = mix[:CLIENTS]
         jobs = [Job(prompt_ids(m, p, True), [Term(vs[v], 3.0)], max_tokens=32) for p, v in rows]

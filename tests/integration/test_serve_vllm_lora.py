@@ -53,7 +53,7 @@ def vllm_violations(adapter_dir, arch: str) -> list[str]:
         problems.append("adapter has a LoRA bias")
     modules: dict[str, set[str]] = {}
     with safe_open(str(adapter_dir / "adapter_model.safetensors"), framework="pt") as f:
-        for name in f.keys():
+        for name in f.keys():  # noqa: SIM118 (safe_open is not iterable)
             parts = name.split(".")
             if parts[-1] != "weight" or parts[-2] not in ("lora_A", "lora_B"):
                 problems.append(f"unsupported LoRA weight {name}")
