@@ -77,7 +77,8 @@ class Scheduler:
         eos = getattr(getattr(model.hf, "generation_config", None), "eos_token_id", None)
         eos = eos if isinstance(eos, (list, tuple)) else [eos]
         self.eos = {int(e) for e in [*eos, tok.eos_token_id] if e is not None}
-        self.stats = {"admitted": 0, "finished": 0, "dropped_disconnected": 0, "steps": 0, "max_rows": 0}
+        self.stats = {"admitted": 0, "prefills": 0, "finished": 0, "dropped_disconnected": 0, "steps": 0,
+                      "max_rows": 0}
 
     # ---- public ---------------------------------------------------------------------------------------------
     def start(self) -> Scheduler:
@@ -186,6 +187,7 @@ class Scheduler:
         rows = [Row(job.prompt_ids, job.terms, payload=job) for job in jobs]
         logits = self.state.admit(rows)
         self.stats["admitted"] += len(jobs)
+        self.stats["prefills"] += 1
         self._advance(rows, logits)
 
     def _step(self) -> None:
