@@ -1,11 +1,17 @@
-"""steerscope explore RUN_DIR|VECTOR_FILE [--port] [--host] [--allow-remote] [--model]"""
+"""steerscope explore RUN_DIR|VECTOR_FILE [--port] [--host] [--allow-remote] [--model]
+
+The explorer is a page of the steerscope server (``steerscope serve``); this command serves it for one run, with
+the run's vectors also registered for the OpenAI endpoints under /v1.
+"""
 
 from __future__ import annotations
 
 from .common import add_model_arg
 
+DEFAULT_PORT = 8765
 
-def _port(text: str) -> int:
+
+def port_number(text: str) -> int:
     import argparse
 
     try:
@@ -18,12 +24,10 @@ def _port(text: str) -> int:
 
 
 def register(commands, groups) -> None:
-    from ..report.explorer import DEFAULT_PORT
-
     p = commands.add_parser("explore", help="local web page: compare steered and unsteered completions by hand")
     p.add_argument("source", metavar="RUN_DIR|VECTOR_FILE", help="a run directory or a .safetensors vector file")
     add_model_arg(p)
-    p.add_argument("--port", type=_port, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}; 0 picks a free port")
+    p.add_argument("--port", type=port_number, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}; 0 picks a free port")
     p.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (loopback only)")
     p.add_argument("--allow-remote", action="store_true",
                    help="allow a non-loopback --host (anyone who can reach it can run the model)")
@@ -33,23 +37,18 @@ def register(commands, groups) -> None:
 def run(args) -> int:
     import sys
 
-    from ..report.explorer import (
-        bind,
-        create_app,
-        host_allowlist,
-        load_source,
-        make_server,
-        model_for,
-        url_of,
-    )
+    from ..app.explorer import load_source
+    from ..app.net import bind, host_allowlist, make_server, url_of
+    from ..app.server import create_app, model_for
 
     source = load_source(args.source)
     sock = bind(args.host, args.port, args.allow_remote)  # fail fast on a taken port, before loading the model
     try:
-        model = model_for(source, args.model)
-        app = create_app(model, source, allowed_hosts=host_allowlist(args.allow_remote))
-        print(f"steerscope explorer: {url_of(sock)}  ({len(source.vectors)} vectors from {source.label}, "
-              f"model {model.name}; Ctrl+C to stop)", flush=True)
+        model = model_for(args.model, source.model_name)
+        # validates every vector against the model before any thread starts: a wrong width exits with code 2
+        app = create_app(model, [args.source], explorer=source, allowed_hosts=host_allowlist(args.allow_remote))
+        print(f"steerscope explorer: {url_of(sock)}explore/  ({len(source.vectors)} vectors from {source.label}, "
+              f"model {model.name}; OpenAI API at {url_of(sock)}v1; Ctrl+C to stop)", flush=True)
         if args.allow_remote:
             sys.stderr.write("warning: --allow-remote: anyone who can reach this address can run the model\n")
         make_server(app).run(sockets=[sock])

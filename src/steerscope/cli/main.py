@@ -14,7 +14,7 @@ import sys
 
 # one module per owner so commands can be built side by side
 COMMAND_MODULES = ["info", "generate", "vector", "demo", "discover", "discover_lora", "optimize", "eval_transfer",
-                   "extract", "evaluate", "export", "report", "explore"]
+                   "extract", "evaluate", "export", "report", "explore", "serve"]
 GROUPS = {
     "discover": "find behaviours without labels (melbo, ortho, lora)",
     "extract": "vectors from contrasts or LoRA adapters",

@@ -14,7 +14,7 @@ from fake_run import make_run
 from tiny import tiny_model
 
 import steerscope as ss
-from steerscope.report.explorer import bind, create_app, host_allowlist, load_source, serve_in_thread, url_of
+from steerscope.app import bind, create_app, host_allowlist, load_source, serve_in_thread, url_of
 
 pytestmark = pytest.mark.browser
 
@@ -35,9 +35,9 @@ def explorer(tmp_path):
     m = tiny_model("llama")
     source = load_source(make_run(tmp_path / "run", n_vectors=3))
     sock = bind("127.0.0.1", 0)
-    server, thread = serve_in_thread(create_app(m, source, allowed_hosts=host_allowlist(False)), sock)
+    server, thread = serve_in_thread(create_app(m, explorer=source, allowed_hosts=host_allowlist(False)), sock)
     try:
-        yield url_of(sock), m, source
+        yield url_of(sock) + "explore/", m, source
     finally:
         server.should_exit = True
         thread.join(timeout=10)
@@ -62,7 +62,7 @@ def test_explorer_generates_in_chromium(explorer, tmp_path, artifacts_dir):
             page.check("#vec-0")
             page.check("#vec-2")
             page.fill("#scale", str(scale))
-            page.select_option("#positions", "generated")
+            page.select_option("#positions", "all")
             page.fill("#max-new-tokens", "10")
             page.click("#generate")
             page.wait_for_selector(".completion.steered >> nth=1", timeout=60_000)
@@ -71,9 +71,9 @@ def test_explorer_generates_in_chromium(explorer, tmp_path, artifacts_dir):
             labels = [t.lower() for t in page.locator(".completion.steered .label").all_inner_texts()]
             page.screenshot(path=str(artifacts_dir / "explorer.png"), full_page=True)
 
-            # the page shows exactly what one batched generate with per-row vectors gives
-            expected = ss.generate(m, [prompt] * 3, vectors=[None, source.vectors[0], source.vectors[2]],
-                                   scales=[0.0, scale, scale], max_new_tokens=10, chat=True, positions="generated")
+            # the page shows exactly what generate gives for each row (the rows share the server's batch)
+            expected = [ss.generate(m, [prompt], vectors=v, scales=scale, max_new_tokens=10, chat=True,
+                                    positions="all")[0] for v in (None, source.vectors[0], source.vectors[2])]
             assert len(baseline) == 1 and len(steered) == 2
             assert [baseline[0].strip()] + [s.strip() for s in steered] == expected
             assert "vector 0" in labels[0] and "vector 2" in labels[1]
