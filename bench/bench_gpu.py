@@ -87,7 +87,7 @@ def melbo_rate(m, source: int, target: int, vectors: int, steps: int) -> dict:
         z.float().norm(dim=-1).sum().backward()
     flops_per_step = counter.get_total_flops()
     kwargs = dict(source_layer=source, target_layer=target, num_vectors=vectors, radius=8.0, steps=steps,
-                  lr=0.01, mode="parallel", chat=False, progress=False, report=False)
+                  lr=0.01, tol=0.0, heldout_kl=False, mode="parallel", chat=False, progress=False, report=False)
     ss.melbo(m, prompts, **{**kwargs, "steps": 2})  # warm-up (kernels, allocator)
     seconds = cuda_time(lambda: ss.melbo(m, prompts, **kwargs))
     return {"source_layer": source, "target_layer": target, "vectors": vectors, "prompts": len(prompts),
