@@ -44,6 +44,17 @@ _EXPORTS: dict[str, str] = {
     "record_activations": ".hooks",
     "LayerReplay": ".layers",
     "prompt_lengths": ".inputs",
+    # configs (one per method / evaluation; fields = the function's keywords)
+    "MelboConfig": ".methods.melbo",
+    "OrthoConfig": ".methods.ortho",
+    "OneShotConfig": ".methods.one_shot",
+    "LoraDiscoveryConfig": ".methods.lora_discovery",
+    "ContrastiveConfig": ".methods.contrastive",
+    "SweepConfig": ".evaluate.sweep",
+    "TransferConfig": ".evaluate.transfer",
+    "LinearityConfig": ".evaluate.linearity",
+    "ExportConfig": ".export.peft_lora",
+    "KLConfig": ".evaluate.kl",
     # methods
     "melbo": ".methods.melbo",
     "MelboResult": ".methods.melbo",

@@ -13,15 +13,15 @@ where ``P_i`` is the steered model's next-token distribution and ``P_ref`` the r
 
 from __future__ import annotations
 
-import warnings
-
 import inspect
 import logging
+import warnings
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
+from ..configs import configurable
 from ..errors import InvalidArgumentError
 from ..generate import forward_kwargs, tokenize
 from ..steer import steer
@@ -97,6 +97,7 @@ class _LogProbs:
         return torch.log_softmax(logits[:, -span:].float(), dim=-1)  # (B, span, V)
 
 
+@configurable("kl", name="KLConfig")
 def kl_divergence(
     model,
     vectors: Sequence[SteeringVector | None] | VectorSet | SteeringVector,
@@ -191,3 +192,6 @@ def kl_divergence(
         out[start:start + len(pairs)] = per_row.clamp_min(0.0).cpu()  # tiny negative values are float noise
     table = out.view(len(vecs), n_prompts)
     return table if reduction == "none" else table.mean(-1)
+
+
+KLConfig = kl_divergence.Config

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..configs import configurable
 from ..errors import InvalidArgumentError, SteerscopeError
 from ..generate import generate
 from ..io import save_figure, use_agg, write_json
@@ -189,6 +190,7 @@ def _clip01(x: float) -> float:
     return float(min(1.0, max(0.0, x))) if math.isfinite(x) else math.nan
 
 
+@configurable("linearity", name="LinearityConfig")
 def linearity_score(
     model,
     adapter,
@@ -282,3 +284,6 @@ def linearity_score(
         result.save(out_dir)
     log.info("linearity %.3f, embedding-shift cosine %.3f", result.score, shift)
     return result
+
+
+LinearityConfig = linearity_score.Config

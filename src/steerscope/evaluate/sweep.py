@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..configs import configurable
 from ..errors import InvalidArgumentError
 from ..generate import generate
 from ..io import read_json, read_jsonl, write_csv, write_json, write_jsonl
@@ -186,6 +187,7 @@ def _generate_all(model, vector, prompts, scales, gen: dict, batch_size: int, ck
     return done
 
 
+@configurable("sweep", name="SweepConfig")
 def sweep(
     model,
     vector: SteeringVector,
@@ -354,3 +356,6 @@ def _prompted_rows(model, vector, prompts, system, scales, best_scale, table, co
                      "empty_rate": nanmean([x["empty"] for x in group]), "n": len(group)})
         samples.extend(group)
     return rows, samples
+
+
+SweepConfig = sweep.Config

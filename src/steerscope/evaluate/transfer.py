@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from ..configs import configurable
 from ..errors import InvalidArgumentError
 from ..generate import generate
 from ..hooks import capture
@@ -205,6 +206,7 @@ def _prompted_summary(model, vector, prompts, system, steer_scale, targets, need
     return out
 
 
+@configurable("transfer", name="TransferConfig")
 def evaluate_transfer(
     model,
     vector: SteeringVector,
@@ -350,3 +352,6 @@ def evaluate_transfer(
         "transfer: %s", [(r["scale"], round(r["mean_delta_logprob"], 3), r["hit_rate"]) for r in summary]
     )
     return result
+
+
+TransferConfig = evaluate_transfer.Config

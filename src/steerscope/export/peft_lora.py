@@ -33,6 +33,7 @@ from pathlib import Path
 
 import torch
 
+from ..configs import configurable
 from ..errors import ArchitectureError, InvalidArgumentError
 from ..io import write_json
 from ..vector import SteeringVector
@@ -238,6 +239,7 @@ def _replace_dir(tmp: Path, out: Path) -> None:
         os.replace(tmp, out)
 
 
+@configurable("export_lora", name="ExportConfig")
 def export_lora(
     model,
     vector: SteeringVector,
@@ -327,3 +329,6 @@ def export_lora(
     _replace_dir(tmp, out)
     log.info("wrote %s adapter for layers %s to %s", method, list(modules), out)
     return LoraExport(out, method, modules, fidelity)
+
+
+ExportConfig = export_lora.Config

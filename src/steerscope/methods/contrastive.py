@@ -22,6 +22,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from ..configs import configurable
 from ..errors import InvalidArgumentError
 from ..generate import format_prompt, tokenize
 from ..hooks import capture
@@ -95,6 +96,7 @@ def _pca_direction(diffs: Tensor, center: bool) -> Tensor:
     return u
 
 
+@configurable("contrastive", name="ContrastiveConfig")
 def contrastive_vector(
     model,
     pairs: Sequence,
@@ -144,3 +146,6 @@ def contrastive_vector(
         directions, site, model_type=model.model_type, model_name=model.name, method=method,
         method_config={"pairs": len(pos_texts), "read_position": read_position, "chat": chat, "center": center},
     )
+
+
+ContrastiveConfig = contrastive_vector.Config

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from ..configs import configurable
 from ..errors import InvalidArgumentError
 from ..generate import tokenize
 from ..io import read_json, save_figure, use_agg, write_csv, write_json, write_jsonl
@@ -73,6 +74,7 @@ def _config(model, **settings) -> dict:
             "peft_version": peft_version, **settings}
 
 
+@configurable("lora_discovery", name="LoraDiscoveryConfig")
 def discover_lora(
     model,
     prompts: list[str] | None = None,
@@ -323,3 +325,6 @@ def _plot(rows: list[dict], path: Path, index: int) -> None:
         ax.set_xlabel("step")
     fig.suptitle(f"LoRA discovery run {index}")
     save_figure(fig, path)
+
+
+LoraDiscoveryConfig = discover_lora.Config

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from ..configs import configurable
 from ..errors import InvalidArgumentError
 from ..generate import tokenize
 from ..io import read_csv, write_csv, write_json
@@ -327,6 +328,7 @@ def auto_radius(objective: MelboObjective, *, radii: list[float] | None = None, 
 DEFAULT_PROMPTS = 8  # the first 8 of the shipped data/melbo_prompts.jsonl (16 varied chat prompts)
 
 
+@configurable("melbo", name="MelboConfig")
 def melbo(
     model,
     prompts: list[str] | None = None,
@@ -546,3 +548,6 @@ def _write_outputs(model, result: MelboResult, prompts, heldout, sample_tokens, 
         from ..report import write_report_if_available
 
         write_report_if_available(run_dir)
+
+
+MelboConfig = melbo.Config

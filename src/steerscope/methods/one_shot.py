@@ -23,6 +23,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from ..configs import configurable
 from ..errors import InvalidArgumentError, SteerscopeError
 from ..generate import forward_kwargs
 from ..hooks import record_activations, run_until_stopped
@@ -152,6 +153,7 @@ def _pack_examples(model, examples: list[Example], chat: bool, share_prompt: boo
     return batch, suppress, [-1.0 if ex.negate else 1.0 for ex, _ in rows], [ex.positions for ex, _ in rows]
 
 
+@configurable("one_shot", name="OneShotConfig")
 def optimize_vector(
     model,
     examples: Sequence[Example] | Example,
@@ -337,3 +339,6 @@ def optimize_vector(
         method_config=config,
     )
     return OptimizeResult(vector=vector, history=history, final_loss=final, stop_reason=stop_reason)
+
+
+OneShotConfig = optimize_vector.Config

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from ..configs import configurable
 from ..errors import InvalidArgumentError
 from ..generate import tokenize
 from ..io import write_csv, write_json
@@ -100,6 +101,7 @@ def _train_block(objective: MeanMatchObjective, base: Tensor, basis: Tensor, siz
     return theta.detach(), history
 
 
+@configurable("melbo_ortho", name="OrthoConfig")
 def melbo_ortho(
     model,
     base_vector: SteeringVector,
@@ -248,3 +250,6 @@ def _write_outputs(model, result: OrthoResult, prompts, direction, sample_vector
         from ..report import write_report_if_available
 
         write_report_if_available(run_dir)
+
+
+OrthoConfig = melbo_ortho.Config

@@ -1,0 +1,271 @@
+"""One config dataclass per method and evaluation, derived from the function it configures.
+
+``@configurable("melbo")`` on ``def melbo(model, prompts, *, source_layer=None, ...)`` builds ``melbo.Config``: a
+frozen dataclass with one field per keyword-only argument, the same names, defaults and annotations, and the field
+docs from the function's ``Args:`` section. The function's signature stays the one source of defaults, so the
+Python keywords, the config and the CLI flags generated from it (``add_config_flags``) cannot drift apart. The
+function also accepts ``config=`` (explicit keywords win over the config's fields).
+
+Configs serialise as sorted JSON with ``method``, ``config_version`` and ``steerscope_version``; reading a config
+written by an older or newer steerscope keeps the fields it knows and warns about the others.
+
+Example:
+    >>> cfg = ss.MelboConfig(num_vectors=16, steps=100)
+    >>> cfg.save("melbo.json"); cfg == ss.MelboConfig.load("melbo.json")
+    True
+    >>> res = ss.melbo(m, prompts, config=cfg, seed=1)          # seed overrides the config
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import inspect
+import json
+import re
+import types
+import typing
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+from .errors import InvalidArgumentError
+
+CONFIG_VERSION = 1
+_REGISTRY: dict[str, type[Config]] = {}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Base of every method config: validation, JSON (de)serialisation, replacement."""
+
+    method_name: ClassVar[str] = ""
+    field_docs: ClassVar[dict[str, str]] = {}
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            _check_type(self.method_name, f.name, getattr(self, f.name), f.type)
+
+    def as_kwargs(self) -> dict[str, Any]:
+        """The fields as keyword arguments for the configured function."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def to_dict(self) -> dict[str, Any]:
+        from . import __version__
+
+        # settings nested: a method's own keyword may be called "method" (export_lora's rank1/bias)
+        return {"method": self.method_name, "config_version": CONFIG_VERSION, "steerscope_version": __version__,
+                "settings": {k: _jsonable(v) for k, v in self.as_kwargs().items()}}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True, allow_nan=False) + "\n"
+
+    def save(self, path: str | Path) -> Path:
+        """Write sorted JSON atomically."""
+        from .vector import atomic_write
+
+        text = self.to_json()
+        return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Config:
+        """Build from a dict written by any steerscope version: unknown keys warn, missing keys take defaults."""
+        if not isinstance(data, dict):
+            raise InvalidArgumentError(f"a {cls.method_name} config must be a JSON object, got {type(data).__name__}")
+        method = data.get("method", cls.method_name)
+        if method != cls.method_name:
+            raise InvalidArgumentError(f"this config is for {method!r}, not {cls.method_name!r}")
+        settings = data.get("settings")
+        if not isinstance(settings, dict):
+            raise InvalidArgumentError(f"a {cls.method_name} config needs a 'settings' object")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(settings) - names)
+        if unknown:
+            warnings.warn(f"{cls.method_name} config: ignoring unknown settings {', '.join(unknown)} (written by "
+                          f"steerscope {data.get('steerscope_version', '?')})", stacklevel=2)
+        tuples = {f.name for f in dataclasses.fields(cls) if isinstance(f.default, tuple)}
+        return cls(**{k: tuple(v) if k in tuples and isinstance(v, list) else v
+                      for k, v in settings.items() if k in names})
+
+    @classmethod
+    def load(cls, path: str | Path) -> Config:
+        from .io import read_json
+
+        return cls.from_dict(read_json(path))
+
+    def replace(self, **changes: Any) -> Config:
+        return dataclasses.replace(self, **changes)
+
+
+def config_class(method: str) -> type[Config]:
+    """The config class registered for ``method`` (e.g. ``"melbo"``)."""
+    if method not in _REGISTRY:
+        raise InvalidArgumentError(f"no config for method {method!r}; known: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[method]
+
+
+def configurable(method: str, *, name: str | None = None) -> Callable:
+    """Decorator: build ``fn.Config`` from ``fn``'s keyword-only arguments and accept ``config=`` in calls."""
+
+    def decorate(fn: Callable) -> Callable:
+        sig = inspect.signature(fn)
+        hints = typing.get_type_hints(fn, include_extras=False) if _resolvable(fn) else {}
+        docs = field_docs(fn.__doc__ or "")
+        specs = []
+        for p in sig.parameters.values():
+            if p.kind is not inspect.Parameter.KEYWORD_ONLY or p.name == "config":
+                continue
+            default = p.default
+            if default is inspect.Parameter.empty:
+                spec = dataclasses.field()  # a required keyword (e.g. optimize_vector's layer)
+            elif isinstance(default, (list, dict, set)):
+                spec = dataclasses.field(default_factory=functools.partial(type(default), default))
+            else:
+                spec = dataclasses.field(default=default)
+            specs.append((p.name, hints.get(p.name, Any), spec))
+        cls_name = name or "".join(part.title() for part in method.split("_")) + "Config"
+        cls = dataclasses.make_dataclass(cls_name, specs, bases=(Config,), frozen=True, kw_only=True,
+                                         namespace={"method_name": method, "field_docs": docs,
+                                                    "__module__": fn.__module__})
+        cls.__doc__ = f"Settings of ``{fn.__name__}`` (fields = its keyword arguments, same defaults)."
+        _REGISTRY[method] = cls
+
+        @functools.wraps(fn)
+        def wrapper(*args, config: Config | None = None, **kwargs):
+            if config is not None:
+                if not isinstance(config, cls):
+                    raise InvalidArgumentError(
+                        f"{fn.__name__}() takes config={cls.__name__}(...), got {type(config).__name__}")
+                kwargs = {**config.as_kwargs(), **kwargs}
+            return fn(*args, **kwargs)
+
+        params = list(sig.parameters.values())
+        if "config" not in sig.parameters:
+            params.append(inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default=None,
+                                            annotation=f"{cls_name} | None"))
+        wrapper.__signature__ = sig.replace(parameters=params)
+        wrapper.Config = cls
+        return wrapper
+
+    return decorate
+
+
+def field_docs(doc: str) -> dict[str, str]:
+    """``{name: text}`` from a Google-style ``Args:`` section (``a, b: shared text`` gives both)."""
+    match = re.search(r"^\s*Args:\s*$(.*?)(?=^\s*(Returns|Raises|Example|Examples|Yields|Note)s?:\s*$|\Z)", doc,
+                      flags=re.M | re.S)
+    if not match:
+        return {}
+    out: dict[str, str] = {}
+    current: list[str] = []
+    for line in match.group(1).splitlines():
+        head = re.match(r"^\s{4,8}([A-Za-z_][\w, ]*):\s*(.*)$", line)
+        if head and not line.startswith(" " * 12):
+            current = [n.strip() for n in head.group(1).split(",")]
+            for n in current:
+                out[n] = head.group(2).strip()
+        elif current and line.strip():
+            for n in current:
+                out[n] = f"{out[n]} {line.strip()}"
+    return out
+
+
+def add_config_flags(parser: argparse.ArgumentParser, cls: type[Config], *, skip: tuple[str, ...] = (),
+                     rename: dict[str, str] | None = None) -> None:
+    """One CLI flag per config field: ``num_vectors`` → ``--num-vectors``, same default, help from the docs.
+
+    ``bool`` fields become ``--x/--no-x``; ``X | None`` takes X; lists take one or more values. ``rename`` maps
+    a field to another flag name (the CLI's ``--out`` for ``out_dir``)."""
+    rename = rename or {}
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        flag = "--" + rename.get(f.name, f.name).replace("_", "-")
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        kind, many = _cli_type(f.type)
+        doc = cls.field_docs.get(f.name, "")
+        help_text = f"{doc} (default: {default})".strip().replace("%", "%%")
+        kwargs: dict[str, Any] = {"dest": f.name, "default": default, "help": help_text}
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
+            continue
+        if many:
+            kwargs["nargs"] = "+"
+        parser.add_argument(flag, type=_cli_parser(kind, f.name), **kwargs)
+
+
+def config_from_args(cls: type[Config], args: argparse.Namespace, **overrides: Any) -> Config:
+    """The config a parsed command line describes (fields missing from ``args`` keep their defaults)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    values = {k: v for k, v in vars(args).items() if k in names}
+    return cls(**{**values, **overrides})
+
+
+def _resolvable(fn: Callable) -> bool:
+    try:
+        typing.get_type_hints(fn)
+        return True
+    except Exception:  # noqa: BLE001 - forward references to names only importable lazily
+        return False
+
+
+def _strip_optional(tp: Any) -> tuple[Any, bool]:
+    """(inner type, optional) for ``X | None``; unions of several non-None types stay as they are."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return (args[0] if len(args) == 1 else tp), len(args) < len(typing.get_args(tp))
+    return tp, False
+
+
+def _cli_type(tp: Any) -> tuple[Any, bool]:
+    inner, _ = _strip_optional(tp)
+    origin = typing.get_origin(inner)
+    if origin in (list, tuple) or (origin is not None and getattr(origin, "__name__", "") == "Sequence"):
+        args = typing.get_args(inner)
+        return (args[0] if args and args[0] in (int, float, str) else str), True
+    return (inner if inner in (int, float, str, bool) else str), False
+
+
+def _cli_parser(kind: Any, name: str) -> Callable[[str], Any]:
+    def parse(text: str):
+        if kind is str:
+            return text
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"--{name.replace('_', '-')}: {text!r} is not a {kind.__name__}")
+        if kind is float and value != value:
+            raise argparse.ArgumentTypeError(f"--{name.replace('_', '-')}: NaN is not allowed")
+        return value
+
+    return parse
+
+
+def _check_type(method: str, name: str, value: Any, tp: Any) -> None:
+    """A clear error for a value whose type cannot be what the field means (ints for floats are fine)."""
+    inner, optional = _strip_optional(tp)
+    if value is None:
+        return  # None is the "choose for me" default of many fields; the function validates the rest
+    checks = {int: (int,), float: (int, float), str: (str,), bool: (bool,)}
+    if inner in checks:
+        ok = isinstance(value, checks[inner]) and not (inner in (int, float) and isinstance(value, bool))
+        if not ok:
+            raise InvalidArgumentError(f"{method} config: {name} must be {inner.__name__}"
+                                       f"{' or None' if optional else ''}, got {value!r}")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return repr(value)  # callables and objects: recorded for the reader, not reloadable
