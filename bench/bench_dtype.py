@@ -4,7 +4,7 @@
 
 - the dtype tier (tests/integration/test_dtype_tier.py: the public API on a tiny model) run time, cpu-fp32 vs
   cpu-bf16 (pytest wall time, interleaved twice);
-- MELBO on the embedded SmolLM2 in fp32 vs bf16: same prompts, 4 vectors, parallel mode, 30 steps at lr 0.1:
+- MELBO on the embedded SmolLM2 in fp32 vs bf16: same prompts, 4 vectors, R = 4, parallel mode, 30 steps at lr 0.1:
   seconds and the objectives reached (objectives accumulate in fp32 in both).
 Writes bench/results/dtype.json.
 """
@@ -36,7 +36,7 @@ def tier_seconds(target: str) -> float:
 def melbo_run(dtype: str) -> dict:
     m = ss.load_model(device="cpu", dtype=dtype)
     start = time.perf_counter()
-    res = ss.melbo(m, PROMPTS, num_vectors=4, steps=30, lr=0.1, tol=0.0, heldout_kl=False, mode="parallel",
+    res = ss.melbo(m, PROMPTS, num_vectors=4, radius=4.0, steps=30, lr=0.1, tol=0.0, heldout_kl=False, mode="parallel",
                    progress=False, report=False)
     return {"seconds": time.perf_counter() - start, "objectives": [float(o) for o in res.objectives],
             "random_objective": float(res.random_objective)}

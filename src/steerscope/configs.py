@@ -23,6 +23,7 @@ import dataclasses
 import functools
 import inspect
 import json
+import math
 import re
 import types
 import typing
@@ -155,7 +156,7 @@ def configurable(method: str, *, name: str | None = None) -> Callable:
 def field_docs(doc: str) -> dict[str, str]:
     """``{name: text}`` from a Google-style ``Args:`` section (``a, b: shared text`` gives both)."""
     match = re.search(r"^\s*Args:\s*$(.*?)(?=^\s*(Returns|Raises|Example|Examples|Yields|Note)s?:\s*$|\Z)", doc,
-                      flags=re.M | re.S)
+                      flags=re.MULTILINE | re.DOTALL)
     if not match:
         return {}
     out: dict[str, str] = {}
@@ -237,7 +238,7 @@ def _cli_parser(kind: Any, name: str) -> Callable[[str], Any]:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"--{name.replace('_', '-')}: {text!r} is not a {kind.__name__}")
-        if kind is float and value != value:
+        if kind is float and math.isnan(value):
             raise argparse.ArgumentTypeError(f"--{name.replace('_', '-')}: NaN is not allowed")
         return value
 
