@@ -26,7 +26,7 @@ def main() -> None:
     m = ss.load_model()
     held = load_prompts("honesty_heldout")
     out_dir = Path(__file__).parent.parent / "tests" / "artifacts" / "lora_vector_effect"
-    res = ss.discover_lora(m, load_prompts("honesty_train")[:40], held_out_prompts=held[:8], runs=1, lr=1e-2,
+    res = ss.discover_lora(m, load_prompts("honesty_train")[:40], heldout_prompts=held[:8], runs=1, lr=1e-2,
                            max_steps=10, stop_kl=0.5, batch_size=4, max_new_tokens=16, eval_size=8, num_samples=4,
                            out_dir=out_dir, seed=0, progress=False, resume=False)
     run = res.runs[0]

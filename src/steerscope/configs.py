@@ -270,3 +270,24 @@ def _jsonable(value: Any) -> Any:
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     return repr(value)  # callables and objects: recorded for the reader, not reloadable
+
+
+def renamed(**old_to_new: str) -> Callable:
+    """Decorator: keep accepting old keyword spellings (``held_out_prompts`` → ``heldout_prompts``) with a
+    ``DeprecationWarning``, so scripts written against older releases keep working while everything new speaks the
+    shared vocabulary."""
+
+    def decorate(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            for old, new in old_to_new.items():
+                if old in kwargs:
+                    if new in kwargs:
+                        raise InvalidArgumentError(f"{fn.__name__}(): give {new}= only ({old}= is its old name)")
+                    warnings.warn(f"{fn.__name__}({old}=) is now {new}=", DeprecationWarning, stacklevel=2)
+                    kwargs[new] = kwargs.pop(old)
+            return fn(*args, **kwargs)
+
+        return wrapper
+
+    return decorate

@@ -128,7 +128,7 @@ def test_contrastive_sweep_kl(dtype):
 
 def test_lora_discovery_vector_and_linearity(dtype, tmp_path):
     m = fresh(dtype)
-    res = ss.discover_lora(m, PROMPTS * 2, held_out_prompts=PROMPTS[:2], max_steps=2, batch_size=2,
+    res = ss.discover_lora(m, PROMPTS * 2, heldout_prompts=PROMPTS[:2], max_steps=2, batch_size=2,
                            max_new_tokens=3, lr=0.05, out_dir=tmp_path / "run", chat=False, eval_size=1,
                            num_samples=0, progress=False, stop_kl=None)
     adapter = res.runs[0].adapter_dir
@@ -143,7 +143,7 @@ def test_lora_discovery_vector_and_linearity(dtype, tmp_path):
 def test_export_lora_with_fidelity(dtype, method, tmp_path):
     m = fresh(dtype)
     res = ss.export_lora(m, vec(m), tmp_path / "ad", method=method, calibration_prompts=PROMPTS * 3,
-                         heldout_prompts=PROMPTS[:2], chat=False, new_tokens=2)
+                         heldout_prompts=PROMPTS[:2], chat=False, max_new_tokens=2)
     held = res.fidelity["heldout"]
     assert all(math.isfinite(float(x)) for x in (held["kl_max"], held["rel_error_worst"]))
     from safetensors.torch import load_file

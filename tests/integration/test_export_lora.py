@@ -79,7 +79,7 @@ def test_bias_adapter_other_sites(site, arch, tmp_path):
 def test_bias_fidelity_is_exact_and_reported(tmp_path):
     m = fresh("llama")
     res = ss.export_lora(m, vec(m, [1]), tmp_path / "ad", method="bias", heldout_prompts=HELDOUT, chat=False,
-                         new_tokens=4)
+                         max_new_tokens=4)
     held = res.fidelity["heldout"]
     assert held["rel_error_worst"] < 1e-6 and held["kl_max"] < 1e-9
     assert held["kl_vector_vs_unsteered_mean"] > 1e-4  # the vector does something, so the check means something
@@ -102,7 +102,7 @@ def test_rank1_is_exact_when_the_projection_input_has_a_constant_direction(tmp_p
     m = constant_unit_gpt2()
     v = vec(m, [1])
     res = ss.export_lora(m, v, tmp_path / "ad", method="rank1", scale=2.0, calibration_prompts=CALIBRATION,
-                         heldout_prompts=HELDOUT, chat=False, new_tokens=4)
+                         heldout_prompts=HELDOUT, chat=False, max_new_tokens=4)
     assert res.modules == {1: "transformer.h.1.mlp.c_proj"}
     held = res.fidelity["heldout"]
     assert held["rel_error_mean"] < 1e-5 and held["rel_error_worst"] < 1e-4
@@ -115,7 +115,7 @@ def test_rank1_fidelity_is_measured_reported_and_matches_peft(tmp_path):
     m = fresh("llama")
     v = vec(m, [1], norm=6.0)
     res = ss.export_lora(m, v, tmp_path / "ad", method="rank1", calibration_prompts=CALIBRATION,
-                         heldout_prompts=HELDOUT, chat=False, new_tokens=0)
+                         heldout_prompts=HELDOUT, chat=False, max_new_tokens=0)
     out_dir = tmp_path / "ad"
     fidelity = json.loads((out_dir / "fidelity.json").read_text())
     entry = fidelity["layers"]["1"]
@@ -176,7 +176,7 @@ def test_base_model_name_or_path_loads_and_bias_is_peft_only(tmp_path):
     m = ss.load_model(str(base_dir), device="cpu")
     v = vec(m, [1], norm=3.0)
     ss.export_lora(m, v, tmp_path / "ad", method="bias", scale=2.0, heldout_prompts=HELDOUT, chat=False,
-                   new_tokens=0, evaluate=False)
+                   max_new_tokens=0, evaluate=False)
     config = json.loads((tmp_path / "ad" / "adapter_config.json").read_text())
     assert config["base_model_name_or_path"] == str(base_dir.resolve())
     assert f"from_pretrained({str(base_dir.resolve())!r})" in (tmp_path / "ad" / "README.md").read_text()

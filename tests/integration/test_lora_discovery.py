@@ -25,7 +25,7 @@ def test_discover_lora_writes_runs_and_restores_model(arch, tmp_path):
     m = tiny_model(arch)
     before = logits(m)
     types = [type(x).__name__ for x in m.hf.modules()]
-    res = ss.discover_lora(m, TRAIN, held_out_prompts=HELD, runs=2, epochs=2, max_steps=3, batch_size=3, max_new_tokens=5,
+    res = ss.discover_lora(m, TRAIN, heldout_prompts=HELD, runs=2, epochs=2, max_steps=3, batch_size=3, max_new_tokens=5,
                            lr=0.05, out_dir=tmp_path / "run", chat=False, eval_size=2, num_samples=2, progress=False,
                            stop_kl=None)
     assert [r.index for r in res.runs] == [0, 1]
@@ -59,7 +59,7 @@ def test_discover_lora_writes_runs_and_restores_model(arch, tmp_path):
 
 def test_stop_kl_keeps_the_last_state_under_the_bound(tmp_path):
     m = tiny_model("llama")
-    res = ss.discover_lora(m, TRAIN * 4, held_out_prompts=HELD, max_steps=8, batch_size=3, max_new_tokens=4,
+    res = ss.discover_lora(m, TRAIN * 4, heldout_prompts=HELD, max_steps=8, batch_size=3, max_new_tokens=4,
                            lr=0.2, stop_kl=1e-3, out_dir=tmp_path / "run", chat=False, eval_size=1, num_samples=0,
                            progress=False)
     from steerscope.io import read_csv, read_json
@@ -73,23 +73,25 @@ def test_stop_kl_keeps_the_last_state_under_the_bound(tmp_path):
 
 def test_resume_skips_finished_runs_and_rejects_other_settings(tmp_path):
     m = tiny_model("llama")
-    kw = {"held_out_prompts": HELD, "max_steps": 1, "batch_size": 3, "max_new_tokens": 3, "out_dir": tmp_path / "run",
+    kw = {"heldout_prompts": HELD, "max_steps": 1, "batch_size": 3, "max_new_tokens": 3, "out_dir": tmp_path / "run",
               "chat": False, "eval_size": 1, "num_samples": 1, "progress": False}
     ss.discover_lora(m, TRAIN, runs=1, **kw)
     stamp = (tmp_path / "run/run_000/summary.json").stat().st_mtime_ns
-    res = ss.discover_lora(m, TRAIN, runs=2, **kw)
+    with pytest.raises(ss.SteerscopeError, match="resume=True"):  # resume=False never overwrites a run
+        ss.discover_lora(m, TRAIN, runs=2, **kw)
+    res = ss.discover_lora(m, TRAIN, runs=2, resume=True, **kw)
     assert len(res.runs) == 2
     assert (tmp_path / "run/run_000/summary.json").stat().st_mtime_ns == stamp
     with pytest.raises(ss.SteerscopeError, match="other settings"):
-        ss.discover_lora(m, TRAIN, runs=2, **{**kw, "max_new_tokens": 4})
+        ss.discover_lora(m, TRAIN, runs=2, resume=True, **{**kw, "max_new_tokens": 4})
 
 
 def test_bad_arguments():
     m = tiny_model("llama")
     with pytest.raises(ss.SteerscopeError):
-        ss.discover_lora(m, TRAIN, held_out_prompts=HELD, rank=0, chat=False)
+        ss.discover_lora(m, TRAIN, heldout_prompts=HELD, rank=0, chat=False)
     with pytest.raises(ss.SteerscopeError):
-        ss.discover_lora(m, TRAIN, held_out_prompts=HELD, lr=-1.0, chat=False)
+        ss.discover_lora(m, TRAIN, heldout_prompts=HELD, lr=-1.0, chat=False)
 
 
 def test_cli_discover_and_extract(tmp_path, capsys):

@@ -60,7 +60,7 @@ def test_export_lora_low_precision(tmp_path, dtype, method):
     m = low_precision_model(dtype)
     v = ss.SteeringVector({1: torch.randn(m.d_model)}, "resid_post")
     res = ss.export_lora(m, v, tmp_path / "adapter", method=method, scale=2.0, calibration_prompts=PROMPTS * 3,
-                         heldout_prompts=PROMPTS, new_tokens=3, chat=False)
+                         heldout_prompts=PROMPTS, max_new_tokens=3, chat=False)
     tensors = load_file(str(tmp_path / "adapter" / "adapter_model.safetensors"))
     assert all(finite_fp32(t) for t in tensors.values())
     held = res.fidelity["heldout"]
@@ -70,7 +70,7 @@ def test_export_lora_low_precision(tmp_path, dtype, method):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_discover_lora_vector_and_linearity_low_precision(tmp_path, dtype):
     m = low_precision_model(dtype)
-    res = ss.discover_lora(m, PROMPTS * 2, held_out_prompts=PROMPTS, max_steps=2, batch_size=2, max_new_tokens=4,
+    res = ss.discover_lora(m, PROMPTS * 2, heldout_prompts=PROMPTS, max_steps=2, batch_size=2, max_new_tokens=4,
                            eval_size=2, num_samples=1, out_dir=tmp_path / "lora", chat=False, progress=False)
     from safetensors.torch import load_file
 

@@ -78,7 +78,7 @@ def test_melbo_and_one_shot(qmodel):
 
 def test_lora_discovery_as_qlora(qmodel, tmp_path):
     m = qmodel
-    res = ss.discover_lora(m, PROMPTS * 2, held_out_prompts=PROMPTS[:1], max_steps=2, batch_size=2,
+    res = ss.discover_lora(m, PROMPTS * 2, heldout_prompts=PROMPTS[:1], max_steps=2, batch_size=2,
                            max_new_tokens=3, lr=0.05, out_dir=tmp_path / "run", chat=False, eval_size=1,
                            num_samples=0, progress=False, stop_kl=None)
     assert (res.runs[0].adapter_dir / "adapter_config.json").is_file()

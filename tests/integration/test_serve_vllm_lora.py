@@ -94,7 +94,7 @@ def test_rank1_export_is_loadable_by_vllm(arch, tmp_path):
     m = fresh(arch)
     site = "resid_post"
     ss.export_lora(m, vector(m, [0, 2], site), tmp_path / "ad", method="rank1", scale=2.0,
-                   calibration_prompts=CALIBRATION, new_tokens=0, evaluate=False, chat=False)
+                   calibration_prompts=CALIBRATION, max_new_tokens=0, evaluate=False, chat=False)
     assert vllm_violations(tmp_path / "ad", arch) == []
     config = json.loads((tmp_path / "ad" / "adapter_config.json").read_text())
     assert config["lora_alpha"] / config["r"] == 1.0 and not config.get("use_rslora")  # vLLM's scaling = ours
@@ -104,7 +104,7 @@ def test_rank1_export_is_loadable_by_vllm(arch, tmp_path):
 def test_sublayer_sites_export_loadable_by_vllm(site, tmp_path):
     m = fresh("llama")
     ss.export_lora(m, vector(m, [1], site), tmp_path / "ad", method="rank1", calibration_prompts=CALIBRATION,
-                   new_tokens=0, evaluate=False, chat=False)
+                   max_new_tokens=0, evaluate=False, chat=False)
     assert vllm_violations(tmp_path / "ad", "llama") == []
 
 

@@ -64,7 +64,7 @@ def test_rank1_export_reaches_reported_fidelity(real_model, contrastive, tmp_pat
     heldout = default_prompts("heldout")[:6]
     res = ss.export_lora(m, contrastive, tmp_path / "ad", method="rank1", scale=SCALE,
                          calibration_prompts=default_prompts("calibration")[:16], heldout_prompts=heldout,
-                         new_tokens=NEW_TOKENS)
+                         max_new_tokens=NEW_TOKENS)
     held = res.fidelity["heldout"]
     print("\nreal rank1 fidelity:", json.dumps({"modules": res.modules, **held,
                                                 "chosen": res.fidelity["layers"][str(LAYER)]["chosen"]}))

@@ -22,7 +22,7 @@ PPL_RATIO_BOUND = 3.0
 def trained(real_model, tmp_path_factory):
     out = tmp_path_factory.mktemp("lora_real")
     held = load_prompts("honesty_heldout")
-    res = ss.discover_lora(real_model, load_prompts("honesty_train")[:40], held_out_prompts=held[:8], runs=1,
+    res = ss.discover_lora(real_model, load_prompts("honesty_train")[:40], heldout_prompts=held[:8], runs=1,
                            lr=1e-2, max_steps=10, stop_kl=0.5, batch_size=4, max_new_tokens=16, eval_size=8,
                            num_samples=0, out_dir=out, seed=0, progress=False)
     return res.runs[0]

@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     held_out = read_prompts(None, args.held_out_file) if args.held_out_file else None
     m = load_model_from_args(args)
     result = discover_lora(
-        m, prompts, held_out_prompts=held_out, rank=args.rank, target_modules=args.target_modules,
+        m, prompts, heldout_prompts=held_out, rank=args.rank, target_modules=args.target_modules,
         lora_alpha=args.lora_alpha, alpha=args.alpha, beta=args.beta, lr=args.lr or DEFAULT_LR, epochs=args.epochs,
         max_steps=args.max_steps, stop_kl=args.stop_kl or None, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
         temperature=args.temperature, runs=args.runs, out_dir=args.out, seed=args.seed, chat=not args.no_chat,

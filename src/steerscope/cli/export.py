@@ -60,7 +60,7 @@ def run_lora(args) -> int:
     heldout = read_prompts(None, args.heldout_prompts) if args.heldout_prompts else None
     m = load_model_from_args(args)
     res = export_lora(m, vector, args.out_dir, method=args.method, scale=args.scale, calibration_prompts=calibration,
-                      heldout_prompts=heldout, new_tokens=args.new_tokens, chat=not args.no_chat,
+                      heldout_prompts=heldout, max_new_tokens=args.new_tokens, chat=not args.no_chat,
                       evaluate=not args.no_evaluate)
     if args.json:
         print(json.dumps(res.fidelity, indent=2, sort_keys=True))

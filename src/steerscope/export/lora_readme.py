@@ -51,7 +51,7 @@ def render_readme(model, vector: SteeringVector, fidelity: dict) -> str:
         lines += [
             "",
             (f"## Measured fidelity ({fidelity.get('n_heldout_prompts')} held-out prompts, "
-             f"{held['n_tokens']} tokens, {fidelity['new_tokens']} generated tokens per prompt)"),
+             f"{held['n_tokens']} tokens, {fidelity['max_new_tokens']} generated tokens per prompt)"),
             "",
             ("Relative error of the added vector per token is ‖added − v‖/‖v‖ at the adapted module (first token of "
              "each sequence reported apart); KL is next-token KL(vector-steered ‖ adapter-steered) per position."),

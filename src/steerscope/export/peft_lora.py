@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from ..configs import configurable
+from ..configs import configurable, renamed
 from ..errors import ArchitectureError, InvalidArgumentError
 from ..io import write_json
 from ..vector import SteeringVector
@@ -240,6 +240,7 @@ def _replace_dir(tmp: Path, out: Path) -> None:
 
 
 @configurable("export_lora", name="ExportConfig")
+@renamed(new_tokens="max_new_tokens")
 def export_lora(
     model,
     vector: SteeringVector,
@@ -249,7 +250,7 @@ def export_lora(
     scale: float = 1.0,
     calibration_prompts: Sequence[str] | None = None,
     heldout_prompts: Sequence[str] | None = None,
-    new_tokens: int = 24,
+    max_new_tokens: int = 24,
     chat: bool = True,
     batch_size: int = 64,
     evaluate: bool = True,
@@ -264,7 +265,7 @@ def export_lora(
         scale: baked into the adapter.
         calibration_prompts: prompts whose activations fit b (rank1); default the shipped calibration split.
         heldout_prompts: prompts the reported fidelity is measured on; default the shipped held-out split.
-        new_tokens: greedy tokens generated under the vector after each prompt, so statistics and fidelity also
+        max_new_tokens: greedy tokens generated under the vector after each prompt, so statistics and fidelity also
             cover generated text (0: prompts only).
         chat: apply the chat template to prompts.
         batch_size: sequences per generate/forward pass (the default covers the shipped calibration set in one pass).
@@ -283,19 +284,19 @@ def export_lora(
         raise InvalidArgumentError(f"unknown method {method!r}; choose rank1 (plain LoRA) or bias (exact)")
     if not math.isfinite(float(scale)):
         raise InvalidArgumentError(f"scale must be a finite number, got {scale}")
-    if new_tokens < 0:
-        raise InvalidArgumentError(f"new_tokens must be 0 or more, got {new_tokens}")
+    if max_new_tokens < 0:
+        raise InvalidArgumentError(f"max_new_tokens must be 0 or more, got {max_new_tokens}")
     model.check_width(vector.d_model)
     scale = float(scale)
     targets = lora_targets(model, vector, method)
     heldout = list(heldout_prompts) if heldout_prompts is not None else default_prompts("heldout")
 
     def batches(prompts: Sequence[str]):
-        return lora_fit.token_batches(model, prompts, vector, scale, new_tokens=new_tokens, chat=chat,
+        return lora_fit.token_batches(model, prompts, vector, scale, new_tokens=max_new_tokens, chat=chat,
                                       batch_size=batch_size)
 
     fidelity: dict = {"method": method, "scale": scale, "site": vector.site, "model": model.name,
-                      "new_tokens": new_tokens, "chat": chat}
+                      "max_new_tokens": max_new_tokens, "chat": chat}
     if method == "bias":
         adapters = {layer: _bias_adapter(model, ts[0], vector.directions[layer] * scale) for layer, ts in targets.items()}
     else:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from ..configs import configurable
+from ..configs import configurable, renamed
 from ..errors import InvalidArgumentError
 from ..generate import tokenize
 from ..io import read_json, save_figure, use_agg, write_csv, write_json, write_jsonl
@@ -75,11 +75,12 @@ def _config(model, **settings) -> dict:
 
 
 @configurable("lora_discovery", name="LoraDiscoveryConfig")
+@renamed(held_out_prompts="heldout_prompts")
 def discover_lora(
     model,
     prompts: list[str] | None = None,
     *,
-    held_out_prompts: list[str] | None = None,
+    heldout_prompts: list[str] | None = None,
     rank: int = 2,
     target_modules: list[str] | None = None,
     lora_alpha: float | None = None,
@@ -93,20 +94,20 @@ def discover_lora(
     max_new_tokens: int = 128,
     temperature: float = 1.0,
     runs: int = 1,
-    out_dir: str | Path = "lora_runs",
+    out_dir: str | Path | None = None,
     seed: int = 0,
     chat: bool = True,
     eval_size: int = 32,
     num_samples: int = 8,
     sample_tokens: int | None = None,
-    resume: bool = True,
+    resume: bool = False,
     progress: bool = True,
 ) -> LoraDiscoveryResult:
     """Train ``runs`` independent LoRA adapters with L = alpha·(−KL(P‖Q)) + beta·NLL(Q, y), y ~ Q.
 
     Args:
         prompts: training prompts; default the shipped ``honesty_train`` set (400 prompts).
-        held_out_prompts: for the held-out KL and samples; default the shipped ``honesty_heldout`` set.
+        heldout_prompts: for the held-out KL and samples; default the shipped ``honesty_heldout`` set.
         rank: LoRA rank. ``lora_alpha`` (PEFT's scaling numerator) defaults to ``rank`` (scaling 1).
         target_modules: PEFT target module names; default every decoder block's MLP output projection.
         alpha, beta: weights of −KL and NLL.
@@ -129,7 +130,9 @@ def discover_lora(
     from ..data import load_prompts
 
     prompts = list(prompts) if prompts is not None else load_prompts("honesty_train")
-    held_out = list(held_out_prompts) if held_out_prompts is not None else load_prompts("honesty_heldout")
+    if out_dir is None:
+        raise InvalidArgumentError("discover_lora saves one PEFT adapter per run: pass out_dir=")
+    held_out = list(heldout_prompts) if heldout_prompts is not None else load_prompts("honesty_heldout")
     for name, value in (("rank", rank), ("epochs", epochs), ("batch_size", batch_size), ("runs", runs),
                         ("max_new_tokens", max_new_tokens)):
         if not isinstance(value, int) or value < 1:
@@ -144,12 +147,15 @@ def discover_lora(
         raise InvalidArgumentError("give at least one training prompt and one held-out prompt")
     targets = list(target_modules) if target_modules else default_target_modules(model)
     out_dir = Path(out_dir)
-    config = _config(model, prompts=len(prompts), held_out_prompts=len(held_out), rank=rank, target_modules=targets,
+    config = _config(model, prompts=len(prompts), heldout_prompts=len(held_out), rank=rank, target_modules=targets,
                      lora_alpha=lora_alpha or rank, alpha=alpha, beta=beta, lr=lr, epochs=epochs, max_steps=max_steps,
                      stop_kl=stop_kl,
                      batch_size=batch_size, max_new_tokens=max_new_tokens, temperature=temperature, runs=runs,
                      seed=seed, chat=chat, eval_size=eval_size, num_samples=num_samples, sample_tokens=sample_tokens or max_new_tokens)
     _check_resume(out_dir, config, resume)
+    if not resume and (out_dir / "config.json").is_file():
+        raise InvalidArgumentError(f"{out_dir} already holds a LoRA discovery run; pass resume=True to continue it "
+                                   "or choose a new out_dir (nothing was overwritten)")
     write_json(out_dir / "config.json", config)
     done: list[LoraRun] = []
     for index in range(runs):
@@ -158,7 +164,9 @@ def discover_lora(
             log.info("run %d already done, skipping (resume)", index)
             done.append(LoraRun(index, run_dir, run_dir / "adapter", read_json(run_dir / "summary.json")["heldout"]))
             continue
-        done.append(_one_run(model, prompts, held_out, run_dir, index, config, targets, progress))
+        cuda = sorted({p.device.index or 0 for p in model.hf.parameters() if p.device.type == "cuda"})
+        with torch.random.fork_rng(devices=cuda):  # seeds its own RNG stream; the caller's stays untouched
+            done.append(_one_run(model, prompts, held_out, run_dir, index, config, targets, progress))
         write_json(out_dir / "summary.json", {"runs": [{"index": r.index, "adapter_dir": str(r.adapter_dir),
                                                         "heldout": r.heldout} for r in done]})
     return LoraDiscoveryResult(out_dir=out_dir, runs=done)

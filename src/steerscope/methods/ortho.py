@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..configs import configurable
+from ..configs import configurable, renamed
 from ..errors import InvalidArgumentError
 from ..generate import tokenize
 from ..io import write_csv, write_json
@@ -102,6 +102,7 @@ def _train_block(objective: MeanMatchObjective, base: Tensor, basis: Tensor, siz
 
 
 @configurable("melbo_ortho", name="OrthoConfig")
+@renamed(kl_prompts="heldout_prompts")
 def melbo_ortho(
     model,
     base_vector: SteeringVector,
@@ -115,7 +116,7 @@ def melbo_ortho(
     block_size: int = 1,
     collapse_ratio: float = 0.05,
     collapse_patience: int = 3,
-    kl_prompts: list[str] | None = None,
+    heldout_prompts: list[str] | None = None,
     kl_direction: str = "forward",
     moving_average: int = 25,
     seed: int = 0,
@@ -136,7 +137,7 @@ def melbo_ortho(
             norm below ``collapse_ratio`` · ‖θ₀‖.
         steps, lr: Adam steps per vector (block) and learning rate.
         block_size: vectors trained together per step (the block-parallel variant; 1 = strictly sequential).
-        kl_prompts: prompts for the KL analysis (default: the training prompts).
+        heldout_prompts: prompts for the KL analysis (default: the training prompts).
         kl_direction: ``forward`` = KL(Pᵢ‖P₀) (default), ``reverse`` = KL(P₀‖Pᵢ).
 
     Example:
@@ -188,7 +189,7 @@ def melbo_ortho(
         log.info("vectors collapsed to ~zero norm after %d vectors; stopped", len(vectors))
     vs = _as_set(model, vectors, source_layer, config)
     result = OrthoResult(vs, losses, vs.norms().tolist(), [], base_vector, run_dir)
-    result.analysis = analyse(model, vs, base_vector, kl_prompts or list(prompts), direction=kl_direction,
+    result.analysis = analyse(model, vs, base_vector, heldout_prompts or list(prompts), direction=kl_direction,
                               window=moving_average, chat=chat, progress=progress)
     if run_dir:
         _write_outputs(model, result, list(prompts), kl_direction, sample_vectors, sample_tokens, chat, report)
