@@ -88,7 +88,6 @@ PROMPTS_TXT = b"first prompt\nsecond prompt\n\nthird\n"
 
 TEXT_LOADERS = {
     "load_prompts": ("p.jsonl", PROMPTS_JSONL, load_prompts),
-    "read_prompts(.jsonl)": ("p.jsonl", PROMPTS_JSONL, lambda p: read_prompts(None, str(p))),
     "read_prompts(.txt)": ("p.txt", PROMPTS_TXT, lambda p: read_prompts(None, str(p))),
     "load_pairs": ("pairs.jsonl", PAIRS_JSONL, load_pairs),
 }
