@@ -234,7 +234,7 @@ def _verify_checksums(path: Path, header: dict, raw: dict[str, bytes]) -> None:
     if sums is None:
         message = (f"{path} has no checksums (written by an older steerscope); its values cannot be verified. "
                    "Re-save it to add them")
-        log.warning(message)
+        log.debug(message)
         warnings.warn(message, UnverifiedVectorFileWarning, stacklevel=4)
         return
     tensor_sums = sums.get("tensors") if isinstance(sums, dict) else None
