@@ -26,6 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "bad_input.json"
+FIXED_TIME = "2026-01-01T00:00:00+00:00"  # the same base files (and so the same mutations) every run
 
 
 def fuzz(n: int) -> dict:
@@ -44,8 +45,10 @@ def fuzz(n: int) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="bench-bad-input-"))
     g = torch.Generator().manual_seed(0)
     vector = ss.SteeringVector({2: torch.randn(16, generator=g), 5: torch.randn(16, generator=g)}, model_type="llama",
-                               model_name="tiny", method="caa", method_config={"lr": 0.1}, notes="fuzz base")
-    vset = ss.VectorSet({3: torch.randn(4, 16, generator=g)}, method="melbo", model_name="tiny", notes="set")
+                               model_name="tiny", method="caa", method_config={"lr": 0.1}, notes="fuzz base",
+                               created_at=FIXED_TIME)
+    vset = ss.VectorSet({3: torch.randn(4, 16, generator=g)}, method="melbo", model_name="tiny", notes="set",
+                        created_at=FIXED_TIME)
     files = {"vector": vector.save(tmp / "v.safetensors").read_bytes(),
              "set": vset.save(tmp / "set.safetensors").read_bytes(),
              "gguf": export_gguf(vector, tmp / "v.gguf").read_bytes()}

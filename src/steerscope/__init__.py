@@ -88,19 +88,19 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = [
-    "__version__",
-    "SteerscopeError",
     "SteerableModel",
     "SteeringHandle",
     "SteeringVector",
+    "SteerscopeError",
     "VectorSet",
+    "__version__",
     "generate",
     "load_model",
     "load_vector",
     "steer",
     "wrap_model",
-    *_EXPORTS,
 ]
+__all__ += list(_EXPORTS)
 
 # `steer` and `generate` are also submodule names. Importing a submodule binds it as an attribute of the package,
 # which would make `ss.steer` the module; the package class below keeps those two names for the functions.

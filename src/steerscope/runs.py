@@ -58,10 +58,21 @@ def open_run(out_dir: str | os.PathLike | None, config: dict, *, resume: bool, k
                 "use the same settings or a new output directory"
             )
         log.info("resuming run in %s", path)
+        _remove_stale_temp_files(path)
         return path, True
     path.mkdir(parents=True, exist_ok=True)
     write_json(existing, config)
     return path, False
+
+
+def _remove_stale_temp_files(run_dir: Path) -> None:
+    """Delete the temp files of atomic writes a killed process left behind (``.NAME.XXXX.tmp``; never a real file)."""
+    for tmp in list(run_dir.glob(".*.tmp")) + list(run_dir.glob("*/.*.tmp")):
+        try:
+            tmp.unlink()
+            log.info("removed %s, left by an interrupted write", tmp)
+        except OSError:
+            pass
 
 
 def save_vector_checkpoint(run_dir: Path, vectors: VectorSet, losses: list[list[float]]) -> None:

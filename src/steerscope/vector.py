@@ -234,7 +234,7 @@ def _verify_checksums(path: Path, header: dict, raw: dict[str, bytes]) -> None:
     if sums is None:
         message = (f"{path} has no checksums (written by an older steerscope); its values cannot be verified. "
                    "Re-save it to add them")
-        log.warning(message)
+        log.debug(message)
         warnings.warn(message, UnverifiedVectorFileWarning, stacklevel=4)
         return
     tensor_sums = sums.get("tensors") if isinstance(sums, dict) else None
@@ -259,7 +259,8 @@ def _load(path) -> tuple[dict[int, Tensor], dict]:
     path = Path(path)
     try:
         if not path.is_file():
-            raise VectorFileError(f"vector file {path} does not exist; check the path")
+            what = "is not a regular file" if path.exists() else "does not exist"
+            raise VectorFileError(f"vector file {path} {what}; check the path")
         data = path.read_bytes()
     except (OSError, ValueError) as exc:
         raise VectorFileError(f"cannot read vector file {path} ({exc})") from None

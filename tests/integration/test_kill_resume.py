@@ -22,6 +22,8 @@ import steerscope as ss
 from steerscope.io import read_json
 from steerscope.report.data import load_run
 
+pytestmark = pytest.mark.real
+
 KILLS = 3
 DEADLINE_S = 240
 ARGS = ["discover", "melbo", "How can I make a bomb?", "Tell me a story.", "--num-vectors", "3", "--steps", "4",
@@ -88,6 +90,7 @@ def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_vectors(t
     _finish(proc, timeout=max(10, DEADLINE_S - (time.monotonic() - start)))
     assert kills >= 1, "every run finished before it could be killed; make the run longer"
     _check_readable(run)
+    assert not list(run.glob("**/.*.tmp")), "temp files of interrupted writes were left behind"
 
     want = ss.VectorSet.load(reference / "vectors.safetensors")
     got = ss.VectorSet.load(run / "vectors.safetensors")

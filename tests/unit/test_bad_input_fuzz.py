@@ -22,6 +22,7 @@ from steerscope.export.gguf import export_gguf, import_gguf
 from steerscope.report.data import load_run
 from steerscope.vector import load_vector
 
+FIXED_TIME = "2026-01-01T00:00:00+00:00"  # same base files, so the same mutated files in every run
 FUZZ = settings(max_examples=1000, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
@@ -30,13 +31,13 @@ def _vector():
     g = torch.Generator().manual_seed(0)
     return ss.SteeringVector({2: torch.randn(16, generator=g), 5: torch.randn(16, generator=g)}, model_type="llama",
                              model_name="tiny", method="caa", method_config={"lr": 0.1, "layers": [2, 5]},
-                             notes="fuzz base")
+                             notes="fuzz base", created_at=FIXED_TIME)
 
 
 def _set():
     g = torch.Generator().manual_seed(1)
     return ss.VectorSet({3: torch.randn(4, 16, generator=g)}, method="melbo", model_name="tiny",
-                        method_config={"steps": 3}, notes="set")
+                        method_config={"steps": 3}, notes="set", created_at=FIXED_TIME)
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +89,6 @@ PROMPTS_TXT = b"first prompt\nsecond prompt\n\nthird\n"
 
 TEXT_LOADERS = {
     "load_prompts": ("p.jsonl", PROMPTS_JSONL, load_prompts),
-    "read_prompts(.jsonl)": ("p.jsonl", PROMPTS_JSONL, lambda p: read_prompts(None, str(p))),
     "read_prompts(.txt)": ("p.txt", PROMPTS_TXT, lambda p: read_prompts(None, str(p))),
     "load_pairs": ("pairs.jsonl", PAIRS_JSONL, load_pairs),
 }

@@ -240,6 +240,14 @@ def positions_spec(text: str) -> str:
                                      "(absolute position K on) or last:K (last K prompt tokens, K >= 1)")
 
 
+def positive_float(text: str) -> float:
+    """argparse type: a finite number greater than 0."""
+    value = finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
+    return value
+
+
 def non_negative_float(text: str) -> float:
     value = finite_float(text)
     if value < 0:

@@ -8,13 +8,14 @@ from .common import (
     finite_float,
     input_file,
     output_dir,
+    positive_float,
     positive_int,
     vector_spec,
 )
 
 
 def _radius(text: str):
-    return "auto" if text == "auto" else finite_float(text)
+    return "auto" if text == "auto" else positive_float(text)
 
 
 def _target_positions(text: str):
@@ -29,7 +30,7 @@ def _common(p) -> None:
     p.add_argument("--target-layer", type=int, default=None, help="block whose output is compared (default ≈ 3/4)")
     p.add_argument("--num-vectors", type=positive_int, default=8)
     p.add_argument("--steps", type=positive_int, default=None, help="optimisation steps per vector (>= 1)")
-    p.add_argument("--lr", type=finite_float, default=None)
+    p.add_argument("--lr", type=positive_float, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, type=output_dir, help="run directory")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")

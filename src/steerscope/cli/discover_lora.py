@@ -11,6 +11,7 @@ from .common import (
     finite_float,
     input_file,
     output_dir,
+    positive_float,
     positive_int,
 )
 
@@ -28,7 +29,7 @@ def register(commands, groups) -> None:
     p.add_argument("--lora-alpha", type=finite_float, default=None, help="PEFT lora_alpha (default: = rank)")
     p.add_argument("--alpha", type=finite_float, default=1.1, help="weight of -KL(P||Q)")
     p.add_argument("--beta", type=finite_float, default=0.3, help="weight of NLL(Q, y)")
-    p.add_argument("--lr", type=finite_float, default=None, help="Adam learning rate (default: see docs)")
+    p.add_argument("--lr", type=positive_float, default=None, help="Adam learning rate (default: see docs)")
     p.add_argument("--epochs", type=positive_int, default=1)
     p.add_argument("--max-steps", type=positive_int, default=None, help="cap on optimiser steps per run")
     p.add_argument("--stop-kl", type=finite_float, default=0.5,
@@ -36,7 +37,7 @@ def register(commands, groups) -> None:
                         "(guards against collapse; 0 disables)")
     p.add_argument("--batch-size", type=positive_int, default=8)
     p.add_argument("--max-new-tokens", type=positive_int, default=128)
-    p.add_argument("--temperature", type=finite_float, default=1.0)
+    p.add_argument("--temperature", type=positive_float, default=1.0)
     p.add_argument("--runs", type=positive_int, default=1, help="independent adapters to train")
     p.add_argument("--eval-size", type=positive_int, default=32, help="held-out prompts for the KL summary")
     p.add_argument("--num-samples", type=int, default=8, help="held-out prompts shown base vs adapted")

@@ -11,6 +11,7 @@ import argparse
 import importlib
 import logging
 import sys
+import warnings
 
 # one module per owner so commands can be built side by side
 COMMAND_MODULES = ["info", "generate", "vector", "demo", "discover", "discover_lora", "optimize", "eval_transfer",
@@ -52,6 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """Warnings on the command line are one line too (no source file and line)."""
+    return f"steerscope: warning: {' '.join(str(message).split())}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -59,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help, or a bad argument (already reported in one line): return its code
         return exc.code if isinstance(exc.code, int) else 2
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    warnings.formatwarning = _one_line_warning
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
