@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import inspect
 import logging
-import warnings
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
-from ..configs import configurable
+from ..configs import configurable, renamed
 from ..errors import InvalidArgumentError
 from ..generate import forward_kwargs, tokenize
 from ..steer import steer
@@ -98,6 +97,7 @@ class _LogProbs:
 
 
 @configurable("kl", name="KLConfig")
+@renamed(scales="scale", steer_positions="positions")
 def kl_divergence(
     model,
     vectors: Sequence[SteeringVector | None] | VectorSet | SteeringVector,
@@ -116,7 +116,6 @@ def kl_divergence(
     reduction: str = "mean",
     seed: int | None = None,
     progress: bool = False,
-    scales: float | Sequence[float] | None = None,
 ) -> Tensor:
     """Next-token KL divergence of each steered model from a reference, averaged over prompts.
 
@@ -154,9 +153,6 @@ def kl_divergence(
         raise InvalidArgumentError(f"reduction must be 'mean' or 'none', got {reduction!r}")
     if batch_size < 1:
         raise InvalidArgumentError(f"batch_size must be at least 1, got {batch_size}")
-    if scales is not None:
-        warnings.warn("kl_divergence(scales=) is now scale=", DeprecationWarning, stacklevel=2)
-        scale = scales
     keep = _parse_positions(score_positions)
     vecs = _as_vector_list(vectors)
     vec_scales = _scale_list(scale, len(vecs))
