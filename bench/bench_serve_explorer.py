@@ -1,9 +1,10 @@
 """Explorer request latency and report writing time on the embedded model, measured side by side in one run.
 
-    .venv/bin/python bench/bench_explorer.py
+    .venv/bin/python bench/bench_serve_explorer.py
 
-- one explorer request (unsteered + k vectors, 32 new tokens) through the FastAPI app, which is ONE batched
-  generate with per-row vectors, vs the same k + 1 completions as separate generate calls; k = 1, 4, 8
+- one explorer request (unsteered + k vectors, 32 new tokens) through the server app (/explore/api/generate),
+  whose k + 1 rows are prefilled and decoded together by the server's scheduler, vs the same k + 1 completions as
+  separate generate calls; k = 1, 4, 8
 - write_report on a MELBO-like run of 8 vectors x 6 prompts (real completions from the embedded model)
 Writes bench/results/explorer.json.
 """
@@ -19,8 +20,8 @@ import torch
 from fastapi.testclient import TestClient
 
 import steerscope as ss
+from steerscope.app import ExplorerSource, create_app
 from steerscope.io import write_csv, write_json
-from steerscope.report.explorer import ExplorerSource, create_app
 from steerscope.samples import write_samples
 
 TOKENS = 32
@@ -34,9 +35,9 @@ def main() -> None:
     torch.manual_seed(0)
     vs = ss.VectorSet({LAYER: torch.nn.functional.normalize(torch.randn(8, m.d_model), dim=-1) * 8.0}, method="bench")
     source = ExplorerSource(vs, [{"index": i, "norm": 8.0} for i in range(8)], "bench", m.name)
-    client = TestClient(create_app(m, source))
+    client = TestClient(create_app(m, explorer=source), base_url="http://127.0.0.1/explore/")
     # warm-up of both paths and batch shapes (first calls of a shape are slow on CPU)
-    client.post("/api/generate", json={"prompt": PROMPT, "vectors": [0], "max_new_tokens": 4})
+    client.post("api/generate", json={"prompt": PROMPT, "vectors": [0], "max_new_tokens": 4})
     ss.generate(m, [PROMPT], max_new_tokens=4)
     ss.generate(m, [PROMPT], vectors=vs[0], max_new_tokens=4)
     results = {"model": m.name, "max_new_tokens": TOKENS, "torch_threads": torch.get_num_threads(),
@@ -46,7 +47,7 @@ def main() -> None:
         batched, separate = float("inf"), float("inf")
         for _ in range(REPEATS):
             start = time.perf_counter()
-            r = client.post("/api/generate", json=body)
+            r = client.post("api/generate", json=body)
             batched = min(batched, time.perf_counter() - start)
             assert r.status_code == 200, r.text
             start = time.perf_counter()

@@ -181,26 +181,33 @@ def test_cancelled_jobs_are_never_generated(setup):
         sched.stop()
 
 
-def test_disconnect_mid_stream_frees_the_row(setup):
+def test_disconnects_free_rows_and_skip_queued_requests(setup):
+    """One row only: A streams, B waits in the queue and its client gives up, then A's client hangs up. B is never
+    generated, A's row is freed at once, and C is served."""
     m = setup[0]
-    app = create_app(m, limits=Limits(max_tokens=240))
+    app = create_app(m, limits=Limits(max_tokens=240, max_batch=1))
     sock = bind("127.0.0.1", 0)
     server, thread = serve_in_thread(app, sock)
     slow = m.hf.register_forward_hook(lambda *args: time.sleep(0.02))  # 240 steps take ~5 s
+    stats = app.state.ctx.scheduler.stats
     try:
-        url = url_of(sock)
-        body = {"model": "base", "prompt": "the cat", "max_tokens": 240, "temperature": 0, "stream": True}
-        with httpx.Client(timeout=30) as client, client.stream("POST", url + "v1/completions", json=body) as r:
+        url = url_of(sock) + "v1/completions"
+        body = {"model": "base", "prompt": "the cat", "max_tokens": 240, "temperature": 0}
+        with httpx.Client(timeout=30) as client, client.stream("POST", url, json={**body, "stream": True}) as r:
             assert r.status_code == 200
-            next(r.iter_lines())  # one chunk, then hang up
-        stats = app.state.ctx.scheduler.stats
+            lines = r.iter_lines()  # keep the iterator: dropping it closes the connection
+            next(lines)  # A is decoding
+            with pytest.raises(httpx.ReadTimeout):
+                httpx.post(url, json=body, timeout=0.5)  # B queues behind A; its client gives up
+            time.sleep(0.5)  # B's disconnect is noticed while it still waits
+            assert stats["dropped_disconnected"] == 0 and stats["admitted"] == 1  # A still decoding, B waiting
         deadline = time.monotonic() + 20
-        while stats["dropped_disconnected"] < 1 and time.monotonic() < deadline:
+        while stats["dropped_disconnected"] < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert stats["dropped_disconnected"] == 1 and app.state.ctx.scheduler.state.size == 0
-        # the next request is served at once
-        r = httpx.post(url + "v1/completions", json={**body, "stream": False, "max_tokens": 3}, timeout=30)
-        assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 3
+        assert stats["dropped_disconnected"] == 2 and stats["admitted"] == 1  # B never reached the model
+        assert app.state.ctx.scheduler.state.size == 0
+        r = httpx.post(url, json={**body, "max_tokens": 3}, timeout=30)  # C is served at once
+        assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 3 and stats["admitted"] == 2
     finally:
         slow.remove()
         server.should_exit = True

@@ -12,8 +12,8 @@ from .limits import Limits
 from .net import bind, check_host, host_allowlist, make_server, serve_in_thread, url_of
 from .registry import VectorRegistry
 from .scheduler import Job, Scheduler
-from .server import create_app, model_for
+from .server import create_app, model_for, serve
 
 __all__ = ["BatchState", "ExplorerSource", "Job", "Limits", "Row", "Scheduler", "Term", "VectorRegistry", "bind",
            "check_host", "create_app", "host_allowlist", "load_source", "make_server", "model_for",
-           "serve_in_thread", "url_of"]
+           "serve", "serve_in_thread", "url_of"]

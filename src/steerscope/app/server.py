@@ -2,7 +2,7 @@
 
 Example:
     >>> app = create_app(ss.load_model(), ["runs/melbo"], api_key=None)
-    >>> serve(None, vectors=["runs/melbo"], port=8000)      # blocks; or serve_in_thread(app, bind("127.0.0.1", 0))
+    >>> serve(vectors=["runs/melbo"], port=8000)      # blocks; or serve_in_thread(app, bind("127.0.0.1", 0))
 """
 
 from __future__ import annotations
@@ -137,3 +137,27 @@ def model_for(name: str | None, fallback: str | None = None, *, device=None, dty
             raise
         raise ModelNotFoundError(f"{exc} (the vectors name model {fallback!r}; pass --model to choose another "
                                  "model of the same width)") from None
+
+
+def serve(model=None, vectors: list[str | os.PathLike] = (), *, explorer=None, host: str = "127.0.0.1",
+          port: int = 8000, allow_remote: bool = False, api_key: str | None = None, limits: Limits | None = None,
+          on_ready=None) -> None:
+    """Serve until interrupted (Ctrl+C). ``model``: a SteerableModel, a name/path, or None (embedded default).
+    ``on_ready(url)`` is called once the socket accepts connections.
+
+    Example:
+        >>> serve(vectors=["runs/melbo"], explorer=load_source("runs/melbo"), port=8000)
+    """
+    from .net import bind, host_allowlist, make_server, url_of
+
+    sock = bind(host, port, allow_remote)  # before loading the model: a taken port fails fast
+    try:
+        if model is None or isinstance(model, (str, os.PathLike)):
+            model = model_for(None if model is None else str(model))
+        app = create_app(model, vectors, limits=limits, explorer=explorer, api_key=api_key,
+                         allowed_hosts=host_allowlist(allow_remote))
+        if on_ready is not None:
+            on_ready(url_of(sock))
+        make_server(app).run(sockets=[sock])
+    finally:
+        sock.close()

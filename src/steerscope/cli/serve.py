@@ -63,8 +63,8 @@ def run(args) -> int:
                          allowed_hosts=host_allowlist(args.allow_remote))
         url = url_of(sock)
         n = len(app.state.ctx.registry.names())
-        print(f"steerscope serve: {url}v1  ({model.name}, {n} vectors; explorer {url}explore/; Ctrl+C to stop)",
-              flush=True)
+        page = f"; explorer {url}explore/" if source is not None else ""
+        print(f"steerscope serve: {url}v1  ({model.name}, {n} vectors{page}; Ctrl+C to stop)", flush=True)
         if args.allow_remote and not args.api_key:
             sys.stderr.write("warning: --allow-remote without --api-key: anyone who can reach this address can "
                              "run the model\n")

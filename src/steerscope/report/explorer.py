@@ -9,8 +9,8 @@ from __future__ import annotations
 from ..app.explorer import ExplorerSource, load_source
 from ..app.net import bind, check_host, host_allowlist, serve_in_thread, url_of
 
-__all__ = ["ExplorerSource", "bind", "check_host", "create_app", "host_allowlist", "load_source", "serve_in_thread",
-           "url_of"]
+__all__ = ["ExplorerSource", "bind", "check_host", "create_app", "host_allowlist", "load_source", "serve",
+           "serve_in_thread", "url_of"]
 
 
 def create_app(model, source: ExplorerSource, *, allowed_hosts: list[str] | None = None):
@@ -18,3 +18,14 @@ def create_app(model, source: ExplorerSource, *, allowed_hosts: list[str] | None
     from ..app.server import create_app as _create
 
     return _create(model, explorer=source, allowed_hosts=allowed_hosts)
+
+
+def serve(source, *, model=None, host: str = "127.0.0.1", port: int = 8765, allow_remote: bool = False,
+          on_ready=None) -> None:
+    """Serve the explorer for ``source`` (a run directory, vector file or ExplorerSource) until interrupted."""
+    from ..app.server import model_for
+    from ..app.server import serve as _serve
+
+    source = source if isinstance(source, ExplorerSource) else load_source(source)
+    model = model if model is not None else model_for(None, source.model_name)
+    _serve(model, explorer=source, host=host, port=port, allow_remote=allow_remote, on_ready=on_ready)
