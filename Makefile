@@ -54,6 +54,7 @@ test: $(STAMP) browser
 bench: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) bench/bench_steer.py
 	OMP_NUM_THREADS=1 $(PY) bench/bench_melbo.py
+	OMP_NUM_THREADS=1 $(PY) bench/bench_serve.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check src tests bench

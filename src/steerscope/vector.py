@@ -190,6 +190,7 @@ def _parse_safetensors(path: Path, data: bytes) -> tuple[dict[str, Tensor], dict
             raise bad(f"tensor {name!r} has {offsets[1] - offsets[0]} bytes but shape {shape} needs {count * size}")
         chunk = body[offsets[0]:offsets[1]]
         raw[name] = chunk
+        # cpu-ok: a tensor read from file bytes; vectors are kept on the host in fp32
         t = torch.frombuffer(bytearray(chunk), dtype=torch_dtype) if count else torch.zeros(0, dtype=torch_dtype)
         tensors[name] = t.reshape(shape).to(torch.float32)
     return tensors, raw, metadata

@@ -98,6 +98,7 @@ class Scheduler:
         """Queue a job (429 when the queue is full)."""
         if job.temperature > 0:
             job.generator = torch.Generator(device=self.model.device)
+            # cpu-ok: a host-side random seed for an unseeded request
             job.generator.manual_seed(job.seed if job.seed is not None else int(torch.randint(2**31, ()).item()))
         with self.cond:
             if len(self.pending) >= self.limits.max_queue:

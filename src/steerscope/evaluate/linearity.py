@@ -172,7 +172,7 @@ def random_like(vector: SteeringVector, seed: int = 0) -> SteeringVector:
     g = torch.Generator().manual_seed(seed)
     dirs = {}
     for layer, t in vector.directions.items():
-        r = torch.randn(t.shape, generator=g)
+        r = torch.randn(t.shape, generator=g)  # cpu-ok: seeded CPU draw; vectors live on the CPU in fp32
         dirs[layer] = r / r.norm() * t.float().norm()
     return SteeringVector(dirs, vector.site, method="random_control")
 

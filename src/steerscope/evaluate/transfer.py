@@ -168,6 +168,7 @@ def _target_logprobs(
             PROMPT_LENGTHS.reset(token)
         logits = hidden_to_logits(model, gather_hidden(hidden, batch))  # (M, V): completion positions only
         lp = token_logprobs(logits, batch.target_ids)
+        # cpu-ok: host-side per-completion sums (read with .tolist() right below)
         per_row = torch.zeros(batch.completions, dtype=lp.dtype).index_add(
             0, batch.token_completion.cpu(), lp.cpu()
         )

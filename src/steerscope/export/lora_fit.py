@@ -164,8 +164,9 @@ class Moments:
 
     def __init__(self, dim: int) -> None:
         self.n = 0
+        # cpu-ok: float64 moments accumulate on the host; add() moves every batch here
         self.sum = torch.zeros(dim, dtype=torch.float64)
-        self.outer = torch.zeros(dim, dim, dtype=torch.float64)
+        self.outer = torch.zeros(dim, dim, dtype=torch.float64)  # cpu-ok: as above
 
     def add(self, x: Tensor) -> None:  # x (N, d)
         x = x.to("cpu", torch.float64)
@@ -197,7 +198,7 @@ def readout_direction(moments: Moments, ridge: float) -> Tensor:
     """``b = (Σ + λ·tr(Σ)/d·I)⁻¹ μ / (μᵀ(Σ + λ·tr(Σ)/d·I)⁻¹ μ)`` (float64, d_in)."""
     cov, mu = moments.cov, moments.mean
     d = cov.shape[0]
-    reg = cov + ridge * (torch.trace(cov) / d).clamp_min(1e-30) * torch.eye(d, dtype=cov.dtype)
+    reg = cov + ridge * (torch.trace(cov) / d).clamp_min(1e-30) * torch.eye(d, dtype=cov.dtype, device=cov.device)
     w = torch.linalg.solve(reg, mu)
     return w / (mu @ w)
 

@@ -123,6 +123,7 @@ def lora_targets(model, vector: SteeringVector, method: str) -> dict[int, list[T
 
 def _bias_adapter(model, target: Target, v: torch.Tensor) -> Adapter:
     d_in, d_out, _ = lora_fit.module_dims(model.hf.get_submodule(target.module_path))
+    # cpu-ok: adapter tensors are built on the host and written to a file
     return Adapter(target.module_path, torch.zeros(1, d_in), torch.zeros(d_out, 1), bias=v.double().clone(),
                    scaling=1.0, layer=target.layer)
 
