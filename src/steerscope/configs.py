@@ -219,7 +219,7 @@ def add_config_flags(parser: argparse.ArgumentParser | Any, cls: type[Config], *
         flag = "--" + rename.get(f.name, f.name).replace("_", "-")
         flags[f.name] = flag
         kind, many, collapse, optional, literal = _cli_type(f.type)
-        doc = cls.field_docs.get(f.name, "")
+        doc = cls.field_docs.get(f.name, "").replace("``", "")
         has_default = f.name in defaults
         default = defaults.get(f.name)
         shown = f" (default: {_shown(default)})" if has_default else " (required)"
