@@ -164,22 +164,35 @@ def signature_config(fn: Callable, method: str, *, name: str | None = None) -> t
 
 
 def field_docs(doc: str) -> dict[str, str]:
-    """``{name: text}`` from a Google-style ``Args:`` section (``a, b: shared text`` gives both)."""
-    match = re.search(r"^\s*Args:\s*$(.*?)(?=^\s*(Returns|Raises|Example|Examples|Yields|Note)s?:\s*$|\Z)", doc,
+    """``{name: text}`` from a Google-style ``Args:`` section (``a, b: shared text`` or ``a / b: ...`` gives both).
+
+    A continuation line is indented deeper than its name; a line back at the names' indent that is not ``name:``
+    (or one at the ``Args:`` indent) ends the entry."""
+    match = re.search(r"^(\s*)Args:\s*$(.*?)(?=^\s*(Returns|Raises|Example|Examples|Yields|Note)s?:\s*$|\Z)", doc,
                       flags=re.MULTILINE | re.DOTALL)
     if not match:
         return {}
+    base = len(match.group(1))
     out: dict[str, str] = {}
     current: list[str] = []
-    for line in match.group(1).splitlines():
-        head = re.match(r"^\s{4,8}([A-Za-z_][\w, ]*):\s*(.*)$", line)
-        if head and not line.startswith(" " * 12):
-            current = [n.strip() for n in head.group(1).split(",")]
+    item_indent = None
+    for line in match.group(2).splitlines():
+        if not line.strip():
+            continue
+        indent = len(line) - len(line.lstrip())
+        if indent <= base:
+            break
+        head = re.match(r"^\s*([A-Za-z_][\w]*(?:\s*[,/]\s*[A-Za-z_][\w]*)*):\s*(.*)$", line)
+        if head and (item_indent is None or indent <= item_indent):
+            item_indent = indent
+            current = [n.strip() for n in re.split(r"[,/]", head.group(1))]
             for n in current:
                 out[n] = head.group(2).strip()
-        elif current and line.strip():
+        elif current and item_indent is not None and indent > item_indent:
             for n in current:
                 out[n] = f"{out[n]} {line.strip()}"
+        else:
+            current = []
     return out
 
 
