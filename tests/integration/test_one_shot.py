@@ -284,7 +284,6 @@ def test_cli_optimize_and_eval_transfer(tmp_path, capsys):
             "--model",
             str(model_dir),
             "--no-chat",
-            "--vector",
             str(out),
             "the dog",
             "hi",
