@@ -2,7 +2,7 @@
 
 import pytest
 
-import steerscope.cli.common as common
+from steerscope.cli import common
 
 
 class _Args:
