@@ -113,3 +113,51 @@ def test_old_top_level_sweep_still_runs_with_a_note(vector, monkeypatch, capsys)
     with pytest.raises(Loaded):
         main(["eval", "sweep", str(vector), "hi"])
     assert capsys.readouterr().err == ""
+
+
+def _shell_examples() -> list[tuple[str, str]]:
+    """``steerscope ...`` lines of the README's and docs' shell blocks (placeholders with ``...``/``[`` left out)."""
+    import re
+
+    root = Path(__file__).resolve().parents[2]
+    out = []
+    for path in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
+        lines, fence = [], None
+        for line in path.read_text().splitlines():
+            if line.startswith("```"):
+                fence = None if fence is not None else line[3:].strip()
+                continue
+            if fence in ("bash", "sh", "console", ""):
+                lines.append(line)
+        text = "\n".join(lines).replace("\\\n", " ")
+        for line in text.splitlines():
+            line = re.split(r"\s+#", line.strip().removeprefix("$ "))[0]
+            for part in (p.strip() for p in line.split("&&")):
+                if part.startswith("steerscope ") and "..." not in part and "[" not in part:
+                    out.append((path.name, part))
+    return out
+
+
+def test_shell_examples_in_the_docs_parse(tmp_path, monkeypatch):
+    """Every CLI example in README.md and docs/*.md parses with today's flags (the files it names are faked)."""
+    import re
+    import shlex
+
+    monkeypatch.chdir(tmp_path)
+    examples = _shell_examples()
+    assert len(examples) > 20
+    for name, line in examples:
+        argv = shlex.split(line)[1:]
+        for prev, tok in zip(["", *argv], argv):
+            base = re.sub(r":\d+$", "", tok)
+            if prev == "--out" or tok.startswith(("-", "http")):
+                continue
+            if re.search(r"\.(safetensors|txt|jsonl|gguf)$", base):
+                Path(base).parent.mkdir(parents=True, exist_ok=True)
+                Path(base).write_text("hello\n")
+            elif "adapter" in base or (base.startswith("runs/") and "." not in base):
+                Path(base).mkdir(parents=True, exist_ok=True)
+        try:
+            build_parser().parse_args(argv)
+        except SystemExit as exc:
+            pytest.fail(f"{name}: `{line}` does not parse (exit {exc.code})")
