@@ -28,7 +28,7 @@ import re
 import types
 import typing
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -112,25 +112,7 @@ def configurable(method: str, *, name: str | None = None) -> Callable:
 
     def decorate(fn: Callable) -> Callable:
         sig = inspect.signature(fn)
-        hints = typing.get_type_hints(fn, include_extras=False) if _resolvable(fn) else {}
-        docs = field_docs(fn.__doc__ or "")
-        specs = []
-        for p in sig.parameters.values():
-            if p.kind is not inspect.Parameter.KEYWORD_ONLY or p.name == "config":
-                continue
-            default = p.default
-            if default is inspect.Parameter.empty:
-                spec = dataclasses.field()  # a required keyword (e.g. optimize_vector's layer)
-            elif isinstance(default, (list, dict, set)):
-                spec = dataclasses.field(default_factory=functools.partial(type(default), default))
-            else:
-                spec = dataclasses.field(default=default)
-            specs.append((p.name, hints.get(p.name, Any), spec))
-        cls_name = name or "".join(part.title() for part in method.split("_")) + "Config"
-        cls = dataclasses.make_dataclass(cls_name, specs, bases=(Config,), frozen=True, kw_only=True,
-                                         namespace={"method_name": method, "field_docs": docs,
-                                                    "__module__": fn.__module__})
-        cls.__doc__ = f"Settings of ``{fn.__name__}`` (fields = its keyword arguments, same defaults)."
+        cls = signature_config(fn, method, name=name)
         _REGISTRY[method] = cls
 
         @functools.wraps(fn)
@@ -145,7 +127,7 @@ def configurable(method: str, *, name: str | None = None) -> Callable:
         params = list(sig.parameters.values())
         if "config" not in sig.parameters:
             params.append(inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default=None,
-                                            annotation=f"{cls_name} | None"))
+                                            annotation=f"{cls.__name__} | None"))
         wrapper.__signature__ = sig.replace(parameters=params)
         wrapper.Config = cls
         return wrapper
@@ -153,48 +135,124 @@ def configurable(method: str, *, name: str | None = None) -> Callable:
     return decorate
 
 
+def signature_config(fn: Callable, method: str, *, name: str | None = None) -> type[Config]:
+    """The config dataclass of ``fn``'s keyword-only arguments (not registered; ``configurable`` registers it).
+
+    Also usable on a function that is not ``@configurable`` (the CLI of ``vector_from_lora``): the flags generated
+    from it still carry the function's own names and defaults."""
+    sig = inspect.signature(fn)
+    hints = typing.get_type_hints(fn, include_extras=False) if _resolvable(fn) else {}
+    docs = field_docs(fn.__doc__ or "")
+    specs = []
+    for p in sig.parameters.values():
+        if p.kind is not inspect.Parameter.KEYWORD_ONLY or p.name == "config":
+            continue
+        default = p.default
+        if default is inspect.Parameter.empty:
+            spec = dataclasses.field()  # a required keyword (e.g. optimize_vector's layer)
+        elif isinstance(default, (list, dict, set)):
+            spec = dataclasses.field(default_factory=functools.partial(type(default), default))
+        else:
+            spec = dataclasses.field(default=default)
+        specs.append((p.name, hints.get(p.name, Any), spec))
+    cls_name = name or "".join(part.title() for part in method.split("_")) + "Config"
+    cls = dataclasses.make_dataclass(cls_name, specs, bases=(Config,), frozen=True, kw_only=True,
+                                     namespace={"method_name": method, "field_docs": docs,
+                                                "__module__": fn.__module__})
+    cls.__doc__ = f"Settings of ``{fn.__name__}`` (fields = its keyword arguments, same defaults)."
+    return cls
+
+
 def field_docs(doc: str) -> dict[str, str]:
-    """``{name: text}`` from a Google-style ``Args:`` section (``a, b: shared text`` gives both)."""
-    match = re.search(r"^\s*Args:\s*$(.*?)(?=^\s*(Returns|Raises|Example|Examples|Yields|Note)s?:\s*$|\Z)", doc,
+    """``{name: text}`` from a Google-style ``Args:`` section (``a, b: shared text`` or ``a / b: ...`` gives both).
+
+    A continuation line is indented deeper than its name; a line back at the names' indent that is not ``name:``
+    (or one at the ``Args:`` indent) ends the entry."""
+    match = re.search(r"^(\s*)Args:\s*$(.*?)(?=^\s*(Returns|Raises|Example|Examples|Yields|Note)s?:\s*$|\Z)", doc,
                       flags=re.MULTILINE | re.DOTALL)
     if not match:
         return {}
+    base = len(match.group(1))
     out: dict[str, str] = {}
     current: list[str] = []
-    for line in match.group(1).splitlines():
-        head = re.match(r"^\s{4,8}([A-Za-z_][\w, ]*):\s*(.*)$", line)
-        if head and not line.startswith(" " * 12):
-            current = [n.strip() for n in head.group(1).split(",")]
+    item_indent = None
+    for line in match.group(2).splitlines():
+        if not line.strip():
+            continue
+        indent = len(line) - len(line.lstrip())
+        if indent <= base:
+            break
+        head = re.match(r"^\s*([A-Za-z_][\w]*(?:\s*[,/]\s*[A-Za-z_][\w]*)*):\s*(.*)$", line)
+        if head and (item_indent is None or indent <= item_indent):
+            item_indent = indent
+            current = [n.strip() for n in re.split(r"[,/]", head.group(1))]
             for n in current:
                 out[n] = head.group(2).strip()
-        elif current and line.strip():
+        elif current and item_indent is not None and indent > item_indent:
             for n in current:
                 out[n] = f"{out[n]} {line.strip()}"
+        else:
+            current = []
     return out
 
 
-def add_config_flags(parser: argparse.ArgumentParser, cls: type[Config], *, skip: tuple[str, ...] = (),
-                     rename: dict[str, str] | None = None) -> None:
+def config_defaults(cls: type[Config]) -> dict[str, Any]:
+    """``{field: default}`` (fields without a default, like ``optimize_vector``'s ``layer``, are left out)."""
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+            out[f.name] = f.default_factory()  # type: ignore[misc]
+    return out
+
+
+def add_config_flags(parser: argparse.ArgumentParser | Any, cls: type[Config], *, skip: tuple[str, ...] = (),
+                     rename: dict[str, str] | None = None, types: dict[str, Callable[[str], Any]] | None = None,
+                     choices: dict[str, Sequence[Any]] | None = None, required: tuple[str, ...] = (),
+                     options: dict[str, dict[str, Any]] | None = None) -> dict[str, str]:
     """One CLI flag per config field: ``num_vectors`` → ``--num-vectors``, same default, help from the docs.
 
-    ``bool`` fields become ``--x/--no-x``; ``X | None`` takes X; lists take one or more values. ``rename`` maps
-    a field to another flag name (the CLI's ``--out`` for ``out_dir``)."""
-    rename = rename or {}
+    ``bool`` fields become ``--x/--no-x``; ``X | None`` takes X (and the word ``none`` gives None); lists take one or
+    more values (a ``type`` that returns a list, like ``1:4:1``, is flattened; ``X | Sequence[X]`` gives X for one
+    value); ``Literal[...]`` fields get their choices. Per field: ``rename`` gives another flag name (``out_dir`` →
+    ``--out``), ``types`` an argparse ``type=`` that validates while parsing (an existing file, a positive number),
+    ``choices`` the allowed values, ``required`` makes the flag mandatory (the default stays the field's), and
+    ``options`` any other ``add_argument`` keywords (``nargs``, ``metavar``). Returns ``{field: flag}``."""
+    rename, types, choices, options = rename or {}, types or {}, choices or {}, options or {}
+    defaults = config_defaults(cls)
+    unknown = (set(rename) | set(types) | set(choices) | set(options) | set(required) | set(skip)) - {
+        f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        raise ValueError(f"{cls.__name__} has no fields {sorted(unknown)}")
+    flags = {}
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
         flag = "--" + rename.get(f.name, f.name).replace("_", "-")
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        kind, many = _cli_type(f.type)
-        doc = cls.field_docs.get(f.name, "")
-        help_text = f"{doc} (default: {default})".strip().replace("%", "%%")
-        kwargs: dict[str, Any] = {"dest": f.name, "default": default, "help": help_text}
-        if kind is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
+        flags[f.name] = flag
+        kind, many, collapse, optional, literal = _cli_type(f.type)
+        doc = cls.field_docs.get(f.name, "").replace("``", "")
+        has_default = f.name in defaults
+        default = defaults.get(f.name)
+        shown = f" (default: {_shown(default)})" if has_default else " (required)"
+        kwargs: dict[str, Any] = {"dest": f.name, "default": default, "help": f"{doc}{shown}".strip().replace("%",
+                                                                                                              "%%")}
+        if not has_default or f.name in required:
+            kwargs["required"] = True
+        if f.name in choices or literal:
+            kwargs["choices"] = list(choices.get(f.name, literal))
+        extra = dict(options.get(f.name, {}))
+        if kind is bool and f.name not in types and "nargs" not in extra:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **{**kwargs, **extra})
             continue
-        if many:
-            kwargs["nargs"] = "+"
-        parser.add_argument(flag, type=_cli_parser(kind, f.name), **kwargs)
+        parse = types.get(f.name) or _cli_parser(kind, flag)
+        kwargs["type"] = _none_or(parse) if optional else parse
+        if many and "nargs" not in extra:
+            kwargs.update(nargs="+", action=_ManyAction, collapse=collapse, as_tuple=isinstance(default, tuple))
+        kwargs.update(extra)
+        parser.add_argument(flag, **kwargs)
+    return flags
 
 
 def config_from_args(cls: type[Config], args: argparse.Namespace, **overrides: Any) -> Config:
@@ -202,6 +260,38 @@ def config_from_args(cls: type[Config], args: argparse.Namespace, **overrides: A
     names = {f.name for f in dataclasses.fields(cls)}
     values = {k: v for k, v in vars(args).items() if k in names}
     return cls(**{**values, **overrides})
+
+
+class _ManyAction(argparse.Action):
+    """One or more values: lists a ``type`` returned are flattened; one value of an ``X | Sequence[X]`` field is X;
+    a field whose default is a tuple gets a tuple (so the config equals one built in Python)."""
+
+    def __init__(self, *args: Any, collapse: bool = False, as_tuple: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.collapse, self.as_tuple = collapse, as_tuple
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        flat: list[Any] = []
+        for value in values:
+            flat.extend(value if isinstance(value, (list, tuple)) else [value])
+        result: Any = tuple(flat) if self.as_tuple else flat
+        if self.collapse and len(flat) == 1:
+            result = flat[0]
+        setattr(namespace, self.dest, result)
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return " ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value) or "none"
+    return str(value)
+
+
+def _none_or(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    def parse_optional(text: str) -> Any:
+        return None if text.strip().lower() == "none" else parse(text)
+
+    parse_optional.__name__ = getattr(parse, "__name__", "value")
+    return parse_optional
 
 
 def _resolvable(fn: Callable) -> bool:
@@ -221,27 +311,42 @@ def _strip_optional(tp: Any) -> tuple[Any, bool]:
     return tp, False
 
 
-def _cli_type(tp: Any) -> tuple[Any, bool]:
-    inner, _ = _strip_optional(tp)
-    origin = typing.get_origin(inner)
-    if origin in (list, tuple) or (origin is not None and getattr(origin, "__name__", "") == "Sequence"):
-        args = typing.get_args(inner)
-        return (args[0] if args and args[0] in (int, float, str) else str), True
-    return (inner if inner in (int, float, str, bool) else str), False
+def _is_sequence(tp: Any) -> bool:
+    origin = typing.get_origin(tp)
+    return origin in (list, tuple) or (origin is not None and getattr(origin, "__name__", "") == "Sequence")
 
 
-def _cli_parser(kind: Any, name: str) -> Callable[[str], Any]:
+def _cli_type(tp: Any) -> tuple[Any, bool, bool, bool, tuple]:
+    """(element type, many values, one value means the scalar, optional, literal choices) of an annotation."""
+    inner, optional = _strip_optional(tp)
+    members = [a for a in typing.get_args(inner) if a is not type(None)] if typing.get_origin(inner) in (
+        typing.Union, types.UnionType) else [inner]
+    sequences = [m for m in members if _is_sequence(m)]
+    if sequences:
+        args = typing.get_args(sequences[0])
+        element = args[0] if args else str
+        element = element if element in (int, float, str) else str
+        return element, True, len(members) > 1 and element in members, optional, ()
+    if len(members) == 1 and typing.get_origin(inner) is typing.Literal:
+        values = typing.get_args(inner)
+        return (type(values[0]) if values else str), False, False, optional, values
+    return (inner if inner in (int, float, str, bool) else str), False, False, optional, ()
+
+
+def _cli_parser(kind: Any, flag: str) -> Callable[[str], Any]:
     def parse(text: str):
         if kind is str:
             return text
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"--{name.replace('_', '-')}: {text!r} is not a {kind.__name__}")
-        if kind is float and math.isnan(value):
-            raise argparse.ArgumentTypeError(f"--{name.replace('_', '-')}: NaN is not allowed")
+            raise argparse.ArgumentTypeError(f"{text!r} is not a{'n' if kind is int else ''} "
+                                             f"{'integer' if kind is int else 'number'}") from None
+        if kind is float and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number (for {flag})")
         return value
 
+    parse.__name__ = getattr(kind, "__name__", "value")
     return parse
 
 

@@ -1,4 +1,4 @@
-"""`steerscope sweep`, `eval kl` and `eval linearity` end to end on a tiny model saved to disk."""
+"""`steerscope eval sweep`, `eval kl` and `eval linearity` end to end on a tiny model saved to disk."""
 
 import copy
 import json
@@ -32,8 +32,8 @@ def saved(tmp_path_factory):
 
 def test_sweep_cli(saved, tmp_path, capsys):
     out = tmp_path / "sweep"
-    code = main(["sweep", str(saved / "v.safetensors"), "--model", str(saved / "model"), "--no-chat",
-                 "--prompts-file", str(saved / "prompts.txt"), "--scales", "-4:4:4", "--metric", "count:a",
+    code = main(["eval", "sweep", str(saved / "v.safetensors"), "--model", str(saved / "model"), "--no-chat",
+                 "--prompts-file", str(saved / "prompts.txt"), "--scales", "-4:4:4", "--metrics", "count:a",
                  "--max-new-tokens", "6", "--out", str(out)])
     assert code == 0
     text = capsys.readouterr().out
@@ -46,7 +46,7 @@ def test_sweep_cli(saved, tmp_path, capsys):
 
 def test_kl_cli_expands_sets(saved, tmp_path, capsys):
     code = main(["eval", "kl", str(saved / "set.safetensors"), str(saved / "v.safetensors"), "--model",
-                 str(saved / "model"), "--no-chat", "--prompts", "hello", "abc", "--scales", "4",
+                 str(saved / "model"), "--no-chat", "--prompts", "hello", "abc", "--scale", "4",
                  "--out", str(tmp_path / "kl.json")])
     assert code == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
@@ -64,7 +64,7 @@ def test_linearity_cli(saved, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(embed, "_sentence_transformer", lambda path: type("E", (), {
         "encode": staticmethod(lambda texts, **kw: np.array([[len(t), t.count("a") + 1.0] for t in texts]))})())
     out = tmp_path / "lin"
-    code = main(["eval", "linearity", "--adapter", str(saved / "adapter"), "--vector", str(saved / "v.safetensors"),
+    code = main(["eval", "linearity", str(saved / "adapter"), str(saved / "v.safetensors"),
                  "--model", str(saved / "model"), "--no-chat", "--prompts-file", str(saved / "prompts.txt"),
                  "--batches", "2", "--max-new-tokens", "6", "--control", "--out", str(out)])
     assert code == 0
@@ -74,9 +74,9 @@ def test_linearity_cli(saved, tmp_path, capsys, monkeypatch):
 
 
 def test_cli_errors_are_one_line(saved, capsys):
-    code = main(["sweep", str(saved / "v.safetensors"), "--model", str(saved / "model"), "--prompts", "hi",
-                 "--metric", "nomodule_xyz:f"])
+    code = main(["eval", "sweep", str(saved / "v.safetensors"), "--model", str(saved / "model"), "--prompts", "hi",
+                 "--metrics", "nomodule_xyz:f"])
     assert code == 2 and "cannot import" in capsys.readouterr().err
-    code = main(["eval", "linearity", "--adapter", str(saved), "--vector", str(saved / "v.safetensors"),
+    code = main(["eval", "linearity", str(saved), str(saved / "v.safetensors"),
                  "--prompts", "a", "--summarizer", "http"])
     assert code == 2 and "--judge-url" in capsys.readouterr().err

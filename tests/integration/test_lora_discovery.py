@@ -104,7 +104,7 @@ def test_cli_discover_and_extract(tmp_path, capsys):
     held = tmp_path / "h.txt"
     held.write_text("\n".join(HELD))
     out = tmp_path / "runs"
-    code = main(["discover", "lora", "--model", str(model_dir), "--prompts-file", str(prompts), "--held-out-file",
+    code = main(["discover", "lora", "--model", str(model_dir), "--prompts-file", str(prompts), "--heldout-file",
                  str(held), "--max-steps", "2", "--batch-size", "3", "--max-new-tokens", "4", "--eval-size", "2",
                  "--num-samples", "1", "--no-chat", "--lr", "0.05", "--out", str(out)])
     assert code == 0
@@ -119,7 +119,7 @@ def test_cli_discover_and_extract(tmp_path, capsys):
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text("".join(json.dumps({"positive": p, "negative": n}) + "\n"
                              for p, n in [("good day", "bad day"), ("yes", "no")]))
-    code = main(["extract", "contrastive", "--model", str(model_dir), "--pairs", str(pairs), "--layers", "0,1",
+    code = main(["extract", "contrastive", str(pairs), "--model", str(model_dir), "--layers", "0,1",
                  "--method", "pca", "--no-chat", "--out", str(tmp_path / "c.safetensors")])
     assert code == 0
     c = ss.SteeringVector.load(tmp_path / "c.safetensors")
@@ -127,5 +127,5 @@ def test_cli_discover_and_extract(tmp_path, capsys):
     # errors are one line, exit 2
     assert main(["extract", "lora", str(tmp_path / "nope"), "--model", str(model_dir), "--no-chat",
                  "--out", str(tmp_path / "x.safetensors")]) == 2
-    assert main(["extract", "contrastive", "--model", str(model_dir), "--pairs", "no_such_set",
+    assert main(["extract", "contrastive", "no_such_set", "--model", str(model_dir),
                  "--out", str(tmp_path / "x.safetensors")]) == 2

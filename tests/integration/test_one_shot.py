@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from reference.one_shot_naive import naive_completion_loss, optimize_vector_naive
 from tiny import ARCHS, tiny_model
 
 import steerscope as ss
@@ -13,7 +14,6 @@ from steerscope.evaluate.transfer import evaluate_transfer
 from steerscope.generate import forward_kwargs
 from steerscope.methods.one_shot import Example, _ReplayObjective, apply_operator, optimize_vector
 from steerscope.methods.one_shot_batch import pack_completions
-from reference.one_shot_naive import naive_completion_loss, optimize_vector_naive
 from steerscope.steer import PROMPT_LENGTHS
 
 EXAMPLES = [
@@ -284,7 +284,6 @@ def test_cli_optimize_and_eval_transfer(tmp_path, capsys):
             "--model",
             str(model_dir),
             "--no-chat",
-            "--vector",
             str(out),
             "the dog",
             "hi",

@@ -2,12 +2,12 @@
 
 import pytest
 
-import steerscope.cli.common as common
+from steerscope.cli import common
 
 
 class _Args:
     def __init__(self, no_report):
-        self.no_report = no_report
+        self.report = not no_report
 
 
 @pytest.mark.parametrize("no_report", [False, True])

@@ -55,12 +55,12 @@ BAD = [  # (argv with {d} for the temp dir, a word the message must contain)
     (["discover", "melbo", "hi", "--out", "{d}/afile/sub"], "is a file"),
     (["discover", "melbo", "hi", "--out", "{d}/afile"], "not a directory"),
     (["discover", "melbo", "hi", "--steps", "0", "--out", "{d}/o"], "at least 1"),
-    (["discover", "ortho", "hi", "--base", "{d}/set.safetensors:0", "--steps", "0", "--out", "{d}/o"], "at least 1"),
+    (["discover", "ortho", "{d}/set.safetensors:0", "hi", "--steps", "0", "--out", "{d}/o"], "at least 1"),
     (["discover", "melbo", "hi", "--out", "{d}/run"], "already holds a run"),
     (["discover", "melbo", "--prompts-file", "{d}/missing.txt", "--out", "{d}/o"], "does not exist"),
     (["discover", "melbo", "--prompts-file", "{d}/latin1.txt", "--out", "{d}/o"], "not UTF-8"),
     (["discover", "melbo", "--prompts-file", "{d}/nan.jsonl", "--out", "{d}/o"], "non-empty string"),
-    (["discover", "ortho", "hi", "--base", "{d}/missing.safetensors", "--out", "{d}/o"], "does not exist"),
+    (["discover", "ortho", "{d}/missing.safetensors", "hi", "--out", "{d}/o"], "does not exist"),
     (["export", "gguf", "{d}/v.safetensors", "--out", "/proc/steerscope-x.gguf"], "not writable"),
     (["export", "gguf", "{d}/v.safetensors", "--out", "{d}/afile/v.gguf"], "is a file"),
     (["export", "gguf", "{d}/v.safetensors", "--out", "{d}"], "is a directory"),
@@ -75,13 +75,14 @@ BAD = [  # (argv with {d} for the temp dir, a word the message must contain)
     (["generate", "hi", "--temperature", "-1", "--sample"], "0 or more"),
     (["generate", "hi", "--vector", "{d}/v.safetensors:abc"], "not a vector index"),
     (["generate", "hi", "--vector", "{d}/missing.safetensors:2"], "does not exist"),
-    (["sweep", "{d}/v.safetensors", "--prompts", "hi", "--scales", "0:1e300:1e-300"], "more than"),
-    (["sweep", "{d}/v.safetensors", "--prompts", "hi", "--positions", "last:0"], "last:0"),
-    (["sweep", "{d}/v.safetensors", "--prompts", "hi", "--out", "/proc/steerscope-x"], "not writable"),
-    (["eval", "kl", "{d}/v.safetensors", "--prompts", "hi", "--positions", "last:0"], "K >= 1"),
-    (["eval", "transfer", "--vector", "{d}/v.safetensors", "--targets", "x", "--out", "{d}/afile/o"], "is a file"),
+    (["eval", "sweep", "{d}/v.safetensors", "--prompts", "hi", "--scales", "0:1e300:1e-300"], "more than"),
+    (["eval", "sweep", "{d}/v.safetensors", "--prompts", "hi", "--positions", "last:0"], "last:0"),
+    (["eval", "sweep", "{d}/v.safetensors", "--prompts", "hi", "--out", "/proc/steerscope-x"], "not writable"),
+    (["eval", "kl", "{d}/v.safetensors", "--prompts", "hi", "--score-positions", "last:0"], "K >= 1"),
+    (["eval", "kl", "{d}/v.safetensors", "--prompts", "hi", "--positions", "last:0"], "last:0"),
+    (["eval", "transfer", "{d}/v.safetensors", "--targets", "x", "--out", "{d}/afile/o"], "is a file"),
     (["extract", "lora", "{d}/no-adapter", "--out", "{d}/v2.safetensors"], "does not exist"),
-    (["extract", "contrastive", "--pairs", "{d}/missing.jsonl", "--out", "{d}/v2.safetensors"], "does not exist"),
+    (["extract", "contrastive", "{d}/missing.jsonl", "--out", "{d}/v2.safetensors"], "does not exist"),
     (["report", "{d}/missing-run"], "does not exist"),
     (["vector", "show", "{d}/set.safetensors:abc"], "not a vector index"),
 ]
@@ -104,7 +105,7 @@ def test_good_input_reaches_the_model_and_temperature_zero_is_greedy(files, caps
                  ["export", "lora", f"{tmp}/v.safetensors", "--out", f"{tmp}/adapter"]):
         with pytest.raises(ModelLoaded):
             main(argv)
-    args = type("A", (), {"sample": True, "temperature": 0.0})()
+    args = type("A", (), {"do_sample": True, "temperature": 0.0})()
     assert common.sampling(args) is False
     args.temperature = 0.7
     assert common.sampling(args) is True

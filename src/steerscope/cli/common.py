@@ -4,6 +4,37 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
+from collections.abc import Callable
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit code 2) instead of usage dumps, and options added on first use.
+
+    ``defer(fn)`` postpones adding a command's options until that command is parsed or its help shown: the flags
+    generated from a config need the method's module (and torch), which ``steerscope --help`` must not import."""
+
+    def error(self, message: str):
+        sys.stderr.write(f"steerscope: error: {message} (see `{self.prog} --help`)\n")
+        raise SystemExit(2)
+
+    def defer(self, build: Callable[[argparse.ArgumentParser], None]) -> None:
+        self._pending = build
+
+    def build(self) -> Parser:
+        """Add the deferred options now (tests call it to inspect every command)."""
+        pending = self.__dict__.pop("_pending", None)
+        if pending is not None:
+            pending(self)
+        return self
+
+    def parse_known_args(self, args=None, namespace=None):
+        self.build()
+        return super().parse_known_args(args, namespace)
+
+    def format_help(self) -> str:
+        self.build()
+        return super().format_help()
 
 
 def add_model_arg(parser: argparse.ArgumentParser) -> None:
@@ -102,6 +133,47 @@ def read_prompts(prompts: list[str] | None, prompts_file: str | None) -> list[st
     return out
 
 
+def add_prompt_args(parser: argparse.ArgumentParser, *, positional: bool = True, help: str = "prompts") -> None:
+    """Prompts: positional ``PROMPT...`` (where no other list is positional), ``--prompts TEXT...`` and
+    ``--prompts-file FILE``; all given are used, in that order."""
+    if positional:
+        parser.add_argument("prompts", nargs="*", metavar="PROMPT", help=help)
+    parser.add_argument("--prompts", nargs="+", metavar="TEXT", default=None,
+                        dest="more_prompts" if positional else "prompts",
+                        help=None if not positional else "more prompts (the same as positional ones)")
+    parser.add_argument("--prompts-file", type=input_file, metavar="FILE",
+                        help=".txt (one per line) or .jsonl with a 'prompt' key")
+
+
+def prompts_from_args(args, *, default_none: bool = False) -> list[str] | None:
+    """The prompts of ``add_prompt_args``; None when none were given and the function has its own default."""
+    given = list(getattr(args, "prompts", None) or []) + list(getattr(args, "more_prompts", None) or [])
+    if default_none and not given and not getattr(args, "prompts_file", None):
+        return None
+    return read_prompts(given, getattr(args, "prompts_file", None))
+
+
+def prompts_file(text: str) -> list[str]:
+    """argparse type: a prompts file (.txt or .jsonl), read while parsing, so a bad file fails before a model loads."""
+    from ..errors import SteerscopeError
+
+    input_file(text)
+    try:
+        return read_prompts(None, text)
+    except SteerscopeError as exc:
+        raise argparse.ArgumentTypeError(f"{text}: {' '.join(str(exc).split())}") from None
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
+    return value
+
+
 def _check_encodable(prompts: list[str]) -> None:
     """Refuse text a tokenizer cannot encode (lone surrogates from a broken file or shell)."""
     from ..errors import InvalidArgumentError
@@ -115,12 +187,14 @@ def _check_encodable(prompts: list[str]) -> None:
 
 
 def add_report_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--no-report", action="store_true", help="do not write report.html at the end")
+    """``--report/--no-report`` for commands whose function does not write the report itself (as ``melbo`` does)."""
+    parser.add_argument("--report", action=argparse.BooleanOptionalAction, default=True,
+                        help="write report.html in --out at the end (default: True)")
 
 
 def finish_report(args, out_dir) -> None:
     """Write OUT/report.html at the end of a run command unless --no-report; say where it is."""
-    if getattr(args, "no_report", False) or not out_dir:
+    if not getattr(args, "report", True) or not out_dir:
         return
     from ..report import write_report_if_available
 
@@ -255,8 +329,8 @@ def non_negative_float(text: str) -> float:
     return value
 
 
-def sampling(args, sample_attr: str = "sample") -> bool:
-    """Whether to sample: ``--sample`` with ``--temperature 0`` means greedy decoding (its limit), not an error."""
+def sampling(args, sample_attr: str = "do_sample") -> bool:
+    """Whether to sample: ``--do-sample`` with ``--temperature 0`` means greedy decoding (its limit), not an error."""
     import logging
 
     sample = bool(getattr(args, sample_attr, False))

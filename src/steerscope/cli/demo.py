@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .common import output_dir, positive_int
+from .discover import _radius
 
 DEMO_PROMPTS = ["How can I make a bomb?", "Tell me about yourself."]
 
@@ -12,7 +13,7 @@ def register(commands, groups) -> None:
     p.add_argument("--out", default="demo-output", type=output_dir, help="run directory (default: demo-output)")
     p.add_argument("--num-vectors", type=positive_int, default=4)
     p.add_argument("--steps", type=positive_int, default=40)
-    p.add_argument("--radius", default="auto", help="‖θ‖ or auto")
+    p.add_argument("--radius", default="auto", type=_radius, help="‖θ‖ or auto")
     p.add_argument("--sample-tokens", type=positive_int, default=40)
     from .common import add_load_args
 
@@ -27,7 +28,6 @@ def run(args) -> int:
 
     from ..methods.melbo import melbo
     from .common import load_model_from_args
-    from .discover import _radius
 
     out = Path(args.out)
     if (out / "config.json").is_file():
@@ -36,7 +36,7 @@ def run(args) -> int:
     print("loading the embedded model (first run converts the GGUF file once, ~20 s) ...", flush=True)
     m = load_model_from_args(args)  # the embedded model unless loading flags say otherwise
     print(f"{m.name}: {m.n_layers} blocks, d_model {m.d_model}", flush=True)
-    res = melbo(m, DEMO_PROMPTS, num_vectors=args.num_vectors, radius=_radius(str(args.radius)), steps=args.steps,
+    res = melbo(m, DEMO_PROMPTS, num_vectors=args.num_vectors, radius=args.radius, steps=args.steps,
                 mode="parallel", block_size=args.num_vectors, out_dir=out, sample_tokens=args.sample_tokens)
     print(f"\n{len(res.vectors)} MELBO vectors at resid_post[{res.vectors.layers[0]}], R = {res.radius:.3g}")
     for i, obj in enumerate(res.objectives):

@@ -1,4 +1,4 @@
-"""steerscope export lora VECTOR --out DIR | export gguf VECTOR --out FILE | export import-gguf FILE --out VECTOR"""
+"""steerscope export lora VECTOR --out DIR (flags: ExportConfig) | export gguf VECTOR --out FILE | export import-gguf FILE --out VECTOR"""
 
 from __future__ import annotations
 
@@ -6,29 +6,26 @@ from .common import (
     add_model_arg,
     finite_float,
     input_file,
+    non_negative_int,
     output_dir,
     output_file,
-    read_prompts,
     vector_spec,
 )
+from .flags import config_parser
 
 
 def register(commands, groups) -> None:
     export = groups["export"]
 
-    p = export.add_parser("lora", help="write a vector as a PEFT LoRA adapter (rank1 or exact bias) + fidelity report")
-    p.add_argument("vector", type=vector_spec, help="vector file, or FILE:INDEX for one vector of a set")
-    p.add_argument("--out", dest="out_dir", required=True, type=output_dir, help="adapter directory to write")
-    add_model_arg(p)
-    p.add_argument("--method", default="rank1", choices=["rank1", "bias"],
-                   help="rank1: plain rank-1 LoRA fitted on calibration prompts; bias: exact, needs LoRA-bias support")
-    p.add_argument("--scale", type=finite_float, default=1.0, help="baked into the adapter")
-    p.add_argument("--calibration-prompts", type=input_file, help=".txt or .jsonl ('prompt' key); default: shipped prompts")
-    p.add_argument("--heldout-prompts", type=input_file, help=".txt or .jsonl prompts for the fidelity report; default: shipped")
-    p.add_argument("--new-tokens", type=int, default=24, help="greedy tokens generated per prompt for fitting/checking")
-    p.add_argument("--no-chat", action="store_true", help="do not apply the chat template")
-    p.add_argument("--no-evaluate", action="store_true", help="skip the held-out fidelity measurement")
-    p.add_argument("--json", action="store_true", help="print fidelity.json instead of a summary")
+    def lora_data(p) -> None:
+        p.add_argument("vector", metavar="VECTOR", type=vector_spec, help="vector file, or FILE:INDEX for one vector of a set")
+        p.add_argument("--out", dest="out", required=True, type=output_dir, metavar="DIR", help="adapter directory to write")
+        add_model_arg(p)
+        p.add_argument("--json", action="store_true", help="print fidelity.json instead of a summary")
+
+    p = config_parser(export, "lora", "steerscope.export.peft_lora:export_lora", before=lora_data,
+                      help="write a vector as a PEFT LoRA adapter (rank1 or exact bias) + fidelity report",
+                      types={"max_new_tokens": non_negative_int}, choices={"method": ["rank1", "bias"]})
     p.set_defaults(func=run_lora)
 
     g = export.add_parser("gguf", help="write a vector as a llama.cpp control vector (--control-vector)")
@@ -48,20 +45,15 @@ def register(commands, groups) -> None:
 def run_lora(args) -> int:
     import json
 
-    from ..errors import InvalidArgumentError
+    from ..configs import config_from_args
     from ..export.peft_lora import export_lora
     from ..vector import load_vector
     from .common import load_model_from_args
 
-    if args.new_tokens < 0:
-        raise InvalidArgumentError(f"--new-tokens must be 0 or more, got {args.new_tokens}")
     vector = load_vector(args.vector)
-    calibration = read_prompts(None, args.calibration_prompts) if args.calibration_prompts else None
-    heldout = read_prompts(None, args.heldout_prompts) if args.heldout_prompts else None
+    config = config_from_args(export_lora.Config, args)
     m = load_model_from_args(args)
-    res = export_lora(m, vector, args.out_dir, method=args.method, scale=args.scale, calibration_prompts=calibration,
-                      heldout_prompts=heldout, max_new_tokens=args.new_tokens, chat=not args.no_chat,
-                      evaluate=not args.no_evaluate)
+    res = export_lora(m, vector, args.out, config=config)
     if args.json:
         print(json.dumps(res.fidelity, indent=2, sort_keys=True))
         return 0

@@ -1,10 +1,11 @@
-"""steerscope extract lora ADAPTER_DIR --out V | steerscope extract contrastive --pairs FILE.jsonl --out V"""
+"""steerscope extract lora ADAPTER [PROMPT...] --out V | extract contrastive PAIRS --out V (flags: the configs)"""
 
 from __future__ import annotations
 
 import argparse
 
-from .common import add_model_arg, input_dir, input_file, non_negative_float, output_file, positive_int
+from .common import add_model_arg, add_prompt_args, input_dir, input_file, non_negative_int, output_file
+from .flags import config_parser
 
 
 def layer_list(text: str) -> list[int] | None:
@@ -26,35 +27,49 @@ def layer_list(text: str) -> list[int] | None:
     return values
 
 
+def pairs_spec(text: str) -> str:
+    """argparse type: a .jsonl file of pairs, or the name of a shipped set (``contrastive_happy_sad``)."""
+    from pathlib import Path
+
+    from ..data import data_path
+    from ..errors import InvalidArgumentError
+
+    if Path(text).exists() or "/" in text or text.endswith(".jsonl"):
+        return input_file(text)
+    try:
+        data_path(text)
+    except InvalidArgumentError as exc:
+        raise argparse.ArgumentTypeError(f"{text} is neither a file nor {str(exc)[3:]}") from None
+    return text
+
+
+def _out(p) -> None:
+    p.add_argument("--out", required=True, type=output_file, metavar="FILE", help="output .safetensors vector file")
+
+
 def register(commands, groups) -> None:
-    p = groups["extract"].add_parser("lora", help="steering vector = mean residual shift a LoRA adapter causes")
-    p.add_argument("adapter", metavar="ADAPTER_DIR", type=input_dir, help="PEFT LoRA adapter directory for this model")
-    add_model_arg(p)
-    p.add_argument("prompts", nargs="*", metavar="PROMPT")
-    p.add_argument("--prompts-file", type=input_file, help="default: the first 32 shipped held-out honesty prompts")
-    p.add_argument("--max-new-tokens", type=int, default=32, help="continuation sampled per prompt (0: none)")
-    p.add_argument("--greedy", action="store_true", help="greedy continuations instead of sampling")
-    p.add_argument("--temperature", type=non_negative_float, default=1.0, help="0 means greedy")
-    p.add_argument("--per-layer", choices=["total", "increment"], default="total")
-    p.add_argument("--batch-size", type=positive_int, default=8)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-chat", action="store_true")
-    p.add_argument("--out", required=True, type=output_file, help="output .safetensors vector file")
+    def lora_data(p) -> None:
+        p.add_argument("adapter", metavar="ADAPTER", type=input_dir, help="PEFT LoRA adapter directory for this model")
+        add_prompt_args(p, help="prompts (default: the first 32 shipped held-out honesty prompts)")
+        _out(p)
+        add_model_arg(p)
+
+    p = config_parser(groups["extract"], "lora", "steerscope.methods.from_lora:vector_from_lora", before=lora_data,
+                      help="steering vector = mean residual shift a LoRA adapter causes",
+                      types={"max_new_tokens": non_negative_int}, choices={"per_layer": ["total", "increment"]})
     p.set_defaults(func=run_lora)
 
-    c = groups["extract"].add_parser("contrastive", help="CAA mean difference or PCA of contrastive pairs")
-    add_model_arg(c)
-    c.add_argument("--pairs", required=True, type=input_file,
-                   help="jsonl with 'positive', 'negative' (and optional 'prompt'); or a shipped set's name, "
-                        "e.g. contrastive_happy_sad")
-    c.add_argument("--layers", type=layer_list, default=None, help="all | 8,10,12 | 5:15 (default all)")
-    c.add_argument("--method", choices=["mean_diff", "pca"], default="mean_diff")
-    c.add_argument("--read-position", type=int, default=-1, help="real token to read (-1: last)")
-    c.add_argument("--site", default="resid_post", choices=["resid_post", "resid_pre", "mlp_out", "attn_out"])
-    c.add_argument("--center", action="store_true", help="centred PCA (default: uncentred)")
-    c.add_argument("--batch-size", type=positive_int, default=16)
-    c.add_argument("--no-chat", action="store_true")
-    c.add_argument("--out", required=True, type=output_file, help="output .safetensors vector file")
+    def contrastive_data(p) -> None:
+        p.add_argument("pairs", metavar="PAIRS", type=pairs_spec,
+                       help="jsonl with 'positive', 'negative' (and optional 'prompt'); or a shipped set's name, "
+                            "e.g. contrastive_happy_sad")
+        _out(p)
+        add_model_arg(p)
+
+    c = config_parser(groups["extract"], "contrastive", "steerscope.methods.contrastive:contrastive_vector",
+                      before=contrastive_data, help="CAA mean difference or PCA of contrastive pairs",
+                      types={"layers": layer_list}, options={"layers": {"nargs": None, "metavar": "all|8,10,12|5:15"}},
+                      choices={"method": ["mean_diff", "pca"]})
     c.set_defaults(func=run_contrastive)
 
 
@@ -66,28 +81,30 @@ def _report(v, out) -> None:
 
 
 def run_lora(args: argparse.Namespace) -> int:
+    from ..configs import config_from_args
     from ..methods.from_lora import vector_from_lora
-    from .common import load_model_from_args, read_prompts
+    from .common import load_model_from_args, prompts_from_args
+    from .flags import config_of
 
-    prompts = read_prompts(args.prompts, args.prompts_file) if (args.prompts or args.prompts_file) else None
+    prompts = prompts_from_args(args, default_none=True)
+    config = config_from_args(config_of("steerscope.methods.from_lora:vector_from_lora"), args, progress=True)
     m = load_model_from_args(args)
-    v = vector_from_lora(m, args.adapter, prompts, max_new_tokens=args.max_new_tokens, do_sample=not args.greedy and args.temperature > 0,
-                         temperature=args.temperature, batch_size=args.batch_size, chat=not args.no_chat,
-                         seed=args.seed, per_layer=args.per_layer, progress=True)
+    v = vector_from_lora(m, args.adapter, prompts, **config.as_kwargs())  # not @configurable: no config=
     v.save(args.out)
     _report(v, args.out)
     return 0
 
 
 def run_contrastive(args: argparse.Namespace) -> int:
+    from ..configs import config_from_args
     from ..data import load_pairs
     from ..methods.contrastive import contrastive_vector
     from .common import load_model_from_args
 
     pairs = load_pairs(args.pairs)
+    config = config_from_args(contrastive_vector.Config, args)
     m = load_model_from_args(args)
-    v = contrastive_vector(m, pairs, layers=args.layers, method=args.method, read_position=args.read_position,
-                           site=args.site, chat=not args.no_chat, batch_size=args.batch_size, center=args.center)
+    v = contrastive_vector(m, pairs, config=config)
     v.save(args.out)
     _report(v, args.out)
     return 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 from .common import (
     add_model_arg,
     finite_float,
@@ -27,9 +29,11 @@ def register(commands, groups) -> None:
     p.add_argument("--operator", default="add", choices=["add", "ablate", "clamp"])
     p.add_argument("--max-new-tokens", type=positive_int, default=48)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
-    p.add_argument("--temperature", type=non_negative_float, default=1.0, help="with --sample; 0 means greedy")
-    p.add_argument("--no-chat", action="store_true", help="do not apply the chat template")
+    p.add_argument("--do-sample", "--sample", action=argparse.BooleanOptionalAction, default=False,
+                   help="sample instead of greedy decoding (default: False)")
+    p.add_argument("--temperature", type=non_negative_float, default=1.0, help="with --do-sample; 0 means greedy")
+    p.add_argument("--chat", action=argparse.BooleanOptionalAction, default=True,
+                   help="apply the chat template (default: True)")
     p.add_argument("--no-baseline", action="store_true", help="only print steered completions")
     p.add_argument("--json", action="store_true", help="print JSON lines")
     p.set_defaults(func=run)
@@ -63,7 +67,7 @@ def run(args) -> int:
         if vector is not None:
             rows_vectors.append(vector), rows_prompts.append(prompt), labels.append(f"steered x{args.scale:g}")
     outs = generate(m, rows_prompts, vectors=rows_vectors, scales=args.scale, max_new_tokens=args.max_new_tokens,
-                    do_sample=sampling(args), temperature=args.temperature, seed=args.seed, chat=not args.no_chat,
+                    do_sample=sampling(args), temperature=args.temperature, seed=args.seed, chat=args.chat,
                     positions=args.positions, operator=args.operator, progress=True)
     for prompt, label, text in zip(rows_prompts, labels, outs):
         if args.json:

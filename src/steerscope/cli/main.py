@@ -13,43 +13,31 @@ import logging
 import sys
 import warnings
 
+from .common import Parser
+
 # one module per owner so commands can be built side by side
 COMMAND_MODULES = ["info", "generate", "vector", "demo", "discover", "discover_lora", "optimize", "eval_transfer",
                    "extract", "evaluate", "export", "report", "explore", "serve"]
 GROUPS = {
     "discover": "find behaviours without labels (melbo, ortho, lora)",
     "extract": "vectors from contrasts or LoRA adapters",
-    "eval": "evaluate vectors (transfer, linearity, kl)",
+    "eval": "evaluate vectors (sweep, transfer, linearity, kl)",
     "export": "ship vectors (lora, gguf)",
     "vector": "inspect vector files",
 }
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors (exit code 2) instead of usage dumps."""
-
-    def error(self, message: str):
-        sys.stderr.write(f"steerscope: error: {message} (see `{self.prog} --help`)\n")
-        raise SystemExit(2)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="steerscope", description="Find, optimise, extract, evaluate and ship steering vectors.")
+    parser = Parser(prog="steerscope", description="Find, optimise, extract, evaluate and ship steering vectors.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     groups = {}
     for name, help_text in GROUPS.items():
         group_parser = commands.add_parser(name, help=help_text)
-        groups[name] = group_parser.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", parser_class=_Parser)
+        groups[name] = group_parser.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", parser_class=Parser)
         group_parser.set_defaults(func=lambda args, p=group_parser: (p.print_help(), 2)[1])
-    for module_name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"steerscope.cli.{module_name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"steerscope.cli.{module_name}":
-                continue  # command not built yet
-            raise
-        module.register(commands, groups)
+    for module_name in COMMAND_MODULES:  # an import error surfaces: a command never disappears silently
+        importlib.import_module(f"steerscope.cli.{module_name}").register(commands, groups)
     return parser
 
 

@@ -1,0 +1,98 @@
+"""Generated flags: one per config field, with the shared vocabulary's validators and flag names.
+
+``config_parser`` makes a subcommand whose options come from a config class (``configs.add_config_flags``). The
+names and defaults are the function's own; what the CLI adds is only how a string is checked while parsing (so a
+typo fails before a model loads) and three spellings of the shell: ``out_dir`` → ``--out``, and the prompt lists
+``heldout_prompts`` / ``calibration_prompts`` are read from files (``--heldout-file``, ``--calibration-file``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Callable
+from typing import Any
+
+from ..configs import Config, add_config_flags
+from .common import (
+    finite_float,
+    float_list,
+    non_negative_float,
+    output_dir,
+    positions_spec,
+    positive_float,
+    positive_int,
+    prompts_file,
+)
+
+# fields the CLI never shows: a progress bar is always on in a terminal
+SKIP = ("progress",)
+RENAME = {"out_dir": "out", "heldout_prompts": "heldout_file", "calibration_prompts": "calibration_file"}
+METAVAR = {"heldout_prompts": "FILE", "calibration_prompts": "FILE", "out_dir": "DIR"}
+# how each shared-vocabulary word is checked while parsing (a command may override one)
+TYPES: dict[str, Callable[[str], Any]] = {
+    "out_dir": output_dir, "heldout_prompts": prompts_file, "calibration_prompts": prompts_file,
+    "positions": positions_spec, "batch_size": positive_int, "max_new_tokens": positive_int,
+    "temperature": non_negative_float, "scale": finite_float, "scales": float_list, "steps": positive_int,
+    "num_vectors": positive_int, "block_size": positive_int, "lr": positive_float, "sample_tokens": positive_int,
+}
+CHOICES = {"operator": ["add", "ablate", "clamp"], "site": ["resid_post", "resid_pre", "mlp_out", "attn_out"]}
+
+# let `--scales -8:8:1` parse as a value, not as an unknown option
+NEGATIVE_VALUE = re.compile(r"^-\d[\d.:,eE+-]*$")
+
+
+def config_parser(subparsers, name: str, target: str, *, help: str, skip: tuple[str, ...] = (),
+                  types: dict[str, Callable[[str], Any]] | None = None, choices: dict[str, list] | None = None,
+                  required: tuple[str, ...] = (), options: dict[str, dict[str, Any]] | None = None,
+                  before: Callable[[argparse.ArgumentParser], None] | None = None) -> argparse.ArgumentParser:
+    """A subcommand with one flag per field of the config of ``target`` (``"module:function"``).
+
+    ``before`` adds the positional data arguments and the model flags first. The options are added when the command
+    is first parsed (``Parser.defer``): importing the method's module imports torch, which ``--help`` must not."""
+    p = subparsers.add_parser(name, help=help, description=help)
+    p._negative_number_matcher = NEGATIVE_VALUE
+
+    def build(p: argparse.ArgumentParser) -> None:
+        if before is not None:
+            before(p)
+        add_generated(p, config_of(target), skip=skip, types=types, choices=choices, required=required,
+                      options=options)
+
+    if hasattr(p, "defer"):
+        p.defer(build)
+    else:
+        build(p)
+    return p
+
+
+def config_of(target: str) -> type[Config]:
+    """The config class of ``"module:function"``: its ``Config``, or one made from its signature."""
+    import importlib
+
+    from ..configs import signature_config
+
+    module, _, name = target.partition(":")
+    fn = getattr(importlib.import_module(module), name)
+    return getattr(fn, "Config", None) or signature_config(fn, name)
+
+
+def add_generated(p: argparse.ArgumentParser, cls: type[Config], *, skip: tuple[str, ...] = (),
+                  types: dict[str, Callable[[str], Any]] | None = None, choices: dict[str, list] | None = None,
+                  required: tuple[str, ...] = (), options: dict[str, dict[str, Any]] | None = None) -> None:
+    from dataclasses import fields
+
+    names = {f.name for f in fields(cls)}
+    skipped = tuple(n for n in (*SKIP, *skip) if n in names)
+    kept = names - set(skipped)
+    group = p.add_argument_group(f"{cls.method_name} settings (the {cls.__name__} fields)")
+    opts = {k: {"metavar": v} for k, v in METAVAR.items() if k in kept}
+    for k, v in (options or {}).items():
+        opts[k] = {**opts.get(k, {}), **v}
+    add_config_flags(
+        group, cls, skip=skipped,
+        rename={k: v for k, v in RENAME.items() if k in kept},
+        types={**{k: v for k, v in TYPES.items() if k in kept}, **(types or {})},
+        choices={**{k: v for k, v in CHOICES.items() if k in kept}, **(choices or {})},
+        required=required, options=opts)
+    p.set_defaults(config_class=cls, config_skip=skipped)
