@@ -2,7 +2,7 @@
 
 ``produce_runs(root)`` makes one directory per run kind the report reads (MELBO, MELBO-ortho, sweep, transfer,
 linearity, LoRA discovery) and returns each producer's result next to its directory, so tests can compare what
-``load_run`` reads with what the producer returned. Cached per root: the session builds them once (~10 s).
+``load_run`` reads with what the producer returned. Cached per root: a test session builds them once (~13 s on 2 CPU cores).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from tiny import tiny_model
 
 import steerscope as ss
@@ -21,6 +20,7 @@ import steerscope as ss
 MARKUP = "<script>alert(1)</script>"
 PROMPTS = [f"{MARKUP} the cat sat on", "Tell me about the sea", "once upon a time", "dogs run fast"]
 HELDOUT = ["hello there", "what is up"]
+LONG_PROMPT = "a long prompt " * 30  # 420 characters: the report folds it
 
 
 @dataclass
@@ -55,7 +55,7 @@ def produce_runs(root: Path) -> dict[str, Produced]:
                            out_dir=root / "melbo_ortho", report=False, progress=False)
     runs["melbo_ortho"] = Produced("melbo_ortho", root / "melbo_ortho", ortho)
     v = melbo.vectors[0]
-    sweep = ss.sweep(m, v, PROMPTS[:2], scales=[-2, 0, 2], completions=["the end", "the end"], max_new_tokens=6,
+    sweep = ss.sweep(m, v, [PROMPTS[0], LONG_PROMPT], scales=[-2, 0, 2], completions=["the end", "the end"], max_new_tokens=6,
                      chat=False, out_dir=root / "sweep", progress=False)
     runs["sweep"] = Produced("sweep", root / "sweep", sweep)
     transfer = ss.evaluate_transfer(m, v, PROMPTS[:2], targets=["the end"], scales=[-1, 0, 1], max_new_tokens=6,
@@ -68,5 +68,9 @@ def produce_runs(root: Path) -> dict[str, Produced]:
     linearity = ss.linearity_score(m, lora.runs[0].adapter_dir, v, PROMPTS, batches=2, embedder=char_embedder,
                                    max_new_tokens=6, chat=False, out_dir=root / "linearity", progress=False)
     runs["linearity"] = Produced("linearity", root / "linearity", linearity)
-    torch.manual_seed(0)
     return runs
+
+
+def report_runs(tmp_path_factory) -> dict[str, Produced]:
+    """For a session fixture: every run kind, produced once per test session."""
+    return produce_runs(tmp_path_factory.getbasetemp() / "report-runs")
