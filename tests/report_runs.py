@@ -48,7 +48,7 @@ def produce_runs(root: Path) -> dict[str, Produced]:
     m = tiny_model("llama")
     root.mkdir(parents=True, exist_ok=True)
     runs: dict[str, Produced] = {}
-    melbo = ss.melbo(m, PROMPTS, source_layer=0, target_layer=2, num_vectors=3, steps=3, radius=2.0, chat=False,
+    melbo = ss.melbo(m, PROMPTS, source_layer=0, target_layer=2, num_vectors=3, steps=3, radius="auto", chat=False,
                      heldout_prompts=HELDOUT, sample_tokens=6, out_dir=root / "melbo", report=False, progress=False)
     runs["melbo"] = Produced("melbo", root / "melbo", melbo)
     ortho = ss.melbo_ortho(m, melbo.vectors[0], PROMPTS[:2], num_vectors=2, steps=3, chat=False, sample_tokens=6,

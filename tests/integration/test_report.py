@@ -131,6 +131,7 @@ def test_melbo_pairs_baseline_and_steered_for_every_vector_and_prompt(runs, repo
         assert page.ids[f"vector-{i}"]["data-vector"] == str(i)
     assert page.kinds.count("baseline") == page.kinds.count("steered") == len(result.vectors) * prompts
     assert {"index", "norm", "objective", "objective_vs_random", "heldout_kl", "final_loss"} <= set(page.headers[0])
+    assert len(page.images) == 3  # loss curves, objective against the random band, radius sweep
 
 
 def test_ortho_shows_theta0_beside_each_steered_completion(reports):

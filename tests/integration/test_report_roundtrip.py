@@ -37,6 +37,7 @@ def test_melbo(runs):
     assert run.objectives == res.objectives and run.ratios == res.ratios and run.heldout_kl == res.heldout_kl
     assert run.random_objective == res.random_objective and run.random_band == res.random_band
     assert (run.radius, run.stop_reason) == (res.radius, res.stop_reason)
+    assert run.radius_sweep == res.radius_sweep and sum(r["chosen"] for r in run.radius_sweep) == 1
     assert [[loss for _, loss in run.losses[i]] for i in sorted(run.losses)] == res.losses
     assert [run.vector_rows[i]["objective"] for i in sorted(run.vector_rows)] == res.objectives
     assert torch.equal(run.vector_set.tensors[0], res.vectors.tensors[0])

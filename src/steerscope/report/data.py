@@ -147,12 +147,13 @@ class Files:
             return None
         return data
 
-    def csv(self, name: str, columns: dict[str, Callable]) -> list[dict]:
+    def csv(self, name: str, columns: dict[str, Callable], optional: tuple[str, ...] = ()) -> list[dict]:
         """Rows of a CSV file with exactly the named columns, each converted by its function; a missing column
-        is a warning (its values are None), other columns are ignored."""
+        is a warning unless ``optional`` (a setting of the producer can leave it out); its values are None.
+        Other columns are ignored."""
         rows = self.read(name, read_csv) or []
         if rows:
-            missing = [c for c in columns if c not in rows[0]]
+            missing = [c for c in columns if c not in rows[0] and c not in optional]
             if missing:
                 self.warn(f"{name} has no column {', '.join(missing)}; those values are left out")
         return [{c: convert(row.get(c)) for c, convert in columns.items()} for row in rows]

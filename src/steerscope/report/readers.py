@@ -51,7 +51,8 @@ class MelboRun(RunData):
 
 def read_melbo(run: MelboRun, files: Files) -> MelboRun:
     run.vector_set = files.vectors()
-    run.vector_rows = _by_index(files.csv("vectors.csv", MelboRun.VECTOR_COLUMNS))
+    # heldout_kl=False leaves that column out
+    run.vector_rows = _by_index(files.csv("vectors.csv", MelboRun.VECTOR_COLUMNS, optional=("heldout_kl",)))
     run.losses = losses(files.csv("losses.csv", LOSS_COLUMNS))
     run.samples = samples(files, "samples.jsonl")
     run.radius_sweep = files.csv("radius_sweep.csv", MelboRun.SWEEP_COLUMNS)
