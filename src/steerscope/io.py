@@ -117,18 +117,30 @@ def read_jsonl(path: str | os.PathLike) -> list:
             if line.strip()]
 
 
-def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
-    """Save a matplotlib figure atomically as PNG and close it."""
-    import matplotlib.pyplot as plt
+def subplots(*args, **kwargs):
+    """``(fig, axes)`` like ``pyplot.subplots`` but on a bare ``matplotlib.figure.Figure``: no pyplot state, no
+    backend switch, nothing for the user's own plotting to trip over (``fig.savefig`` renders with Agg).
 
+    Example:
+        >>> fig, ax = subplots(figsize=(6, 4)); ax.plot([1, 2]); save_figure(fig, "curve.png")
+    """
+    from matplotlib.figure import Figure
+
+    figsize = kwargs.pop("figsize", None)
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(*args, **kwargs)
+
+
+def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
+    """Save a matplotlib figure atomically as PNG (and close it if pyplot made it)."""
     try:
         return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png"))
     finally:
-        plt.close(fig)
+        import sys
+
+        if "matplotlib.pyplot" in sys.modules:
+            sys.modules["matplotlib.pyplot"].close(fig)
 
 
 def use_agg() -> None:
-    """Headless plotting backend (call before importing pyplot in library code)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+    """Kept for old callers; does nothing now: figures come from ``subplots`` and never touch the backend."""

@@ -158,3 +158,30 @@ def test_gguf_round_trip(dtype, tmp_path):
     ss.export_gguf(v, tmp_path / "v.gguf")
     back = ss.import_gguf(tmp_path / "v.gguf", model_type=m.model_type)
     torch.testing.assert_close(back.directions[1], v.directions[1])
+
+
+def test_server_and_explorer(dtype, tmp_path):
+    """The server's continuously batched engine (and its explorer page) in this dtype: a steered completion equals
+    ss.generate for the same vector, an unsteered one the base model's."""
+    import base64
+
+    import numpy as np
+    from fastapi.testclient import TestClient
+
+    from steerscope.app import create_app, load_source
+
+    m = fresh(dtype)
+    vs = ss.VectorSet({1: torch.randn(2, m.d_model, generator=torch.Generator().manual_seed(2)) * 3})
+    (tmp_path / "run").mkdir()
+    vs.save(tmp_path / "run" / "vectors.safetensors")
+    with TestClient(create_app(m, [tmp_path / "run"], explorer=load_source(tmp_path / "run"))) as client:
+        body = {"model": "base", "prompt": "the cat", "max_tokens": 4, "temperature": 0}
+        plain = client.post("/v1/completions", json=body).json()["choices"][0]["text"]
+        data = base64.b64encode(np.asarray(vs.tensors[1][0].numpy(), dtype="<f4").tobytes()).decode()
+        steered = client.post("/v1/completions", json={**body, "steering": {"vectors": [
+            {"data": data, "layers": [1], "scale": 2.0}]}}).json()["choices"][0]["text"]
+        page = client.get("/explore/")
+    assert page.status_code == 200
+    assert plain.strip() == ss.generate(m, ["the cat"], max_new_tokens=4, chat=False)[0]
+    assert steered.strip() == ss.generate(m, ["the cat"], vectors=vs[0], scales=2.0, max_new_tokens=4,
+                                          chat=False)[0]

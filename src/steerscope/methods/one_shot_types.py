@@ -97,12 +97,9 @@ class OptimizeResult:
 
     def plot(self):
         """Figure of the loss (and the vector norm) per step."""
-        from ..io import use_agg
+        from ..io import subplots
 
-        use_agg()
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(6, 3.5))
+        fig, ax = subplots(figsize=(6, 3.5))
         steps = [r["step"] for r in self.history]
         ax.plot(steps, self.losses, marker=".", label="loss")
         ax.set(xlabel="step", ylabel="loss", title=f"one-shot optimisation ({self.stop_reason})")
