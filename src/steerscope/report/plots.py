@@ -10,25 +10,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..io import atomic_write
-
-
-def _figure(width: float, height: float):
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, height))
-
-
-def _save(fig, path: Path, dpi: int = 110) -> Path:
-    """Write the figure as PNG atomically (a crash never leaves half an image)."""
-    return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png"))
+from ..io import save_figure, subplots
 
 
 def plot_losses(losses: list[list[float]], path: Path, *, random_level: float | None = None,
                 ylabel: str = "objective", title: str = "MELBO objective per vector") -> Path:
     """One curve per vector against step; the random-vector baseline as a dashed line."""
-    fig = _figure(7, 4)
-    ax = fig.subplots()
+    fig, ax = subplots(figsize=(7, 4))
     for i, curve in enumerate(losses):
         ax.plot(range(len(curve)), curve, lw=1.2, label=f"v{i}" if len(losses) <= 12 else None)
     if random_level is not None:
@@ -39,7 +27,7 @@ def plot_losses(losses: list[list[float]], path: Path, *, random_level: float | 
     if len(losses) <= 12 or random_level is not None:
         ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_objective_vs_index(objectives: list[float], random_level: float, random_band: tuple[float, float],
@@ -49,8 +37,7 @@ def plot_objective_vs_index(objectives: list[float], random_level: float, random
     (shaded) and k × the random level (dotted): vectors near the band are indistinguishable from random ones. With
     ``heldout_kl`` a second panel shows each vector's KL to the unsteered model on held-out prompts."""
     rows = 2 if heldout_kl else 1
-    fig = _figure(7, 3.2 * rows + 0.6)
-    axes = fig.subplots(rows, 1, sharex=True, squeeze=False)
+    fig, axes = subplots(rows, 1, figsize=(7, 3.2 * rows + 0.6), sharex=True, squeeze=False)
     ax = axes[0][0]
     idx = list(range(len(objectives)))
     ax.plot(idx, objectives, "o-", ms=3, lw=1, label="trained vector")
@@ -70,13 +57,12 @@ def plot_objective_vs_index(objectives: list[float], random_level: float, random
         ax2.set_ylabel("held-out KL to unsteered (nats)")
         ax2.grid(alpha=0.3)
     axes[-1][0].set_xlabel("vector index")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_radius_sweep(rows: list[dict], path: Path) -> Path:
     """Objective of briefly trained and of random vectors against R (log-log), chosen R marked."""
-    fig = _figure(6, 4)
-    ax = fig.subplots()
+    fig, ax = subplots(figsize=(6, 4))
     radii = [float(r["radius"]) for r in rows]
     ax.loglog(radii, [float(r["objective"]) for r in rows], "o-", label="trained (short)")
     ax.loglog(radii, [float(r["random_objective"]) for r in rows], "s--", label="random")
@@ -88,14 +74,13 @@ def plot_radius_sweep(rows: list[dict], path: Path) -> Path:
     ax.set_title("MELBO radius sweep: the knee where trained vectors jump")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, which="both")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_ortho(rows: list[dict], path: Path, *, direction: str) -> Path:
     """MELBO-ortho: KL to θ₀ (with moving average), rescaled KL, and norm against vector index."""
     idx = [int(r["index"]) for r in rows]
-    fig = _figure(8, 6)
-    ax1, ax2 = fig.subplots(2, 1, sharex=True)
+    fig, (ax1, ax2) = subplots(2, 1, figsize=(8, 6), sharex=True)
     ax1.plot(idx, [r["kl"] for r in rows], ".", ms=3, alpha=0.5, label=f"KL {direction}")
     ax1.plot(idx, [r["kl_moving_avg"] for r in rows], "-", lw=1.5, label="moving average")
     if any(r.get("kl_rescaled") is not None for r in rows):
@@ -109,4 +94,4 @@ def plot_ortho(rows: list[dict], path: Path, *, direction: str) -> Path:
     ax2.set_xlabel("vector index")
     ax2.grid(alpha=0.3)
     fig.suptitle("MELBO-ortho: vectors orthogonal to θ₀ with the same effect")
-    return _save(fig, path)
+    return save_figure(fig, path)
