@@ -1,66 +1,75 @@
-"""report.html from a small real run on a tiny model, parsed back: every vector, every image, no network."""
+"""report.html for every run kind, from run directories the real producers wrote on a tiny model, parsed back:
+sections per kind, inline images, no network, escaped model data, warnings for partial and broken runs."""
 
 from __future__ import annotations
 
 import base64
 import io
-import json
 import shutil
+import subprocess
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from fake_run import PROMPTS, make_run
+from report_runs import MARKUP, report_runs
 
 import steerscope as ss
 from steerscope.cli.main import main
-from steerscope.io import read_jsonl, write_json, write_jsonl
+from steerscope.io import read_json, write_json
+from steerscope.report.data import load_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+KINDS = ["melbo", "melbo_ortho", "sweep", "transfer", "linearity", "lora_discovery"]
+# the sections each kind must show, in order (figures only where an image is left for it)
+SECTIONS = {
+    "melbo": ["config", "vectors", "melbo", "losses", "samples", "files"],
+    "melbo_ortho": ["config", "ortho", "vectors", "losses", "samples", "files"],
+    "sweep": ["config", "sweep", "samples", "files"],
+    "transfer": ["config", "transfer", "samples", "files"],
+    "linearity": ["config", "linearity", "files"],
+    "lora_discovery": ["config", "vectors", "losses", "samples", "figures", "files"],
+}
 
 
 class _Page(HTMLParser):
-    """Collects what the tests check: element ids, images, links, scripts, sortable tables, <details>."""
+    """What the tests check: sections in order, element ids, images, links, sortable headers, card kinds."""
 
     def __init__(self) -> None:
         super().__init__()
+        self.sections: list[str] = []
         self.ids: dict[str, dict] = {}
         self.images: list[str] = []
         self.urls: list[str] = []
-        self.tags: dict[str, int] = {}
-        self.sortable_headers: list[list[str]] = []
-        self._in_sortable_head = False
-        self._in_th = False
+        self.headers: list[list[str]] = []
         self.kinds: list[str] = []
+        self.classes: list[str] = []
+        self._th = False
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
-        self.tags[tag] = self.tags.get(tag, 0) + 1
         if "id" in a:
             self.ids[a["id"]] = a
+        if tag == "section":
+            self.sections.append(a["id"])
         if tag == "img":
             self.images.append(a.get("src", ""))
-        for key in ("src", "href"):
-            if key in a and tag != "img":
-                self.urls.append(a[key])
+        self.urls += [a[k] for k in ("src", "href") if k in a and tag != "img"]
         if tag == "table" and "sortable" in (a.get("class") or ""):
-            self.sortable_headers.append([])
-            self._in_sortable_head = True
-        if tag == "th" and self._in_sortable_head:
-            self._in_th = True
-            self.sortable_headers[-1].append("")
+            self.headers.append([])
+        self._th = tag == "th"
+        if tag == "th" and self.headers:
+            self.headers[-1].append("")
         if "data-kind" in a:
             self.kinds.append(a["data-kind"])
-
-    def handle_endtag(self, tag):
-        if tag == "thead":
-            self._in_sortable_head = False
-        if tag == "th":
-            self._in_th = False
+        self.classes += (a.get("class") or "").split()
 
     def handle_data(self, data):
-        if self._in_th:
-            self.sortable_headers[-1][-1] += data
+        if self._th and self.headers:
+            self.headers[-1][-1] += data
+
+    def handle_endtag(self, tag):
+        self._th = False if tag == "th" else self._th
 
 
 def _parse(path: Path) -> tuple[_Page, str]:
@@ -71,146 +80,141 @@ def _parse(path: Path) -> tuple[_Page, str]:
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
-    return make_run(tmp_path_factory.mktemp("run") / "melbo-run", n_vectors=4)
+def runs(tmp_path_factory):
+    return report_runs(tmp_path_factory)
 
 
-def test_report_has_every_vector_and_inline_images(run_dir):
+@pytest.fixture(scope="module")
+def reports(runs, tmp_path_factory):
+    """Every kind's report, written next to (not into) the shared run directories."""
+    out = tmp_path_factory.mktemp("reports")
+    return {kind: _parse(ss.write_report(p.path, out=out / f"{kind}.html")) for kind, p in runs.items()}
+
+
+def _copy(runs, kind: str, dest: Path) -> Path:
+    return Path(shutil.copytree(runs[kind].path, dest / kind))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_each_kind_shows_its_sections_in_order(reports, kind):
+    page, _ = reports[kind]
+    assert page.sections == SECTIONS[kind]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_self_contained_and_every_image_a_png(reports, kind):
     from matplotlib.image import imread
 
-    path = ss.write_report(run_dir)
-    assert path == run_dir / "report.html"
-    page, text = _parse(path)
-    n = len(ss.VectorSet.load(run_dir / "vectors.safetensors"))
-    for i in range(n):
-        assert f"vector-{i}" in page.ids, f"vector {i} has no section"
-        assert page.ids[f"vector-{i}"]["data-vector"] == str(i)
-    for section in ("config", "vectors", "losses", "ortho", "samples", "sweep", "linearity", "figures"):
-        assert section in page.ids, f"section {section} missing"
-    # loss curves, ortho curves, sweep.png, linearity heatmap, plots/kl_by_vector.png: all inline PNGs that decode
-    assert len(page.images) == 5
+    page, text = reports[kind]
+    assert page.images, "each kind shows at least one figure"
     for src in page.images:
         assert src.startswith("data:image/png;base64,")
         data = base64.b64decode(src.split(",", 1)[1], validate=True)
-        assert data.startswith(PNG_MAGIC)
-        assert imread(io.BytesIO(data), format="png").ndim == 3
-    assert "plots/kl_by_vector.png" in text
-    # self-contained: no fetchable URL anywhere, only in-page anchors
+        assert data.startswith(PNG_MAGIC) and imread(io.BytesIO(data), format="png").ndim == 3
     assert all(u.startswith("#") for u in page.urls), page.urls
     assert "http://" not in text and "https://" not in text
-    assert "script-src 'unsafe-inline'" in text and "default-src 'none'" in text
+    assert "default-src 'none'" in text and "img-src data:" in text
 
 
-def test_report_pairs_baseline_and_steered_for_every_prompt(run_dir):
-    page, text = _parse(ss.write_report(run_dir))
-    samples = read_jsonl(run_dir / "samples.jsonl")
-    n = len(ss.VectorSet.load(run_dir / "vectors.safetensors"))
-    # one baseline and one steered card per (vector, prompt)
-    assert page.kinds.count("baseline") == n * len(PROMPTS)
-    assert page.kinds.count("steered") == n * len(PROMPTS)
-    for s in samples:
-        assert s["prompt"] in text
-
-
-def test_vector_table_is_sortable_by_numeric_columns(run_dir):
-    page, text = _parse(ss.write_report(run_dir))
-    headers = page.sortable_headers[0]
-    for column in ("index", "norm", "objective", "kl_to_base", "final_loss"):
-        assert column in headers
-    assert 'data-value=""' in text  # the missing kl_to_base of vector 0 sorts as empty, never as a number
-    assert "table.sortable" in text  # the inline sorting script
-
-
-def test_report_escapes_model_output_and_folds_long_text(tmp_path):
-    run = tmp_path / "run"
-    run.mkdir()
-    write_json(run / "config.json", {"method": "one_shot", "model_name": "m"})
-    long_text = "word " * 400
-    write_jsonl(run / "samples.jsonl", [
-        {"vector": None, "prompt": "p", "split": "heldout", "scale": 0.0, "completion": "<script>alert(1)</script>"},
-        {"vector": 0, "prompt": "p", "split": "heldout", "scale": 2.0, "completion": long_text},
-    ])
-    page, text = _parse(ss.write_report(run))
-    assert "<script>alert(1)</script>" not in text
+@pytest.mark.parametrize("kind", ["melbo", "melbo_ortho", "sweep", "transfer", "linearity"])
+def test_markup_from_the_run_is_escaped(reports, kind):
+    _, text = reports[kind]
+    assert MARKUP not in text  # the prompt's <script> reached the page through the producer's files
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
-    assert "show all 2000 characters" in text
-    assert "vector-0" in page.ids
 
 
-def test_partial_run_directories_still_report(tmp_path, run_dir):
-    only_vectors = tmp_path / "only-vectors"
-    only_vectors.mkdir()
-    shutil.copy(run_dir / "vectors.safetensors", only_vectors)
-    page, _ = _parse(ss.write_report(only_vectors))
-    assert {"vector-0", "vector-3", "vectors", "config"} <= set(page.ids)
+def test_melbo_pairs_baseline_and_steered_for_every_vector_and_prompt(runs, reports):
+    page, _ = reports["melbo"]
+    result = runs["melbo"].result
+    prompts = len({(s["split"], s["prompt"]) for s in load_run(runs["melbo"].path).samples})
+    for i in range(len(result.vectors)):
+        assert page.ids[f"vector-{i}"]["data-vector"] == str(i)
+    assert page.kinds.count("baseline") == page.kinds.count("steered") == len(result.vectors) * prompts
+    assert {"index", "norm", "objective", "objective_vs_random", "heldout_kl", "final_loss"} <= set(page.headers[0])
+    assert len(page.images) == 3  # loss curves, objective against the random band, radius sweep
+
+
+def test_ortho_shows_theta0_beside_each_steered_completion(reports):
+    page, _ = reports["melbo_ortho"]
+    assert page.kinds.count("reference") == page.kinds.count("steered") > 0
+
+
+def test_lora_adapters_are_the_items(runs, reports):
+    page, text = reports["lora_discovery"]
+    n = len(runs["lora_discovery"].result.runs)
+    assert {f"vector-{i}" for i in range(n)} <= set(page.ids) and f"Adapter {n - 1}" in text
+    assert "heldout_kl" in page.headers[0]
+    assert "run_000/losses.png" in text  # each run's own plot, under Figures
+
+
+def test_sweep_window_and_long_prompt_folded(reports):
+    page, _ = reports["sweep"]
+    assert "highlight" in page.classes and "long" in page.classes  # the window called out; the long prompt folds
+    assert page.kinds.count("baseline") == 2 and page.kinds.count("steered") == 4  # 2 prompts × scales ±2
+
+
+def test_partial_and_broken_run_directories_warn(runs, tmp_path):
+    only = tmp_path / "only"
+    only.mkdir()
+    for name in ("config.json", "vectors.safetensors"):
+        shutil.copy(runs["melbo"].path / name, only)
+    page, _ = _parse(ss.write_report(only))
+    assert page.sections[:2] == ["config", "vectors"]
     empty = tmp_path / "empty"
     empty.mkdir()
-    page, _ = _parse(ss.write_report(empty))
-    assert "config" in page.ids
+    page, text = _parse(ss.write_report(empty))
+    assert page.sections == ["config"] and "no method found" in text
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "config.json").write_text("{not json")
     (broken / "vectors.safetensors").write_bytes(b"not a safetensors file")
-    page, text = _parse(ss.write_report(broken))
+    _, text = _parse(ss.write_report(broken))
     assert "config.json could not be read" in text and "vectors.safetensors could not be read" in text
+    melbo = _copy(runs, "melbo", tmp_path)
+    summary = read_json(melbo / "summary.json")
+    write_json(melbo / "summary.json", {**summary, "objectives": "abc", "random_band": [1.0]})
+    (melbo / "samples.jsonl").write_text('{"vector": 0, "prompt": "p"\n')
+    page, text = _parse(ss.write_report(melbo))
+    assert "summary.json: objectives has an unexpected value" in text
+    assert "samples.jsonl could not be read" in text and "samples" not in page.sections
 
 
-@pytest.mark.parametrize("method,first", [("sweep", "sweep"), ("melbo_ortho", "ortho"), ("melbo", "vectors")])
-def test_sections_follow_the_run_type(run_dir, tmp_path, method, first):
-    run = tmp_path / method
-    shutil.copytree(run_dir, run)
-    config = json.loads((run / "config.json").read_text())
-    write_json(run / "config.json", {**config, "method": method})
-    text = ss.write_report(run).read_text()
-    order = [s for s in ("vectors", "ortho", "sweep") if f'<section id="{s}"' in text]
-    order.sort(key=lambda s: text.index(f'<section id="{s}"'))
-    assert order[0] == first
+def test_unknown_method_and_unfinished_lora_run_are_noted(runs, tmp_path):
+    melbo = _copy(runs, "melbo", tmp_path)
+    write_json(melbo / "config.json", {**read_json(melbo / "config.json"), "method": "future_method"})
+    page, text = _parse(ss.write_report(melbo))
+    assert "no report reader for method" in text and page.sections[:2] == ["config", "vectors"]
+    lora = _copy(runs, "lora_discovery", tmp_path)
+    (lora / "run_001" / "summary.json").unlink()
+    _, text = _parse(ss.write_report(lora))
+    assert "run_001 has no readable summary.json" in text
 
 
-def test_report_cli(run_dir, tmp_path, capsys):
+def test_report_cli(runs, tmp_path, capsys):
     out = tmp_path / "elsewhere.html"
-    assert main(["report", str(run_dir), "--out", str(out)]) == 0
+    assert main(["report", str(runs["sweep"].path), "--out", str(out)]) == 0
     assert out.is_file() and str(out) in capsys.readouterr().out
     assert main(["report", str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
 
 
-def test_sweep_run_format(tmp_path):
-    """What `eval sweep` writes: samples with `response` and no `vector`; scale 0 is the baseline."""
-    run = tmp_path / "sweep"
-    run.mkdir()
-    write_json(run / "config.json", {"method": "sweep", "model_name": "m"})
-    write_json(run / "sweep.json", {"rows": [{"scale": s, "perplexity": 3.0} for s in (-2, 0, 2, 4)],
-                                    "window": [-2.0, 2.0], "best_scale": 2.0, "tolerance": {"perplexity": 2.0}})
-    write_jsonl(run / "samples.jsonl", [{"scale": s, "prompt_index": i, "prompt": p, "response": f"{p} at {s}"}
-                                        for s in (-2, 0, 2, 4) for i, p in enumerate(["alpha", "beta"])])
-    page, text = _parse(ss.write_report(run))
-    assert "vector-0" in page.ids
-    assert page.kinds.count("baseline") == 2 and page.kinds.count("steered") == 6
-    assert "steered ×4" in text and "alpha at 0" in text
-    assert "best_scale" in text and 'class="highlight"' in text  # the coherence window is called out
-
-
-def test_lora_discovery_run_format(tmp_path):
-    """What `discover lora` writes: run_###/ with losses.csv, summary.json and base/adapted samples."""
-    run = tmp_path / "lora"
-    run.mkdir()
-    write_json(run / "config.json", {"method": "lora_discovery", "model_name": "m", "num_runs": 2})
-    for i in range(2):
-        sub = run / f"run_{i:03d}"
-        sub.mkdir()
-        (sub / "losses.csv").write_text("step,epoch,loss,kl\n" + "".join(f"{s},0,{1 - s / 10 + i},{s}\n" for s in range(5)))
-        write_json(sub / "summary.json", {"index": i, "steps": 5, "heldout": {"kl": 0.5 + i, "base_ppl": 7.0}})
-        write_jsonl(sub / "samples.jsonl", [{"prompt": "hello", "base": "plain answer", "adapted": f"odd answer {i}"}])
-    page, text = _parse(ss.write_report(run))
-    assert {"vector-0", "vector-1", "losses"} <= set(page.ids)
-    assert "Adapter 1" in text and "heldout_kl" in text and "odd answer 1" in text
-    assert page.kinds.count("steered") == 2 and page.kinds.count("baseline") == 2
-
-
-def test_method_is_guessed_without_config(tmp_path):
-    run = tmp_path / "sweep-no-config"
-    run.mkdir()
-    write_json(run / "sweep.json", {"window": [-1.0, 1.0], "best_scale": 1.0})
-    text = ss.write_report(run).read_text()
-    assert "· sweep ·" in text and '<section id="sweep"' in text
+def test_report_and_plots_leave_pyplot_alone(runs, tmp_path):
+    """Writing a report and the discovery plots neither imports pyplot nor switches the user's backend."""
+    code = f"""
+import sys, matplotlib
+matplotlib.use("svg")
+import steerscope as ss
+from steerscope.report.plots import plot_losses, plot_objective_vs_index, plot_ortho, plot_radius_sweep
+ss.write_report({str(runs["melbo"].path)!r}, out={str(tmp_path / "r.html")!r})
+plot_losses([[1.0, 2.0]], {str(tmp_path / "a.png")!r}, random_level=0.5)
+plot_objective_vs_index([2.0, 3.0], 1.0, (0.5, 1.5), {str(tmp_path / "b.png")!r}, heldout_kl=[0.1, 0.2])
+plot_radius_sweep([{{"radius": 1.0, "objective": 2.0, "random_objective": 1.0, "chosen": True}}],
+                  {str(tmp_path / "c.png")!r})
+plot_ortho([{{"index": 0, "kl": 0.1, "kl_moving_avg": 0.1, "kl_rescaled": 0.2, "norm": 1.0}}],
+           {str(tmp_path / "d.png")!r}, direction="forward")
+assert "matplotlib.pyplot" not in sys.modules, "pyplot imported"
+assert matplotlib.get_backend() == "svg", matplotlib.get_backend()
+"""
+    done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert all((tmp_path / f"{c}.png").read_bytes().startswith(PNG_MAGIC) for c in "abcd")

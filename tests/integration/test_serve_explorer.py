@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 import torch
-from fake_run import make_run
 from fastapi.testclient import TestClient
+from report_runs import report_runs
 from tiny import tiny_model
 
 import steerscope as ss
@@ -23,7 +23,7 @@ from steerscope.errors import InvalidArgumentError
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
-    return make_run(tmp_path_factory.mktemp("explore") / "run", n_vectors=3)
+    return report_runs(tmp_path_factory)["melbo"].path  # a real MELBO run of 3 vectors on the tiny llama
 
 
 @pytest.fixture
@@ -34,7 +34,7 @@ def client(run_dir):
 def test_info_lists_vectors_with_their_columns(client):
     info = client.get("api/info").json()
     assert [row["index"] for row in info["vectors"]] == [0, 1, 2]
-    assert {"norm", "objective", "kl_to_base"} <= set(info["vectors"][1])
+    assert {"norm", "objective", "heldout_kl"} <= set(info["vectors"][1])
     assert info["limits"]["max_scale"] == 100
     page = client.get("")
     assert page.status_code == 200 and 'id="generate"' in page.text and "http" not in page.text.split("<script>")[1]

@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from fake_run import make_run
+from report_runs import report_runs
 from tiny import tiny_model
 
 import steerscope as ss
@@ -31,9 +31,9 @@ def _chromium() -> str:
 
 
 @pytest.fixture
-def explorer(tmp_path):
+def explorer(tmp_path_factory):
     m = tiny_model("llama")
-    source = load_source(make_run(tmp_path / "run", n_vectors=3))
+    source = load_source(report_runs(tmp_path_factory)["melbo"].path)  # a real MELBO run of 3 vectors
     sock = bind("127.0.0.1", 0)
     server, thread = serve_in_thread(create_app(m, explorer=source, allowed_hosts=host_allowlist(False)), sock)
     try:

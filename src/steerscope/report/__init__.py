@@ -18,6 +18,6 @@ def write_report_if_available(run_dir: Path) -> Path | None:
         path = write_report(run_dir)
         log.info("report: %s", path)
         return path
-    except Exception as exc:  # the run's files are already on disk; say why the report is missing
+    except Exception as exc:  # noqa: BLE001 - the run's files are already on disk; say why the report is missing
         log.warning("could not write the report for %s: %s (run `steerscope report %s` to retry)", run_dir, exc, run_dir)
         return None

@@ -1,26 +1,25 @@
-"""Read a run directory into one plain structure for the report and the explorer. Every file is optional.
+"""Read a run directory into a typed result: ``load_run(dir)`` dispatches on ``config.json``'s ``method``.
 
-Run-directory files understood here (all written by steerscope run commands):
+Each run kind has one reader that knows the exact files and keys its producer writes (``readers.py`` for the
+vector-finding methods, ``eval_readers.py`` for the evaluations); nothing is matched by substring. A method
+without a reader gets the generic view (config, vectors file, figures, files) and a note saying so. Every file is
+optional and every value is checked: an unreadable file or a value of the wrong type becomes a warning on the
+page and is left out, never an exception other than a ``SteerscopeError``.
 
-- ``config.json``: ``method``, ``model_name``, ``model_type``, ``n_layers``, ``d_model``, ... and method settings
-- ``vectors.safetensors``: a VectorSet (norms and layers come from it)
-- ``vectors.csv``: one row per vector ``index`` with numeric columns (``norm``, ``objective``, ``kl_to_base``, ...)
-- ``losses.csv``: long format ``vector, step, loss``
-- ``samples.jsonl``: ``{"vector": int | null, "prompt", "split", "scale", "completion"}`` (null vector = baseline)
-- ``ortho.csv``: ``index, norm, kl, kl_moving_avg, kl_rescaled`` (MELBO-ortho)
-- ``plots/*.png``, ``sweep.{json,csv,png}``, ``linearity.json``, ``linearity_heatmap.png``, ``summary.json``
-
-Formats other commands write are read too: sweep samples (``response``, no ``vector``: scale 0 is the baseline,
-other scales the swept vector) and LoRA discovery's ``run_###/`` directories (``losses.csv``, ``summary.json``,
-``samples.jsonl`` with ``base`` / ``adapted`` completions), where adapter ``###`` plays the part of a vector.
+Example:
+    >>> run = load_run("runs/melbo-1")
+    >>> type(run).__name__, run.objectives[:2]
+    ('MelboRun', [39.3, 38.3])
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, ClassVar, TypedDict
 
 from ..errors import InvalidArgumentError, SteerscopeError
 from ..io import read_csv, read_json, read_jsonl
@@ -30,187 +29,245 @@ log = logging.getLogger(__name__)
 VECTORS_FILE = "vectors.safetensors"
 
 
+class Sample(TypedDict):
+    """One completion in the report's shape. ``vector`` None is the unsteered baseline."""
+
+    vector: int | None
+    prompt: str
+    split: str
+    scale: float | None
+    completion: str
+
+
 @dataclass
 class RunData:
-    """Everything found in a run directory; absent files leave their field empty."""
+    """What every run kind has; the typed subclasses add their own results.
+
+    ``method`` is the reader's kind (``melbo``, ``sweep``, ...; ``generic`` for a method without a reader);
+    ``notes`` are shown on the page (how the method was found, a missing reader); ``warnings`` name every file or
+    value that could not be read.
+    """
 
     path: Path
+    method: str = "generic"
     config: dict = field(default_factory=dict)
-    vector_set: object | None = None  # VectorSet
-    vector_rows: dict[int, dict] = field(default_factory=dict)  # index -> numeric columns
-    losses: dict[int, list[tuple[float, float]]] = field(default_factory=dict)  # vector -> [(step, loss)]
-    samples: list[dict] = field(default_factory=list)
-    ortho: list[dict] = field(default_factory=list)
-    sweep: dict | list | None = None
-    sweep_rows: list[dict] = field(default_factory=list)
-    linearity: dict | list | None = None
-    summary: dict | list | None = None
+    vector_set: Any = None  # VectorSet
+    samples: list[Sample] = field(default_factory=list)
+    losses: dict[int, list[tuple[float, float]]] = field(default_factory=dict)  # index -> [(step, loss)]
     images: dict[str, Path] = field(default_factory=dict)  # name relative to the run dir -> path
+    notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
-    @property
-    def item(self) -> str:
-        """What one index is: a steering vector, or a LoRA adapter for LoRA discovery runs."""
-        return "adapter" if self.method == "lora_discovery" else "vector"
+    item: ClassVar[str] = "vector"  # what one index is (LoRA discovery: an adapter)
 
-    @property
-    def method(self) -> str:
-        """config.json's method; else the vectors' method; else guessed from the files (sweep, linearity)."""
-        found = self.config.get("method") or (self.vector_set.meta.method if self.vector_set else None)
-        if not found:
-            found = "sweep" if self.sweep is not None else "linearity" if self.linearity is not None else "run"
-        return str(found)
+    def rows(self) -> dict[int, dict]:
+        """Per-index columns of this kind's vector table (each reader fills them from its own files)."""
+        return {}
 
     def vector_indices(self) -> list[int]:
-        """Every vector index mentioned anywhere: the set, the table, the losses or the samples."""
-        found = set(self.vector_rows) | set(self.losses)
+        """Every index mentioned: the vector set, the table rows, the losses or the samples."""
+        found = set(self.rows()) | set(self.losses)
         if self.vector_set is not None:
             found |= set(range(len(self.vector_set)))
-        found |= {int(s["vector"]) for s in self.samples if s.get("vector") is not None}
+        found |= {s["vector"] for s in self.samples if s["vector"] is not None}
         return sorted(found)
 
     def table(self) -> list[dict]:
-        """One row per vector: ``index``, ``norm`` (from the VectorSet unless the CSV has it), ``layers``,
-        then every other numeric column of ``vectors.csv``, then ``final_loss`` when losses exist."""
+        """One row per index: ``index``, ``norm`` (the vector file's unless the kind records its own), ``layers``,
+        the kind's own columns (``rows()``), then ``final_loss`` when losses exist."""
         norms = self.vector_set.norms().tolist() if self.vector_set is not None else []
-        rows = []
+        layers = ", ".join(map(str, self.vector_set.layers)) if self.vector_set is not None else None
+        own = self.rows()
+        out = []
         for i in self.vector_indices():
-            row = {"index": i}
+            row: dict = {"index": i}
             if i < len(norms):
-                row["norm"] = float(norms[i])
-            row.update({k: v for k, v in self.vector_rows.get(i, {}).items() if k != "index"})
-            if self.losses.get(i):
-                row.setdefault("final_loss", self.losses[i][-1][1])
-            rows.append(row)
-        return rows
+                row["norm"], row["layers"] = float(norms[i]), layers
+            row.update({k: v for k, v in own.get(i, {}).items() if v is not None or k not in row})
+            if self.losses.get(i) and "final_loss" not in row:
+                row["final_loss"] = self.losses[i][-1][1]
+            out.append(row)
+        return out
 
 
-def _number(value) -> float | None:
+# ---- values: each reader says what it expects; anything else is None (and a warning where it matters) ----
+
+def number(value) -> float | None:
+    """A finite float, or None (bool, text, NaN, an integer beyond float range)."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         try:
-            number = float(value)
-        except OverflowError:  # an integer beyond float range (a corrupt file)
+            value = float(value)
+        except OverflowError:
             return None
-        return number if math.isfinite(number) else None
+        return value if math.isfinite(value) else None
     return None
 
 
-def _read(run: RunData, name: str, reader):
-    """Call ``reader(path)`` if the file exists; a broken file becomes a warning in the report, not a crash."""
-    path = run.path / name
-    if not path.is_file():
-        return None
-    try:
-        return reader(path)
-    except (OSError, ValueError, KeyError, TypeError, RecursionError, SteerscopeError) as exc:
-        run.warnings.append(f"{name} could not be read ({type(exc).__name__}: {exc}); it is left out")
-        log.warning("report: %s unreadable: %s", name, exc)
-        return None
+def index(value) -> int | None:
+    """A non-negative integer index (CSV cells arrive as floats), or None."""
+    value = number(value)
+    return int(value) if value is not None and value.is_integer() and value >= 0 else None
 
 
-def _vector_rows(rows: list[dict]) -> dict[int, dict]:
-    out = {}
-    for n, row in enumerate(rows):
-        index = _number(row.get("index", row.get("vector")))
-        key = int(index) if index is not None else n
-        out[key] = {k: v for k, v in row.items() if k not in ("vector",)}
+def text(value) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def numbers(value) -> list[float | None] | None:
+    """A list of numbers (None where an entry is not one), or None when ``value`` is not a list."""
+    return [number(v) for v in value] if isinstance(value, list) else None
+
+
+class Files:
+    """Reads the files of one run directory, turning every failure into a warning on ``run``."""
+
+    def __init__(self, run: RunData) -> None:
+        self.run = run
+
+    def warn(self, message: str) -> None:
+        if message in self.run.warnings:  # the method lookup and the reader may both meet the same broken file
+            return
+        self.run.warnings.append(message)
+        log.warning("report: %s: %s", self.run.path, message)
+
+    def read(self, name: str, reader: Callable[[Path], Any]):
+        path = self.run.path / name
+        if not path.is_file():
+            return None
+        try:
+            return reader(path)
+        except (OSError, ValueError, KeyError, TypeError, RecursionError, SteerscopeError) as exc:
+            self.warn(f"{name} could not be read ({type(exc).__name__}: {exc}); it is left out")
+            return None
+
+    def json_object(self, name: str) -> dict | None:
+        data = self.read(name, read_json)
+        if data is not None and not isinstance(data, dict):
+            self.warn(f"{name} is not a JSON object; it is left out")
+            return None
+        return data
+
+    def csv(self, name: str, columns: dict[str, Callable], optional: tuple[str, ...] = ()) -> list[dict]:
+        """Rows of a CSV file with exactly the named columns, each converted by its function; a missing column
+        is a warning unless ``optional`` (a setting of the producer can leave it out); its values are None.
+        Other columns are ignored."""
+        rows = self.read(name, read_csv) or []
+        if rows:
+            missing = [c for c in columns if c not in rows[0] and c not in optional]
+            if missing:
+                self.warn(f"{name} has no column {', '.join(missing)}; those values are left out")
+        return [{c: convert(row.get(c)) for c, convert in columns.items()} for row in rows]
+
+    def jsonl(self, name: str) -> list[dict]:
+        rows = self.read(name, read_jsonl) or []
+        good = [r for r in rows if isinstance(r, dict)]
+        if len(good) < len(rows):
+            self.warn(f"{name}: {len(rows) - len(good)} lines are not JSON objects; they are left out")
+        return good
+
+    def vectors(self, name: str = VECTORS_FILE):
+        from ..vector import VectorSet
+
+        return self.read(name, VectorSet.load)
+
+    def get(self, obj: dict | None, key: str, convert: Callable, where: str):
+        """``convert(obj[key])``; a present value it rejects is a warning."""
+        if not isinstance(obj, dict) or obj.get(key) is None:
+            return None
+        value = convert(obj[key])
+        if value is None:
+            self.warn(f"{where}: {key} has an unexpected value; it is left out")
+        return value
+
+
+def samples(files: Files, name: str) -> list[Sample]:
+    """``samples.jsonl`` as the run commands write it (``steerscope.samples``): ``vector`` (null = baseline),
+    ``prompt``, ``split``, ``scale``, ``completion``. Rows with a bad index or non-text are left out."""
+    out: list[Sample] = []
+    for row in files.jsonl(name):
+        vector = row.get("vector")
+        if vector is not None and index(vector) is None:
+            continue
+        prompt, split, completion = text(row.get("prompt")), text(row.get("split", "")), text(row.get("completion"))
+        if prompt is None or split is None or completion is None:
+            continue
+        out.append(Sample(vector=index(vector), prompt=prompt, split=split, scale=number(row.get("scale")),
+                          completion=completion))
     return out
 
 
-def _losses(rows: list[dict]) -> dict[int, list[tuple[float, float]]]:
+def losses(rows: list[dict], key: str = "vector") -> dict[int, list[tuple[float, float]]]:
+    """Long-format loss rows (``key``, ``step``, ``loss``) per index; rows without a number are left out."""
     out: dict[int, list[tuple[float, float]]] = {}
     for n, row in enumerate(rows):
-        vector, loss = _number(row.get("vector")), _number(row.get("loss"))
-        step = _number(row.get("step"))
-        if vector is None or loss is None:
-            continue
-        out.setdefault(int(vector), []).append((step if step is not None else float(n), loss))
+        i, loss = index(row.get(key)), number(row.get("loss"))
+        if i is not None and loss is not None:
+            step = number(row.get("step"))
+            out.setdefault(i, []).append((step if step is not None else float(n), loss))
     return {k: sorted(v) for k, v in sorted(out.items())}
 
 
-def _samples(rows: list, default_vector: int | None = None) -> list[dict]:
-    """Samples in one shape: ``vector`` (None = baseline), ``prompt``, ``split``, ``scale``, ``completion``."""
-    out = []
-    for row in rows:
-        if not isinstance(row, dict):
-            continue
-        if not isinstance(row.get("prompt", ""), str) or not isinstance(row.get("split", ""), str):
-            continue
-        if isinstance(row.get("base"), str) and isinstance(row.get("adapted"), str):  # LoRA discovery
-            common = {"prompt": row.get("prompt", ""), "split": row.get("split", "heldout")}
-            out.append({**common, "vector": None, "scale": 0.0, "completion": row["base"]})
-            out.append({**common, "vector": default_vector, "scale": None, "completion": row["adapted"]})
-            continue
-        text = row.get("completion", row.get("response"))
-        if not isinstance(text, str):
-            continue
-        scale = _number(row.get("scale"))
-        if "vector" in row:
-            vector = row["vector"]
-            if vector is not None:
-                index = _number(vector)
-                if index is None or not index.is_integer() or index < 0:
-                    continue  # a corrupt vector index: leave the row out rather than crash the report
-                vector = int(index)
-        else:  # a sweep of one vector: scale 0 is its baseline
-            vector = None if scale in (None, 0.0) else (default_vector or 0)
-        out.append({**row, "vector": vector, "scale": scale, "completion": text})
-    return out
+def _images(path: Path) -> dict[str, Path]:
+    found = sorted(path.glob("*.png")) + sorted(path.glob("*/**/*.png"))
+    return {p.relative_to(path).as_posix(): p for p in found if p.is_file()}
 
 
-def _lora_runs(run: RunData) -> None:
-    """LoRA discovery: one ``run_###`` directory per adapter; its index is the number in the name."""
-    for sub in sorted(run.path.glob("run_*")):
-        tail = sub.name.removeprefix("run_")
-        if not (sub.is_dir() and tail.isdigit()):
-            continue
-        index = int(tail)
-        rel = sub.name
-        losses = _read(run, f"{rel}/losses.csv", read_csv) or []
-        points = [(_number(r.get("step")) or float(n), _number(r.get("loss"))) for n, r in enumerate(losses)]
-        if any(v is not None for _, v in points):
-            run.losses[index] = [(s, v) for s, v in points if v is not None]
-        summary = _read(run, f"{rel}/summary.json", read_json) or {}
-        row = {"index": index}
-        if isinstance(summary, dict):
-            heldout = summary.get("heldout")
-            heldout = heldout if isinstance(heldout, dict) else {}
-            row.update({f"heldout_{k}": v for k, v in heldout.items() if _number(v) is not None})
-            row.update({k: summary[k] for k in ("steps", "updates", "seed") if _number(summary.get(k)) is not None})
-        run.vector_rows.setdefault(index, {}).update(row)
-        run.samples += _samples(_read(run, f"{rel}/samples.jsonl", read_jsonl) or [], default_vector=index)
+# files a producer writes without a config.json (or without a method in it): exact names, checked in order
+SIGNATURES = (("sweep.json", "sweep", "ss.sweep"), ("transfer.json", "transfer", "ss.evaluate_transfer"),
+              ("linearity.json", "linearity", "ss.linearity_score"),
+              ("run_000/summary.json", "lora_discovery", "ss.discover_lora"))
+
+
+def _method(run: RunData, files: Files) -> str:
+    """config.json's method; else the vector file's header; else the result file only one producer writes."""
+    method = run.config.get("method")
+    if isinstance(method, str) and method:
+        return method
+    if method is not None:
+        files.warn("config.json: method is not a string; it is ignored")
+    vs = files.vectors() if (run.path / VECTORS_FILE).is_file() else None
+    if vs is not None and vs.meta.method:
+        run.notes.append(f"config.json names no method; {VECTORS_FILE} says {vs.meta.method!r}")
+        return str(vs.meta.method)
+    missing = "config.json names no method" if (run.path / "config.json").is_file() else "there is no config.json"
+    for name, kind, producer in SIGNATURES:
+        if (run.path / name).is_file():
+            run.notes.append(f"{missing}; read as a {kind} run because {name} is what {producer} writes")
+            return kind
+    return "generic"
+
+
+def read_generic(run: RunData, files: Files) -> RunData:
+    """A method without a reader: the vector file (its header is a format contract) and the files."""
+    run.vector_set = files.vectors()
+    return run
 
 
 def load_run(run_dir: str | Path) -> RunData:
-    """Read whatever of a run directory exists.
+    """Read a run directory into the typed result of its method (``MelboRun``, ``SweepRun``, ...).
 
     Example:
-        >>> run = load_run("runs/melbo-1")
-        >>> run.method, len(run.table())
-        ('melbo', 8)
+        >>> run = load_run("runs/sweep-1")
+        >>> run.window, run.best_scale
+        ((-4.0, 4.0), 4.0)
     """
-    from ..vector import VectorSet
+    from .eval_readers import READERS as EVAL_READERS
+    from .readers import READERS
 
     path = Path(run_dir)
     if not path.is_dir():
         raise InvalidArgumentError(f"run directory {path} does not exist; pass the directory a run command wrote")
-    run = RunData(path=path)
-    run.config = _read(run, "config.json", read_json) or {}
-    if not isinstance(run.config, dict):
-        run.warnings.append("config.json is not a JSON object; it is left out")
-        run.config = {}
-    run.vector_set = _read(run, VECTORS_FILE, VectorSet.load)
-    run.vector_rows = _vector_rows(_read(run, "vectors.csv", read_csv) or [])
-    run.losses = _losses(_read(run, "losses.csv", read_csv) or [])
-    run.samples = _samples(_read(run, "samples.jsonl", read_jsonl) or [])
-    _lora_runs(run)
-    run.summary = _read(run, "summary.json", read_json)
-    run.ortho = _read(run, "ortho.csv", read_csv) or []
-    run.sweep = _read(run, "sweep.json", read_json)
-    run.sweep_rows = _read(run, "sweep.csv", read_csv) or []
-    run.linearity = _read(run, "linearity.json", read_json)
-    images = sorted(path.glob("*.png")) + sorted(p for p in path.glob("*/**/*.png"))
-    run.images = {p.relative_to(path).as_posix(): p for p in images if p.is_file()}
-    if not (run.config or run.vector_set is not None or run.samples):
-        log.warning("report: %s has no config.json, vectors or samples", path)
+    files = Files(RunData(path=path))
+    files.run.config = files.json_object("config.json") or {}
+    method = _method(files.run, files)
+    reader = {**READERS, **EVAL_READERS}.get(method)
+    cls, read = reader if reader else (RunData, read_generic)
+    run = cls(path=path, method=method if reader else "generic", config=files.run.config, notes=files.run.notes,
+              warnings=files.run.warnings)
+    if reader is None and method != "generic":
+        run.notes.append(f"no report reader for method {method!r}; showing the configuration, vectors and files")
+    elif reader is None:
+        run.notes.append("no method found (no config.json method, no known result file); showing the files")
+    read(run, Files(run))
+    run.images = _images(path)
     return run

@@ -1,12 +1,15 @@
-"""``write_report(run_dir)``: one self-contained ``report.html`` per run directory.
+"""``write_report(run_dir)``: one self-contained ``report.html`` per run directory, rendered by Jinja2.
 
 Self-contained means: images are inlined as base64 data URIs, the CSS and the small sorting script are inlined,
 and a Content-Security-Policy forbids every network fetch, so the file opens anywhere (mail it, archive it).
+The templates (``templates/``) autoescape every value: completions are model output and may contain markup.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import math
 import os
 from datetime import datetime, timezone
 from importlib import resources
@@ -14,48 +17,54 @@ from pathlib import Path
 
 from ..io import atomic_write
 from .data import load_run
-from .markup import esc, section
-from .sections import render_sections
+from .format import fmt, is_number, sort_key
+from .kind_sections import render_sections
 
 log = logging.getLogger(__name__)
 
 REPORT_NAME = "report.html"
 
 
+@functools.cache
+def environment():
+    """The report's Jinja2 environment: package templates, autoescape on, undefined names are errors."""
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.PackageLoader("steerscope.report", "templates"), autoescape=True,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters.update(fmt=fmt, sort_key=sort_key)
+    env.tests.update(finite_number=is_number,
+                     missing=lambda v: v is None or (isinstance(v, float) and not math.isfinite(v)))
+    return env
+
+
 def _asset(name: str) -> str:
-    return resources.files("steerscope.report").joinpath(name).read_text(encoding="utf-8")
+    return resources.files("steerscope.report").joinpath("templates", name).read_text(encoding="utf-8")
 
 
 def render_report(run_dir: str | os.PathLike) -> str:
     """The report's HTML text for a run directory (``write_report`` writes it to ``RUN_DIR/report.html``)."""
+    from markupsafe import Markup
+
     from .. import __version__
 
     run = load_run(run_dir)
     sections = render_sections(run)
     model = run.config.get("model_name") or (run.vector_set.meta.model_name if run.vector_set else None)
-    title = f"steerscope · {run.method} · {run.path.resolve().name}"
     created = run.config.get("created_at")
-    meta = " · ".join(esc(x) for x in (
-        f"method {run.method}", f"model {model}" if model else None, f"run created {created}" if created else None,
-        f"report written {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
-        f"steerscope {__version__}") if x)
-    nav = "".join(f'<a href="#{esc(anchor)}">{esc(name)}</a>' for anchor, name, _ in sections)
-    warnings = "".join(f'<p class="warning">{esc(w)}</p>' for w in run.warnings)
-    body = (f"<header><h1>{esc(title)}</h1><div class=\"meta\">{meta}</div></header>"
-            f'<nav>{nav}<span class="buttons"><button id="expand-all" type="button">expand all</button> '
-            f'<button id="collapse-all" type="button">collapse all</button></span></nav>'
-            f"<main>{warnings}{''.join(section(a, n, h) for a, n, h in sections)}</main>")
-    page = _asset("report.html")
-    # replace the body last: run data could contain the other markers
-    for marker, value in (("__VERSION__", esc(__version__)), ("__TITLE__", esc(title)), ("__CSS__", _asset("report.css")),
-                          ("__JS__", _asset("report.js"))):
-        page = page.replace(marker, value, 1)
-    return page.replace("__BODY__", body, 1)
+    meta = [f"method {run.method}", f"model {model}" if model else None,
+            f"run created {created}" if created else None,
+            f"report written {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}", f"steerscope {__version__}"]
+    return environment().get_template("report.html.j2").render(
+        title=f"steerscope · {run.method} · {run.path.resolve().name}", meta=[m for m in meta if m],
+        version=__version__, sections=sections, notes=run.notes, warnings=run.warnings,
+        css=Markup(_asset("report.css")), js=Markup(_asset("report.js")))  # our own files, not run data
 
 
 def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
-    """Write ``RUN_DIR/report.html`` (or ``out``): configuration, vector table, loss curves, baseline vs steered
-    completions per vector, MELBO-ortho curves, sweeps and linearity, as far as the run directory has them.
+    """Write ``RUN_DIR/report.html`` (or ``out``): configuration, the run kind's own results (MELBO objectives,
+    MELBO-ortho curves, sweep window, transfer, linearity), vector table, loss curves and baseline vs steered
+    completions, as far as the run directory has them.
 
     Args:
         run_dir: a directory written by a steerscope run command; every file in it is optional.

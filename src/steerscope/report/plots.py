@@ -1,24 +1,22 @@
-"""Plots written by discovery runs (PNG, headless)."""
+"""Plots written by discovery runs (PNG). ``matplotlib.figure.Figure`` objects, never pyplot: drawing them neither
+switches the user's backend (a notebook keeps its own) nor leaves figures in pyplot's global registry.
+
+Example:
+    >>> plot_losses([[1.0, 2.0, 2.5]], Path("runs/x/plots/loss_curves.png"), random_level=0.8)
+    PosixPath('runs/x/plots/loss_curves.png')
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ..io import save_figure, use_agg
-
-
-def _pyplot():
-    use_agg()
-    import matplotlib.pyplot as plt
-
-    return plt
+from ..io import save_figure, subplots
 
 
 def plot_losses(losses: list[list[float]], path: Path, *, random_level: float | None = None,
                 ylabel: str = "objective", title: str = "MELBO objective per vector") -> Path:
     """One curve per vector against step; the random-vector baseline as a dashed line."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = subplots(figsize=(7, 4))
     for i, curve in enumerate(losses):
         ax.plot(range(len(curve)), curve, lw=1.2, label=f"v{i}" if len(losses) <= 12 else None)
     if random_level is not None:
@@ -38,9 +36,8 @@ def plot_objective_vs_index(objectives: list[float], random_level: float, random
     """MELBO: each vector's final objective against its index (log scale), over the band of random vectors' objectives
     (shaded) and k × the random level (dotted): vectors near the band are indistinguishable from random ones. With
     ``heldout_kl`` a second panel shows each vector's KL to the unsteered model on held-out prompts."""
-    plt = _pyplot()
     rows = 2 if heldout_kl else 1
-    fig, axes = plt.subplots(rows, 1, figsize=(7, 3.2 * rows + 0.6), sharex=True, squeeze=False)
+    fig, axes = subplots(rows, 1, figsize=(7, 3.2 * rows + 0.6), sharex=True, squeeze=False)
     ax = axes[0][0]
     idx = list(range(len(objectives)))
     ax.plot(idx, objectives, "o-", ms=3, lw=1, label="trained vector")
@@ -65,8 +62,7 @@ def plot_objective_vs_index(objectives: list[float], random_level: float, random
 
 def plot_radius_sweep(rows: list[dict], path: Path) -> Path:
     """Objective of briefly trained and of random vectors against R (log-log), chosen R marked."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = subplots(figsize=(6, 4))
     radii = [float(r["radius"]) for r in rows]
     ax.loglog(radii, [float(r["objective"]) for r in rows], "o-", label="trained (short)")
     ax.loglog(radii, [float(r["random_objective"]) for r in rows], "s--", label="random")
@@ -83,9 +79,8 @@ def plot_radius_sweep(rows: list[dict], path: Path) -> Path:
 
 def plot_ortho(rows: list[dict], path: Path, *, direction: str) -> Path:
     """MELBO-ortho: KL to θ₀ (with moving average), rescaled KL, and norm against vector index."""
-    plt = _pyplot()
     idx = [int(r["index"]) for r in rows]
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    fig, (ax1, ax2) = subplots(2, 1, figsize=(8, 6), sharex=True)
     ax1.plot(idx, [r["kl"] for r in rows], ".", ms=3, alpha=0.5, label=f"KL {direction}")
     ax1.plot(idx, [r["kl_moving_avg"] for r in rows], "-", lw=1.5, label="moving average")
     if any(r.get("kl_rescaled") is not None for r in rows):
