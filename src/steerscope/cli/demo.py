@@ -55,5 +55,5 @@ def run(args) -> int:
     print(f"\ndone in {time.perf_counter() - start:.0f} s. Outputs in {out}/")
     if report.is_file():
         print(f"report: open {report.resolve()} in a browser")
-    print(f"explore: steerscope explore {out}   (serves http://127.0.0.1:8765)")
+    print(f"explore: steerscope explore {out}   (serves http://127.0.0.1:8765/explore/)")
     return 0
