@@ -9,17 +9,20 @@ so the list stays honest when the README changes.
 from __future__ import annotations
 
 import re
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import torch
 
 pytestmark = pytest.mark.real
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 SHRINK = [  # (pattern, replacement): the README's sizes → seconds-long runs
     (r"steps=40\b", "steps=3"), (r"steps=300\b", "steps=3"), (r"steps=1000\b", "steps=2"),
-    (r"num_vectors=8\b", "num_vectors=2"), (r"num_vectors=100\b", "num_vectors=2"), (r"num_vectors=4\b", "num_vectors=2"),
-    (r"max_iters=30\b", "max_iters=3"), (r"runs=2\b", "runs=1"), (r"max_steps=30\b", "max_steps=1"),
+    (r"num_vectors=8\b", "num_vectors=2"), (r"num_vectors=100\b", "num_vectors=2"),
+    (r"max_iters=30\b", "max_iters=3"), (r"runs=2\b", "runs=1"), (r"max_steps=30\b", "max_steps=1, eval_size=2, num_samples=1"),
     (r"max_new_tokens=48\b", "max_new_tokens=4"), (r"max_new_tokens=40\b", "max_new_tokens=4"),
     (r"batches=6\b", "batches=2"), (r'radius="auto"', "radius=4.0"),
     (r"num_vectors=16\b", "num_vectors=2"), (r"steps=100\b", "steps=2"),
@@ -58,12 +61,46 @@ def test_readme_python_examples_run(real_model, tmp_path, monkeypatch):
     assert used == {p for p, _ in SHRINK}, f"substitutions that match nothing any more: {set(dict(SHRINK)) - used}"
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(ss, "load_model", lambda *a, **k: real_model)  # one load for the whole file
+    import steerscope.samples as samples
+
+    real_write = samples.write_samples  # run samples: a few tokens each (sizes only, the API is unchanged)
+    monkeypatch.setattr(samples, "write_samples", lambda *a, **k: real_write(*a, **{**k, "max_new_tokens": 4}))
     namespace: dict = {}
     exec(compile(PRELUDE, "README-prelude", "exec"), namespace)
     # the vectors the sweep/KL examples use
     exec(compile("vectors = [v1, v2, None]", "README-prelude", "exec"), namespace)
     for i, block in enumerate(shrunk, 1):
+        start = time.perf_counter()
         try:
-            exec(compile(block, f"README.md python block {i}", "exec"), namespace)
+            if "OpenAI(" in block:  # the serving example: against a real server on a free loopback port
+                with _live_server(real_model, tmp_path) as url:
+                    namespace["b64_float32_le"] = _b64(torch.randn(real_model.d_model))
+                    exec(compile(block.replace("http://127.0.0.1:8000/v1", url), f"README block {i}", "exec"),
+                         namespace)
+            else:
+                exec(compile(block, f"README.md python block {i}", "exec"), namespace)
         except Exception as exc:  # noqa: BLE001 - say which block broke
             raise AssertionError(f"README python block {i} fails: {type(exc).__name__}: {exc}\n{block}") from exc
+        print(f"README block {i}: {time.perf_counter() - start:.1f} s")
+
+
+@contextmanager
+def _live_server(model, root: Path):
+    """The steerscope server on 127.0.0.1:free-port with the README's run registered as ``melbo``."""
+    from steerscope.app import bind, create_app, serve_in_thread, url_of
+
+    sock = bind("127.0.0.1", 0)
+    server, thread = serve_in_thread(create_app(model, [root / "runs" / "melbo"]), sock)
+    try:
+        yield url_of(sock).rstrip("/") + "/v1"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def _b64(vector) -> str:
+    import base64
+
+    import numpy as np
+
+    return base64.b64encode(np.asarray(vector.numpy(), dtype="<f4").tobytes()).decode()
