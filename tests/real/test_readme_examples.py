@@ -41,7 +41,7 @@ v1, v2 = (ss.SteeringVector({10: torch.randn(m.d_model) * 4}) for _ in range(2))
 
 
 def blocks() -> list[str]:
-    return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
 
 
 def test_readme_python_examples_run(real_model, tmp_path, monkeypatch):
@@ -61,7 +61,7 @@ def test_readme_python_examples_run(real_model, tmp_path, monkeypatch):
     assert used == {p for p, _ in SHRINK}, f"substitutions that match nothing any more: {set(dict(SHRINK)) - used}"
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(ss, "load_model", lambda *a, **k: real_model)  # one load for the whole file
-    import steerscope.samples as samples
+    from steerscope import samples
 
     real_write = samples.write_samples  # run samples: a few tokens each (sizes only, the API is unchanged)
     monkeypatch.setattr(samples, "write_samples", lambda *a, **k: real_write(*a, **{**k, "max_new_tokens": 4}))
@@ -79,7 +79,7 @@ def test_readme_python_examples_run(real_model, tmp_path, monkeypatch):
                          namespace)
             else:
                 exec(compile(block, f"README.md python block {i}", "exec"), namespace)
-        except Exception as exc:  # noqa: BLE001 - say which block broke
+        except Exception as exc:
             raise AssertionError(f"README python block {i} fails: {type(exc).__name__}: {exc}\n{block}") from exc
         print(f"README block {i}: {time.perf_counter() - start:.1f} s")
 
