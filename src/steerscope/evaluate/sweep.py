@@ -80,8 +80,11 @@ class SweepResult:
 
     def save(self, out_dir: str | os.PathLike) -> Path:
         """Write sweep.csv, sweep.json, sweep.png and samples.jsonl into ``out_dir``."""
+        from ..results import result_config
+
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "config.json", result_config("sweep", self.config))
         write_csv(out / "sweep.csv", self.rows)
         if self.prompt_rows:
             write_csv(out / "sweep_prompted.csv", self.prompt_rows)
@@ -92,22 +95,30 @@ class SweepResult:
 
     @classmethod
     def load(cls, out_dir: str | os.PathLike) -> SweepResult:
+        """Read a result written by ``save`` / ``sweep(out_dir=)``; a malformed file is a RunFileError."""
+        from ..results import check_result_config, need
+
         out = Path(out_dir)
-        data = read_json(out / "sweep.json")
+        check_result_config(out, "sweep")
+        data = need(read_json(out / "sweep.json"), dict, out / "sweep.json")
         samples = read_jsonl(out / "samples.jsonl") if (out / "samples.jsonl").is_file() else []
-        return cls(rows=data["rows"], window=tuple(data["window"]), best_scale=data["best_scale"],
-                   tolerance=data["tolerance"], objective=data.get("objective"), maximize=data.get("maximize", True),
-                   samples=samples, config=data.get("config", {}), prompt_rows=data.get("prompt_rows", []))
+        window = need(data.get("window"), list, "sweep.json: window")
+        if len(window) != 2:
+            from ..errors import RunFileError
+
+            raise RunFileError(f"{out / 'sweep.json'}: window must be [low, high], got {window!r}")
+        return cls(rows=need(data.get("rows"), list, "sweep.json: rows"), window=tuple(window),
+                   best_scale=data.get("best_scale"), tolerance=data.get("tolerance"),
+                   objective=data.get("objective"), maximize=bool(data.get("maximize", True)), samples=samples,
+                   config=need(data.get("config", {}), dict, "sweep.json: config"),
+                   prompt_rows=need(data.get("prompt_rows", []), list, "sweep.json: prompt_rows"))
 
     def plot(self, path: str | os.PathLike) -> Path:
         """Behaviour metric (left axis) and perplexity (right axis, log) against scale; the window shaded."""
-        from ..io import save_figure, use_agg
-
-        use_agg()
-        import matplotlib.pyplot as plt
+        from ..io import save_figure, subplots
 
         scales = [r["scale"] for r in self.rows]
-        fig, ax = plt.subplots(figsize=(7, 4))
+        fig, ax = subplots(figsize=(7, 4))
         ax.axvspan(self.window[0], self.window[1], color="tab:green", alpha=0.12, label="coherence window")
         if self.objective:
             ax.plot(scales, [_nan(r.get(self.objective)) for r in self.rows], "o-", color="tab:blue",

@@ -65,13 +65,10 @@ class TransferResult:
 
     def plot(self):
         """Figure with Δ log-prob (mean ± s.e.m.) and hit rate against scale."""
-        from ..io import use_agg
-
-        use_agg()
-        import matplotlib.pyplot as plt
+        from ..io import subplots
 
         scales = [r["scale"] for r in self.summary]
-        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+        fig, (ax1, ax2) = subplots(1, 2, figsize=(10, 3.8))
         mean = [r["mean_delta_logprob"] for r in self.summary]
         sem = [r["sem_delta_logprob"] or 0.0 for r in self.summary]
         ax1.errorbar(scales, mean, yerr=sem, marker="o", capsize=3)
@@ -97,11 +94,34 @@ class TransferResult:
         fig.tight_layout()
         return fig
 
+    def save(self, out_dir: str | os.PathLike) -> Path:
+        """Write the result into ``out_dir`` (config.json with method + version, CSV tables, JSON, plot);
+        ``TransferResult.load(out_dir)`` reads it back."""
+        self.write(out_dir)
+        return Path(out_dir)
+
+    @classmethod
+    def load(cls, out_dir: str | os.PathLike) -> TransferResult:
+        """Read a result written by ``save`` / ``evaluate_transfer(out_dir=)``; a malformed file is a RunFileError."""
+        from ..io import read_json, read_jsonl
+        from ..results import check_result_config, need
+
+        out = Path(out_dir)
+        check_result_config(out, "transfer")
+        data = need(read_json(out / "transfer.json"), dict, out / "transfer.json")
+        rows = read_jsonl(out / "generations.jsonl") if (out / "generations.jsonl").is_file() else []
+        return cls(summary=need(data.get("summary"), list, "transfer.json: summary"), rows=rows,
+                   baseline=need(data.get("baseline"), dict, "transfer.json: baseline"),
+                   config=need(data.get("config", {}), dict, "transfer.json: config"),
+                   prompted=need(data.get("prompted", []), list, "transfer.json: prompted"))
+
     def write(self, out_dir: str | os.PathLike) -> dict[str, Path]:
         """transfer.csv (per scale), transfer_rows.csv, transfer.json, generations.jsonl and transfer.png."""
         from ..io import save_figure, write_csv, write_json, write_jsonl
+        from ..results import result_config
 
         out = Path(out_dir)
+        write_json(out / "config.json", result_config("transfer", self.config))
         paths = {
             "summary_csv": write_csv(out / "transfer.csv", self.summary),
             "rows_csv": write_csv(

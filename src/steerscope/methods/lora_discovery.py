@@ -33,7 +33,7 @@ import torch
 from ..configs import configurable, renamed
 from ..errors import InvalidArgumentError
 from ..generate import tokenize
-from ..io import read_json, save_figure, use_agg, write_csv, write_json, write_jsonl
+from ..io import read_json, save_figure, subplots, write_csv, write_json, write_jsonl
 from ._lora_common import default_target_modules, detach_peft, loss_terms, needs_fan_in_fan_out, sample
 
 log = logging.getLogger(__name__)
@@ -322,10 +322,7 @@ def _null():
 def _plot(rows: list[dict], path: Path, index: int) -> None:
     if not rows:
         return
-    use_agg()
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(11, 3))
+    fig, axes = subplots(1, 3, figsize=(11, 3))
     steps = [r["step"] for r in rows]
     for ax, key, title in zip(axes, ("loss", "kl", "nll"), ("loss", "KL(P‖Q) per token", "NLL(Q, y) per token")):
         ax.plot(steps, [r[key] for r in rows])

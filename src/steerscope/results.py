@@ -1,0 +1,54 @@
+"""What every saved result shares: ``config.json`` naming the method and the result format's version.
+
+``Result.save(dir)`` writes ``config.json`` (``method``, ``result_version``, ``steerscope_version`` and the settings,
+flat, as every run directory's ``config.json`` is)
+next to its tables (CSV/JSONL), tensors (safetensors) and plots; ``Result.load(dir)`` checks that the directory holds
+that method's result before reading it, so a sweep directory is never read as a transfer, and a malformed file is
+a ``RunFileError`` saying which file and what is wrong.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .errors import RunFileError
+
+RESULT_VERSION = 1
+
+
+def result_config(method: str, settings: dict | None = None) -> dict:
+    """The ``config.json`` a result writes: method, versions and the settings it ran with."""
+    from . import __version__
+    from .configs import _jsonable
+
+    return {**_jsonable(dict(settings or {})), "method": method, "result_version": RESULT_VERSION,
+            "steerscope_version": __version__}
+
+
+def check_result_config(out_dir: Path, method: str) -> None:
+    """Refuse a directory whose ``config.json`` names another method (one without config.json is an older result)."""
+    from .io import read_json
+
+    path = Path(out_dir) / "config.json"
+    if not Path(out_dir).is_dir():
+        raise RunFileError(f"{out_dir} is not a directory; give the directory a {method} result was saved to")
+    if not path.is_file():
+        return
+    data = need(read_json(path), dict, path)
+    found = data.get("method")
+    if found not in (None, method):
+        raise RunFileError(f"{out_dir} holds a {found!r} result, not {method!r}; load it with that result type")
+    version = data.get("result_version", RESULT_VERSION)
+    if isinstance(version, int) and version > RESULT_VERSION:
+        import warnings
+
+        warnings.warn(f"{path} was written by a newer steerscope (result version {version}); reading what this "
+                      "version knows", stacklevel=3)
+
+
+def need(value: Any, kind: type, where: Any) -> Any:
+    """``value`` if it is a ``kind``, else a RunFileError naming ``where``."""
+    if not isinstance(value, kind):
+        raise RunFileError(f"{where}: expected a JSON {kind.__name__}, got {type(value).__name__}")
+    return value
