@@ -39,3 +39,20 @@ def test_sweep_and_transfer_round_trip(tmp_path):
     (tmp_path / "sweep" / "sweep.json").write_text('{"rows": 3, "window": [0, 1]}')
     with pytest.raises(RunFileError, match="rows"):
         ss.SweepResult.load(tmp_path / "sweep")
+
+
+def test_melbo_round_trip_from_a_run_and_from_save(tmp_path):
+    m = tiny_model("llama")
+    res = ss.melbo(m, PROMPTS, source_layer=0, target_layer=2, num_vectors=2, radius=2.0, steps=3, lr=0.05,
+                   chat=False, progress=False, report=False, out_dir=tmp_path / "run", sample_tokens=2)
+    res.out_dir = None
+    res.save(tmp_path / "saved")
+    for where in ("run", "saved"):
+        back = ss.MelboResult.load(tmp_path / where)
+        assert torch.equal(back.vectors.tensors[0], res.vectors.tensors[0])
+        assert back.objectives == pytest.approx(res.objectives)
+        assert [pytest.approx(c) for c in res.losses] == back.losses
+        assert (back.radius, back.stop_reason) == (res.radius, res.stop_reason)
+    assert read_json(tmp_path / "saved" / "config.json")["method"] == "melbo"
+    with pytest.raises(RunFileError, match="'melbo' result, not 'sweep'"):
+        ss.SweepResult.load(tmp_path / "saved")

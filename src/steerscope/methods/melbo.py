@@ -108,6 +108,60 @@ class MelboResult:
         """Each vector's final objective as a multiple of the random level (≈ 1: indistinguishable from random)."""
         return [o / max(self.random_objective, 1e-30) for o in self.objectives]
 
+    def save(self, out_dir: str | os.PathLike) -> Path:
+        """Write the result's files into ``out_dir``: config.json (method, version, the vectors' settings),
+        vectors.safetensors, losses.csv, vectors.csv, summary.json and radius_sweep.csv (a run directory holds the
+        same files, plus samples and plots). ``MelboResult.load(out_dir)`` reads them back."""
+        from ..results import result_config
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        if not (out / "config.json").is_file():  # a run directory already has the run's fuller config.json
+            write_json(out / "config.json", result_config("melbo", dict(self.vectors.meta.method_config)))
+        save_vector_checkpoint(out, self.vectors, self.losses)
+        norms = self.vectors.norms().tolist()
+        rows = []
+        for i, obj in enumerate(self.objectives):
+            row = {"index": i, "norm": norms[i], "objective": obj, "objective_vs_random": self.ratios[i]}
+            if self.heldout_kl:
+                row["heldout_kl"] = self.heldout_kl[i]
+            rows.append(row)
+        write_csv(out / "vectors.csv", rows)
+        if self.radius_sweep:
+            write_csv(out / "radius_sweep.csv", self.radius_sweep)
+        write_json(out / "summary.json", {"radius": self.radius, "lr": self.vectors.meta.method_config.get("lr"),
+                                          "random_objective": self.random_objective,
+                                          "random_band": list(self.random_band),
+                                          "objectives": self.objectives, "objective_vs_random": self.ratios,
+                                          "heldout_kl": self.heldout_kl,
+                                          "vectors_above_3x_random": sum(r >= 3.0 for r in self.ratios),
+                                          "stop_reason": self.stop_reason, "num_vectors": len(self.vectors)})
+        self.out_dir = out
+        return out
+
+    @classmethod
+    def load(cls, out_dir: str | os.PathLike) -> MelboResult:
+        """Read a result written by ``save`` or by ``melbo(out_dir=)``; a malformed file is a RunFileError."""
+        from ..io import read_json
+        from ..results import check_result_config, need
+
+        out = Path(out_dir)
+        check_result_config(out, "melbo")
+        summary = need(read_json(out / "summary.json"), dict, out / "summary.json")
+        _, losses = load_vector_checkpoint(out)
+        vectors = VectorSet.load(out / "vectors.safetensors")
+        objectives = [float(x) for x in need(summary.get("objectives"), list, "summary.json: objectives")]
+        band = need(summary.get("random_band", [math.nan, math.nan]), list, "summary.json: random_band")
+        return cls(vectors=vectors, losses=losses, objectives=objectives,
+                   random_objective=float(summary.get("random_objective", math.nan)),
+                   radius=float(summary.get("radius", math.nan)), out_dir=out,
+                   radius_sweep=read_csv(out / "radius_sweep.csv") if (out / "radius_sweep.csv").is_file() else [],
+                   random_band=(float(band[0] if band[0] is not None else math.nan),
+                                float(band[1] if band[1] is not None else math.nan)) if len(band) == 2
+                   else (math.nan, math.nan),
+                   heldout_kl=[float(x) for x in need(summary.get("heldout_kl", []), list, "summary.json: heldout_kl")],
+                   stop_reason=str(summary.get("stop_reason", "num_vectors")))
+
 
 def _adamw(params: list[Tensor], lr: float) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.98), amsgrad=True, weight_decay=0.0)
@@ -521,21 +575,7 @@ def _write_outputs(model, result: MelboResult, prompts, heldout, sample_tokens, 
     from ..samples import default_heldout_prompts, write_samples
 
     run_dir = result.out_dir
-    norms = result.vectors.norms().tolist()
-    rows = []
-    for i, obj in enumerate(result.objectives):
-        row = {"index": i, "norm": norms[i], "objective": obj, "objective_vs_random": result.ratios[i]}
-        if result.heldout_kl:
-            row["heldout_kl"] = result.heldout_kl[i]
-        rows.append(row)
-    write_csv(run_dir / "vectors.csv", rows)
-    write_json(run_dir / "summary.json", {"radius": result.radius, "lr": result.vectors.meta.method_config.get("lr"),
-                                          "random_objective": result.random_objective,
-                                          "random_band": list(result.random_band),
-                                          "objectives": result.objectives, "objective_vs_random": result.ratios,
-                                          "heldout_kl": result.heldout_kl,
-                                          "vectors_above_3x_random": sum(r >= 3.0 for r in result.ratios),
-                                          "stop_reason": result.stop_reason, "num_vectors": len(result.vectors)})
+    result.save(run_dir)  # the data files; the run layer adds plots, samples and the report below
     plot_losses(result.losses, run_dir / "plots" / "loss_curves.png", random_level=result.random_objective)
     plot_objective_vs_index(result.objectives, result.random_objective, result.random_band,
                             run_dir / "plots" / "objective_vs_index.png", heldout_kl=result.heldout_kl)
