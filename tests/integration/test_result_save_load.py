@@ -56,3 +56,17 @@ def test_melbo_round_trip_from_a_run_and_from_save(tmp_path):
     assert read_json(tmp_path / "saved" / "config.json")["method"] == "melbo"
     with pytest.raises(RunFileError, match="'melbo' result, not 'sweep'"):
         ss.SweepResult.load(tmp_path / "saved")
+
+
+def test_ortho_round_trip(tmp_path):
+    m = tiny_model("llama")
+    base = ss.SteeringVector({0: torch.randn(m.d_model, generator=torch.Generator().manual_seed(1)) * 2})
+    res = ss.melbo_ortho(m, base, PROMPTS, source_layer=0, target_layer=2, num_vectors=2, steps=3, lr=0.05,
+                         collapse_ratio=0.0, chat=False, progress=False, report=False, sample_vectors=1,
+                         sample_tokens=2, out_dir=tmp_path / "run")
+    res.save(tmp_path / "saved")
+    for where in ("run", "saved"):
+        back = ss.OrthoResult.load(tmp_path / where)
+        assert torch.equal(back.vectors.tensors[0], res.vectors.tensors[0])
+        assert torch.equal(back.base.directions[0], res.base.directions[0])
+        assert [r["kl"] for r in back.analysis] == pytest.approx([r["kl"] for r in res.analysis])

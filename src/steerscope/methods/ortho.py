@@ -67,6 +67,44 @@ class OrthoResult:
     analysis: list[dict]  # index, norm, kl, kl_moving_avg, kl_rescaled
     base: SteeringVector
     out_dir: Path | None = None
+    kl_direction: str = "forward"
+
+    def save(self, out_dir: str | os.PathLike) -> Path:
+        """config.json (method, version), base_vector.safetensors (θ₀), vectors.safetensors, losses.csv, ortho.csv,
+        vectors.csv and summary.json; ``OrthoResult.load(out_dir)`` reads them back (so does a run directory)."""
+        from ..results import result_config
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        if not (out / "config.json").is_file():  # a run directory already has the run's fuller config.json
+            write_json(out / "config.json", result_config("melbo_ortho", dict(self.vectors.meta.method_config)))
+        self.base.save(out / "base_vector.safetensors")
+        save_vector_checkpoint(out, self.vectors, self.losses)
+        write_csv(out / "ortho.csv", self.analysis)
+        write_csv(out / "vectors.csv", [{"index": r["index"], "norm": r["norm"], "kl_to_base": r["kl"],
+                                         "kl_rescaled": r["kl_rescaled"], "final_loss": self.losses[i][-1]}
+                                        for i, r in enumerate(self.analysis)])
+        write_json(out / "summary.json", {"num_vectors": len(self.vectors), "kl_direction": self.kl_direction,
+                                          "base_norm": self.base.norm(),
+                                          "kl_first10_mean": sum(r["kl"] for r in self.analysis[:10])
+                                          / max(1, min(10, len(self.analysis)))})
+        self.out_dir = out
+        return out
+
+    @classmethod
+    def load(cls, out_dir: str | os.PathLike) -> OrthoResult:
+        """Read a result written by ``save`` or by ``melbo_ortho(out_dir=)``; a malformed file is a RunFileError."""
+        from ..io import read_csv, read_json
+        from ..results import check_result_config, need
+
+        out = Path(out_dir)
+        check_result_config(out, "melbo_ortho")
+        summary = need(read_json(out / "summary.json"), dict, out / "summary.json")
+        _, losses = load_vector_checkpoint(out)
+        vectors = VectorSet.load(out / "vectors.safetensors")
+        return cls(vectors=vectors, losses=losses, norms=vectors.norms().tolist(), analysis=read_csv(out / "ortho.csv"),
+                   base=SteeringVector.load(out / "base_vector.safetensors"), out_dir=out,
+                   kl_direction=str(summary.get("kl_direction", "forward")))
 
 
 def _train_block(objective: MeanMatchObjective, base: Tensor, basis: Tensor, size: int, *, steps: int, lr: float,
@@ -230,14 +268,8 @@ def _write_outputs(model, result: OrthoResult, prompts, direction, sample_vector
     from ..samples import write_samples
 
     run_dir = result.out_dir
-    write_csv(run_dir / "ortho.csv", result.analysis)
-    write_csv(run_dir / "vectors.csv", [{"index": r["index"], "norm": r["norm"], "kl_to_base": r["kl"],
-                                         "kl_rescaled": r["kl_rescaled"], "final_loss": result.losses[i][-1]}
-                                        for i, r in enumerate(result.analysis)])
-    write_json(run_dir / "summary.json", {"num_vectors": len(result.vectors), "kl_direction": direction,
-                                          "base_norm": result.base.norm(),
-                                          "kl_first10_mean": sum(r["kl"] for r in result.analysis[:10])
-                                          / max(1, min(10, len(result.analysis)))})
+    result.kl_direction = direction
+    result.save(run_dir)  # the data files; the run layer adds plots, samples and the report below
     plot_ortho(result.analysis, run_dir / "plots" / "ortho_kl_norm.png",
                direction="KL(P_i||P_0)" if direction == "forward" else "KL(P_0||P_i)")
     plot_losses(result.losses, run_dir / "plots" / "loss_curves.png", ylabel="‖mean Z(θ) − mean Z(θ₀)‖",
