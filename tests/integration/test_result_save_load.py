@@ -70,3 +70,15 @@ def test_ortho_round_trip(tmp_path):
         assert torch.equal(back.vectors.tensors[0], res.vectors.tensors[0])
         assert torch.equal(back.base.directions[0], res.base.directions[0])
         assert [r["kl"] for r in back.analysis] == pytest.approx([r["kl"] for r in res.analysis])
+
+
+def test_lora_discovery_load(tmp_path):
+    m = tiny_model("llama")
+    res = ss.discover_lora(m, PROMPTS * 3, heldout_prompts=PROMPTS, max_steps=1, batch_size=2, max_new_tokens=3,
+                           out_dir=tmp_path / "run", chat=False, eval_size=1, num_samples=0, progress=False,
+                           stop_kl=None)
+    back = ss.LoraDiscoveryResult.load(tmp_path / "run")
+    assert [r.index for r in back.runs] == [r.index for r in res.runs]
+    assert back.runs[0].heldout == pytest.approx(res.runs[0].heldout)
+    assert read_json(tmp_path / "run" / "config.json")["method"] == "lora_discovery"
+    assert read_json(tmp_path / "run" / "summary.json")["runs"][0]["adapter_dir"] == "run_000/adapter"

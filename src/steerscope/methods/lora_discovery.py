@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +61,32 @@ class LoraDiscoveryResult:
     def adapter_dirs(self) -> list[Path]:
         return [r.adapter_dir for r in self.runs]
 
+    def save(self, out_dir: str | os.PathLike) -> Path:
+        """The adapters already live in ``out_dir`` (PEFT directories are written while training); saving
+        elsewhere copies the run directory."""
+        import shutil
+
+        out = Path(out_dir)
+        if out.resolve() != self.out_dir.resolve():
+            shutil.copytree(self.out_dir, out, dirs_exist_ok=False)
+        return out
+
+    @classmethod
+    def load(cls, out_dir: str | os.PathLike) -> LoraDiscoveryResult:
+        """Every finished run (``run_###/summary.json`` present) of a LoRA discovery directory."""
+        from ..results import check_result_config, need
+
+        out = Path(out_dir)
+        check_result_config(out, "lora_discovery")
+        runs = []
+        for run_dir in sorted(out.glob("run_[0-9][0-9][0-9]")):
+            if not (run_dir / "summary.json").is_file():
+                continue  # unfinished (resume would redo it)
+            summary = need(read_json(run_dir / "summary.json"), dict, run_dir / "summary.json")
+            runs.append(LoraRun(int(run_dir.name[4:]), run_dir, run_dir / "adapter",
+                                need(summary.get("heldout", {}), dict, f"{run_dir / 'summary.json'}: heldout")))
+        return cls(out_dir=out, runs=runs)
+
 
 def _config(model, **settings) -> dict:
     from .. import __version__
@@ -70,8 +97,10 @@ def _config(model, **settings) -> dict:
         peft_version = peft.__version__
     except ImportError:  # pragma: no cover - peft is a dependency
         peft_version = None
-    return {"model_name": model.name, "model_type": model.model_type, "steerscope_version": __version__,
-            "peft_version": peft_version, **settings}
+    from ..runs import run_config
+
+    return {**run_config(model, "lora_discovery", settings), "steerscope_version": __version__,
+            "peft_version": peft_version}
 
 
 @configurable("lora_discovery", name="LoraDiscoveryConfig")
@@ -167,7 +196,9 @@ def discover_lora(
         cuda = sorted({p.device.index or 0 for p in model.hf.parameters() if p.device.type == "cuda"})
         with torch.random.fork_rng(devices=cuda):  # seeds its own RNG stream; the caller's stays untouched
             done.append(_one_run(model, prompts, held_out, run_dir, index, config, targets, progress))
-        write_json(out_dir / "summary.json", {"runs": [{"index": r.index, "adapter_dir": str(r.adapter_dir),
+        # adapter paths relative to the run directory: the directory can be moved or archived
+        write_json(out_dir / "summary.json", {"runs": [{"index": r.index,
+                                                        "adapter_dir": r.adapter_dir.relative_to(out_dir).as_posix(),
                                                         "heldout": r.heldout} for r in done]})
     return LoraDiscoveryResult(out_dir=out_dir, runs=done)
 
@@ -177,7 +208,7 @@ def _check_resume(out_dir: Path, config: dict, resume: bool) -> None:
     if not path.is_file():
         return
     old = read_json(path)
-    keys = [k for k in config if k not in ("runs", "steerscope_version", "peft_version")]
+    keys = [k for k in config if k not in ("runs", "steerscope_version", "peft_version", "created_at")]
     changed = [k for k in keys if old.get(k) != config[k]]
     if resume and changed:
         raise InvalidArgumentError(
