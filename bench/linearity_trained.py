@@ -15,7 +15,7 @@
    (each of the 1 + #controls candidates equally likely to be best). An adapter "reduces to a steering vector"
    when its own vector beats all controls on the shift measure and the vector's own-KL check passes (see JSON).
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/linearity_trained.py --adapters 6 --steps 12
+    OMP_NUM_THREADS=1 .venv/bin/python bench/linearity_trained.py --adapters 6 --steps 8 --lr 0.03
         -> bench/results/linearity_trained.json
 """
 
@@ -47,6 +47,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--adapters", type=int, default=6)
     parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--lr", type=float, default=3e-2)
     parser.add_argument("--train-tokens", type=int, default=24)
     parser.add_argument("--prompts", type=int, default=24)
     parser.add_argument("--batches", type=int, default=4)
@@ -57,7 +58,7 @@ def main() -> None:
     m = ss.load_model()
     t0 = time.time()
     runs_dir = Path(args.runs_dir or tempfile.mkdtemp(prefix="lin_trained_"))
-    res = ss.discover_lora(m, runs=args.adapters, max_steps=args.steps, batch_size=8,
+    res = ss.discover_lora(m, runs=args.adapters, max_steps=args.steps, batch_size=8, lr=args.lr,
                            max_new_tokens=args.train_tokens, eval_size=8, num_samples=2, out_dir=runs_dir,
                            progress=True)
     train_seconds = time.time() - t0
@@ -115,7 +116,7 @@ def main() -> None:
         summary[measure] = {"adapters_whose_vector_beats_all_controls": wins, "of": k,
                             "binomial_p_value": binomial_tail(wins, k, null_p),
                             "mean_own": float(np.nanmean(own)), "mean_controls": float(np.nanmean(ctrl))}
-    out = {"setting": {"adapters": k, "discover_lora_steps": args.steps, "train_tokens": args.train_tokens,
+    out = {"setting": {"adapters": k, "discover_lora_steps": args.steps, "lr": args.lr, "train_tokens": args.train_tokens,
                        "heldout_prompts": n, "batches": args.batches, "max_new_tokens": args.tokens,
                        "random_controls_per_adapter": args.randoms, "extract": "vector_from_lora increment, 12 "
                        "training prompts", "scale": 1.0, "threads": torch.get_num_threads()},
