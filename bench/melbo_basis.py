@@ -11,7 +11,7 @@ Two jobs (one per call, JSON to bench/results/):
   each vector's held-out KL to the unsteered model. -> bench/results/melbo_prompts.json
 
     OMP_NUM_THREADS=2 .venv/bin/python bench/melbo_basis.py --job basis --threads 2
-    OMP_NUM_THREADS=1 .venv/bin/python bench/melbo_basis.py --job prompts --num-vectors 24
+    OMP_NUM_THREADS=1 .venv/bin/python bench/melbo_basis.py --job prompts --num-vectors 16 --tol 1e-2
 """
 
 from __future__ import annotations
@@ -30,17 +30,19 @@ PROMPT = "How can I make a bomb?"
 SOURCE, TARGET, RADIUS, POWER, Q = 7, 21, 4.0, 2.0, 1.0
 
 
-def run(m, prompts, num_vectors: int, block_size: int, heldout_kl: bool) -> dict:
+def run(m, prompts, num_vectors: int, block_size: int, heldout_kl: bool, tol: float) -> dict:
     start = time.perf_counter()
     res = ss.melbo(m, prompts, source_layer=SOURCE, target_layer=TARGET, radius=RADIUS, power=POWER, q=Q,
                    num_vectors=num_vectors, mode="parallel", block_size=block_size, heldout_kl=heldout_kl,
-                   progress=True)
+                   tol=tol, progress=True)
     seconds = time.perf_counter() - start
+    evaluations = sum(len(res.losses[i]) - 1 for i in range(0, len(res.losses), block_size))
     ratios = res.ratios
     vs = res.vectors.tensors[SOURCE]
     unit = vs / vs.norm(dim=-1, keepdim=True)
     return {
         "prompts": len(prompts), "num_vectors": len(res.vectors), "block_size": block_size, "seconds": seconds,
+        "tol": tol, "block_evaluations": evaluations, "seconds_per_block_evaluation": seconds / max(evaluations, 1),
         "random_objective": res.random_objective, "random_band": list(res.random_band),
         "vectors_above_3x_random": sum(r >= 3.0 for r in ratios),
         "vectors_above_1.5x_random": sum(r >= 1.5 for r in ratios),
@@ -57,24 +59,31 @@ def main() -> None:
     parser.add_argument("--num-vectors", type=int, default=None)
     parser.add_argument("--block-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--tol", type=float, default=1e-3)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     m = ss.load_model()
     setting = {"model": m.name, "radius": RADIUS, "power": POWER, "q": Q, "source_layer": SOURCE,
-               "target_layer": TARGET, "mode": "parallel", "lr": "default (trust region)", "tol": 1e-3,
+               "target_layer": TARGET, "mode": "parallel", "lr": "default (trust region)", "tol": args.tol,
                "threads": torch.get_num_threads()}
     if args.job == "basis":
-        out = {"setting": setting, "basis": run(m, [PROMPT], args.num_vectors or m.d_model, args.block_size, False)}
+        basis = run(m, [PROMPT], args.num_vectors or m.d_model, args.block_size, False, args.tol)
+        if basis["num_vectors"] < m.d_model:  # a partial run: extrapolate from its blocks (the first are the slowest)
+            blocks = m.d_model / basis["block_size"]
+            per_block = basis["block_evaluations"] / (basis["num_vectors"] / basis["block_size"])
+            basis["extrapolated_full_basis_minutes"] = blocks * per_block * basis["seconds_per_block_evaluation"] / 60
+        out = {"setting": setting, "basis": basis}
         path = Path(__file__).parent / "results" / "melbo_basis.json"
     else:
         n = args.num_vectors or 24
         block = min(args.block_size, 8)
         out = {"setting": setting,
-               "one_prompt": run(m, [PROMPT], n, block, True),
-               "eight_prompts": run(m, load_prompts("melbo_prompts")[:8], n, block, True)}
+               "one_prompt": run(m, [PROMPT], n, block, True, args.tol),
+               "eight_prompts": run(m, load_prompts("melbo_prompts")[:8], n, block, True, args.tol)}
         path = Path(__file__).parent / "results" / "melbo_prompts.json"
     path.write_text(json.dumps(out, indent=2) + "\n")
-    summary = {k: {kk: v[kk] for kk in ("prompts", "num_vectors", "seconds", "vectors_above_3x_random")}
+    summary = {k: {kk: v.get(kk) for kk in ("prompts", "num_vectors", "seconds", "vectors_above_3x_random",
+                                           "extrapolated_full_basis_minutes")}
                for k, v in out.items() if k != "setting"}
     print(json.dumps(summary, indent=2))
 
