@@ -16,7 +16,8 @@ def _fmt(value) -> str:
 SERVERS_BIAS = """\
 **Serving a `bias` adapter: PEFT only.** The adapter stores `lora_B.bias` (PEFT `lora_bias=True`, PEFT >= 0.14).
 PEFT / transformers load and run it unmerged (`PeftModel.from_pretrained`), and that is the only place it works:
-PEFT cannot merge a LoRA bias into the base weights (`merge_and_unload` refuses it), vLLM removed its LoRA-bias
+PEFT cannot merge a LoRA bias into a projection without a bias (Llama-style `down_proj`: `merge_and_unload`
+refuses it), vLLM removed its LoRA-bias
 support, and llama.cpp's `convert_lora_to_gguf.py` rejects the `lora_B.bias` tensor. To serve a vector, export it
 with `method="rank1"` (a plain LoRA) or as a llama.cpp control vector (`steerscope export gguf`, exact)."""
 
