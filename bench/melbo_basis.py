@@ -30,11 +30,11 @@ PROMPT = "How can I make a bomb?"
 SOURCE, TARGET, RADIUS, POWER, Q = 7, 21, 4.0, 2.0, 1.0
 
 
-def run(m, prompts, num_vectors: int, block_size: int, heldout_kl: bool, tol: float) -> dict:
+def run(m, prompts, num_vectors: int, block_size: int, heldout_kl: bool, tol: float, out_dir=None) -> dict:
     start = time.perf_counter()
     res = ss.melbo(m, prompts, source_layer=SOURCE, target_layer=TARGET, radius=RADIUS, power=POWER, q=Q,
                    num_vectors=num_vectors, mode="parallel", block_size=block_size, heldout_kl=heldout_kl,
-                   tol=tol, progress=True)
+                   tol=tol, progress=True, out_dir=out_dir, report=False, sample_tokens=8)
     seconds = time.perf_counter() - start
     evaluations = sum(len(res.losses[i]) - 1 for i in range(0, len(res.losses), block_size))
     ratios = res.ratios
@@ -53,6 +53,19 @@ def run(m, prompts, num_vectors: int, block_size: int, heldout_kl: bool, tol: fl
     }
 
 
+def summarise_checkpoint(run_dir: Path, started: float, block_size: int) -> dict:
+    """What an interrupted basis run finished: vectors, evaluations per block and seconds so far (from the run
+    directory's checkpoint, written after every block)."""
+    from steerscope.runs import load_vector_checkpoint
+
+    vectors, losses = load_vector_checkpoint(run_dir)
+    seconds = (run_dir / "vectors.safetensors").stat().st_mtime - started
+    evaluations = [len(losses[i]) - 1 for i in range(0, len(losses), block_size)]
+    return {"vectors_done": len(vectors), "blocks_done": len(evaluations), "seconds_to_last_checkpoint": seconds,
+            "evaluations_per_block": evaluations,
+            "seconds_per_block_evaluation": seconds / max(sum(evaluations), 1)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--job", choices=["basis", "prompts"], required=True)
@@ -60,14 +73,25 @@ def main() -> None:
     parser.add_argument("--block-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--tol", type=float, default=1e-3)
+    parser.add_argument("--out-dir", default=None, help="basis job: run directory (checkpointed after every block)")
+    parser.add_argument("--summarise", default=None, metavar="RUN_DIR",
+                        help="summarise an interrupted basis run (with --started UNIX_TIME) instead of running")
+    parser.add_argument("--started", type=float, default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.summarise:
+        partial = summarise_checkpoint(Path(args.summarise), args.started, args.block_size)
+        path = Path(__file__).parent / "results" / "melbo_basis_partial.json"
+        path.write_text(json.dumps(partial, indent=2) + "\n")
+        print(json.dumps(partial, indent=2))
+        return
     m = ss.load_model()
     setting = {"model": m.name, "radius": RADIUS, "power": POWER, "q": Q, "source_layer": SOURCE,
                "target_layer": TARGET, "mode": "parallel", "lr": "default (trust region)", "tol": args.tol,
                "threads": torch.get_num_threads()}
     if args.job == "basis":
-        basis = run(m, [PROMPT], args.num_vectors or m.d_model, args.block_size, False, args.tol)
+        print(f"started {time.time():.0f}", flush=True)
+        basis = run(m, [PROMPT], args.num_vectors or m.d_model, args.block_size, False, args.tol, args.out_dir)
         if basis["num_vectors"] < m.d_model:  # a partial run: extrapolate from its blocks (the first are the slowest)
             blocks = m.d_model / basis["block_size"]
             per_block = basis["block_evaluations"] / (basis["num_vectors"] / basis["block_size"])
