@@ -31,11 +31,11 @@ SOURCE, TARGET, RADIUS, POWER, Q = 7, 21, 4.0, 2.0, 1.0
 
 
 def run(m, prompts, num_vectors: int, block_size: int, heldout_kl: bool, tol: float, out_dir=None,
-        steps: int = 300) -> dict:
+        steps: int = 300, target_positions="all") -> dict:
     start = time.perf_counter()
     res = ss.melbo(m, prompts, source_layer=SOURCE, target_layer=TARGET, radius=RADIUS, power=POWER, q=Q,
                    num_vectors=num_vectors, mode="parallel", block_size=block_size, heldout_kl=heldout_kl,
-                   tol=tol, steps=steps, progress=True, out_dir=out_dir, report=False, sample_tokens=8)
+                   tol=tol, steps=steps, target_positions=target_positions, progress=True, out_dir=out_dir, report=False, sample_tokens=8)
     seconds = time.perf_counter() - start
     evaluations = sum(len(res.losses[i]) - 1 for i in range(0, len(res.losses), block_size))
     ratios = res.ratios
@@ -43,7 +43,7 @@ def run(m, prompts, num_vectors: int, block_size: int, heldout_kl: bool, tol: fl
     unit = vs / vs.norm(dim=-1, keepdim=True)
     return {
         "prompts": len(prompts), "num_vectors": len(res.vectors), "block_size": block_size, "seconds": seconds,
-        "tol": tol, "steps": steps, "block_evaluations": evaluations, "seconds_per_block_evaluation": seconds / max(evaluations, 1),
+        "tol": tol, "steps": steps, "target_positions": target_positions, "block_evaluations": evaluations, "seconds_per_block_evaluation": seconds / max(evaluations, 1),
         "random_objective": res.random_objective, "random_band": list(res.random_band),
         "vectors_above_3x_random": sum(r >= 3.0 for r in ratios),
         "vectors_above_1.5x_random": sum(r >= 1.5 for r in ratios),
@@ -75,6 +75,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--tol", type=float, default=1e-3)
     parser.add_argument("--steps", type=int, default=300, help="cap on evaluations per block")
+    parser.add_argument("--target-positions", default="all", help="all, or K (the last K tokens of each prompt)")
     parser.add_argument("--out-dir", default=None, help="basis job: run directory (checkpointed after every block)")
     parser.add_argument("--summarise", default=None, metavar="RUN_DIR",
                         help="summarise an interrupted basis run (with --started UNIX_TIME) instead of running")
@@ -103,11 +104,13 @@ def main() -> None:
     else:
         n = args.num_vectors or 24
         block = min(args.block_size, 8)
+        tp = "all" if args.target_positions == "all" else int(args.target_positions)
         out = {"setting": setting,
-               "one_prompt": run(m, [PROMPT], n, block, True, args.tol, steps=args.steps),
+               "one_prompt": run(m, [PROMPT], n, block, True, args.tol, steps=args.steps, target_positions=tp),
                "eight_prompts": run(m, load_prompts("melbo_prompts")[:8], n, block, True, args.tol,
-                                    steps=args.steps)}
-        path = Path(__file__).parent / "results" / "melbo_prompts.json"
+                                    steps=args.steps, target_positions=tp)}
+        suffix = "" if tp == "all" else f"_last{tp}"
+        path = Path(__file__).parent / "results" / f"melbo_prompts{suffix}.json"
     path.write_text(json.dumps(out, indent=2) + "\n")
     summary = {k: {kk: v.get(kk) for kk in ("prompts", "num_vectors", "seconds", "vectors_above_3x_random",
                                            "extrapolated_full_basis_minutes")}
