@@ -1,7 +1,22 @@
-import torch, json, steerscope as ss
+"""Where the MELBO objective lives on chat prompts: the share of a trained vector's objective that comes from the
+tokens every templated prompt shares (SmolLM2's chat template and default system prompt).
+
+Trains one vector (R = 4, p = 2, q = 1, resid_post[7] -> resid_post[21], 8 evaluations) on the 8 default MELBO
+prompts and reports, per prompt, the fraction of Σ_t ‖ΔZ_t‖² on the shared prefix tokens.
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/melbo_prefix_share.py  -> bench/results/melbo_prefix_share.json
+"""
+
+import json
+from pathlib import Path
+
+import torch
+
+import steerscope as ss
 import steerscope.methods.melbo as mb
-from steerscope.generate import tokenize
 from steerscope.data import load_prompts
+from steerscope.generate import tokenize
+
 m = ss.load_model()
 prompts = load_prompts("melbo_prompts")[:8]
 ids, mask = tokenize(m, prompts)
@@ -23,4 +38,5 @@ for i in range(len(prompts)):
     share.append(float(real[:common].sum() / real.sum()))
 out = {"tokens_per_prompt": [len(r) for r in rows], "shared_prefix_tokens": common,
        "fraction_of_first_vector_objective_on_shared_prefix": share}
+(Path(__file__).parent / "results" / "melbo_prefix_share.json").write_text(json.dumps(out, indent=2) + "\n")
 print(json.dumps(out))
