@@ -6,7 +6,7 @@ calibration prompts, 24 generated tokens) and choose between the MLP and attenti
 - before: generate the fit and validation splits separately (batches of 16), then the full float64 fidelity
   measurement (steered + adapter forwards, per-token KL) once per candidate;
 - now: ``export_lora(..., evaluate=False)``: one generate pass (batch 64) split into fit/validation rows, candidates
-  ranked by one shared vector-steered forward and an fp32 KL per candidate.
+  compared by their error at the vector's site (forwards up to block 15 only).
 
 Also checks that both choose the same module and that their read-out directions agree.
 

@@ -69,12 +69,12 @@ def render_readme(model, vector: SteeringVector, fidelity: dict) -> str:
         ]
     if fidelity.get("layers"):
         lines += ["", "## Candidate modules (validation split of the calibration prompts)", "",
-                  "| layer | candidate | module | ridge | KL mean | rel. error (RMS) |", "| --- | --- | --- | --- | --- | --- |"]
+                  "| layer | candidate | module | ridge | error at the site (RMS, relative) | rel. error of bᵀx (RMS) |", "| --- | --- | --- | --- | --- | --- |"]
         for layer, entry in fidelity["layers"].items():
             for kind, c in entry["candidates"].items():
                 mark = " (kept)" if kind == entry["chosen"] else ""
                 lines.append(f"| {layer} | {kind}{mark} | `{c['module']}` | {c['ridge']:g} | "
-                             f"{_fmt(c['validation'].get('kl_mean'))} | {_fmt(c['validation'].get('rel_error_rms'))} |")
+                             f"{_fmt(c['validation'].get('site_rel_error_rms'))} | {_fmt(c['validation'].get('rel_error_rms'))} |")
     lines += [
         "",
         "## Use",
