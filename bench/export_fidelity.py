@@ -80,7 +80,7 @@ def main() -> None:
                     start = time.perf_counter()
                     ss.export_lora(m, v, Path(tmp) / "fit-only", method=method, scale=scale, evaluate=False)
                     row["seconds_fit_only"] = round(time.perf_counter() - start, 1)
-                    row["candidates"] = {k: c["validation"]["kl_mean"]
+                    row["candidates"] = {k: c["validation"]["site_rel_error_rms"]
                                          for k, c in res.fidelity["layers"][str(LAYER)]["candidates"].items()}
                 rows.append(row)
                 print(json.dumps(row), flush=True)

@@ -190,6 +190,63 @@ def _clip01(x: float) -> float:
     return float(min(1.0, max(0.0, x))) if math.isfinite(x) else math.nan
 
 
+def split_batches(texts: Sequence[str], batches: int, rng: np.random.Generator) -> list[list[str]]:
+    """Shuffle ``texts`` and split them into ``batches`` near-equal batches."""
+    order = rng.permutation(len(texts))
+    return [[texts[i] for i in part] for part in np.array_split(order, batches)]
+
+
+def score_texts(lora_out: Sequence[str], vector_out: Sequence[str], baseline: Sequence[str], *, batches: int,
+                summarizer="keywords", embedder=None, seed: int = 0,
+                controls: Sequence[Sequence[str]] = ()) -> dict:
+    """The linearity pipeline on texts already generated (same prompts, same order, in every list).
+
+    Returns ``raw`` (mean Hungarian-matched cosine of LoRA-batch vs vector-batch summaries), ``similarity``,
+    ``matching``, ``shift`` (embedding-shift cosine of the responses), the summaries, ``batch_shift`` (the
+    summariser-free variant: Hungarian-matched cosine between per-batch mean response-embedding shifts from the
+    baseline) and the same three numbers for each list of ``controls`` (``control_raw``, ``control_shift``,
+    ``control_batch_shift``). Used by ``linearity_score`` and by benchmarks that score many pairings of one set of
+    generations (bench/linearity_trained.py).
+    """
+    rng = np.random.default_rng(seed)
+    n = len(baseline)
+    lora_split = split_batches(lora_out, batches, rng)
+    vector_split = split_batches(vector_out, batches, rng)
+    control_splits = [split_batches(c, batches, rng) for c in controls]
+    lora_summaries = _summarise(summarizer, lora_split, baseline)
+    vector_summaries = _summarise(summarizer, vector_split, baseline)
+    control_summaries = [_summarise(summarizer, c, baseline) for c in control_splits]
+    embed = load_embedder(embedder)
+    present = list(dict.fromkeys(s for s in [*lora_summaries, *vector_summaries, *(x for c in control_summaries for x in c)]
+                                 if s is not None))
+    table = dict(zip(present, embed(present))) if present else {}
+    sim = _similarity(lora_summaries, vector_summaries, table)
+    raw, matching = matched_similarity(sim)
+
+    texts = [*baseline, *lora_out, *vector_out, *(t for c in controls for t in c)]
+    vectors = np.asarray(embed(texts), dtype=np.float64)  # (n·(3 + controls), d)
+    emb = {t: vectors[i] for i, t in enumerate(texts)}
+    base_mean = vectors[:n].mean(0)
+
+    def mean_shift(group: Sequence[str]) -> np.ndarray:
+        return np.mean([emb[t] for t in group], axis=0) - base_mean
+
+    lora_shift = mean_shift(lora_out)
+
+    def batch_shift(split: list[list[str]]) -> float:
+        sims = np.array([[cosine(mean_shift(a), mean_shift(b)) for b in split] for a in lora_split])
+        return matched_similarity(sims)[0]
+
+    return {
+        "raw": raw, "similarity": sim, "matching": matching, "lora_summaries": lora_summaries,
+        "vector_summaries": vector_summaries, "control_summaries": control_summaries,
+        "shift": cosine(lora_shift, mean_shift(vector_out)), "batch_shift": batch_shift(vector_split),
+        "control_raw": [matched_similarity(_similarity(lora_summaries, c, table))[0] for c in control_summaries],
+        "control_shift": [cosine(lora_shift, mean_shift(c)) for c in controls],
+        "control_batch_shift": [batch_shift(c) for c in control_splits],
+    }
+
+
 @configurable("linearity", name="LinearityConfig")
 def linearity_score(
     model,
@@ -245,27 +302,14 @@ def linearity_score(
         lora_out = generate(lora_model, prompts, **gen)
     baseline, vector_out, ctrl_out = both[:n], both[n:2 * n], both[2 * n:]
 
-    rng = np.random.default_rng(seed)
-    def split(texts: list[str]) -> list[list[str]]:
-        order = rng.permutation(n)
-        return [[texts[i] for i in part] for part in np.array_split(order, batches)]
-
-    lora_summaries = _summarise(summarizer, split(lora_out), baseline)
-    vector_summaries = _summarise(summarizer, split(vector_out), baseline)
-    ctrl_summaries = _summarise(summarizer, split(ctrl_out), baseline) if control else []
-    embed = load_embedder(embedder)
-    present = list(dict.fromkeys(s for s in lora_summaries + vector_summaries + ctrl_summaries if s is not None))
-    table = dict(zip(present, embed(present))) if present else {}
-    sim = _similarity(lora_summaries, vector_summaries, table)
-    raw, matching = matched_similarity(sim)
-
-    resp = embed(baseline + vector_out + lora_out + ctrl_out)  # (3n or 4n, d)
-    base_mean, vec_mean, lora_mean = resp[:n].mean(0), resp[n:2 * n].mean(0), resp[2 * n:3 * n].mean(0)
-    shift = cosine(lora_mean - base_mean, vec_mean - base_mean)
+    scored = score_texts(lora_out, vector_out, baseline, batches=batches, summarizer=summarizer, embedder=embedder,
+                         seed=seed, controls=[ctrl_out] if control else ())
+    raw, sim, matching, shift = scored["raw"], scored["similarity"], scored["matching"], scored["shift"]
+    lora_summaries, vector_summaries = scored["lora_summaries"], scored["vector_summaries"]
+    ctrl_summaries = scored["control_summaries"][0] if control else []
     ctrl_score = ctrl_shift = None
     if control:
-        ctrl_score = _clip01(matched_similarity(_similarity(lora_summaries, ctrl_summaries, table))[0])
-        ctrl_shift = cosine(lora_mean - base_mean, resp[3 * n:].mean(0) - base_mean)
+        ctrl_score, ctrl_shift = _clip01(scored["control_raw"][0]), scored["control_shift"][0]
     result = LinearityResult(
         score=_clip01(raw), raw_score=raw, similarity=sim,
         matching=matching, embedding_shift_cosine=shift, lora_summaries=lora_summaries,

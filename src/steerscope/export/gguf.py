@@ -164,6 +164,12 @@ def import_gguf(path: str | os.PathLike, *, model_type: str | None = None) -> St
     it). Values are taken as stored (any scale baked in at export stays baked in). Checksums written by
     ``export_gguf`` are verified.
 
+    llama.cpp's ``cvector-generator`` convention: it measures the activation difference at the output of block
+    ``il`` and writes it as ``direction.{il+1}``, so llama.cpp applies it one block *later* than where it was
+    measured. The import keeps llama.cpp's placement (steering with the imported vector reproduces what
+    ``llama-cli --control-vector`` does); to compare it with a steerscope vector measured at ``resid_post[L]``
+    (e.g. ``contrastive_vector(..., layers=[L])``), use the imported layer L+1.
+
     Args:
         path: the ``.gguf`` control vector.
         model_type: recorded on the vector; default the file's ``controlvector.model_hint``.

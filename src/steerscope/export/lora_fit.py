@@ -245,27 +245,34 @@ def split_rows(batches: Sequence[TokenBatch], n: int) -> tuple[list[TokenBatch],
 
 
 @torch.no_grad()
-def candidate_kls(model, vector: SteeringVector, scale: float, candidates: dict[str, Sequence[Adapter]],
-                  batches: Sequence[TokenBatch]) -> dict[str, float]:
-    """Mean next-token KL(vector-steered || adapter-steered) over real tokens, for several candidate adapter sets.
+def candidate_site_errors(model, vector: SteeringVector, scale: float, candidates: dict[str, Sequence[Adapter]],
+                          batches: Sequence[TokenBatch]) -> dict[str, float]:
+    """RMS relative error ‖h(adapter) − h(vector)‖ / ‖scale·v‖ at the vector's own site, over the tokens that fit
+    the statistics (first tokens excluded), for several candidate adapter sets of a one-layer vector.
 
-    Cheaper than ``measure_fidelity`` per candidate: the vector-steered logits are computed once per batch and
-    shared, nothing else is measured, and the KL is taken in fp32 (it only has to rank candidates whose KLs differ
-    by orders of magnitude; the reported fidelity uses float64).
+    This is what the vector is: a change at ``site[L]``. A candidate on block L's MLP output projection is measured
+    there directly; one on its attention projection also passes through the block's MLP, which the early-stopped
+    forward includes. Everything downstream of the site is the same model for both, so the candidate that
+    reproduces the site best is the one to keep; this needs forwards only up to block L (no later blocks, no LM
+    head), where a next-token KL needs the full model per candidate.
     """
+    from ..hooks import capture
+
+    (layer,) = vector.layers
+    target = (vector.directions[layer].double() * scale).norm().clamp_min(1e-30)
     sums = dict.fromkeys(candidates, 0.0)
     count = 0
     for batch in batches:
-        kw = forward_kwargs(batch.input_ids, batch.attention_mask)
-        real = batch.attention_mask.bool()
         with steer(model, vector, scale):
-            logp = torch.log_softmax(model.hf(**kw).logits[real].float(), -1)  # (N, V) fp32
+            ref = capture(model, batch.input_ids, batch.attention_mask, [layer], vector.site)[layer]  # (B, T, D)
+        keep = batch.keep.to(ref.device)
+        ref = ref[keep].double()  # (N, D)
         for name, adapters in candidates.items():
             with apply_adapters(model, adapters):
-                logq = torch.log_softmax(model.hf(**kw).logits[real].float(), -1)
-            sums[name] += float((logp.exp() * (logp - logq)).sum(-1).clamp_min(0.0).sum())
-        count += int(real.sum())
-    return {name: total / max(count, 1) for name, total in sums.items()}
+                got = capture(model, batch.input_ids, batch.attention_mask, [layer], vector.site)[layer]
+            sums[name] += float(((got[keep].double() - ref).norm(dim=-1) / target.to(ref.device)).pow(2).sum())
+        count += int(keep.sum())
+    return {name: (total / max(count, 1)) ** 0.5 for name, total in sums.items()}
 
 
 @torch.no_grad()

@@ -16,7 +16,8 @@ def _fmt(value) -> str:
 SERVERS_BIAS = """\
 **Serving a `bias` adapter: PEFT only.** The adapter stores `lora_B.bias` (PEFT `lora_bias=True`, PEFT >= 0.14).
 PEFT / transformers load and run it unmerged (`PeftModel.from_pretrained`), and that is the only place it works:
-PEFT cannot merge a LoRA bias into the base weights (`merge_and_unload` refuses it), vLLM removed its LoRA-bias
+PEFT cannot merge a LoRA bias into a projection without a bias (Llama-style `down_proj`: `merge_and_unload`
+refuses it), vLLM removed its LoRA-bias
 support, and llama.cpp's `convert_lora_to_gguf.py` rejects the `lora_B.bias` tensor. To serve a vector, export it
 with `method="rank1"` (a plain LoRA) or as a llama.cpp control vector (`steerscope export gguf`, exact)."""
 
@@ -68,12 +69,12 @@ def render_readme(model, vector: SteeringVector, fidelity: dict) -> str:
         ]
     if fidelity.get("layers"):
         lines += ["", "## Candidate modules (validation split of the calibration prompts)", "",
-                  "| layer | candidate | module | ridge | KL mean | rel. error (RMS) |", "| --- | --- | --- | --- | --- | --- |"]
+                  "| layer | candidate | module | ridge | error at the site (RMS, relative) | rel. error of bᵀx (RMS) |", "| --- | --- | --- | --- | --- | --- |"]
         for layer, entry in fidelity["layers"].items():
             for kind, c in entry["candidates"].items():
                 mark = " (kept)" if kind == entry["chosen"] else ""
                 lines.append(f"| {layer} | {kind}{mark} | `{c['module']}` | {c['ridge']:g} | "
-                             f"{_fmt(c['validation'].get('kl_mean'))} | {_fmt(c['validation'].get('rel_error_rms'))} |")
+                             f"{_fmt(c['validation'].get('site_rel_error_rms'))} | {_fmt(c['validation'].get('rel_error_rms'))} |")
     lines += [
         "",
         "## Use",

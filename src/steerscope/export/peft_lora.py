@@ -6,8 +6,8 @@ Two methods:
   ``lora_A = 0`` and ``lora_B.bias = v / scaling`` (PEFT's ``lora_bias=True``): it adds exactly v at every token.
 * ``rank1`` (no bias; what most servers accept): ``ΔW = scaling · a bᵀ`` with ``a = v / scaling`` and b fitted on
   calibration activations of the projection's input so that ``bᵀx ≈ 1`` for every token (see ``lora_fit``). For
-  residual sites both the attention and the MLP output projection are tried; the one with the lower next-token KL
-  to the vector-steered model on a validation split is kept.
+  residual sites both the attention and the MLP output projection are tried; the one that reproduces the vector
+  at its site best on a validation split is kept.
 
 Site -> module (``model.arch``): ``resid_post[L]`` -> block L's MLP output projection (its output is the last
 thing added to the residual stream in block L); ``resid_pre[L]`` -> the same for block L-1; ``mlp_out[L]`` /
@@ -136,10 +136,11 @@ def _rank1_adapter(target: Target, v: torch.Tensor, b: torch.Tensor) -> Adapter:
 
 
 def _fit_rank1(model, vector, scale, targets, fit_batches, val_batches) -> tuple[dict[int, Adapter], dict]:
-    """Fit b for every candidate, then keep per layer the candidate with the lowest validation KL.
+    """Fit b for every candidate, then keep per layer the candidate that best reproduces the vector at its site.
 
-    One early-stopped forward per calibration batch records every candidate's input; the validation KL of all
-    candidates shares one vector-steered forward per batch (``lora_fit.candidate_kls``).
+    One early-stopped forward per calibration batch records every candidate's input; candidates are compared on
+    the validation split by their RMS relative error at the vector's site (``lora_fit.candidate_site_errors``:
+    forwards up to the vector's block only; before issue 13 this was a full-model next-token KL per candidate).
     """
     from tqdm.auto import tqdm
 
@@ -167,11 +168,11 @@ def _fit_rank1(model, vector, scale, targets, fit_batches, val_batches) -> tuple
                                     "validation_mse_by_ridge": scores,
                                     "validation": {"rel_error_rms": math.sqrt(max(check.mse(b), 0.0))}}
         if len(ts) > 1:
-            kls = lora_fit.candidate_kls(model, single, scale, {k: [a] for k, a in adapters.items()},
-                                         val_batches or fit_batches)
-            for kind, kl in kls.items():
-                layer_report[kind]["validation"]["kl_mean"] = kl
-            best = min(kls, key=kls.get)
+            errors = lora_fit.candidate_site_errors(model, single, scale, {k: [a] for k, a in adapters.items()},
+                                                    val_batches or fit_batches)
+            for kind, err in errors.items():
+                layer_report[kind]["validation"]["site_rel_error_rms"] = err
+            best = min(errors, key=errors.get)
         else:
             best = ts[0].kind
         chosen[layer] = adapters[best]

@@ -349,7 +349,7 @@ def random_baseline(objective: MelboObjective, radius: float, n: int = 8, seed: 
 
 
 def auto_radius(objective: MelboObjective, *, radii: list[float] | None = None, probe_vectors: int = 2,
-                probe_steps: int = 15, lr: float = 1e-2, seed: int = 0) -> tuple[float, list[dict]]:
+                probe_steps: int = 15, lr: float | None = None, seed: int = 0) -> tuple[float, list[dict]]:
     """Pick R at the knee where the target-layer change of *trained* vectors jumps.
 
     For each R on a geometric grid scaled to the typical residual norm at the source layer, train a small block of
@@ -366,7 +366,10 @@ def auto_radius(objective: MelboObjective, *, radii: list[float] | None = None, 
     rows = []
     for radius in tqdm(radii, desc="radius sweep"):
         init = _init(seed, probe_vectors, objective.d_model, None, radius, objective.device)
-        _, history = train_block(objective, init, None, radius=radius, steps=probe_steps, lr=lr * radius / 4)
+        # the probe uses the same step rule as the run (lr=None: trust region), so the knee reflects what the
+        # default optimiser reaches; a number keeps the AdamW probe (lr · R/4)
+        _, history = train_block(objective, init, None, radius=radius, steps=probe_steps,
+                                 lr=None if lr is None else lr * radius / 4)
         trained = sum(h[-1] for h in history) / len(history)
         rows.append({"radius": radius, "objective": trained, "random_objective": random_baseline(objective, radius),
                      "gain": trained / radius ** (objective.power / objective.q)})
@@ -480,7 +483,7 @@ def melbo(
             sweep_rows = read_csv(run_dir / "radius_sweep.csv")
             radius = next(float(r["radius"]) for r in sweep_rows if r.get("chosen") == "True")
         else:
-            radius, sweep_rows = auto_radius(objective, seed=seed)
+            radius, sweep_rows = auto_radius(objective, seed=seed, lr=None if lr is None else 1e-2)
             if run_dir:
                 write_csv(run_dir / "radius_sweep.csv", sweep_rows)
         log.info("auto radius: R = %.3g", radius)

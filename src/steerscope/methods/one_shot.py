@@ -153,6 +153,55 @@ def _pack_examples(model, examples: list[Example], chat: bool, share_prompt: boo
     return batch, suppress, [-1.0 if ex.negate else 1.0 for ex, _ in rows], [ex.positions for ex, _ in rows]
 
 
+LEADING_SPACE_NATS = 5.0  # warn when the spaced first token is this much less likely (e^5 ≈ 150x)
+
+
+@torch.no_grad()
+def leading_space_warnings(model, examples: Sequence[Example], *, chat: bool = True,
+                           threshold: float = LEADING_SPACE_NATS) -> list[dict]:
+    """Warn about completions whose leading whitespace makes their first token implausible after the prompt.
+
+    A chat template's assistant turn usually starts right after a newline, so the model begins its answer with a
+    token *without* a leading space: " Je suis désolé" starts with the token " Je", which SmolLM2 gives log p ≈ −38
+    there (and ≈ −8 even after optimisation), while "Je" is ordinary. For every promote/suppress string that starts
+    with whitespace, this compares the unsteered next-token log-prob of its first token with that of the same
+    string stripped, in one forward over the prompts, and logs a warning when the spaced one is more than
+    ``threshold`` nats less likely. Returns one dict per flagged completion.
+
+    Example:
+        >>> leading_space_warnings(m, [ss.Example("Say sorry in French.", promote=[" Je suis désolé"])])
+        [{'completion': ' Je suis désolé', 'logprob': -38.2, 'stripped_logprob': -3.1, ...}]
+    """
+    from ..generate import tokenize
+
+    spaced = [(i, c) for i, ex in enumerate(examples) for c in (*ex.promote, *ex.suppress)
+              if c[:1].isspace() and c.strip()]
+    if not spaced:
+        return []
+    prompts = sorted({examples[i].prompt for i, _ in spaced})
+    ids, mask = tokenize(model, prompts, chat=chat)
+    last = torch.log_softmax(model.hf(**forward_kwargs(ids, mask)).logits[:, -1].float(), -1)  # (P, V), left-padded
+    found = []
+    for i, c in spaced:
+        first = model.tokenizer(c, add_special_tokens=False)["input_ids"][:1]
+        bare = model.tokenizer(c.lstrip(), add_special_tokens=False)["input_ids"][:1]
+        if not first or not bare or first == bare:
+            continue
+        row = last[prompts.index(examples[i].prompt)]
+        lp, lp_bare = float(row[first[0]]), float(row[bare[0]])
+        if lp < lp_bare - threshold:
+            found.append({"completion": c, "prompt": examples[i].prompt, "logprob": lp, "stripped_logprob": lp_bare,
+                          "first_token": model.tokenizer.decode(first), "stripped_first_token":
+                          model.tokenizer.decode(bare)})
+            log.warning(
+                "completion %r starts with whitespace: its first token %r has log p %.1f after the prompt, while "
+                "%r (the same text without the leading space) has %.1f. The assistant turn of a chat template "
+                "starts without a space, so this completion is implausible and hard to promote or suppress; "
+                "drop the leading space: %r", c, found[-1]["first_token"], lp, found[-1]["stripped_first_token"],
+                lp_bare, c.lstrip())
+    return found
+
+
 @configurable("one_shot", name="OneShotConfig")
 def optimize_vector(
     model,
@@ -224,6 +273,7 @@ def optimize_vector(
         target_loss,
         satisfice,
     )
+    leading_space_warnings(model, examples, chat=chat)
     batch, suppress, signs, positions = _pack_examples(model, examples, chat, share_prompt)
     dtype, device = model.dtype, model.device
     suppress_t = torch.tensor(suppress, device=device)  # (K,) one flag per completion
