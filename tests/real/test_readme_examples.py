@@ -27,7 +27,6 @@ SHRINK = [  # (pattern, replacement): the README's sizes → seconds-long runs
     (r"batches=6\b", "batches=2"), (r'radius="auto"', "radius=4.0"),
     (r"num_vectors=16\b", "num_vectors=2"), (r"steps=100\b", "steps=2"),
     (r"ss\.melbo\(m\)", "ss.melbo(m, num_vectors=2, steps=3, radius=4.0)"),
-    (r"ss\.melbo\(m\)", "ss.melbo(m, num_vectors=2, steps=3, radius=4.0)"),
 ]
 PRELUDE = '''
 import torch
