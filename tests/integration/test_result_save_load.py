@@ -82,3 +82,24 @@ def test_lora_discovery_load(tmp_path):
     assert back.runs[0].heldout == pytest.approx(res.runs[0].heldout)
     assert read_json(tmp_path / "run" / "config.json")["method"] == "lora_discovery"
     assert read_json(tmp_path / "run" / "summary.json")["runs"][0]["adapter_dir"] == "run_000/adapter"
+
+
+def test_linearity_round_trip(tmp_path):
+    import numpy as np
+
+    m = tiny_model("llama")
+
+    def embed(texts):
+        return np.array([[len(t) + 1.0, t.count("a") + 1.0, 1.0] for t in texts])
+
+    adapter = tmp_path / "adapter"
+    import copy
+
+    from peft import LoraConfig, get_peft_model
+
+    get_peft_model(copy.deepcopy(m.hf), LoraConfig(r=2, target_modules=["o_proj"])).save_pretrained(adapter)
+    res = ss.linearity_score(m, adapter, _vec(m), PROMPTS * 2, batches=2, embedder=embed, max_new_tokens=3,
+                             chat=False, progress=False, out_dir=tmp_path / "lin")
+    back = ss.LinearityResult.load(tmp_path / "lin")
+    assert back.score == pytest.approx(res.score, nan_ok=True) and back.matching == [tuple(p) for p in res.matching]
+    assert "0x" not in read_json(tmp_path / "lin" / "config.json")["embedder"]  # no memory addresses saved

