@@ -79,3 +79,12 @@ def test_the_guard_catches_what_it_should(tmp_path):
     finally:
         SRC = old
     assert [g.split(":")[1] for g in got] == ["2", "8"]
+
+
+def test_no_module_switches_the_matplotlib_backend_or_uses_pyplot():
+    """Plots are bare ``matplotlib.figure.Figure`` objects (``io.subplots``): the user's backend and pyplot state
+    are theirs (issue 14)."""
+    offenders = [f"{p.relative_to(SRC.parent)}" for p in sorted(SRC.rglob("*.py"))
+                 if "matplotlib.use(" in p.read_text() or "matplotlib.pyplot" in p.read_text().replace(
+                     '"matplotlib.pyplot" in sys.modules', "").replace('sys.modules["matplotlib.pyplot"]', "")]
+    assert not offenders, f"modules that use pyplot or switch the backend: {offenders}"
