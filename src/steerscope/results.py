@@ -52,3 +52,20 @@ def need(value: Any, kind: type, where: Any) -> Any:
     if not isinstance(value, kind):
         raise RunFileError(f"{where}: expected a JSON {kind.__name__}, got {type(value).__name__}")
     return value
+
+
+def ensure_config(out_dir: Path, method: str, settings: dict | None = None) -> None:
+    """Write ``config.json`` unless the directory has one (a run directory's fuller one stays)."""
+    from .io import write_json
+
+    if not (Path(out_dir) / "config.json").is_file():
+        write_json(Path(out_dir) / "config.json", result_config(method, settings))
+
+
+def open_result(out_dir, method: str, summary: str = "summary.json") -> tuple[Path, dict]:
+    """(directory, its ``summary`` JSON object) after checking the directory holds ``method``'s result."""
+    from .io import read_json
+
+    out = Path(out_dir)
+    check_result_config(out, method)
+    return out, need(read_json(out / summary), dict, out / summary)

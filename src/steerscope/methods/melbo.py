@@ -112,12 +112,11 @@ class MelboResult:
         """Write the result's files into ``out_dir``: config.json (method, version, the vectors' settings),
         vectors.safetensors, losses.csv, vectors.csv, summary.json and radius_sweep.csv (a run directory holds the
         same files, plus samples and plots). ``MelboResult.load(out_dir)`` reads them back."""
-        from ..results import result_config
+        from ..results import ensure_config
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        if not (out / "config.json").is_file():  # a run directory already has the run's fuller config.json
-            write_json(out / "config.json", result_config("melbo", dict(self.vectors.meta.method_config)))
+        ensure_config(out, "melbo", dict(self.vectors.meta.method_config))
         save_vector_checkpoint(out, self.vectors, self.losses)
         norms = self.vectors.norms().tolist()
         rows = []
@@ -142,12 +141,9 @@ class MelboResult:
     @classmethod
     def load(cls, out_dir: str | os.PathLike) -> MelboResult:
         """Read a result written by ``save`` or by ``melbo(out_dir=)``; a malformed file is a RunFileError."""
-        from ..io import read_json
-        from ..results import check_result_config, need
+        from ..results import need, open_result
 
-        out = Path(out_dir)
-        check_result_config(out, "melbo")
-        summary = need(read_json(out / "summary.json"), dict, out / "summary.json")
+        out, summary = open_result(out_dir, "melbo")
         _, losses = load_vector_checkpoint(out)
         vectors = VectorSet.load(out / "vectors.safetensors")
         objectives = [float(x) for x in need(summary.get("objectives"), list, "summary.json: objectives")]

@@ -72,12 +72,11 @@ class OrthoResult:
     def save(self, out_dir: str | os.PathLike) -> Path:
         """config.json (method, version), base_vector.safetensors (θ₀), vectors.safetensors, losses.csv, ortho.csv,
         vectors.csv and summary.json; ``OrthoResult.load(out_dir)`` reads them back (so does a run directory)."""
-        from ..results import result_config
+        from ..results import ensure_config
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        if not (out / "config.json").is_file():  # a run directory already has the run's fuller config.json
-            write_json(out / "config.json", result_config("melbo_ortho", dict(self.vectors.meta.method_config)))
+        ensure_config(out, "melbo_ortho", dict(self.vectors.meta.method_config))
         self.base.save(out / "base_vector.safetensors")
         save_vector_checkpoint(out, self.vectors, self.losses)
         write_csv(out / "ortho.csv", self.analysis)
@@ -94,12 +93,10 @@ class OrthoResult:
     @classmethod
     def load(cls, out_dir: str | os.PathLike) -> OrthoResult:
         """Read a result written by ``save`` or by ``melbo_ortho(out_dir=)``; a malformed file is a RunFileError."""
-        from ..io import read_csv, read_json
-        from ..results import check_result_config, need
+        from ..io import read_csv
+        from ..results import open_result
 
-        out = Path(out_dir)
-        check_result_config(out, "melbo_ortho")
-        summary = need(read_json(out / "summary.json"), dict, out / "summary.json")
+        out, summary = open_result(out_dir, "melbo_ortho")
         _, losses = load_vector_checkpoint(out)
         vectors = VectorSet.load(out / "vectors.safetensors")
         return cls(vectors=vectors, losses=losses, norms=vectors.norms().tolist(), analysis=read_csv(out / "ortho.csv"),
