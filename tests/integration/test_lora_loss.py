@@ -5,10 +5,11 @@ import contextlib
 import pytest
 import torch
 import torch.nn.functional as F
+from reference.lora_stepwise import loss_terms_stepwise
 from tiny import tiny_model
 
 from steerscope.generate import forward_kwargs, tokenize
-from steerscope.methods._lora_common import continuation_mask, loss_terms, loss_terms_stepwise, sample
+from steerscope.methods._lora_common import continuation_mask, loss_terms, sample
 
 PROMPTS = ["the cat sat", "hi", "a longer prompt here"]
 

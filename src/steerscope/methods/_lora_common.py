@@ -186,19 +186,3 @@ def loss_terms(model, seq: Tensor, attn: Tensor, cont_mask: Tensor, base: Callab
         p_logits = tail_logits(model, seq, attn, n + 1)[:, :-1]  # (B, N, V)
     q_logits = tail_logits(model, seq, attn, n + 1)[:, :-1]
     return terms_from_logits(p_logits, q_logits, targets, cont_mask, alpha=alpha, beta=beta)
-
-
-def loss_terms_stepwise(model, seq: Tensor, attn: Tensor, cont_mask: Tensor,
-                        base: Callable[[], contextlib.AbstractContextManager], *, alpha: float, beta: float) -> LossTerms:
-    """Reference: the same terms computed token by token (a full forward of P and Q per continuation token, as the
-    original implementation did). Slow; kept for the benchmark and tests."""
-    n = cont_mask.shape[1]
-    start = seq.shape[1] - n
-    p_steps, q_steps = [], []
-    for t in range(n):
-        prefix, prefix_attn = seq[:, : start + t], attn[:, : start + t]
-        with torch.no_grad(), base():
-            p_steps.append(tail_logits(model, prefix, prefix_attn, 1))  # (B, 1, V)
-        q_steps.append(tail_logits(model, prefix, prefix_attn, 1))
-    return terms_from_logits(torch.cat(p_steps, 1), torch.cat(q_steps, 1), seq[:, start:], cont_mask,
-                             alpha=alpha, beta=beta)
