@@ -13,9 +13,9 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from steerscope.completions import EPS, completion_token_ids
 from steerscope.inputs import forward_kwargs, tokenize
 from steerscope.methods.one_shot import Example
-from steerscope.methods.one_shot_batch import EPS, completion_token_ids
 from steerscope.steer import PROMPT_LENGTHS, steer
 from steerscope.vector import SteeringVector
 

@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
+from steerscope.completions import EPS, PackedBatch, completion_losses, token_logprobs
 from steerscope.errors import InvalidArgumentError
 from steerscope.methods.one_shot import Example, OptimizeResult, apply_operator
-from steerscope.methods.one_shot_batch import EPS, PackedBatch, completion_losses, token_logprobs
 from steerscope.vector import SteeringVector
 
 

@@ -20,12 +20,12 @@ from pathlib import Path
 
 import torch
 
+from ..completions import gather_hidden, pack_completions, token_logprobs
 from ..configs import configurable
 from ..errors import InvalidArgumentError
 from ..generate import generate
 from ..hooks import capture
 from ..layers import hidden_to_logits
-from ..methods.one_shot_batch import gather_hidden, pack_completions, token_logprobs
 from ..steer import PROMPT_LENGTHS, Positions, steer
 from ..vector import SteeringVector
 

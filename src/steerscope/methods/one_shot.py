@@ -23,13 +23,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from ..configs import configurable
-from ..errors import InvalidArgumentError, SteerscopeError
-from ..generate import forward_kwargs
-from ..hooks import record_activations, run_until_stopped
-from ..layers import LayerReplay, hidden_to_logits
-from ..vector import SteeringVector
-from .one_shot_batch import (
+from ..completions import (
     EPS,
     PackedBatch,
     completion_losses,
@@ -39,6 +33,12 @@ from .one_shot_batch import (
     sliding_window,
     token_logprobs,
 )
+from ..configs import configurable
+from ..errors import InvalidArgumentError, SteerscopeError
+from ..generate import forward_kwargs
+from ..hooks import record_activations, run_until_stopped
+from ..layers import LayerReplay, hidden_to_logits
+from ..vector import SteeringVector
 from .one_shot_types import Example, OptimizeResult
 
 __all__ = ["Example", "OptimizeResult", "apply_operator", "optimize_vector"]

@@ -1,7 +1,7 @@
 """Pack (prompt, completion) pairs into one left-padded batch, and the one-shot promotion/suppression loss.
 
 Shared by ``optimize_vector`` (training rows) and ``evaluate_transfer`` (teacher-forced log-probs). Each row is
-``prompt tokens + completion tokens``; the prompt goes through ``generate.tokenize`` (chat template when the
+``prompt tokens + completion tokens``; the prompt goes through ``inputs.tokenize`` (chat template when the
 tokenizer has one), the completion is tokenised on its own without special tokens and appended, so the completion
 tokens are exactly what the model would have to generate after the prompt. ``pack_shared`` puts all completions
 of one prompt in one row behind a single copy of the prompt (a 4-D attention mask keeps them apart).
@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..errors import InvalidArgumentError
-from ..generate import tokenize
-from ..steer import Positions
+from .errors import InvalidArgumentError
+from .inputs import tokenize
+from .steer import Positions
 
 EPS = 1e-6  # keeps log(p + ε) and log(1 − p + ε) finite, as in the reference implementation
 
