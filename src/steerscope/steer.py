@@ -16,7 +16,7 @@ from torch import Tensor
 
 from .errors import InvalidArgumentError, SteeringPositionError
 from .hooks import HookGroup, register
-from .inputs import PROMPT_LENGTHS, prompt_lengths  # noqa: F401 (prompt_lengths re-exported)
+from .inputs import PROMPT_LENGTHS
 from .sites import check_site, hook_point
 from .vector import SteeringVector
 

@@ -14,7 +14,6 @@ from steerscope.errors import InvalidArgumentError, SteerscopeError
 from steerscope.evaluate.transfer import evaluate_transfer
 from steerscope.generate import forward_kwargs
 from steerscope.methods.one_shot import Example, _ReplayObjective, apply_operator, optimize_vector
-from steerscope.steer import PROMPT_LENGTHS
 
 EXAMPLES = [
     Example("the cat sat", promote=["on the mat", "ok"], suppress=["no"]),
@@ -187,12 +186,9 @@ def test_bad_arguments(kwargs):
 
 def _logprob_alone(m, vector, scale, prompt, target, positions, operator):
     batch = pack_completions(m, [(prompt, target)], chat=False)
-    token = PROMPT_LENGTHS.set(batch.prompt_len)
-    try:
-        with torch.no_grad(), ss.steer(m, vector, scale, positions=positions, operator=operator):
-            logits = m.hf(**forward_kwargs(batch.ids, batch.mask)).logits
-    finally:
-        PROMPT_LENGTHS.reset(token)
+    with torch.no_grad(), ss.prompt_lengths(batch.prompt_len), ss.steer(m, vector, scale, positions=positions,
+                                                                       operator=operator):
+        logits = m.hf(**forward_kwargs(batch.ids, batch.mask)).logits
     lp = torch.log_softmax(logits.reshape(-1, logits.shape[-1])[batch.pred_index], -1)
     return float(lp.gather(-1, batch.target_ids[:, None]).sum())
 

@@ -99,10 +99,7 @@ def test_left_padding_invariance(arch, positions):
 
 def _greedy_manual(m, ids, mask, steps, use_cache):
     """Greedy decoding by hand so both paths run the same arithmetic (with and without KV cache)."""
-    from steerscope.steer import PROMPT_LENGTHS
-
-    token = PROMPT_LENGTHS.set(mask.sum(-1))
-    try:
+    with ss.prompt_lengths(mask.sum(-1)):
         if not use_cache:
             out, done = ids, torch.zeros(ids.shape[0], dtype=torch.bool)
             eos, pad = m.tokenizer.eos_token_id, m.tokenizer.pad_token_id
@@ -115,8 +112,6 @@ def _greedy_manual(m, ids, mask, steps, use_cache):
             return out
         return m.hf.generate(ids, attention_mask=mask, max_new_tokens=steps, do_sample=False,
                              pad_token_id=m.tokenizer.pad_token_id, temperature=None, top_p=None, top_k=None)
-    finally:
-        PROMPT_LENGTHS.reset(token)
 
 
 @pytest.mark.parametrize("arch", ["llama", "gemma3_text", "gpt2", "gpt_neox"])

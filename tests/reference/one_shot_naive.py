@@ -14,9 +14,9 @@ import torch
 from torch import Tensor
 
 from steerscope.completions import EPS, completion_token_ids
-from steerscope.inputs import forward_kwargs, tokenize
+from steerscope.inputs import forward_kwargs, prompt_lengths, tokenize
 from steerscope.methods.one_shot import Example
-from steerscope.steer import PROMPT_LENGTHS, steer
+from steerscope.steer import steer
 from steerscope.vector import SteeringVector
 
 
@@ -41,16 +41,11 @@ def naive_completion_loss(
     full = torch.cat([ids, comp], dim=1)  # (1, P + C), no padding
     plen = ids.shape[1]
     vec = SteeringVector({layer: v}, site)
-    token = PROMPT_LENGTHS.set(
-        torch.tensor([plen], device=ids.device)
-    )  # so "prompt"/"last:k" know the prompt
-    try:
-        with steer(
-            model, vec, -1.0 if example.negate else 1.0, positions=example.positions, operator=operator
-        ):
-            logits = model.hf(**forward_kwargs(full, None)).logits[0]  # (P + C, V)
-    finally:
-        PROMPT_LENGTHS.reset(token)
+    # prompt_lengths: so "prompt"/"last:k" know where the prompt ends
+    with prompt_lengths(torch.tensor([plen], device=ids.device)), steer(
+        model, vec, -1.0 if example.negate else 1.0, positions=example.positions, operator=operator
+    ):
+        logits = model.hf(**forward_kwargs(full, None)).logits[0]  # (P + C, V)
     logp = (
         torch.log_softmax(coldness * logits[plen - 1 : -1].float(), -1)
         .gather(-1, comp[0][:, None])

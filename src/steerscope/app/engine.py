@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..steer import PROMPT_LENGTHS, steer
+from ..inputs import prompt_lengths
+from ..steer import steer
 from ..vector import SteeringVector
 
 log = logging.getLogger(__name__)
@@ -109,14 +110,13 @@ class BatchState:
         if cache is None:
             cache = DynamicCache(config=self.model.hf.config)
         plen = torch.tensor([len(r.prompt_ids) for r in rows], device=ids.device)
-        token = PROMPT_LENGTHS.set(plen)
         own = steering is None
         stack = steering_stack(self.model, rows) if own else steering
         try:
-            out = self.model.hf(input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True,
-                                logits_to_keep=1)
+            with prompt_lengths(plen):
+                out = self.model.hf(input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache,
+                                    use_cache=True, logits_to_keep=1)
         finally:
-            PROMPT_LENGTHS.reset(token)
             if own:
                 stack.close()
         return out.logits[:, -1, :], cache

@@ -17,7 +17,8 @@ import torch
 
 from ..errors import InvalidArgumentError
 from ..generate import forward_kwargs, tokenize
-from ..steer import PROMPT_LENGTHS, steer
+from ..inputs import prompt_lengths
+from ..steer import steer
 from ..vector import SteeringVector
 
 TextMetric = Callable[[str], float]
@@ -165,15 +166,12 @@ def response_logprobs(
             mask[r, width - len(s):] = 1
         ids, mask = ids.to(model.device), mask.to(model.device)
         vecs = [row_vectors[i] for i in rows]
-        token = PROMPT_LENGTHS.set(torch.tensor(plens, device=model.device))  # so positions="generated" works
-        try:
+        with prompt_lengths(torch.tensor(plens, device=model.device)):  # so positions="generated" works
             if any(v is not None for v in vecs):
                 with steer(model, vecs, [row_scales[i] for i in rows], positions=positions):
                     logits = model.hf(**forward_kwargs(ids, mask)).logits
             else:
                 logits = model.hf(**forward_kwargs(ids, mask)).logits
-        finally:
-            PROMPT_LENGTHS.reset(token)
         logits = logits[:, :-1].float()  # (B, T-1, V) predicts tokens 1..T-1
         target = ids[:, 1:]
         lp = logits.gather(-1, target[..., None])[..., 0] - logits.logsumexp(-1)  # (B, T-1)

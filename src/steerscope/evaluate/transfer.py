@@ -25,8 +25,9 @@ from ..configs import configurable
 from ..errors import InvalidArgumentError
 from ..generate import generate
 from ..hooks import capture
+from ..inputs import prompt_lengths
 from ..layers import hidden_to_logits
-from ..steer import PROMPT_LENGTHS, Positions, steer
+from ..steer import Positions, steer
 from ..vector import SteeringVector
 
 log = logging.getLogger(__name__)
@@ -180,12 +181,9 @@ def _target_logprobs(
         batch = pack_completions(model, [(prompts[p], targets[t]) for _, p, t in chunk], chat=chat)
         vecs = [vector if groups[g] is not None else None for g, _, _ in chunk]
         scales = [groups[g] if groups[g] is not None else 0.0 for g, _, _ in chunk]
-        token = PROMPT_LENGTHS.set(batch.prompt_len)  # "prompt"/"last:k" must not count the target as prompt
-        try:
-            with steer(model, vecs, scales, positions=positions, operator=operator):
-                hidden = capture(model, batch.ids, batch.mask, [last], "resid_post")[last]  # (N, T, D)
-        finally:
-            PROMPT_LENGTHS.reset(token)
+        # "prompt"/"last:k" must not count the target as prompt
+        with prompt_lengths(batch.prompt_len), steer(model, vecs, scales, positions=positions, operator=operator):
+            hidden = capture(model, batch.ids, batch.mask, [last], "resid_post")[last]  # (N, T, D)
         logits = hidden_to_logits(model, gather_hidden(hidden, batch))  # (M, V): completion positions only
         lp = token_logprobs(logits, batch.target_ids)
         # cpu-ok: host-side per-completion sums (read with .tolist() right below)
