@@ -141,7 +141,7 @@ def signature_config(fn: Callable, method: str, *, name: str | None = None) -> t
     Also usable on a function that is not ``@configurable`` (the CLI of ``vector_from_lora``): the flags generated
     from it still carry the function's own names and defaults."""
     sig = inspect.signature(fn)
-    hints = typing.get_type_hints(fn, include_extras=False) if _resolvable(fn) else {}
+    hints = _type_hints(fn)
     docs = field_docs(fn.__doc__ or "")
     specs = []
     for p in sig.parameters.values():
@@ -294,12 +294,12 @@ def _none_or(parse: Callable[[str], Any]) -> Callable[[str], Any]:
     return parse_optional
 
 
-def _resolvable(fn: Callable) -> bool:
+def _type_hints(fn: Callable) -> dict[str, Any]:
+    """``fn``'s resolved annotations, or {} when some name is only importable lazily (fields then take Any)."""
     try:
-        typing.get_type_hints(fn)
-        return True
+        return typing.get_type_hints(fn)
     except Exception:  # noqa: BLE001 - forward references to names only importable lazily
-        return False
+        return {}
 
 
 def _strip_optional(tp: Any) -> tuple[Any, bool]:

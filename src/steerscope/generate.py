@@ -9,11 +9,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-import torch
 from torch import Tensor
 
 from .errors import InvalidArgumentError
-from .inputs import format_prompt, forward_kwargs, position_ids, prompt_lengths, tokenize  # noqa: F401 (re-exported)
+from .inputs import (  # noqa: F401 (format_prompt, forward_kwargs, position_ids re-exported)
+    forked_rng,
+    format_prompt,
+    forward_kwargs,
+    position_ids,
+    prompt_lengths,
+    tokenize,
+)
 from .steer import steer
 from .vector import SteeringVector
 
@@ -60,7 +66,7 @@ def generate(
     from tqdm.auto import tqdm
 
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-    if temperature < 0 or temperature != temperature:
+    if not temperature >= 0:  # also refuses NaN
         raise InvalidArgumentError(f"temperature must be >= 0, got {temperature}")
     if do_sample and temperature == 0:
         do_sample = False  # temperature 0 is the limit of sampling: greedy decoding
@@ -70,11 +76,8 @@ def generate(
     row_scales = _per_row(scales, len(prompts), "scales")
     tok = model.tokenizer
     outputs: list[str] = []
-    # seed a forked RNG: sampling is reproducible and the caller's global RNG state is left untouched
-    cuda = sorted({d.index or 0 for d in getattr(model, "devices", {model.device}) if d.type == "cuda"})
-    with torch.random.fork_rng(devices=cuda, enabled=seed is not None):
-        if seed is not None:
-            torch.manual_seed(seed)
+    # a forked RNG: sampling is reproducible and the caller's global RNG state is left untouched
+    with forked_rng(model, seed):
         starts = range(0, len(prompts), batch_size)
         for start in tqdm(starts, desc="generating", disable=not progress or len(starts) < 2):
             chunk = slice(start, start + batch_size)

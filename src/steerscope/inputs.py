@@ -14,7 +14,15 @@ from torch import Tensor
 
 from .errors import InvalidArgumentError
 
-__all__ = ["PROMPT_LENGTHS", "format_prompt", "forward_kwargs", "position_ids", "prompt_lengths", "tokenize"]
+__all__ = [
+    "PROMPT_LENGTHS",
+    "forked_rng",
+    "format_prompt",
+    "forward_kwargs",
+    "position_ids",
+    "prompt_lengths",
+    "tokenize",
+]
 
 
 def format_prompt(model, prompt: str, chat: bool = True) -> str:
@@ -80,3 +88,20 @@ def prompt_lengths(lengths: Tensor | Sequence[int]) -> Iterator[None]:
         yield
     finally:
         PROMPT_LENGTHS.reset(token)
+
+
+@contextmanager
+def forked_rng(model, seed: int | None = None) -> Iterator[None]:
+    """With a ``seed``: run the block on a forked torch RNG (CPU and the model's CUDA devices) seeded with it, so
+    the caller's global RNG state is the same afterwards. ``seed=None``: no fork, the global RNG is used (and
+    advanced) as usual, so unseeded calls keep differing from each other.
+
+    Example:
+        >>> with forked_rng(m, seed=0):
+        ...     out = m.hf.generate(ids, do_sample=True)
+    """
+    cuda = sorted({p.device.index or 0 for p in model.hf.parameters() if p.device.type == "cuda"})
+    with torch.random.fork_rng(devices=cuda, enabled=seed is not None):
+        if seed is not None:
+            torch.manual_seed(seed)
+        yield

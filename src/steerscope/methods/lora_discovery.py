@@ -34,6 +34,7 @@ import torch
 from ..configs import configurable, renamed
 from ..errors import InvalidArgumentError
 from ..generate import tokenize
+from ..inputs import forked_rng
 from ..io import read_json, save_figure, subplots, write_csv, write_json, write_jsonl
 from ._lora_common import default_target_modules, detach_peft, loss_terms, needs_fan_in_fan_out, sample
 
@@ -193,8 +194,8 @@ def discover_lora(
             log.info("run %d already done, skipping (resume)", index)
             done.append(LoraRun(index, run_dir, run_dir / "adapter", read_json(run_dir / "summary.json")["heldout"]))
             continue
-        cuda = sorted({p.device.index or 0 for p in model.hf.parameters() if p.device.type == "cuda"})
-        with torch.random.fork_rng(devices=cuda):  # seeds its own RNG stream; the caller's stays untouched
+        # each run seeds its own RNG stream (LoRA A init and sampling); the caller's stays untouched
+        with forked_rng(model, config["seed"] + 1000 * index):
             done.append(_one_run(model, prompts, held_out, run_dir, index, config, targets, progress))
         # adapter paths relative to the run directory: the directory can be moved or archived
         write_json(out_dir / "summary.json", {"runs": [{"index": r.index,
@@ -229,8 +230,7 @@ def _one_run(model, prompts, held_out, run_dir: Path, index: int, cfg: dict, tar
     from peft import LoraConfig, get_peft_model
     from tqdm.auto import tqdm
 
-    seed = cfg["seed"] + 1000 * index
-    torch.manual_seed(seed)  # LoRA A init and sampling
+    seed = cfg["seed"] + 1000 * index  # the caller seeded the RNG with it (forked_rng)
     lora_cfg = LoraConfig(r=cfg["rank"], lora_alpha=cfg["lora_alpha"], target_modules=targets, lora_dropout=0.0,
                           bias="none", fan_in_fan_out=needs_fan_in_fan_out(model, targets))
     peft_model = get_peft_model(model.hf, lora_cfg)
