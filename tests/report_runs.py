@@ -68,6 +68,9 @@ def produce_runs(root: Path) -> dict[str, Produced]:
     linearity = ss.linearity_score(m, lora.runs[0].adapter_dir, v, PROMPTS, batches=2, embedder=char_embedder,
                                    max_new_tokens=6, chat=False, out_dir=root / "linearity", progress=False)
     runs["linearity"] = Produced("linearity", root / "linearity", linearity)
+    one_shot = ss.optimize_vector(m, ss.Example(PROMPTS[0], promote=["the end"], suppress=["no"]), layer=1,
+                                  max_iters=3, chat=False, progress=False)
+    runs["one_shot"] = Produced("one_shot", ss.write_run(one_shot, root / "one_shot"), one_shot)
     return runs
 
 

@@ -85,6 +85,9 @@ _EXPORTS: dict[str, str] = {
     "export_gguf": ".export.gguf",
     "import_gguf": ".export.gguf",
     "write_report": ".report.html",
+    # results and run directories
+    "write_run": ".runs",
+    "load_result": ".results",
 }
 
 __all__ = [

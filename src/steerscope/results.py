@@ -69,3 +69,35 @@ def open_result(out_dir, method: str, summary: str = "summary.json") -> tuple[Pa
     out = Path(out_dir)
     check_result_config(out, method)
     return out, need(read_json(out / summary), dict, out / summary)
+
+
+# config.json's "method" -> the result type that reads the directory
+RESULT_TYPES = {
+    "melbo": ("steerscope.methods.melbo", "MelboResult"),
+    "melbo_ortho": ("steerscope.methods.ortho", "OrthoResult"),
+    "one_shot": ("steerscope.methods.one_shot_types", "OptimizeResult"),
+    "lora_discovery": ("steerscope.methods.lora_discovery", "LoraDiscoveryResult"),
+    "sweep": ("steerscope.evaluate.sweep", "SweepResult"),
+    "transfer": ("steerscope.evaluate.transfer", "TransferResult"),
+    "linearity": ("steerscope.evaluate.linearity", "LinearityResult"),
+}
+
+
+def load_result(out_dir):
+    """The typed result saved in ``out_dir`` (``MelboResult``, ``SweepResult``, ...), chosen by config.json's method.
+
+    Example:
+        >>> res = ss.load_result("runs/melbo")      # a MelboResult
+    """
+    import importlib
+
+    from .io import read_json
+
+    path = Path(out_dir) / "config.json"
+    if not path.is_file():
+        raise RunFileError(f"{out_dir} has no config.json; give a directory a steerscope result was saved to")
+    method = need(read_json(path), dict, path).get("method")
+    if method not in RESULT_TYPES:
+        raise RunFileError(f"{path}: unknown method {method!r}; known: {', '.join(sorted(RESULT_TYPES))}")
+    module, name = RESULT_TYPES[method]
+    return getattr(importlib.import_module(module), name).load(out_dir)

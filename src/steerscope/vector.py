@@ -561,12 +561,19 @@ def split_spec(spec: str | os.PathLike) -> tuple[str, int | None]:
 
 def load_vector(spec: str | os.PathLike) -> SteeringVector:
     """Load ``FILE`` (a single vector) or ``FILE:INDEX`` (one vector of a set). A set file without an index
-    is an error unless it holds exactly one vector.
+    is an error unless it holds exactly one vector. A result directory stands for its vector file
+    (``vector.safetensors`` of a one-shot result, ``vectors.safetensors`` of a MELBO run: ``runs/melbo:3``).
 
     Example:
         >>> v = load_vector("runs/melbo/vectors.safetensors:3")
     """
     path, index = split_spec(spec)
+    if Path(path).is_dir():
+        found = [Path(path) / n for n in ("vector.safetensors", "vectors.safetensors") if (Path(path) / n).is_file()]
+        if not found:
+            raise VectorFileError(f"{path} is a directory without vector.safetensors or vectors.safetensors; "
+                                  "give the vector file")
+        path = found[0]
     if index is None and not Path(path).exists():
         head, sep, tail = str(path).rpartition(":")
         if sep and head and Path(head).is_file():

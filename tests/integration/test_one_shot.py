@@ -142,11 +142,11 @@ def test_metadata_stop_rules_and_saving(tmp_path):
     assert v.site == "resid_post" and v.layers == [2] and v.method == "one_shot"
     assert v.meta.method_config["steps"] == 3 and len(v.meta.method_config["examples"]) == 3
     assert res.stop_reason == "max_iters" and len(res.losses) == 3
-    paths = res.save(tmp_path / "v.safetensors")
-    assert ss.SteeringVector.load(paths["vector"]).meta.method_config["final_loss"] == pytest.approx(
+    out = ss.write_run(res, tmp_path / "v")
+    assert ss.SteeringVector.load(out / "vector.safetensors").meta.method_config["final_loss"] == pytest.approx(
         res.final_loss
     )
-    assert paths["loss_csv"].name == "v.loss.csv" and paths["loss_plot"].is_file()
+    assert (out / "history.csv").is_file() and (out / "loss.png").is_file()
     # target reached at the first step: stop without updating
     hit = optimize_vector(m, EXAMPLES, layer=1, max_iters=5, target_loss=1e6, chat=False, progress=False)
     assert hit.stop_reason == "target_loss" and len(hit.history) == 1 and hit.history[0]["grad_norm"] is None
@@ -246,7 +246,7 @@ def test_cli_optimize_and_eval_transfer(tmp_path, capsys):
     m.tokenizer.save_pretrained(model_dir)
     examples = tmp_path / "ex.jsonl"
     examples.write_text(json.dumps({"prompt": "a b", "suppress": ["zz"], "positions": "prompt"}) + "\n")
-    out = tmp_path / "v.safetensors"
+    out = tmp_path / "v"
     rc = cli_main(
         [
             "optimize",
@@ -270,8 +270,9 @@ def test_cli_optimize_and_eval_transfer(tmp_path, capsys):
         ]
     )
     assert rc == 0
-    assert out.is_file() and (tmp_path / "v.loss.csv").is_file() and (tmp_path / "v.loss.png").is_file()
-    v = ss.SteeringVector.load(out)
+    assert {"vector.safetensors", "history.csv", "loss.png", "config.json", "summary.json"} <= {
+        p.name for p in out.iterdir()}
+    v = ss.SteeringVector.load(out / "vector.safetensors")
     assert len(v.meta.method_config["examples"]) == 2
     rc = cli_main(
         [

@@ -103,3 +103,55 @@ def test_linearity_round_trip(tmp_path):
     back = ss.LinearityResult.load(tmp_path / "lin")
     assert back.score == pytest.approx(res.score, nan_ok=True) and back.matching == [tuple(p) for p in res.matching]
     assert "0x" not in read_json(tmp_path / "lin" / "config.json")["embedder"]  # no memory addresses saved
+
+
+@pytest.fixture(scope="module")
+def produced(tmp_path_factory):
+    from report_runs import report_runs
+
+    return report_runs(tmp_path_factory)
+
+
+RESULT_KINDS = ["melbo", "melbo_ortho", "sweep", "transfer", "lora_discovery", "linearity", "one_shot"]
+
+
+@pytest.mark.parametrize("kind", RESULT_KINDS)
+def test_every_result_type_round_trips_and_renders(produced, kind, tmp_path):
+    """Each producer's directory loads back as its own typed result (ss.load_result dispatches on config.json's
+    method); the loaded result writes a run directory again (data, figures) that loads equal and renders a report."""
+    made = produced[kind]
+    back = ss.load_result(made.path)
+    assert type(back) is type(made.result)
+    copy = ss.write_run(back, tmp_path / kind)
+    again = ss.load_result(copy)
+    assert type(again) is type(made.result)
+    assert sorted(p.name for p in copy.glob("**/*.png")), f"{kind}: no figure written"
+    html = ss.write_report(copy).read_text()
+    assert "<html" in html.lower()
+    for attr in ("vectors", "vector"):
+        if hasattr(made.result, attr):
+            a, b = getattr(made.result, attr), getattr(again, attr)
+            for layer, t in a.tensors.items() if hasattr(a, "tensors") else a.directions.items():
+                other = b.tensors[layer] if hasattr(b, "tensors") else b.directions[layer]
+                assert torch.equal(t, other)
+
+
+def test_load_result_refuses_what_it_cannot_read(tmp_path):
+    with pytest.raises(RunFileError, match="no config.json"):
+        ss.load_result(tmp_path)
+    (tmp_path / "config.json").write_text('{"method": "nope"}')
+    with pytest.raises(RunFileError, match="unknown method 'nope'"):
+        ss.load_result(tmp_path)
+
+
+def test_optimize_result_saves_to_a_directory(tmp_path):
+    m = tiny_model("llama")
+    res = ss.optimize_vector(m, ss.Example("the cat sat", promote=["on"]), layer=1, max_iters=3, chat=False,
+                             progress=False)
+    res.save(tmp_path / "os")
+    back = ss.OptimizeResult.load(tmp_path / "os")
+    assert torch.equal(back.vector.directions[1], res.vector.directions[1])
+    assert back.losses == pytest.approx(res.losses) and back.stop_reason == res.stop_reason
+    assert torch.equal(ss.load_vector(tmp_path / "os").directions[1], res.vector.directions[1])  # a dir is its vector
+    with pytest.raises(ss.SteerscopeError, match="takes a directory"):
+        res.save(tmp_path / "v.safetensors")

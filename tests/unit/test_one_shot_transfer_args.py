@@ -58,8 +58,11 @@ def test_transfer_result_writes_all_files(tmp_path):
         }
     ]
     res = TransferResult(summary, rows, {"mean_logprob": -3.0, "hit_rate": 0.0})
-    paths = res.write(tmp_path)
-    assert {p.name for p in paths.values()} == {
+    import steerscope as ss
+
+    ss.write_run(res, tmp_path)
+    assert {p.name for p in tmp_path.iterdir()} == {
+        "config.json",
         "transfer.csv",
         "transfer_rows.csv",
         "generations.jsonl",

@@ -27,7 +27,7 @@ OWN = {  # a method's own concepts (one spelling each)
     "moving_average", "name", "name_or_path", "normalize_by_length", "num_samples", "num_vectors", "objective",
     "orthogonal", "out", "pairs", "path", "patience", "per_layer", "power", "prompt_baseline", "q", "quantization",
     "radius", "rank", "read_position", "reduction", "reference", "reference_scale", "report", "responses_a",
-    "responses_b", "run_dir", "runs", "sample_tokens", "sample_vectors", "satisfice", "scales", "share_prompt",
+    "responses_b", "result", "run_dir", "runs", "samples", "sample_tokens", "sample_vectors", "satisfice", "scales", "share_prompt",
     "spec", "steered_batches", "steps", "stop_early", "stop_kl", "summarizer", "target_loss", "target_modules",
     "target_positions", "targets", "tokenizer", "tol", "tolerance", "top_p",
 }

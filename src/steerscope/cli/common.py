@@ -281,14 +281,16 @@ def input_dir(text: str) -> str:
 
 
 def vector_spec(text: str) -> str:
-    """argparse type: ``FILE`` or ``FILE:INDEX`` naming an existing vector file (the file is read later)."""
+    """argparse type: ``FILE`` or ``FILE:INDEX`` naming an existing vector file, or a result directory holding one
+    (the file is read later)."""
     from pathlib import Path
 
     head, sep, tail = text.rpartition(":")
     if sep and tail.lstrip("-").isdigit():
-        input_file(head)
+        if not Path(head).is_dir():
+            input_file(head)
         return text
-    if Path(text).is_file():
+    if Path(text).is_file() or Path(text).is_dir():
         return text
     if sep and head and Path(head).is_file():
         raise argparse.ArgumentTypeError(f"{text}: {tail!r} is not a vector index; use {head}:INDEX with an integer "

@@ -1,4 +1,4 @@
-"""steerscope optimize --prompt P --promote C... | --examples FILE.jsonl --layer L --out V (flags: OneShotConfig)"""
+"""steerscope optimize --prompt P --promote C... | --examples FILE.jsonl --layer L --out DIR (flags: OneShotConfig)"""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from .common import (
     finite_float,
     input_file,
     non_negative_int,
-    output_file,
+    output_dir,
     positions_spec,
     positive_float,
     positive_int,
@@ -27,8 +27,9 @@ def _examples(p) -> None:
     data.add_argument("--examples", type=input_file, metavar="FILE",
                       help='JSONL file, one example per line: {"prompt": ..., "promote": [...], "suppress": [...], '
                            '"negate": false, "positions": "all"}')
-    p.add_argument("--out", required=True, type=output_file, metavar="FILE",
-                   help="vector file to write; <stem>.loss.csv and <stem>.loss.png are written next to it")
+    p.add_argument("--out", required=True, type=output_dir, metavar="DIR",
+                   help="result directory: vector.safetensors, history.csv, summary.json, loss.png, config.json "
+                        "(DIR or DIR/vector.safetensors is the vector for other commands)")
     add_model_arg(p)
 
 
@@ -74,6 +75,7 @@ def run(args) -> int:
     from ..configs import config_from_args
     from ..errors import InvalidArgumentError
     from ..methods.one_shot import Example, optimize_vector
+    from ..runs import write_run
     from .common import load_model_from_args
 
     examples = read_examples(args.examples) if args.examples else []
@@ -89,10 +91,9 @@ def run(args) -> int:
     config = config_from_args(optimize_vector.Config, args, progress=True)
     m = load_model_from_args(args)
     result = optimize_vector(m, examples, config=config)
-    paths = result.save(args.out)
+    out = write_run(result, args.out)
     first = result.history[0]["loss"] if result.history else float("nan")
     print(f"loss {first:.4f} -> {result.final_loss:.4f} in {len(result.history)} steps ({result.stop_reason}); "
           f"norm {result.vector.norm():.3f}")
-    for name, path in paths.items():
-        print(f"{name}: {path}")
+    print(f"vector: {out / 'vector.safetensors'} (loss curve: {out / 'loss.png'})")
     return 0

@@ -25,7 +25,8 @@ import numpy as np
 from ..configs import configurable
 from ..errors import InvalidArgumentError, SteerscopeError
 from ..generate import generate
-from ..io import save_figure, write_json
+from ..io import write_json
+from ..runs import write_run
 from ..vector import SteeringVector
 from .embed import cosine, cosine_matrix, load_embedder
 from .keywords import KeywordSummarizer
@@ -86,14 +87,18 @@ class LinearityResult:
                 "control_summaries": self.control_summaries}
 
     def save(self, out_dir: str | os.PathLike) -> Path:
-        """config.json (method, version, settings), linearity.json and the heatmap; ``load`` reads them back."""
+        """config.json (method, version, settings) and linearity.json; ``load`` reads them back (``ss.write_run`` adds
+        the heatmap)."""
         from ..results import result_config
 
         out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
         write_json(out / "config.json", result_config("linearity", self.config))
         write_json(out / "linearity.json", self.to_json())
-        self.plot(out / "linearity_heatmap.png")
         return out
+
+    def figures(self) -> dict:
+        return {"linearity_heatmap.png": self.plot()}
 
     @classmethod
     def load(cls, out_dir: str | os.PathLike) -> LinearityResult:
@@ -123,7 +128,8 @@ class LinearityResult:
         except (KeyError, TypeError, ValueError) as exc:
             raise RunFileError(f"{out / 'linearity.json'}: {type(exc).__name__}: {exc}; the result is corrupt") from exc
 
-    def plot(self, path: str | os.PathLike) -> Path:
+    def plot(self):
+        """Figure: the summary-similarity heatmap with the Hungarian matching boxed."""
         from matplotlib.patches import Rectangle
 
         from ..io import subplots
@@ -147,7 +153,7 @@ class LinearityResult:
             title += f"\nrandom-vector control {self.control_score:.2f} · {self.control_embedding_shift_cosine:.2f}"
         ax.set_title(title, fontsize=9)
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-        return save_figure(fig, path)
+        return fig
 
 
 @contextlib.contextmanager
@@ -357,7 +363,7 @@ def linearity_score(
         control_summaries=ctrl_summaries if control else None,
     )
     if out_dir is not None:
-        result.save(out_dir)
+        write_run(result, out_dir)
     log.info("linearity %.3f, embedding-shift cosine %.3f", result.score, shift)
     return result
 

@@ -22,6 +22,7 @@ from ..configs import configurable
 from ..errors import InvalidArgumentError
 from ..generate import generate
 from ..io import read_json, read_jsonl, write_csv, write_json, write_jsonl
+from ..runs import write_run
 from ..vector import SteeringVector
 from .metrics import distinct_n, is_empty, mean_logprobs, nanmean, parse_metric, perplexities, repetition_rate
 from .window import best_in_window, coherence_window, is_coherent, resolve_tolerance
@@ -79,7 +80,8 @@ class SweepResult:
                 "prompting_comparison": self.prompting_comparison()}
 
     def save(self, out_dir: str | os.PathLike) -> Path:
-        """Write sweep.csv, sweep.json, sweep.png and samples.jsonl into ``out_dir``."""
+        """Write config.json, sweep.csv, sweep.json and samples.jsonl into ``out_dir`` (``ss.write_run`` adds the
+        figure and the report)."""
         from ..results import result_config
 
         out = Path(out_dir)
@@ -90,7 +92,6 @@ class SweepResult:
             write_csv(out / "sweep_prompted.csv", self.prompt_rows)
         write_json(out / "sweep.json", self.to_json())
         write_jsonl(out / "samples.jsonl", self.samples)
-        self.plot(out / "sweep.png")
         return out
 
     @classmethod
@@ -113,9 +114,12 @@ class SweepResult:
                    config=need(data.get("config", {}), dict, "sweep.json: config"),
                    prompt_rows=need(data.get("prompt_rows", []), list, "sweep.json: prompt_rows"))
 
-    def plot(self, path: str | os.PathLike) -> Path:
-        """Behaviour metric (left axis) and perplexity (right axis, log) against scale; the window shaded."""
-        from ..io import save_figure, subplots
+    def figures(self) -> dict:
+        return {"sweep.png": self.plot()}
+
+    def plot(self):
+        """Figure: behaviour metric (left axis) and perplexity (right axis, log) against scale; the window shaded."""
+        from ..io import subplots
 
         scales = [r["scale"] for r in self.rows]
         fig, ax = subplots(figsize=(7, 4))
@@ -144,7 +148,7 @@ class SweepResult:
         handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
         ax.legend(handles=handles, loc="upper left", fontsize=8)
         ax.set_title(f"window [{self.window[0]:g}, {self.window[1]:g}]")
-        return save_figure(fig, path)
+        return fig
 
 
 def _nan(value) -> float:
@@ -323,7 +327,7 @@ def sweep(
         result.config["prompt_baseline"] = prompt_baseline
         log.info("prompting baseline: %s", result.prompting_comparison())
     if out is not None:
-        result.save(out)
+        write_run(result, out)
         ckpt.unlink(missing_ok=True)
     log.info("sweep: window %s, best scale %s", window, result.best_scale)
     return result

@@ -27,6 +27,7 @@ from ..generate import generate
 from ..hooks import capture
 from ..inputs import prompt_lengths
 from ..layers import hidden_to_logits
+from ..runs import write_run
 from ..steer import Positions, steer
 from ..vector import SteeringVector
 
@@ -95,12 +96,6 @@ class TransferResult:
         fig.tight_layout()
         return fig
 
-    def save(self, out_dir: str | os.PathLike) -> Path:
-        """Write the result into ``out_dir`` (config.json with method + version, CSV tables, JSON, plot);
-        ``TransferResult.load(out_dir)`` reads it back."""
-        self.write(out_dir)
-        return Path(out_dir)
-
     @classmethod
     def load(cls, out_dir: str | os.PathLike) -> TransferResult:
         """Read a result written by ``save`` / ``evaluate_transfer(out_dir=)``; a malformed file is a RunFileError."""
@@ -116,31 +111,27 @@ class TransferResult:
                    config=need(data.get("config", {}), dict, "transfer.json: config"),
                    prompted=need(data.get("prompted", []), list, "transfer.json: prompted"))
 
-    def write(self, out_dir: str | os.PathLike) -> dict[str, Path]:
-        """transfer.csv (per scale), transfer_rows.csv, transfer.json, generations.jsonl and transfer.png."""
-        from ..io import save_figure, write_csv, write_json, write_jsonl
+    def figures(self) -> dict:
+        return {"transfer.png": self.plot()}
+
+    def save(self, out_dir: str | os.PathLike) -> Path:
+        """config.json (method + version), transfer.csv (per scale), transfer_rows.csv, transfer.json and
+        generations.jsonl; ``TransferResult.load(out_dir)`` reads it back (``ss.write_run`` adds the figure)."""
+        from ..io import write_csv, write_json, write_jsonl
         from ..results import result_config
 
         out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
         write_json(out / "config.json", result_config("transfer", self.config))
-        paths = {
-            "summary_csv": write_csv(out / "transfer.csv", self.summary),
-            "rows_csv": write_csv(
-                out / "transfer_rows.csv",
-                [{k: v for k, v in r.items() if k != "generation"} for r in self.rows],
-            ),
-            "generations": write_jsonl(out / "generations.jsonl", self.rows),
-            "json": write_json(
-                out / "transfer.json",
-                {"summary": self.summary, "baseline": self.baseline, "config": self.config,
-                 "prompted": self.prompted},
-            ),
-        }
+        write_csv(out / "transfer.csv", self.summary)
+        write_csv(out / "transfer_rows.csv", [{k: v for k, v in r.items() if k != "generation"} for r in self.rows])
+        write_jsonl(out / "generations.jsonl", self.rows)
+        write_json(out / "transfer.json", {"summary": self.summary, "baseline": self.baseline, "config": self.config,
+                                           "prompted": self.prompted})
         if self.prompted:
-            paths["prompted_csv"] = write_csv(out / "transfer_prompted.csv",
-                                              [{k: v for k, v in r.items() if k != "generations"} for r in self.prompted])
-        paths["plot"] = save_figure(self.plot(), out / "transfer.png")
-        return paths
+            write_csv(out / "transfer_prompted.csv",
+                      [{k: v for k, v in r.items() if k != "generations"} for r in self.prompted])
+        return out
 
 
 def _check(vector, prompts, targets, match, scales) -> tuple[list[str], list[str], list[str], list[float]]:
@@ -258,7 +249,7 @@ def evaluate_transfer(
             is'."). Adds ``prompted`` rows: the prompted model (no vector) and prompted + steered (at the scale
             with the largest mean Δ log-prob), with Δ log-prob against the *unprompted* unsteered model and hit
             rates, so the report shows whether the vector beats simply asking.
-        out_dir: if given, write CSVs, JSON, generations and the plot there (see ``TransferResult.write``).
+        out_dir: if given, write CSVs, JSON, generations and the plot there (``TransferResult.save`` + the figure).
 
     Example:
         >>> res = ss.evaluate_transfer(m, v, held_out, targets=["Sure, here is"], match=["sure, here"],
@@ -366,7 +357,7 @@ def evaluate_transfer(
                                             positions=positions, operator=operator, do_generate=do_generate,
                                             max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
     if out_dir is not None:
-        result.write(out_dir)
+        write_run(result, out_dir)
     log.info(
         "transfer: %s", [(r["scale"], round(r["mean_delta_logprob"], 3), r["hit_rate"]) for r in summary]
     )

@@ -15,7 +15,7 @@ Run directory (``out_dir``)::
     summary.json                one entry per finished run
     run_000/adapter/            standard PEFT LoRA directory (adapter_config.json, adapter_model.safetensors)
     run_000/losses.csv          step, epoch, loss, kl, nll, base_nll, tokens, seconds
-    run_000/losses.png          loss curves
+    run_000/losses.png          loss curves (drawn by the run layer, runs.write_run)
     run_000/samples.jsonl       held-out prompts: base vs adapted completion (greedy)
     run_000/summary.json        held-out KL / NLL / perplexities; its presence marks the run done (resume skips it)
 """
@@ -35,7 +35,8 @@ from ..configs import configurable, renamed
 from ..errors import InvalidArgumentError
 from ..generate import tokenize
 from ..inputs import forked_rng
-from ..io import read_json, save_figure, subplots, write_csv, write_json, write_jsonl
+from ..io import read_json, write_csv, write_json, write_jsonl
+from ..runs import Run
 from ._lora_common import default_target_modules, detach_peft, loss_terms, needs_fan_in_fan_out, sample
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class LoraRun:
     dir: Path
     adapter_dir: Path
     heldout: dict = field(default_factory=dict)  # kl, nll, base_nll, base_ppl, base_ppl_of_base_samples, tokens
+    losses: list[dict] = field(default_factory=list)  # per step: step, epoch, loss, kl, nll, base_nll, tokens, seconds
 
 
 @dataclass
@@ -63,14 +65,24 @@ class LoraDiscoveryResult:
         return [r.adapter_dir for r in self.runs]
 
     def save(self, out_dir: str | os.PathLike) -> Path:
-        """The adapters already live in ``out_dir`` (PEFT directories are written while training); saving
-        elsewhere copies the run directory."""
+        """The adapters already live in ``out_dir`` (PEFT directories are written while training, one finished run
+        at a time); this writes the top-level summary.json. Saving elsewhere copies the run directory."""
         import shutil
 
         out = Path(out_dir)
         if out.resolve() != self.out_dir.resolve():
             shutil.copytree(self.out_dir, out, dirs_exist_ok=False)
+        # adapter paths relative to the run directory: the directory can be moved or archived
+        write_json(out / "summary.json", {"runs": [{"index": r.index, "heldout": r.heldout,
+                                                    "adapter_dir": r.adapter_dir.relative_to(self.out_dir).as_posix()}
+                                                   for r in self.runs]})
         return out
+
+    def figures(self) -> dict:
+        """Loss, KL and NLL per step of each run."""
+        from ..plots import plot_lora_losses
+
+        return {f"{r.dir.name}/losses.png": plot_lora_losses(r.losses, r.index) for r in self.runs if r.losses}
 
     @classmethod
     def load(cls, out_dir: str | os.PathLike) -> LoraDiscoveryResult:
@@ -84,24 +96,19 @@ class LoraDiscoveryResult:
             if not (run_dir / "summary.json").is_file():
                 continue  # unfinished (resume would redo it)
             summary = need(read_json(run_dir / "summary.json"), dict, run_dir / "summary.json")
-            runs.append(LoraRun(int(run_dir.name[4:]), run_dir, run_dir / "adapter",
-                                need(summary.get("heldout", {}), dict, f"{run_dir / 'summary.json'}: heldout")))
+            runs.append(_load_run(run_dir))
         return cls(out_dir=out, runs=runs)
 
 
-def _config(model, **settings) -> dict:
-    from .. import __version__
+def _load_run(run_dir: Path) -> LoraRun:
+    """One finished run from its directory (summary.json, and losses.csv when present)."""
+    from ..io import read_csv
+    from ..results import need
 
-    try:
-        import peft
-
-        peft_version = peft.__version__
-    except ImportError:  # pragma: no cover - peft is a dependency
-        peft_version = None
-    from ..runs import run_config
-
-    return {**run_config(model, "lora_discovery", settings), "steerscope_version": __version__,
-            "peft_version": peft_version}
+    summary = need(read_json(run_dir / "summary.json"), dict, run_dir / "summary.json")
+    losses = read_csv(run_dir / "losses.csv") if (run_dir / "losses.csv").is_file() else []
+    return LoraRun(int(run_dir.name[4:]), run_dir, run_dir / "adapter",
+                   need(summary.get("heldout", {}), dict, f"{run_dir / 'summary.json'}: heldout"), losses)
 
 
 @configurable("lora_discovery", name="LoraDiscoveryConfig")
@@ -176,45 +183,29 @@ def discover_lora(
     if not prompts or not held_out:
         raise InvalidArgumentError("give at least one training prompt and one held-out prompt")
     targets = list(target_modules) if target_modules else default_target_modules(model)
-    out_dir = Path(out_dir)
-    config = _config(model, prompts=len(prompts), heldout_prompts=len(held_out), rank=rank, target_modules=targets,
-                     lora_alpha=lora_alpha or rank, alpha=alpha, beta=beta, lr=lr, epochs=epochs, max_steps=max_steps,
-                     stop_kl=stop_kl,
-                     batch_size=batch_size, max_new_tokens=max_new_tokens, temperature=temperature, runs=runs,
-                     seed=seed, chat=chat, eval_size=eval_size, num_samples=num_samples, sample_tokens=sample_tokens or max_new_tokens)
-    _check_resume(out_dir, config, resume)
-    if not resume and (out_dir / "config.json").is_file():
-        raise InvalidArgumentError(f"{out_dir} already holds a LoRA discovery run; pass resume=True to continue it "
-                                   "or choose a new out_dir (nothing was overwritten)")
-    write_json(out_dir / "config.json", config)
-    done: list[LoraRun] = []
+    import peft
+
+    settings = dict(prompts=len(prompts), heldout_prompts=len(held_out), rank=rank,  # noqa: C408
+                    target_modules=targets, lora_alpha=lora_alpha or rank, alpha=alpha, beta=beta, lr=lr,
+                    epochs=epochs, max_steps=max_steps, stop_kl=stop_kl, batch_size=batch_size,
+                    max_new_tokens=max_new_tokens, temperature=temperature, runs=runs, seed=seed, chat=chat,
+                    eval_size=eval_size, num_samples=num_samples, sample_tokens=sample_tokens or max_new_tokens,
+                    peft_version=peft.__version__)
+    # a resumed call may ask for more runs (or come from another PEFT version); every other setting must match
+    run = Run.open(out_dir, model, "lora_discovery", settings, resume=resume,
+                   keys=[k for k in settings if k not in ("runs", "peft_version")])
+    result = LoraDiscoveryResult(out_dir=run.path, runs=[])
     for index in range(runs):
-        run_dir = out_dir / f"run_{index:03d}"
-        if resume and (run_dir / "summary.json").is_file():
+        run_dir = run.path / f"run_{index:03d}"
+        if run.resuming and (run_dir / "summary.json").is_file():
             log.info("run %d already done, skipping (resume)", index)
-            done.append(LoraRun(index, run_dir, run_dir / "adapter", read_json(run_dir / "summary.json")["heldout"]))
+            result.runs.append(_load_run(run_dir))
             continue
         # each run seeds its own RNG stream (LoRA A init and sampling); the caller's stays untouched
-        with forked_rng(model, config["seed"] + 1000 * index):
-            done.append(_one_run(model, prompts, held_out, run_dir, index, config, targets, progress))
-        # adapter paths relative to the run directory: the directory can be moved or archived
-        write_json(out_dir / "summary.json", {"runs": [{"index": r.index,
-                                                        "adapter_dir": r.adapter_dir.relative_to(out_dir).as_posix(),
-                                                        "heldout": r.heldout} for r in done]})
-    return LoraDiscoveryResult(out_dir=out_dir, runs=done)
-
-
-def _check_resume(out_dir: Path, config: dict, resume: bool) -> None:
-    path = out_dir / "config.json"
-    if not path.is_file():
-        return
-    old = read_json(path)
-    keys = [k for k in config if k not in ("runs", "steerscope_version", "peft_version", "created_at")]
-    changed = [k for k in keys if old.get(k) != config[k]]
-    if resume and changed:
-        raise InvalidArgumentError(
-            f"{out_dir} holds runs made with other settings ({', '.join(changed)}); use a new out_dir or resume=False"
-        )
+        with forked_rng(model, seed + 1000 * index):
+            result.runs.append(_one_run(model, prompts, held_out, run_dir, index, run.config, targets, progress))
+        run.finish(result)  # the checkpoint: summary.json and figures of every finished run
+    return result
 
 
 def _batches(prompts: list[str], batch_size: int, epochs: int, seed: int):
@@ -274,7 +265,6 @@ def _one_run(model, prompts, held_out, run_dir: Path, index: int, cfg: dict, tar
         adapter_dir = run_dir / "adapter"
         _save_adapter(peft_model, adapter_dir)
         write_csv(run_dir / "losses.csv", rows)
-        _plot(rows, run_dir / "losses.png", index)
         heldout, samples = _evaluate(model, peft_model, held_out, cfg)
     finally:
         detach_peft(peft_model)
@@ -284,7 +274,7 @@ def _one_run(model, prompts, held_out, run_dir: Path, index: int, cfg: dict, tar
                                           "heldout": heldout,
                                           "final_train": rows[-1] if rows else None})
     log.info("run %d: held-out KL %.3f, perplexity under base %.1f", index, heldout["kl"], heldout["base_ppl"])
-    return LoraRun(index, run_dir, adapter_dir, heldout)
+    return LoraRun(index, run_dir, adapter_dir, heldout, rows)
 
 
 def _save_adapter(peft_model, adapter_dir: Path) -> None:
@@ -348,19 +338,6 @@ def _null():
     import contextlib
 
     return contextlib.nullcontext()
-
-
-def _plot(rows: list[dict], path: Path, index: int) -> None:
-    if not rows:
-        return
-    fig, axes = subplots(1, 3, figsize=(11, 3))
-    steps = [r["step"] for r in rows]
-    for ax, key, title in zip(axes, ("loss", "kl", "nll"), ("loss", "KL(P‖Q) per token", "NLL(Q, y) per token")):
-        ax.plot(steps, [r[key] for r in rows])
-        ax.set_title(title)
-        ax.set_xlabel("step")
-    fig.suptitle(f"LoRA discovery run {index}")
-    save_figure(fig, path)
 
 
 LoraDiscoveryConfig = discover_lora.Config

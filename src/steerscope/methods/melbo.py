@@ -30,7 +30,7 @@ from ..generate import tokenize
 from ..io import read_csv, write_csv, write_json
 from ..layers import LayerReplay, default_source_target
 from ..orthogonal import extend_basis, orthonormal_rows, remove_span, sphere_tangent, stiefel_tangent
-from ..runs import load_vector_checkpoint, open_run, run_config, save_vector_checkpoint
+from ..runs import Run, load_vector_checkpoint, save_vector_checkpoint
 from ..vector import VectorSet
 
 log = logging.getLogger(__name__)
@@ -137,6 +137,17 @@ class MelboResult:
                                           "stop_reason": self.stop_reason, "num_vectors": len(self.vectors)})
         self.out_dir = out
         return out
+
+    def figures(self) -> dict:
+        """Loss curves, objective vs index over the random band, and the radius sweep (when R was chosen)."""
+        from ..plots import plot_losses, plot_objective_vs_index, plot_radius_sweep
+
+        figs = {"plots/loss_curves.png": plot_losses(self.losses, random_level=self.random_objective),
+                "plots/objective_vs_index.png": plot_objective_vs_index(
+                    self.objectives, self.random_objective, self.random_band, heldout_kl=self.heldout_kl)}
+        if self.radius_sweep:
+            figs["plots/radius_sweep.png"] = plot_radius_sweep(self.radius_sweep)
+        return figs
 
     @classmethod
     def load(cls, out_dir: str | os.PathLike) -> MelboResult:
@@ -470,18 +481,17 @@ def melbo(
                     num_vectors=num_vectors, radius=radius, power=power, q=q, target_positions=target_positions,
                     steps=steps, orthogonal=orthogonal, mode=mode, block_size=block_size, lr=lr, tol=tol, seed=seed,
                     chat=chat, min_ratio=min_ratio, min_ratio_patience=min_ratio_patience)
-    config = run_config(model, "melbo", settings)
-    run_dir, resuming = open_run(out_dir, config, resume=resume, keys=list(settings))
+    run = Run.open(out_dir, model, "melbo", settings, resume=resume)
+    config = run.config
 
     sweep_rows: list[dict] = []
     if radius == "auto":
-        if resuming and (run_dir / "radius_sweep.csv").is_file():
-            sweep_rows = read_csv(run_dir / "radius_sweep.csv")
+        sweep_rows = run.read_table("radius_sweep.csv") or []
+        if sweep_rows:
             radius = next(float(r["radius"]) for r in sweep_rows if r.get("chosen") == "True")
         else:
             radius, sweep_rows = auto_radius(objective, seed=seed, lr=None if lr is None else 1e-2)
-            if run_dir:
-                write_csv(run_dir / "radius_sweep.csv", sweep_rows)
+            run.write_table("radius_sweep.csv", sweep_rows)
         log.info("auto radius: R = %.3g", radius)
     radius = float(radius)
     if not math.isfinite(radius) or radius <= 0:
@@ -491,7 +501,7 @@ def melbo(
 
     randoms = random_objectives(objective, radius)
     random_level = sum(randoms) / len(randoms)
-    vectors, losses = load_vector_checkpoint(run_dir) if resuming else ([], [])
+    vectors, losses = run.restore()
     k = block_size if mode == "parallel" else 1
     bar = tqdm(total=num_vectors * steps, initial=len(vectors) * steps, desc="melbo", disable=not progress)
     stop_reason = "num_vectors"
@@ -519,8 +529,7 @@ def melbo(
         bar.update(max(0, size * steps - sum(len(h) - 1 for h in history)))  # an early stop skips the rest
         vectors.extend(found.cpu())
         losses.extend(history)
-        if run_dir:
-            save_vector_checkpoint(run_dir, _as_set(model, vectors, config), losses)
+        run.checkpoint(_as_set(model, vectors, config), losses)
     bar.close()
     if stop_reason == "num_vectors" and len(vectors) < num_vectors:
         stop_reason = "min_ratio"
@@ -531,7 +540,7 @@ def melbo(
         objectives=objectives,
         random_objective=random_level,
         radius=radius,
-        out_dir=run_dir,
+        out_dir=run.path,
         radius_sweep=sweep_rows,
         random_band=(min(randoms), max(randoms)),
         stop_reason=stop_reason,
@@ -543,8 +552,11 @@ def melbo(
     if near:
         log.warning("%d of %d vectors end within 3x the random level (ratios %s); they are hard to tell from "
                     "random directions", near, len(objectives), ", ".join(f"{r:.2f}" for r in result.ratios))
-    if run_dir:
-        _write_outputs(model, result, list(prompts), heldout_prompts, sample_tokens, chat, report)
+    from ..samples import default_heldout_prompts
+
+    splits = {"train": list(prompts), "heldout": heldout_prompts or default_heldout_prompts()}
+    run.finish(result, model=model, samples={"samples.jsonl": (result.vectors, splits)}, max_new_tokens=sample_tokens,
+               chat=chat, report=report)
     return result
 
 
@@ -567,26 +579,6 @@ def _as_set(model, vectors: list[Tensor], config: dict) -> VectorSet:
                                             "lr", "seed", "target_positions") if k in config}
     return VectorSet({config["source_layer"]: torch.stack(vectors)}, "resid_post", model_type=model.model_type,
                      model_name=model.name, method="melbo", method_config=method_config)
-
-
-def _write_outputs(model, result: MelboResult, prompts, heldout, sample_tokens, chat, report) -> None:
-    from ..report.plots import plot_losses, plot_objective_vs_index, plot_radius_sweep
-    from ..samples import default_heldout_prompts, write_samples
-
-    run_dir = result.out_dir
-    result.save(run_dir)  # the data files; the run layer adds plots, samples and the report below
-    plot_losses(result.losses, run_dir / "plots" / "loss_curves.png", random_level=result.random_objective)
-    plot_objective_vs_index(result.objectives, result.random_objective, result.random_band,
-                            run_dir / "plots" / "objective_vs_index.png", heldout_kl=result.heldout_kl)
-    if result.radius_sweep:
-        plot_radius_sweep(result.radius_sweep, run_dir / "plots" / "radius_sweep.png")
-    heldout = heldout if heldout is not None else default_heldout_prompts()
-    write_samples(model, result.vectors, {"train": prompts, "heldout": heldout}, run_dir / "samples.jsonl",
-                  max_new_tokens=sample_tokens, chat=chat)
-    if report:
-        from ..report import write_report_if_available
-
-        write_report_if_available(run_dir)
 
 
 MelboConfig = melbo.Config

@@ -111,14 +111,39 @@ class OptimizeResult:
         fig.tight_layout()
         return fig
 
-    def save(self, path: str | os.PathLike) -> dict[str, Path]:
-        """Write the vector to ``path`` and ``<stem>.loss.csv`` / ``<stem>.loss.png`` next to it (atomic writes)."""
-        from ..io import save_figure, write_csv
+    def figures(self) -> dict:
+        return {"loss.png": self.plot()}
 
-        path = Path(path)
-        stem = path.with_suffix("") if path.suffix == ".safetensors" else path
-        return {
-            "vector": self.vector.save(path),
-            "loss_csv": write_csv(stem.with_name(stem.name + ".loss.csv"), self.history),
-            "loss_plot": save_figure(self.plot(), stem.with_name(stem.name + ".loss.png")),
-        }
+    def save(self, out_dir: str | os.PathLike) -> Path:
+        """config.json (method ``one_shot``, the settings and examples), vector.safetensors, history.csv (one row per
+        step) and summary.json; ``OptimizeResult.load(out_dir)`` reads them back (``ss.write_run`` adds loss.png).
+        The vector file is an ordinary steerscope vector: pass ``OUT/vector.safetensors`` (or ``OUT``) wherever a
+        vector is wanted."""
+        from ..io import write_csv, write_json
+        from ..results import ensure_config
+
+        out = Path(out_dir)
+        if out.suffix == ".safetensors":
+            raise InvalidArgumentError(f"OptimizeResult.save takes a directory (it writes vector.safetensors, "
+                                       f"history.csv and summary.json there), got {out}; to write only the vector "
+                                       "use result.vector.save(path)")
+        out.mkdir(parents=True, exist_ok=True)
+        ensure_config(out, "one_shot", dict(self.vector.meta.method_config))
+        self.vector.save(out / "vector.safetensors")
+        write_csv(out / "history.csv", self.history)
+        write_json(out / "summary.json", {"final_loss": self.final_loss, "stop_reason": self.stop_reason,
+                                          "steps": len(self.history), "norm": self.vector.norm()})
+        return out
+
+    @classmethod
+    def load(cls, out_dir: str | os.PathLike) -> OptimizeResult:
+        """Read a result written by ``save``; a malformed file is a RunFileError."""
+        from ..io import read_csv
+        from ..results import open_result
+
+        out, summary = open_result(out_dir, "one_shot")
+        final = summary.get("final_loss")
+        return cls(vector=SteeringVector.load(out / "vector.safetensors"),
+                   history=read_csv(out / "history.csv") if (out / "history.csv").is_file() else [],
+                   final_loss=math.nan if final is None else float(final),
+                   stop_reason=str(summary.get("stop_reason", "max_iters")))

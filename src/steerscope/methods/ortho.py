@@ -26,7 +26,7 @@ from ..generate import tokenize
 from ..io import write_csv, write_json
 from ..layers import LayerReplay, default_source_target
 from ..orthogonal import extend_basis, gram_schmidt_rows, remove_span
-from ..runs import load_vector_checkpoint, open_run, run_config, save_vector_checkpoint
+from ..runs import Run, load_vector_checkpoint, save_vector_checkpoint
 from ..vector import SteeringVector, VectorSet
 
 log = logging.getLogger(__name__)
@@ -89,6 +89,15 @@ class OrthoResult:
                                           / max(1, min(10, len(self.analysis)))})
         self.out_dir = out
         return out
+
+    def figures(self) -> dict:
+        """KL to θ₀ / rescaled KL / norm per vector, and the loss curves."""
+        from ..plots import plot_losses, plot_ortho
+
+        return {"plots/ortho_kl_norm.png": plot_ortho(
+                    self.analysis, direction="KL(P_i||P_0)" if self.kl_direction == "forward" else "KL(P_0||P_i)"),
+                "plots/loss_curves.png": plot_losses(self.losses, ylabel="‖mean Z(θ) − mean Z(θ₀)‖",
+                                                     title="MELBO-ortho: distance to θ₀'s target-layer effect")}
 
     @classmethod
     def load(cls, out_dir: str | os.PathLike) -> OrthoResult:
@@ -202,12 +211,9 @@ def melbo_ortho(
     settings = dict(prompts=list(prompts), source_layer=source_layer, target_layer=target_layer,  # noqa: C408
                     num_vectors=num_vectors, steps=steps, lr=lr, block_size=block_size, collapse_ratio=collapse_ratio,
                     base_norm=float(theta0.norm()), seed=seed, chat=chat)
-    config = run_config(model, "melbo_ortho", settings)
-    run_dir, resuming = open_run(out_dir, config, resume=resume, keys=list(settings))
-    if run_dir:
-        base_vector.save(run_dir / "base_vector.safetensors")
-
-    vectors, losses = load_vector_checkpoint(run_dir) if resuming else ([], [])
+    run = Run.open(out_dir, model, "melbo_ortho", settings, resume=resume)
+    config = run.config
+    vectors, losses = run.restore()
     floor = collapse_ratio * float(theta0.norm())
     bar = tqdm(total=num_vectors * steps, initial=len(vectors) * steps, desc="melbo-ortho", disable=not progress)
     while len(vectors) < num_vectors and not _collapsed(vectors, floor, collapse_patience):
@@ -217,17 +223,18 @@ def melbo_ortho(
                                       seed=seed * 1_000_003 + len(vectors), progress=bar)
         vectors.extend(found.cpu())
         losses.extend(history)
-        if run_dir:
-            save_vector_checkpoint(run_dir, _as_set(model, vectors, source_layer, config), losses)
+        run.checkpoint(_as_set(model, vectors, source_layer, config), losses)
     bar.close()
     if _collapsed(vectors, floor, collapse_patience):
         log.info("vectors collapsed to ~zero norm after %d vectors; stopped", len(vectors))
     vs = _as_set(model, vectors, source_layer, config)
-    result = OrthoResult(vs, losses, vs.norms().tolist(), [], base_vector, run_dir)
+    result = OrthoResult(vs, losses, vs.norms().tolist(), [], base_vector, run.path, kl_direction)
     result.analysis = analyse(model, vs, base_vector, heldout_prompts or list(prompts), direction=kl_direction,
                               window=moving_average, chat=chat, progress=progress)
-    if run_dir:
-        _write_outputs(model, result, list(prompts), kl_direction, sample_vectors, sample_tokens, chat, report)
+    shown = VectorSet({k: t[:sample_vectors] for k, t in vs.tensors.items()}, vs.site)
+    run.finish(result, model=model, max_new_tokens=sample_tokens, chat=chat, report=report,
+               samples={"samples.jsonl": (shown, {"train": list(prompts)}),
+                        "base_samples.jsonl": (VectorSet.from_vectors([base_vector]), {"train": list(prompts)})})
     return result
 
 
@@ -258,28 +265,6 @@ def _as_set(model, vectors: list[Tensor], layer: int, config: dict) -> VectorSet
     keys = ("source_layer", "target_layer", "steps", "lr", "block_size", "base_norm")
     return VectorSet({layer: torch.stack(vectors)}, "resid_post", model_type=model.model_type, model_name=model.name,
                      method="melbo_ortho", method_config={k: config[k] for k in keys})
-
-
-def _write_outputs(model, result: OrthoResult, prompts, direction, sample_vectors, sample_tokens, chat, report):
-    from ..report.plots import plot_losses, plot_ortho
-    from ..samples import write_samples
-
-    run_dir = result.out_dir
-    result.kl_direction = direction
-    result.save(run_dir)  # the data files; the run layer adds plots, samples and the report below
-    plot_ortho(result.analysis, run_dir / "plots" / "ortho_kl_norm.png",
-               direction="KL(P_i||P_0)" if direction == "forward" else "KL(P_0||P_i)")
-    plot_losses(result.losses, run_dir / "plots" / "loss_curves.png", ylabel="‖mean Z(θ) − mean Z(θ₀)‖",
-                title="MELBO-ortho: distance to θ₀'s target-layer effect")
-    shown = VectorSet({k: t[:sample_vectors] for k, t in result.vectors.tensors.items()}, result.vectors.site)
-    base_set = VectorSet.from_vectors([result.base])
-    write_samples(model, shown, {"train": prompts}, run_dir / "samples.jsonl", max_new_tokens=sample_tokens, chat=chat)
-    write_samples(model, base_set, {"train": prompts}, run_dir / "base_samples.jsonl", max_new_tokens=sample_tokens,
-                  chat=chat)
-    if report:
-        from ..report import write_report_if_available
-
-        write_report_if_available(run_dir)
 
 
 OrthoConfig = melbo_ortho.Config

@@ -1,20 +1,19 @@
-"""Plots written by discovery runs (PNG). ``matplotlib.figure.Figure`` objects, never pyplot: drawing them neither
+"""Figures of results (MELBO, MELBO-ortho, LoRA discovery); each result's ``figures()`` draws with these and the run
+layer (``runs.write_run``) saves them as PNG. ``matplotlib.figure.Figure`` objects, never pyplot: drawing them neither
 switches the user's backend (a notebook keeps its own) nor leaves figures in pyplot's global registry.
 
 Example:
-    >>> plot_losses([[1.0, 2.0, 2.5]], Path("runs/x/plots/loss_curves.png"), random_level=0.8)
-    PosixPath('runs/x/plots/loss_curves.png')
+    >>> fig = plot_losses([[1.0, 2.0, 2.5]], random_level=0.8)
+    >>> save_figure(fig, "runs/x/plots/loss_curves.png")
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from ..io import save_figure, subplots
+from .io import subplots
 
 
-def plot_losses(losses: list[list[float]], path: Path, *, random_level: float | None = None,
-                ylabel: str = "objective", title: str = "MELBO objective per vector") -> Path:
+def plot_losses(losses: list[list[float]], *, random_level: float | None = None,
+                ylabel: str = "objective", title: str = "MELBO objective per vector"):
     """One curve per vector against step; the random-vector baseline as a dashed line."""
     fig, ax = subplots(figsize=(7, 4))
     for i, curve in enumerate(losses):
@@ -27,12 +26,11 @@ def plot_losses(losses: list[list[float]], path: Path, *, random_level: float | 
     if len(losses) <= 12 or random_level is not None:
         ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
-    return save_figure(fig, path)
+    return fig
 
 
 def plot_objective_vs_index(objectives: list[float], random_level: float, random_band: tuple[float, float],
-                            path: Path, *, heldout_kl: list[float] | None = None, multiples: tuple[float, ...] = (3.0,)
-                            ) -> Path:
+                            *, heldout_kl: list[float] | None = None, multiples: tuple[float, ...] = (3.0,)):
     """MELBO: each vector's final objective against its index (log scale), over the band of random vectors' objectives
     (shaded) and k × the random level (dotted): vectors near the band are indistinguishable from random ones. With
     ``heldout_kl`` a second panel shows each vector's KL to the unsteered model on held-out prompts."""
@@ -57,10 +55,10 @@ def plot_objective_vs_index(objectives: list[float], random_level: float, random
         ax2.set_ylabel("held-out KL to unsteered (nats)")
         ax2.grid(alpha=0.3)
     axes[-1][0].set_xlabel("vector index")
-    return save_figure(fig, path)
+    return fig
 
 
-def plot_radius_sweep(rows: list[dict], path: Path) -> Path:
+def plot_radius_sweep(rows: list[dict]):
     """Objective of briefly trained and of random vectors against R (log-log), chosen R marked."""
     fig, ax = subplots(figsize=(6, 4))
     radii = [float(r["radius"]) for r in rows]
@@ -74,10 +72,10 @@ def plot_radius_sweep(rows: list[dict], path: Path) -> Path:
     ax.set_title("MELBO radius sweep: the knee where trained vectors jump")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, which="both")
-    return save_figure(fig, path)
+    return fig
 
 
-def plot_ortho(rows: list[dict], path: Path, *, direction: str) -> Path:
+def plot_ortho(rows: list[dict], *, direction: str):
     """MELBO-ortho: KL to θ₀ (with moving average), rescaled KL, and norm against vector index."""
     idx = [int(r["index"]) for r in rows]
     fig, (ax1, ax2) = subplots(2, 1, figsize=(8, 6), sharex=True)
@@ -94,4 +92,16 @@ def plot_ortho(rows: list[dict], path: Path, *, direction: str) -> Path:
     ax2.set_xlabel("vector index")
     ax2.grid(alpha=0.3)
     fig.suptitle("MELBO-ortho: vectors orthogonal to θ₀ with the same effect")
-    return save_figure(fig, path)
+    return fig
+
+
+def plot_lora_losses(rows: list[dict], index: int):
+    """LoRA discovery: loss, KL(P‖Q) and NLL(Q, y) per step of one run."""
+    fig, axes = subplots(1, 3, figsize=(11, 3))
+    steps = [r["step"] for r in rows]
+    for ax, key, title in zip(axes, ("loss", "kl", "nll"), ("loss", "KL(P‖Q) per token", "NLL(Q, y) per token")):
+        ax.plot(steps, [r[key] for r in rows])
+        ax.set_title(title)
+        ax.set_xlabel("step")
+    fig.suptitle(f"LoRA discovery run {index}")
+    return fig
