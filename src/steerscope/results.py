@@ -9,10 +9,15 @@ a ``RunFileError`` saying which file and what is wrong.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from .errors import RunFileError
+from .io import read_csv, read_json, write_csv, write_json
+from .vector import VectorSet
+
+log = logging.getLogger(__name__)
 
 RESULT_VERSION = 1
 
@@ -28,7 +33,6 @@ def result_config(method: str, settings: dict | None = None) -> dict:
 
 def check_result_config(out_dir: Path, method: str) -> None:
     """Refuse a directory whose ``config.json`` names another method (one without config.json is an older result)."""
-    from .io import read_json
 
     path = Path(out_dir) / "config.json"
     if not Path(out_dir).is_dir():
@@ -56,7 +60,6 @@ def need(value: Any, kind: type, where: Any) -> Any:
 
 def ensure_config(out_dir: Path, method: str, settings: dict | None = None) -> None:
     """Write ``config.json`` unless the directory has one (a run directory's fuller one stays)."""
-    from .io import write_json
 
     if not (Path(out_dir) / "config.json").is_file():
         write_json(Path(out_dir) / "config.json", result_config(method, settings))
@@ -64,7 +67,6 @@ def ensure_config(out_dir: Path, method: str, settings: dict | None = None) -> N
 
 def open_result(out_dir, method: str, summary: str = "summary.json") -> tuple[Path, dict]:
     """(directory, its ``summary`` JSON object) after checking the directory holds ``method``'s result."""
-    from .io import read_json
 
     out = Path(out_dir)
     check_result_config(out, method)
@@ -91,7 +93,6 @@ def load_result(out_dir):
     """
     import importlib
 
-    from .io import read_json
 
     path = Path(out_dir) / "config.json"
     if not path.is_file():
@@ -101,3 +102,78 @@ def load_result(out_dir):
         raise RunFileError(f"{path}: unknown method {method!r}; known: {', '.join(sorted(RESULT_TYPES))}")
     module, name = RESULT_TYPES[method]
     return getattr(importlib.import_module(module), name).load(out_dir)
+
+
+class Checkpoint(Protocol):
+    """What a long method commits its progress to and restores it from (the run layer's ``runs.Run``; methods never
+    import the run layer, they are handed one)."""
+
+    path: Path | None  # the run directory
+
+    def restore(self) -> tuple[list, list[list[float]]]: ...  # (vectors as (D,) tensors, loss curves)
+    def checkpoint(self, vectors: VectorSet, losses: list[list[float]]) -> None: ...
+    def read_table(self, name: str) -> list[dict] | None: ...
+    def write_table(self, name: str, rows: list[dict]) -> None: ...
+    def committed(self, name: str) -> Path | None: ...  # a unit an interrupted run finished (resume)
+    def commit_dir(self, name: str, write) -> Path: ...  # write(tmp_dir), then atomically rename it to ``name``
+
+
+class _NoCheckpoint:
+    """Keeps nothing: a method called without a run directory."""
+
+    path = None
+
+    def restore(self):
+        return [], []
+
+    def committed(self, name):
+        return None
+
+    def commit_dir(self, name, write):
+        from .errors import InvalidArgumentError
+
+        raise InvalidArgumentError("this method saves what it makes as it goes (e.g. one PEFT adapter per run): "
+                                   "pass out_dir=")
+
+    def checkpoint(self, vectors, losses) -> None:
+        pass
+
+    def read_table(self, name):
+        return None
+
+    def write_table(self, name, rows) -> None:
+        pass
+
+
+NO_CHECKPOINT = _NoCheckpoint()
+
+
+def save_vector_checkpoint(run_dir: Path, vectors: VectorSet, losses: list[list[float]]) -> None:
+    """Write ``losses.csv`` then ``vectors.safetensors``: the vectors file is the commit point a resume trusts."""
+    write_csv(run_dir / "losses.csv", [{"vector": i, "step": s, "loss": v}
+                                       for i, h in enumerate(losses) for s, v in enumerate(h)])
+    vectors.save(run_dir / "vectors.safetensors")
+
+
+def load_vector_checkpoint(run_dir: Path):
+    """(vectors as a list of (D,) tensors, per-vector loss curves) from a run directory; empty if none yet.
+
+    Loss rows of a vector whose checkpoint never completed are dropped.
+    """
+    if not (run_dir / "vectors.safetensors").is_file():
+        return [], []
+    vectors = list(next(iter(VectorSet.load(run_dir / "vectors.safetensors").tensors.values())))
+    losses: list[list[float]] = [[] for _ in vectors]
+    if not (run_dir / "losses.csv").is_file():
+        log.warning("%s has vectors but no losses.csv; resuming without the earlier loss curves", run_dir)
+        return vectors, losses
+    for n, row in enumerate(read_csv(run_dir / "losses.csv"), 2):
+        vector, loss = row.get("vector"), row.get("loss")
+        if not isinstance(vector, float) or not vector.is_integer() or not isinstance(loss, (float, type(None))):
+            raise RunFileError(f"{run_dir / 'losses.csv'}:{n}: expected numbers in the 'vector' and 'loss' columns; "
+                               "the run directory is corrupt (delete losses.csv to resume without loss curves)")
+        if 0 <= int(vector) < len(vectors):
+            losses[int(vector)].append(float("nan") if loss is None else loss)
+    return vectors, losses
+
+

@@ -22,7 +22,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .errors import InvalidArgumentError, RunFileError
-from .io import read_csv, read_json, save_figure, write_csv, write_json
+from .io import read_csv, read_json, read_jsonl, save_figure, write_csv, write_json, write_jsonl
+from .results import load_vector_checkpoint, save_vector_checkpoint
 from .vector import VectorSet
 
 log = logging.getLogger(__name__)
@@ -76,41 +77,16 @@ def open_run(out_dir: str | os.PathLike | None, config: dict, *, resume: bool, k
 
 def _remove_stale_temp_files(run_dir: Path) -> None:
     """Delete the temp files of atomic writes a killed process left behind (``.NAME.XXXX.tmp``; never a real file)."""
+    import shutil
+
+    for tmp in run_dir.glob(".*.partial"):  # a unit commit_dir never renamed
+        shutil.rmtree(tmp, ignore_errors=True)
     for tmp in list(run_dir.glob(".*.tmp")) + list(run_dir.glob("*/.*.tmp")):
         try:
             tmp.unlink()
             log.info("removed %s, left by an interrupted write", tmp)
         except OSError:
             pass
-
-
-def save_vector_checkpoint(run_dir: Path, vectors: VectorSet, losses: list[list[float]]) -> None:
-    """Write ``losses.csv`` then ``vectors.safetensors``: the vectors file is the commit point a resume trusts."""
-    write_csv(run_dir / "losses.csv", [{"vector": i, "step": s, "loss": v}
-                                       for i, h in enumerate(losses) for s, v in enumerate(h)])
-    vectors.save(run_dir / "vectors.safetensors")
-
-
-def load_vector_checkpoint(run_dir: Path):
-    """(vectors as a list of (D,) tensors, per-vector loss curves) from a run directory; empty if none yet.
-
-    Loss rows of a vector whose checkpoint never completed are dropped.
-    """
-    if not (run_dir / "vectors.safetensors").is_file():
-        return [], []
-    vectors = list(next(iter(VectorSet.load(run_dir / "vectors.safetensors").tensors.values())))
-    losses: list[list[float]] = [[] for _ in vectors]
-    if not (run_dir / "losses.csv").is_file():
-        log.warning("%s has vectors but no losses.csv; resuming without the earlier loss curves", run_dir)
-        return vectors, losses
-    for n, row in enumerate(read_csv(run_dir / "losses.csv"), 2):
-        vector, loss = row.get("vector"), row.get("loss")
-        if not isinstance(vector, float) or not vector.is_integer() or not isinstance(loss, (float, type(None))):
-            raise RunFileError(f"{run_dir / 'losses.csv'}:{n}: expected numbers in the 'vector' and 'loss' columns; "
-                               "the run directory is corrupt (delete losses.csv to resume without loss curves)")
-        if 0 <= int(vector) < len(vectors):
-            losses[int(vector)].append(float("nan") if loss is None else loss)
-    return vectors, losses
 
 
 class Run:
@@ -140,12 +116,37 @@ class Run:
             save_vector_checkpoint(self.path, vectors, losses)
 
     def read_table(self, name: str) -> list[dict] | None:
-        """A CSV table an interrupted run wrote (None when not resuming or absent)."""
-        return read_csv(self.path / name) if self.resuming and (self.path / name).is_file() else None
+        """A table (``.csv`` or ``.jsonl``) an interrupted run wrote (None when not resuming or absent)."""
+        if not (self.resuming and (self.path / name).is_file()):
+            return None
+        return read_jsonl(self.path / name) if name.endswith(".jsonl") else read_csv(self.path / name)
 
     def write_table(self, name: str, rows: list[dict]) -> None:
         if self.path:
-            write_csv(self.path / name, rows)
+            (write_jsonl if name.endswith(".jsonl") else write_csv)(self.path / name, rows)
+
+    def committed(self, name: str) -> Path | None:
+        """``name``'s directory when an interrupted run committed it (resume skips that unit)."""
+        return self.path / name if self.resuming and (self.path / name).is_dir() else None
+
+    def commit_dir(self, name: str, write) -> Path:
+        """``write(tmp)`` fills a hidden temp directory, which then replaces ``name`` in one rename: a crash never
+        leaves half a unit (e.g. half an adapter) where resume would trust it."""
+        import shutil
+        import tempfile
+
+        if not self.path:
+            raise InvalidArgumentError("this method saves what it makes as it goes: pass out_dir=")
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=self.path))
+        try:
+            write(tmp)
+            if (self.path / name).exists():
+                shutil.rmtree(self.path / name)
+            os.replace(tmp, self.path / name)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return self.path / name
 
     def finish(self, result, **kwargs) -> Path | None:
         """``write_run(result, self.path, **kwargs)``; nothing when the run has no directory."""
@@ -180,3 +181,203 @@ def write_run(result, out_dir: str | os.PathLike, *, model=None, samples: dict |
 
         write_report_if_available(out)
     return out
+
+
+# --- the public methods: a pure method (methods/) + the run layer's keywords -----------------------------------------
+
+RUN_ARGS_DOC = {
+    "out_dir": "run directory: config.json, checkpoints, the result's files, figures, samples, report.html; "
+               "None: nothing is written",
+    "resume": "continue an interrupted run in ``out_dir`` (the same settings give the same result; changed "
+              "settings are refused)",
+    "report": "write ``report.html`` at the end of the run",
+    "sample_tokens": "length of the greedy samples written to the run directory",
+}
+
+
+def _public(pure, method: str, run_args: dict[str, tuple], finish, *, resume_ignores: tuple = (), check=None):
+    """``pure`` (a method from ``methods/``, which takes ``checkpoint=``) with the run layer's keywords added.
+
+    ``run_args``: ``{name: (default, annotation, doc)}``, inserted before ``progress``; ``finish(model, result, run,
+    args, run_values)`` measures, writes and returns the result; ``check(run_values)`` validates the run layer's
+    own keywords before anything runs. The signature, docstring and type hints are
+    merged, so ``@configurable`` builds one config (and the CLI one flag) per keyword of both."""
+    import functools
+    import inspect
+
+    pure_sig = inspect.signature(pure)
+    takes_checkpoint = "checkpoint" in pure_sig.parameters
+    extra = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+             for name, (default, annotation, _doc) in run_args.items()]
+    params = []
+    for p in pure_sig.parameters.values():
+        if p.name == "checkpoint":
+            continue
+        if p.name == "progress":
+            params.extend(extra)
+        params.append(p)
+    sig = pure_sig.replace(parameters=params)
+
+    @functools.wraps(pure)
+    def public(*args, **kwargs):
+        bound = sig.bind(*args, **kwargs)
+        bound.apply_defaults()
+        values = dict(bound.arguments)
+        runs = {name: values.pop(name) for name in run_args}
+        if check is not None:
+            check(runs)
+        model = values["model"]
+        settings = {k: _describe(v) for k, v in values.items() if k not in ("model", "progress")}
+        settings = {**settings, **{k: runs[k] for k in run_args if k not in ("out_dir", "resume", "report")}}
+        run = Run.open(runs.get("out_dir"), model, method, _jsonable(settings), resume=runs.get("resume", False),
+                       keys=[k for k in settings if k not in resume_ignores])
+        result = pure(**values, **({"checkpoint": run} if takes_checkpoint else {}))
+        return finish(model, result, run, values, runs)
+
+    public.__signature__ = sig
+    public.__annotations__ = {**{k: v for k, v in pure.__annotations__.items() if k != "checkpoint"},
+                              **{name: ann for name, (_d, ann, _doc) in run_args.items()}}
+    public.__doc__ = _with_args(pure.__doc__ or "", {name: doc for name, (_d, _a, doc) in run_args.items()})
+    return public
+
+
+def _with_args(doc: str, extra: dict[str, str]) -> str:
+    """``doc`` with its ``checkpoint:`` entry replaced by ``extra``'s entries, at the end of its ``Args:`` section."""
+    lines = doc.splitlines()
+    start = next((n for n, line in enumerate(lines) if line.strip() == "Args:"), None)
+    if start is None:
+        return doc
+    indent = len(lines[start]) - len(lines[start].lstrip()) + 4
+    end, keep = start + 1, lines[: start + 1]
+    skipping = False
+    while end < len(lines) and (not lines[end].strip() or len(lines[end]) - len(lines[end].lstrip()) >= indent):
+        line = lines[end]
+        at_name = bool(line.strip()) and len(line) - len(line.lstrip()) == indent
+        if at_name:
+            skipping = line.strip().startswith("checkpoint:")
+        if not skipping:
+            keep.append(line)
+        end += 1
+    while keep and not keep[-1].strip():
+        keep.pop()
+    keep += [" " * indent + f"{name}: {text}" for name, text in extra.items()]
+    return "\n".join(keep + ([""] if end < len(lines) else []) + lines[end:])
+
+
+def _describe(value):
+    """A setting as config.json records it and resume compares it: a vector by its site, layers and norm, a
+    function by its name."""
+    from .vector import SteeringVector
+
+    if isinstance(value, SteeringVector):
+        return {"site": value.site, "layers": value.layers, "norm": round(value.norm(), 6)}
+    if isinstance(value, dict):
+        return {k: _describe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_describe(v) for v in value]
+    if callable(value) and hasattr(value, "__qualname__"):  # a metric function: its name, not its address
+        return f"{value.__module__}:{value.__qualname__}"
+    return value
+
+
+def _check_ortho(runs: dict) -> None:
+    if runs["kl_direction"] not in ("forward", "reverse"):
+        raise InvalidArgumentError("kl_direction must be 'forward' (KL(P_i||P_0)) or 'reverse' (KL(P_0||P_i))")
+
+
+def _jsonable(settings: dict) -> dict:
+    from .configs import _jsonable as to_json
+
+    return to_json(settings)
+
+
+def _finish_melbo(model, result, run, args, runs):
+    from .evaluate.kl import kl_divergence
+    from .samples import default_heldout_prompts
+
+    heldout = list(runs["heldout_prompts"]) if runs["heldout_prompts"] is not None else default_heldout_prompts()
+    if runs["heldout_kl"]:  # next-token KL(steered ‖ unsteered) at the first generated token, mean per vector
+        kl = kl_divergence(model, result.vectors, heldout, chat=args["chat"], progress=args["progress"])
+        result.heldout_kl = [float(x) for x in kl]
+    result.out_dir = run.path
+    prompts = args["prompts"]
+    if prompts is None:
+        from .data import load_prompts
+        from .methods.melbo import DEFAULT_PROMPTS
+
+        prompts = load_prompts("melbo_prompts")[:DEFAULT_PROMPTS]
+    run.finish(result, model=model, samples={"samples.jsonl": (result.vectors, {"train": list(prompts),
+                                                                              "heldout": heldout})},
+               max_new_tokens=runs["sample_tokens"], chat=args["chat"], report=runs["report"])
+    return result
+
+
+def _finish_ortho(model, result, run, args, runs):
+    from .evaluate.kl import kl_to_base
+
+    vs = result.vectors
+    result.kl_direction = runs["kl_direction"]
+    result.analysis = kl_to_base(model, vs, result.base, runs["heldout_prompts"] or list(args["prompts"]),
+                                 direction=runs["kl_direction"], window=runs["moving_average"], chat=args["chat"],
+                                 progress=args["progress"])
+    result.out_dir = run.path
+    shown = VectorSet({k: t[:runs["sample_vectors"]] for k, t in vs.tensors.items()}, vs.site)
+    train = {"train": list(args["prompts"])}
+    run.finish(result, model=model, max_new_tokens=runs["sample_tokens"], chat=args["chat"], report=runs["report"],
+               samples={"samples.jsonl": (shown, train),
+                        "base_samples.jsonl": (VectorSet.from_vectors([result.base]), train)})
+    return result
+
+
+def _finish_lora(model, result, run, args, runs):
+    result.out_dir = run.path
+    run.finish(result)  # summary.json (adapter paths relative to the run directory) and each run's loss figure
+    return result
+
+
+def _finish_evaluation(model, result, run, args, runs):
+    if run:
+        run.finish(result)  # config.json (the run's), data, figure
+        (run.path / "checkpoint.jsonl").unlink(missing_ok=True)  # a sweep's responses so far: now in samples.jsonl
+    return result
+
+
+def _build():
+    from .configs import configurable, renamed
+    from .evaluate import linearity, sweep as sweep_module, transfer
+    from .methods import lora_discovery, melbo as melbo_module, ortho
+
+    out_dir = (None, "str | os.PathLike | None", RUN_ARGS_DOC["out_dir"])
+    resume = (False, "bool", RUN_ARGS_DOC["resume"])
+    report = (True, "bool", RUN_ARGS_DOC["report"])
+    sample_tokens = (40, "int", RUN_ARGS_DOC["sample_tokens"])
+    heldout = (None, "list[str] | None", "prompts for the samples and the held-out KL (default: a few shipped chat "
+                                         "prompts)")
+    melbo_fn = _public(melbo_module.melbo, "melbo", {
+        "out_dir": out_dir, "resume": resume, "heldout_prompts": heldout,
+        "heldout_kl": (True, "bool", "measure each vector's next-token KL(steered ‖ unsteered) at the first "
+                                     "generated token of the held-out prompts (``result.heldout_kl``)"),
+        "sample_tokens": sample_tokens, "report": report}, _finish_melbo)
+    ortho_fn = _public(ortho.melbo_ortho, "melbo_ortho", {
+        "out_dir": out_dir, "resume": resume,
+        "heldout_prompts": (None, "list[str] | None", "prompts for the KL analysis (default: the training prompts)"),
+        "kl_direction": ("forward", "str", "``forward`` = KL(Pᵢ‖P₀) (default), ``reverse`` = KL(P₀‖Pᵢ)"),
+        "moving_average": (25, "int", "window (vectors) of the KL curve's moving average"),
+        "sample_vectors": (8, "int", "how many of the vectors get samples in the run directory"),
+        "sample_tokens": sample_tokens, "report": report}, _finish_ortho, check=_check_ortho)
+    lora_fn = _public(lora_discovery.discover_lora, "lora_discovery", {"out_dir": out_dir, "resume": resume},
+                      _finish_lora, resume_ignores=("runs",))
+    evaluations = [configurable(method, name=name)(_public(fn, method, args, _finish_evaluation))
+                   for fn, method, name, args in (
+                       (sweep_module.sweep, "sweep", "SweepConfig", {"out_dir": out_dir, "resume": resume}),
+                       (transfer.evaluate_transfer, "transfer", "TransferConfig", {"out_dir": out_dir}),
+                       (linearity.linearity_score, "linearity", "LinearityConfig", {"out_dir": out_dir}))]
+    return (*evaluations, configurable("melbo", name="MelboConfig")(melbo_fn),
+            configurable("melbo_ortho", name="OrthoConfig")(renamed(kl_prompts="heldout_prompts")(ortho_fn)),
+            configurable("lora_discovery", name="LoraDiscoveryConfig")(
+                renamed(held_out_prompts="heldout_prompts")(lora_fn)))
+
+
+sweep, evaluate_transfer, linearity_score, melbo, melbo_ortho, discover_lora = _build()
+SweepConfig, TransferConfig, LinearityConfig = sweep.Config, evaluate_transfer.Config, linearity_score.Config
+MelboConfig, OrthoConfig, LoraDiscoveryConfig = melbo.Config, melbo_ortho.Config, discover_lora.Config

@@ -26,7 +26,7 @@ def run(args) -> int:
     import time
     from pathlib import Path
 
-    from ..methods.melbo import melbo
+    from ..runs import melbo
     from .common import load_model_from_args
 
     out = Path(args.out)

@@ -27,7 +27,7 @@ def register(commands, groups) -> None:
         add_prompt_args(p, help="training prompts (default: the shipped melbo_prompts)")
         add_model_arg(p)
 
-    p = config_parser(groups["discover"], "melbo", "steerscope.methods.melbo:melbo", before=melbo_data, required=("out_dir",),
+    p = config_parser(groups["discover"], "melbo", "steerscope.runs:melbo", before=melbo_data, required=("out_dir",),
                       help="MELBO: unsupervised orthogonal steering vectors",
                       types={"radius": _radius, "target_positions": _target_positions,
                              "min_ratio_patience": positive_int},
@@ -40,7 +40,7 @@ def register(commands, groups) -> None:
         add_prompt_args(p, help="training prompts")
         add_model_arg(p)
 
-    p = config_parser(groups["discover"], "ortho", "steerscope.methods.ortho:melbo_ortho", before=ortho_data, required=("out_dir",),
+    p = config_parser(groups["discover"], "ortho", "steerscope.runs:melbo_ortho", before=ortho_data, required=("out_dir",),
                       help="MELBO-ortho: vectors orthogonal to θ₀ with the same effect",
                       types={"collapse_patience": positive_int, "moving_average": positive_int,
                              "sample_vectors": non_negative_int},
@@ -50,7 +50,7 @@ def register(commands, groups) -> None:
 
 def run_melbo(args) -> int:
     from ..configs import config_from_args
-    from ..methods.melbo import melbo
+    from ..runs import melbo
     from .common import load_model_from_args, prompts_from_args
 
     prompts = prompts_from_args(args, default_none=True)  # none: melbo's own training set
@@ -66,7 +66,7 @@ def run_melbo(args) -> int:
 
 def run_ortho(args) -> int:
     from ..configs import config_from_args
-    from ..methods.ortho import melbo_ortho
+    from ..runs import melbo_ortho
     from ..vector import load_vector
     from .common import load_model_from_args, prompts_from_args
 

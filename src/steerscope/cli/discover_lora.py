@@ -22,7 +22,7 @@ def register(commands, groups) -> None:
         add_model_arg(p)
         add_report_arg(p)
 
-    p = config_parser(groups["discover"], "lora", "steerscope.methods.lora_discovery:discover_lora", before=data, required=("out_dir",),
+    p = config_parser(groups["discover"], "lora", "steerscope.runs:discover_lora", before=data, required=("out_dir",),
                       help="train LoRA adapters that move away from the base model coherently (-KL + NLL)",
                       types={"rank": _pos, "epochs": _pos, "max_steps": _pos, "stop_kl": positive_float,
                              "temperature": positive_float, "runs": _pos, "eval_size": _pos,
@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from ..configs import config_from_args
-    from ..methods.lora_discovery import discover_lora
+    from ..runs import discover_lora
     from .common import load_model_from_args, prompts_from_args
 
     prompts = prompts_from_args(args, default_none=True)

@@ -13,7 +13,7 @@ def register(commands, groups) -> None:
         add_model_arg(p)
         add_report_arg(p)
 
-    p = config_parser(groups["eval"], "transfer", "steerscope.evaluate.transfer:evaluate_transfer", before=data,
+    p = config_parser(groups["eval"], "transfer", "steerscope.runs:evaluate_transfer", before=data,
                       help="how a vector moves held-out prompts: Δ log-prob and hit rate per scale",
                       options={"targets": {"metavar": "TEXT"}, "match": {"metavar": "TEXT"},
                                "prompt_baseline": {"metavar": "SYSTEM_PROMPT"}})
@@ -23,7 +23,7 @@ def register(commands, groups) -> None:
 def run(args) -> int:
     from ..configs import config_from_args
     from ..data import load_prompts
-    from ..evaluate.transfer import evaluate_transfer
+    from ..runs import evaluate_transfer
     from ..vector import load_vector
     from .common import load_model_from_args, prompts_from_args
 

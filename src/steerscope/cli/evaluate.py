@@ -18,7 +18,7 @@ from .common import (
 )
 from .flags import config_parser
 
-SWEEP = "steerscope.evaluate.sweep:sweep"
+SWEEP = "steerscope.runs:sweep"
 
 
 def _score_positions(text: str) -> str:
@@ -72,7 +72,7 @@ def register(commands, groups) -> None:
         judge.add_argument("--judge-api-key-env", default="OPENAI_API_KEY", help="environment variable with the key")
         add_report_arg(p)
 
-    lin = config_parser(groups["eval"], "linearity", "steerscope.evaluate.linearity:linearity_score",
+    lin = config_parser(groups["eval"], "linearity", "steerscope.runs:linearity_score",
                         before=linearity_data, help="how closely a LoRA's extracted vector reproduces the LoRA",
                         types={"batches": positive_int},
                         choices={"summarizer": ["keywords", "local", "http"]})
@@ -97,7 +97,7 @@ def register(commands, groups) -> None:
 
 def run_sweep(args) -> int:
     from ..configs import config_from_args
-    from ..evaluate.sweep import sweep
+    from ..runs import sweep
     from ..vector import load_vector
     from .common import load_model_from_args, prompts_from_args
 
@@ -131,7 +131,7 @@ def run_linearity(args) -> int:
     from ..configs import config_from_args
     from ..errors import InvalidArgumentError
     from ..evaluate.judges import HTTPJudge, LocalJudge
-    from ..evaluate.linearity import linearity_score
+    from ..runs import linearity_score
     from ..vector import load_vector
     from .common import load_model_from_args, prompts_from_args
 

@@ -22,11 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..configs import configurable
 from ..errors import InvalidArgumentError, SteerscopeError
 from ..generate import generate
 from ..io import write_json
-from ..runs import write_run
 from ..vector import SteeringVector
 from .embed import cosine, cosine_matrix, load_embedder
 from .keywords import KeywordSummarizer
@@ -89,11 +87,11 @@ class LinearityResult:
     def save(self, out_dir: str | os.PathLike) -> Path:
         """config.json (method, version, settings) and linearity.json; ``load`` reads them back (``ss.write_run`` adds
         the heatmap)."""
-        from ..results import result_config
+        from ..results import ensure_config
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        write_json(out / "config.json", result_config("linearity", self.config))
+        ensure_config(out, "linearity", self.config)
         write_json(out / "linearity.json", self.to_json())
         return out
 
@@ -285,7 +283,6 @@ def score_texts(lora_out: Sequence[str], vector_out: Sequence[str], baseline: Se
     }
 
 
-@configurable("linearity", name="LinearityConfig")
 def linearity_score(
     model,
     adapter,
@@ -304,7 +301,6 @@ def linearity_score(
     positions: str | int = "all",
     batch_size: int = 32,
     control: bool = False,
-    out_dir: str | os.PathLike | None = None,
     progress: bool = True,
 ) -> LinearityResult:
     """How closely ``vector`` (at ``scale``) reproduces the behaviour change of the LoRA ``adapter``.
@@ -362,13 +358,9 @@ def linearity_score(
         control_score=ctrl_score, control_embedding_shift_cosine=ctrl_shift,
         control_summaries=ctrl_summaries if control else None,
     )
-    if out_dir is not None:
-        write_run(result, out_dir)
     log.info("linearity %.3f, embedding-shift cosine %.3f", result.score, shift)
     return result
 
-
-LinearityConfig = linearity_score.Config
 
 
 def _name_of(obj) -> str:

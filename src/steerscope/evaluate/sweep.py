@@ -18,11 +18,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..configs import configurable
 from ..errors import InvalidArgumentError
 from ..generate import generate
 from ..io import read_json, read_jsonl, write_csv, write_json, write_jsonl
-from ..runs import write_run
+from ..results import NO_CHECKPOINT, Checkpoint
 from ..vector import SteeringVector
 from .metrics import distinct_n, is_empty, mean_logprobs, nanmean, parse_metric, perplexities, repetition_rate
 from .window import best_in_window, coherence_window, is_coherent, resolve_tolerance
@@ -82,11 +81,11 @@ class SweepResult:
     def save(self, out_dir: str | os.PathLike) -> Path:
         """Write config.json, sweep.csv, sweep.json and samples.jsonl into ``out_dir`` (``ss.write_run`` adds the
         figure and the report)."""
-        from ..results import result_config
+        from ..results import ensure_config
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        write_json(out / "config.json", result_config("sweep", self.config))
+        ensure_config(out, "sweep", self.config)
         write_csv(out / "sweep.csv", self.rows)
         if self.prompt_rows:
             write_csv(out / "sweep_prompted.csv", self.prompt_rows)
@@ -178,15 +177,15 @@ def _fingerprint(vector: SteeringVector, prompts: list[str], settings: dict) -> 
     return h.hexdigest()[:16]
 
 
-def _generate_all(model, vector, prompts, scales, gen: dict, batch_size: int, ckpt: Path | None, resume: bool,
+def _generate_all(model, vector, prompts, scales, gen: dict, batch_size: int, checkpoint: Checkpoint,
                   fingerprint: str, progress: bool) -> dict[tuple[float, int], str]:
     """{(scale, prompt_index): response}; per-row scales in batches; checkpointed after every batch."""
     from tqdm.auto import tqdm
 
     done: dict[tuple[float, int], str] = {}
-    if ckpt is not None and resume and ckpt.is_file():
-        lines = read_jsonl(ckpt)
-        if lines and lines[0].get("fingerprint") == fingerprint:
+    lines = checkpoint.read_table(CHECKPOINT)
+    if lines:
+        if lines[0].get("fingerprint") == fingerprint:
             done = {(r["scale"], r["prompt_index"]): r["response"] for r in lines[1:]}
             log.info("resuming sweep: %d of %d responses already generated", len(done), len(scales) * len(prompts))
     todo = [(s, i) for s in scales for i in range(len(prompts)) if (s, i) not in done]
@@ -196,13 +195,14 @@ def _generate_all(model, vector, prompts, scales, gen: dict, batch_size: int, ck
                         vectors=[None if s == 0 else vector for s, _ in chunk], scales=[s for s, _ in chunk],
                         batch_size=len(chunk), **gen)
         done.update({key: text for key, text in zip(chunk, outs)})
-        if ckpt is not None:
-            write_jsonl(ckpt, [{"fingerprint": fingerprint}] +
-                        [{"scale": s, "prompt_index": i, "response": t} for (s, i), t in done.items()])
+        checkpoint.write_table(CHECKPOINT, [{"fingerprint": fingerprint}] +
+                               [{"scale": s, "prompt_index": i, "response": t} for (s, i), t in done.items()])
     return done
 
 
-@configurable("sweep", name="SweepConfig")
+CHECKPOINT = "checkpoint.jsonl"  # the responses so far, while a sweep with out_dir runs
+
+
 def sweep(
     model,
     vector: SteeringVector,
@@ -223,9 +223,8 @@ def sweep(
     operator: str = "add",
     batch_size: int = 32,
     prompt_baseline: str | None = None,
-    out_dir: str | os.PathLike | None = None,
-    resume: bool = False,
     progress: bool = True,
+    checkpoint: Checkpoint | None = None,
 ) -> SweepResult:
     """Generate ``prompts`` × ``scales`` steered by ``vector``; measure behaviour and coherence per scale.
 
@@ -245,8 +244,8 @@ def sweep(
             the largest positive scale), measured like the other rows, and ``prompting_comparison()`` says
             whether the vector beats simply asking. Coherence is still scored by the unsteered model on the
             original prompt.
-        out_dir: write sweep.csv / sweep.json / sweep.png / samples.jsonl there (and checkpoint while running).
-        resume: continue from ``out_dir/checkpoint.jsonl`` if it was written by the same settings.
+        checkpoint: where the responses so far are kept while generating (``ss.sweep(out_dir=, resume=)``, the
+            run layer, passes its run directory).
 
     Example:
         >>> res = ss.sweep(m, v, ["Tell me about dogs."] * 4, scales=[-4, 0, 4, 8], metrics=["count:\\?"])
@@ -277,10 +276,8 @@ def sweep(
     gen = {"max_new_tokens": max_new_tokens, "seed": seed, "do_sample": do_sample, "temperature": temperature,
            "chat": chat, "positions": positions, "operator": operator}
     fingerprint = _fingerprint(vector, prompts, {"scales": scales, **gen})
-    out = Path(out_dir) if out_dir is not None else None
-    ckpt = out / "checkpoint.jsonl" if out is not None else None
-
-    responses = _generate_all(model, vector, prompts, scales, gen, batch_size, ckpt, resume, fingerprint, progress)
+    responses = _generate_all(model, vector, prompts, scales, gen, batch_size, checkpoint or NO_CHECKPOINT,
+                              fingerprint, progress)
     keys = [(s, i) for s in scales for i in range(len(prompts))]
     texts = [responses[k] for k in keys]
     row_prompts = [prompts[i] for _, i in keys]
@@ -326,9 +323,6 @@ def sweep(
         result.samples.extend(prompted_samples)
         result.config["prompt_baseline"] = prompt_baseline
         log.info("prompting baseline: %s", result.prompting_comparison())
-    if out is not None:
-        write_run(result, out)
-        ckpt.unlink(missing_ok=True)
     log.info("sweep: window %s, best scale %s", window, result.best_scale)
     return result
 
@@ -372,5 +366,3 @@ def _prompted_rows(model, vector, prompts, system, scales, best_scale, table, co
         samples.extend(group)
     return rows, samples
 
-
-SweepConfig = sweep.Config

@@ -21,13 +21,11 @@ from pathlib import Path
 import torch
 
 from ..completions import gather_hidden, pack_completions, token_logprobs
-from ..configs import configurable
 from ..errors import InvalidArgumentError
 from ..generate import generate
 from ..hooks import capture
 from ..inputs import prompt_lengths
 from ..layers import hidden_to_logits
-from ..runs import write_run
 from ..steer import Positions, steer
 from ..vector import SteeringVector
 
@@ -118,11 +116,11 @@ class TransferResult:
         """config.json (method + version), transfer.csv (per scale), transfer_rows.csv, transfer.json and
         generations.jsonl; ``TransferResult.load(out_dir)`` reads it back (``ss.write_run`` adds the figure)."""
         from ..io import write_csv, write_json, write_jsonl
-        from ..results import result_config
+        from ..results import ensure_config
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        write_json(out / "config.json", result_config("transfer", self.config))
+        ensure_config(out, "transfer", self.config)
         write_csv(out / "transfer.csv", self.summary)
         write_csv(out / "transfer_rows.csv", [{k: v for k, v in r.items() if k != "generation"} for r in self.rows])
         write_jsonl(out / "generations.jsonl", self.rows)
@@ -216,7 +214,6 @@ def _prompted_summary(model, vector, prompts, system, steer_scale, targets, need
     return out
 
 
-@configurable("transfer", name="TransferConfig")
 def evaluate_transfer(
     model,
     vector: SteeringVector,
@@ -232,7 +229,6 @@ def evaluate_transfer(
     do_generate: bool = True,
     batch_size: int = 32,
     prompt_baseline: str | None = None,
-    out_dir: str | os.PathLike | None = None,
     progress: bool = True,
 ) -> TransferResult:
     """Measure how a vector transfers to held-out prompts, for each scale.
@@ -249,7 +245,6 @@ def evaluate_transfer(
             is'."). Adds ``prompted`` rows: the prompted model (no vector) and prompted + steered (at the scale
             with the largest mean Δ log-prob), with Δ log-prob against the *unprompted* unsteered model and hit
             rates, so the report shows whether the vector beats simply asking.
-        out_dir: if given, write CSVs, JSON, generations and the plot there (``TransferResult.save`` + the figure).
 
     Example:
         >>> res = ss.evaluate_transfer(m, v, held_out, targets=["Sure, here is"], match=["sure, here"],
@@ -356,12 +351,8 @@ def evaluate_transfer(
                                             base=[lps[(0, p)] for p in range(len(prompts))], chat=chat,
                                             positions=positions, operator=operator, do_generate=do_generate,
                                             max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
-    if out_dir is not None:
-        write_run(result, out_dir)
     log.info(
         "transfer: %s", [(r["scale"], round(r["mean_delta_logprob"], 3), r["hit_rate"]) for r in summary]
     )
     return result
 
-
-TransferConfig = evaluate_transfer.Config

@@ -31,12 +31,11 @@ from pathlib import Path
 
 import torch
 
-from ..configs import configurable, renamed
 from ..errors import InvalidArgumentError
 from ..generate import tokenize
 from ..inputs import forked_rng
 from ..io import read_json, write_csv, write_json, write_jsonl
-from ..runs import Run
+from ..results import Checkpoint
 from ._lora_common import default_target_modules, detach_peft, loss_terms, needs_fan_in_fan_out, sample
 
 log = logging.getLogger(__name__)
@@ -111,8 +110,6 @@ def _load_run(run_dir: Path) -> LoraRun:
                    need(summary.get("heldout", {}), dict, f"{run_dir / 'summary.json'}: heldout"), losses)
 
 
-@configurable("lora_discovery", name="LoraDiscoveryConfig")
-@renamed(held_out_prompts="heldout_prompts")
 def discover_lora(
     model,
     prompts: list[str] | None = None,
@@ -131,14 +128,13 @@ def discover_lora(
     max_new_tokens: int = 128,
     temperature: float = 1.0,
     runs: int = 1,
-    out_dir: str | Path | None = None,
     seed: int = 0,
     chat: bool = True,
     eval_size: int = 32,
     num_samples: int = 8,
     sample_tokens: int | None = None,
-    resume: bool = False,
     progress: bool = True,
+    checkpoint: Checkpoint | None = None,
 ) -> LoraDiscoveryResult:
     """Train ``runs`` independent LoRA adapters with L = alpha·(−KL(P‖Q)) + beta·NLL(Q, y), y ~ Q.
 
@@ -156,7 +152,9 @@ def discover_lora(
         max_new_tokens: sampled continuation length during training.
         eval_size: held-out prompts used for the KL/perplexity summary; ``num_samples`` of them go to samples.jsonl.
         sample_tokens: length of the held-out samples (default ``max_new_tokens``).
-        resume: skip runs whose ``summary.json`` exists in ``out_dir``.
+        checkpoint: the run directory each finished run is committed to (``run_000/``: adapter, losses, samples,
+            summary) and that resume skips finished runs from; ``ss.discover_lora(out_dir=, resume=)`` (the run
+            layer) passes one. Required: the adapters are what this method makes.
 
     The model is left as it was: the adapter is removed (PEFT ``unload``) after each run, also on errors.
 
@@ -167,7 +165,7 @@ def discover_lora(
     from ..data import load_prompts
 
     prompts = list(prompts) if prompts is not None else load_prompts("honesty_train")
-    if out_dir is None:
+    if checkpoint is None or checkpoint.path is None:
         raise InvalidArgumentError("discover_lora saves one PEFT adapter per run: pass out_dir=")
     held_out = list(heldout_prompts) if heldout_prompts is not None else load_prompts("honesty_heldout")
     for name, value in (("rank", rank), ("epochs", epochs), ("batch_size", batch_size), ("runs", runs),
@@ -183,28 +181,22 @@ def discover_lora(
     if not prompts or not held_out:
         raise InvalidArgumentError("give at least one training prompt and one held-out prompt")
     targets = list(target_modules) if target_modules else default_target_modules(model)
-    import peft
-
-    settings = dict(prompts=len(prompts), heldout_prompts=len(held_out), rank=rank,  # noqa: C408
-                    target_modules=targets, lora_alpha=lora_alpha or rank, alpha=alpha, beta=beta, lr=lr,
-                    epochs=epochs, max_steps=max_steps, stop_kl=stop_kl, batch_size=batch_size,
-                    max_new_tokens=max_new_tokens, temperature=temperature, runs=runs, seed=seed, chat=chat,
-                    eval_size=eval_size, num_samples=num_samples, sample_tokens=sample_tokens or max_new_tokens,
-                    peft_version=peft.__version__)
-    # a resumed call may ask for more runs (or come from another PEFT version); every other setting must match
-    run = Run.open(out_dir, model, "lora_discovery", settings, resume=resume,
-                   keys=[k for k in settings if k not in ("runs", "peft_version")])
-    result = LoraDiscoveryResult(out_dir=run.path, runs=[])
+    cfg = dict(rank=rank, lora_alpha=lora_alpha or rank, alpha=alpha, beta=beta, lr=lr,  # noqa: C408
+               epochs=epochs, max_steps=max_steps, stop_kl=stop_kl, batch_size=batch_size,
+               max_new_tokens=max_new_tokens, temperature=temperature, chat=chat, eval_size=eval_size,
+               num_samples=num_samples, sample_tokens=sample_tokens or max_new_tokens, seed=seed)
+    result = LoraDiscoveryResult(out_dir=checkpoint.path, runs=[])
     for index in range(runs):
-        run_dir = run.path / f"run_{index:03d}"
-        if run.resuming and (run_dir / "summary.json").is_file():
+        name = f"run_{index:03d}"
+        done = checkpoint.committed(name)
+        if done is not None and (done / "summary.json").is_file():
             log.info("run %d already done, skipping (resume)", index)
-            result.runs.append(_load_run(run_dir))
+            result.runs.append(_load_run(done))
             continue
         # each run seeds its own RNG stream (LoRA A init and sampling); the caller's stays untouched
         with forked_rng(model, seed + 1000 * index):
-            result.runs.append(_one_run(model, prompts, held_out, run_dir, index, run.config, targets, progress))
-        run.finish(result)  # the checkpoint: summary.json and figures of every finished run
+            result.runs.append(_one_run(model, prompts, held_out, checkpoint, name, index, seed + 1000 * index,
+                                        cfg, targets, progress))
     return result
 
 
@@ -216,12 +208,12 @@ def _batches(prompts: list[str], batch_size: int, epochs: int, seed: int):
             yield epoch, [prompts[i] for i in order[start: start + batch_size]]
 
 
-def _one_run(model, prompts, held_out, run_dir: Path, index: int, cfg: dict, targets: list[str],
-             progress: bool) -> LoraRun:
+def _one_run(model, prompts, held_out, checkpoint: Checkpoint, name: str, index: int, seed: int, cfg: dict,
+             targets: list[str], progress: bool) -> LoraRun:
+    """Train one adapter (the caller seeded the RNG with ``seed``) and commit ``name/`` (adapter, losses.csv,
+    samples.jsonl, summary.json) through the checkpoint in one rename."""
     from peft import LoraConfig, get_peft_model
     from tqdm.auto import tqdm
-
-    seed = cfg["seed"] + 1000 * index  # the caller seeded the RNG with it (forked_rng)
     lora_cfg = LoraConfig(r=cfg["rank"], lora_alpha=cfg["lora_alpha"], target_modules=targets, lora_dropout=0.0,
                           bias="none", fan_in_fan_out=needs_fan_in_fan_out(model, targets))
     peft_model = get_peft_model(model.hf, lora_cfg)
@@ -262,37 +254,21 @@ def _one_run(model, prompts, held_out, run_dir: Path, index: int, cfg: dict, tar
             opt.step()
             updates += 1
         bar.close()
-        adapter_dir = run_dir / "adapter"
-        _save_adapter(peft_model, adapter_dir)
-        write_csv(run_dir / "losses.csv", rows)
         heldout, samples = _evaluate(model, peft_model, held_out, cfg)
+        summary = {"index": index, "seed": seed, "steps": len(rows), "updates": max(updates, 0), "stopped_by": stopped,
+                   "heldout": heldout, "final_train": rows[-1] if rows else None}
+
+        def write(unit: Path) -> None:
+            peft_model.save_pretrained(str(unit / "adapter"))
+            write_csv(unit / "losses.csv", rows)
+            write_jsonl(unit / "samples.jsonl", samples)
+            write_json(unit / "summary.json", summary)
+
+        run_dir = checkpoint.commit_dir(name, write)
     finally:
         detach_peft(peft_model)
-    write_jsonl(run_dir / "samples.jsonl", samples)
-    write_json(run_dir / "summary.json", {"index": index, "seed": seed, "steps": len(rows), "updates": max(updates, 0),
-                                          "stopped_by": stopped,
-                                          "heldout": heldout,
-                                          "final_train": rows[-1] if rows else None})
     log.info("run %d: held-out KL %.3f, perplexity under base %.1f", index, heldout["kl"], heldout["base_ppl"])
-    return LoraRun(index, run_dir, adapter_dir, heldout, rows)
-
-
-def _save_adapter(peft_model, adapter_dir: Path) -> None:
-    """save_pretrained into a temp dir, then rename: a crash never leaves half an adapter."""
-    import os
-    import shutil
-    import tempfile
-
-    adapter_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".adapter-", dir=adapter_dir.parent))
-    try:
-        peft_model.save_pretrained(str(tmp))
-        if adapter_dir.exists():
-            shutil.rmtree(adapter_dir)
-        os.replace(tmp, adapter_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    return LoraRun(index, run_dir, run_dir / "adapter", heldout, rows)
 
 
 @torch.no_grad()
@@ -339,5 +315,3 @@ def _null():
 
     return contextlib.nullcontext()
 
-
-LoraDiscoveryConfig = discover_lora.Config

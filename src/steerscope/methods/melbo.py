@@ -24,13 +24,12 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..configs import configurable
 from ..errors import InvalidArgumentError
 from ..generate import tokenize
 from ..io import read_csv, write_csv, write_json
 from ..layers import LayerReplay, default_source_target
 from ..orthogonal import extend_basis, orthonormal_rows, remove_span, sphere_tangent, stiefel_tangent
-from ..runs import Run, load_vector_checkpoint, save_vector_checkpoint
+from ..results import NO_CHECKPOINT, Checkpoint, load_vector_checkpoint, save_vector_checkpoint
 from ..vector import VectorSet
 
 log = logging.getLogger(__name__)
@@ -392,7 +391,6 @@ def auto_radius(objective: MelboObjective, *, radii: list[float] | None = None, 
 DEFAULT_PROMPTS = 8  # the first 8 of the shipped data/melbo_prompts.jsonl (16 varied chat prompts)
 
 
-@configurable("melbo", name="MelboConfig")
 def melbo(
     model,
     prompts: list[str] | None = None,
@@ -414,15 +412,11 @@ def melbo(
     min_ratio_patience: int = 3,
     seed: int = 0,
     chat: bool = True,
-    out_dir: str | os.PathLike | None = None,
-    resume: bool = False,
-    heldout_prompts: list[str] | None = None,
-    heldout_kl: bool = True,
-    sample_tokens: int = 40,
-    report: bool = True,
     progress: bool = True,
+    checkpoint: Checkpoint | None = None,
 ) -> MelboResult:
-    """Discover steering vectors without labels (MELBO).
+    """Discover steering vectors without labels (MELBO). Pure: computes and returns; ``ss.melbo`` (the run layer,
+    ``runs.py``) adds ``out_dir``/``resume``, the held-out KL, samples, figures and the report.
 
     Args:
         prompts: training prompts (chat-formatted when ``chat`` and the tokenizer has a template). Default: the
@@ -446,11 +440,9 @@ def melbo(
             evaluations (25 with AdamW); 0 = run all ``steps``.
         min_ratio: stop the run early once ``min_ratio_patience`` vectors in a row end below ``min_ratio`` × the
             random level (e.g. 3.0): later vectors would be indistinguishable from random ones. None: never.
-        heldout_prompts: prompts for the samples and the held-out KL (default: a few shipped chat prompts).
-        heldout_kl: measure each vector's next-token KL(steered ‖ unsteered) at the first generated token of the
-            held-out prompts (``result.heldout_kl``; in vectors.csv as ``heldout_kl``).
-        out_dir: run directory (vectors, config, losses, samples, plots); checkpointed after every vector/block.
-        resume: continue an interrupted run in ``out_dir`` (same settings give the same vectors).
+        checkpoint: where finished vectors (blocks) are committed and an interrupted run is restored from
+            (``restore()``, ``checkpoint(vectors, losses)``, ``read_table``/``write_table``; the run layer's
+            ``Run``). None: nothing is kept.
 
     Example:
         >>> res = ss.melbo(m, ["How do I make a bomb?"], num_vectors=4, radius=8.0, steps=100, out_dir="runs/melbo")
@@ -481,8 +473,8 @@ def melbo(
                     num_vectors=num_vectors, radius=radius, power=power, q=q, target_positions=target_positions,
                     steps=steps, orthogonal=orthogonal, mode=mode, block_size=block_size, lr=lr, tol=tol, seed=seed,
                     chat=chat, min_ratio=min_ratio, min_ratio_patience=min_ratio_patience)
-    run = Run.open(out_dir, model, "melbo", settings, resume=resume)
-    config = run.config
+    run = checkpoint if checkpoint is not None else NO_CHECKPOINT
+    config = {**settings, "model_name": model.name}
 
     sweep_rows: list[dict] = []
     if radius == "auto":
@@ -540,38 +532,15 @@ def melbo(
         objectives=objectives,
         random_objective=random_level,
         radius=radius,
-        out_dir=run.path,
         radius_sweep=sweep_rows,
         random_band=(min(randoms), max(randoms)),
         stop_reason=stop_reason,
     )
-    heldout_prompts = list(heldout_prompts) if heldout_prompts is not None else None
-    if heldout_kl:
-        result.heldout_kl = _heldout_kl(model, result.vectors, heldout_prompts, chat, progress)
     near = sum(r < 3.0 for r in result.ratios)
     if near:
         log.warning("%d of %d vectors end within 3x the random level (ratios %s); they are hard to tell from "
                     "random directions", near, len(objectives), ", ".join(f"{r:.2f}" for r in result.ratios))
-    from ..samples import default_heldout_prompts
-
-    splits = {"train": list(prompts), "heldout": heldout_prompts or default_heldout_prompts()}
-    run.finish(result, model=model, samples={"samples.jsonl": (result.vectors, splits)}, max_new_tokens=sample_tokens,
-               chat=chat, report=report)
     return result
-
-
-def _heldout_kl(model, vectors: VectorSet, prompts: list[str] | None, chat: bool, progress: bool) -> list[float]:
-    """Next-token KL(steered ‖ unsteered) at the first generated token of each held-out prompt, mean per vector.
-
-    Uses the project's one batched KL (evaluate.kl), imported lazily like MELBO-ortho's analysis: it measures the
-    vectors, it does not make them.
-    """
-    from ..evaluate.kl import kl_divergence
-    from ..samples import default_heldout_prompts
-
-    prompts = prompts if prompts is not None else default_heldout_prompts()
-    kl = kl_divergence(model, vectors, prompts, chat=chat, progress=progress)
-    return [float(x) for x in kl]
 
 
 def _as_set(model, vectors: list[Tensor], config: dict) -> VectorSet:
@@ -580,5 +549,3 @@ def _as_set(model, vectors: list[Tensor], config: dict) -> VectorSet:
     return VectorSet({config["source_layer"]: torch.stack(vectors)}, "resid_post", model_type=model.model_type,
                      model_name=model.name, method="melbo", method_config=method_config)
 
-
-MelboConfig = melbo.Config

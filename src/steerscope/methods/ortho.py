@@ -20,13 +20,12 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..configs import configurable, renamed
 from ..errors import InvalidArgumentError
 from ..generate import tokenize
 from ..io import write_csv, write_json
 from ..layers import LayerReplay, default_source_target
 from ..orthogonal import extend_basis, gram_schmidt_rows, remove_span
-from ..runs import Run, load_vector_checkpoint, save_vector_checkpoint
+from ..results import NO_CHECKPOINT, Checkpoint, load_vector_checkpoint, save_vector_checkpoint
 from ..vector import SteeringVector, VectorSet
 
 log = logging.getLogger(__name__)
@@ -145,8 +144,6 @@ def _train_block(objective: MeanMatchObjective, base: Tensor, basis: Tensor, siz
     return theta.detach(), history
 
 
-@configurable("melbo_ortho", name="OrthoConfig")
-@renamed(kl_prompts="heldout_prompts")
 def melbo_ortho(
     model,
     base_vector: SteeringVector,
@@ -160,19 +157,13 @@ def melbo_ortho(
     block_size: int = 1,
     collapse_ratio: float = 0.05,
     collapse_patience: int = 3,
-    heldout_prompts: list[str] | None = None,
-    kl_direction: str = "forward",
-    moving_average: int = 25,
     seed: int = 0,
     chat: bool = True,
-    out_dir: str | os.PathLike | None = None,
-    resume: bool = False,
-    sample_vectors: int = 8,
-    sample_tokens: int = 40,
-    report: bool = True,
     progress: bool = True,
+    checkpoint: Checkpoint | None = None,
 ) -> OrthoResult:
     """Find vectors orthogonal to ``base_vector`` (θ₀) and to each other that reproduce its target-layer effect.
+    Pure: ``ss.melbo_ortho`` (the run layer) adds the KL analysis, ``out_dir``/``resume``, samples and the report.
 
     Args:
         base_vector: θ₀, a single-layer ``resid_post`` vector (e.g. ``VectorSet.load(run)[i]`` from ``melbo``).
@@ -181,8 +172,7 @@ def melbo_ortho(
             norm below ``collapse_ratio`` · ‖θ₀‖.
         steps, lr: Adam steps per vector (block) and learning rate.
         block_size: vectors trained together per step (the block-parallel variant; 1 = strictly sequential).
-        heldout_prompts: prompts for the KL analysis (default: the training prompts).
-        kl_direction: ``forward`` = KL(Pᵢ‖P₀) (default), ``reverse`` = KL(P₀‖Pᵢ).
+        checkpoint: where finished blocks are committed and an interrupted run restored from (``runs.Run``).
 
     Example:
         >>> theta0 = ss.VectorSet.load("runs/melbo/vectors.safetensors")[2]
@@ -193,8 +183,6 @@ def melbo_ortho(
 
     if base_vector.site != "resid_post" or len(base_vector.layers) != 1:
         raise InvalidArgumentError("melbo_ortho needs a single-layer resid_post base vector (e.g. one MELBO vector)")
-    if kl_direction not in ("forward", "reverse"):
-        raise InvalidArgumentError("kl_direction must be 'forward' (KL(P_i||P_0)) or 'reverse' (KL(P_0||P_i))")
     model.check_width(base_vector.d_model, "base vector")
     layer = base_vector.layers[0]
     source_layer = layer if source_layer is None else model.check_layer(source_layer)
@@ -211,8 +199,8 @@ def melbo_ortho(
     settings = dict(prompts=list(prompts), source_layer=source_layer, target_layer=target_layer,  # noqa: C408
                     num_vectors=num_vectors, steps=steps, lr=lr, block_size=block_size, collapse_ratio=collapse_ratio,
                     base_norm=float(theta0.norm()), seed=seed, chat=chat)
-    run = Run.open(out_dir, model, "melbo_ortho", settings, resume=resume)
-    config = run.config
+    run = checkpoint if checkpoint is not None else NO_CHECKPOINT
+    config = settings
     vectors, losses = run.restore()
     floor = collapse_ratio * float(theta0.norm())
     bar = tqdm(total=num_vectors * steps, initial=len(vectors) * steps, desc="melbo-ortho", disable=not progress)
@@ -228,33 +216,7 @@ def melbo_ortho(
     if _collapsed(vectors, floor, collapse_patience):
         log.info("vectors collapsed to ~zero norm after %d vectors; stopped", len(vectors))
     vs = _as_set(model, vectors, source_layer, config)
-    result = OrthoResult(vs, losses, vs.norms().tolist(), [], base_vector, run.path, kl_direction)
-    result.analysis = analyse(model, vs, base_vector, heldout_prompts or list(prompts), direction=kl_direction,
-                              window=moving_average, chat=chat, progress=progress)
-    shown = VectorSet({k: t[:sample_vectors] for k, t in vs.tensors.items()}, vs.site)
-    run.finish(result, model=model, max_new_tokens=sample_tokens, chat=chat, report=report,
-               samples={"samples.jsonl": (shown, {"train": list(prompts)}),
-                        "base_samples.jsonl": (VectorSet.from_vectors([base_vector]), {"train": list(prompts)})})
-    return result
-
-
-def analyse(model, vectors: VectorSet, base: SteeringVector, prompts: list[str], *, direction: str = "forward",
-            window: int = 25, chat: bool = True, progress: bool = False) -> list[dict]:
-    """Per vector: norm, KL to θ₀ at the first generated token, its moving average, and KL at ‖θ₀‖ (rescaled)."""
-    from ..evaluate.kl import kl_divergence
-
-    norms = vectors.norms()
-    base_norm = base.norm()
-    kl = kl_divergence(model, vectors, prompts, reference=base, direction=direction, chat=chat, progress=progress)
-    rescale = [base_norm / max(float(n), 1e-12) for n in norms]
-    kl_rescaled = kl_divergence(model, vectors, prompts, reference=base, direction=direction, scales=rescale,
-                                chat=chat, progress=progress)
-    rows = []
-    for i in range(len(vectors)):
-        lo = max(0, i - window + 1)
-        rows.append({"index": i, "norm": float(norms[i]), "kl": float(kl[i]),
-                     "kl_moving_avg": float(kl[lo:i + 1].mean()), "kl_rescaled": float(kl_rescaled[i])})
-    return rows
+    return OrthoResult(vs, losses, vs.norms().tolist(), [], base_vector)
 
 
 def _collapsed(vectors: list[Tensor], floor: float, patience: int) -> bool:
@@ -266,5 +228,3 @@ def _as_set(model, vectors: list[Tensor], layer: int, config: dict) -> VectorSet
     return VectorSet({layer: torch.stack(vectors)}, "resid_post", model_type=model.model_type, model_name=model.name,
                      method="melbo_ortho", method_config={k: config[k] for k in keys})
 
-
-OrthoConfig = melbo_ortho.Config
