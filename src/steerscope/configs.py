@@ -295,11 +295,22 @@ def _none_or(parse: Callable[[str], Any]) -> Callable[[str], Any]:
 
 
 def _type_hints(fn: Callable) -> dict[str, Any]:
-    """``fn``'s resolved annotations, or {} when some name is only importable lazily (fields then take Any)."""
+    """``fn``'s resolved annotations, one at a time: a name importable only for type checkers (``model:
+    SteerableModel``) leaves that one annotation out (its field takes Any), not all of them."""
     try:
         return typing.get_type_hints(fn)
-    except Exception:  # noqa: BLE001 - forward references to names only importable lazily
-        return {}
+    except Exception:  # noqa: BLE001 - some annotation names a TYPE_CHECKING-only import
+        pass
+    target = inspect.unwrap(fn)
+    hints = {}
+    for name, annotation in getattr(fn, "__annotations__", {}).items():
+        holder = types.FunctionType(target.__code__, target.__globals__)
+        holder.__annotations__ = {name: annotation}
+        try:
+            hints.update(typing.get_type_hints(holder))
+        except Exception:  # noqa: BLE001
+            pass
+    return hints
 
 
 def _strip_optional(tp: Any) -> tuple[Any, bool]:

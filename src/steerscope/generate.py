@@ -23,6 +23,11 @@ from .inputs import (  # noqa: F401 (format_prompt, forward_kwargs, position_ids
 from .steer import steer
 from .vector import SteeringVector
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .models.load import SteerableModel
+
 log = logging.getLogger(__name__)
 
 
@@ -35,7 +40,7 @@ def _per_row(value, n: int, what: str) -> list:
 
 
 def generate(
-    model,
+    model: SteerableModel,
     prompts: Sequence[str] | str,
     *,
     vectors: SteeringVector | Sequence[SteeringVector | None] | None = None,

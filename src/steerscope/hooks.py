@@ -18,6 +18,11 @@ from .errors import StopForward
 from .inputs import forward_kwargs
 from .sites import HookPoint, hook_point
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .models.load import SteerableModel
+
 TensorFn = Callable[[Tensor], Tensor]
 
 
@@ -66,7 +71,7 @@ class HookGroup:
 
 @contextmanager
 def record_activations(
-    model, layers: list[int], site: str = "resid_post", *, stop_early: bool = True, detach: bool = True
+    model: SteerableModel, layers: list[int], site: str = "resid_post", *, stop_early: bool = True, detach: bool = True
 ) -> Iterator[dict[int, Tensor]]:
     """Record ``site[L]`` for each layer into a dict filled during the forward passes run inside the block.
 

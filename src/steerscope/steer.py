@@ -20,6 +20,11 @@ from .inputs import PROMPT_LENGTHS
 from .sites import check_site, hook_point
 from .vector import SteeringVector
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .models.load import SteerableModel
+
 OPERATORS = ("add", "ablate", "clamp")
 
 @dataclass(frozen=True)
@@ -217,7 +222,7 @@ class SteeringHandle:
 
 
 def steer(
-    model,
+    model: SteerableModel,
     vector: SteeringVector | Sequence[SteeringVector | None] | None,
     scale: float | Sequence[float] = 1.0,
     *,

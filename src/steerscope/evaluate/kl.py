@@ -26,6 +26,11 @@ from ..generate import forward_kwargs, tokenize
 from ..steer import steer
 from ..vector import SteeringVector, VectorSet
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..models.load import SteerableModel
+
 log = logging.getLogger(__name__)
 
 DIRECTIONS = ("forward", "reverse")
@@ -99,7 +104,7 @@ class _LogProbs:
 @configurable("kl", name="KLConfig")
 @renamed(scales="scale", steer_positions="positions")
 def kl_divergence(
-    model,
+    model: SteerableModel,
     vectors: Sequence[SteeringVector | None] | VectorSet | SteeringVector,
     prompts: Sequence[str],
     *,

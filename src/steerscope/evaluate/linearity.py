@@ -29,6 +29,11 @@ from ..vector import SteeringVector
 from .embed import cosine, cosine_matrix, load_embedder
 from .keywords import KeywordSummarizer
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..models.load import SteerableModel
+
 log = logging.getLogger(__name__)
 Summarizer = Callable[[Sequence[Sequence[str]], Sequence[str]], list]
 
@@ -284,7 +289,7 @@ def score_texts(lora_out: Sequence[str], vector_out: Sequence[str], baseline: Se
 
 
 def linearity_score(
-    model,
+    model: SteerableModel,
     adapter,
     vector: SteeringVector,
     prompts: Sequence[str],

@@ -26,6 +26,11 @@ from ..vector import SteeringVector
 from .metrics import distinct_n, is_empty, mean_logprobs, nanmean, parse_metric, perplexities, repetition_rate
 from .window import best_in_window, coherence_window, is_coherent, resolve_tolerance
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..models.load import SteerableModel
+
 log = logging.getLogger(__name__)
 COHERENCE = ("perplexity", "distinct_2", "repetition_rate", "empty_rate")
 
@@ -204,7 +209,7 @@ CHECKPOINT = "checkpoint.jsonl"  # the responses so far, while a sweep with out_
 
 
 def sweep(
-    model,
+    model: SteerableModel,
     vector: SteeringVector,
     prompts: Sequence[str],
     *,

@@ -29,6 +29,11 @@ from ..layers import hidden_to_logits
 from ..steer import Positions, steer
 from ..vector import SteeringVector
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..models.load import SteerableModel
+
 log = logging.getLogger(__name__)
 
 DEFAULT_SCALES = (-1.0, -0.5, 0.0, 0.5, 1.0, 1.5)
@@ -215,7 +220,7 @@ def _prompted_summary(model, vector, prompts, system, steer_scale, targets, need
 
 
 def evaluate_transfer(
-    model,
+    model: SteerableModel,
     vector: SteeringVector,
     prompts: Sequence[str],
     *,

@@ -41,6 +41,11 @@ from . import lora_fit
 from .lora_fit import Adapter, Moments
 from .lora_readme import render_readme
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..models.load import SteerableModel
+
 log = logging.getLogger(__name__)
 
 METHODS = ("rank1", "bias")
@@ -244,7 +249,7 @@ def _replace_dir(tmp: Path, out: Path) -> None:
 @configurable("export_lora", name="ExportConfig")
 @renamed(new_tokens="max_new_tokens")
 def export_lora(
-    model,
+    model: SteerableModel,
     vector: SteeringVector,
     out_dir: str | os.PathLike,
     *,

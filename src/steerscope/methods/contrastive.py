@@ -28,6 +28,11 @@ from ..generate import format_prompt, tokenize
 from ..hooks import capture
 from ..vector import SteeringVector
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..models.load import SteerableModel
+
 log = logging.getLogger(__name__)
 
 METHODS = ("mean_diff", "pca")
@@ -98,7 +103,7 @@ def _pca_direction(diffs: Tensor, center: bool) -> Tensor:
 
 @configurable("contrastive", name="ContrastiveConfig")
 def contrastive_vector(
-    model,
+    model: SteerableModel,
     pairs: Sequence,
     *,
     layers: Sequence[int] | None = None,

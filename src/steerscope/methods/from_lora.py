@@ -24,13 +24,18 @@ from ..hooks import capture
 from ..vector import SteeringVector
 from ._lora_common import loaded_adapter, sample
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..models.load import SteerableModel
+
 log = logging.getLogger(__name__)
 
 PER_LAYER = ("total", "increment")
 
 
 def vector_from_lora(
-    model,
+    model: SteerableModel,
     adapter: str | Path,
     prompts: list[str] | None = None,
     *,

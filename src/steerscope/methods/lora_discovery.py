@@ -38,6 +38,11 @@ from ..io import read_json, write_csv, write_json, write_jsonl
 from ..results import Checkpoint
 from ._lora_common import default_target_modules, detach_peft, loss_terms, needs_fan_in_fan_out, sample
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..models.load import SteerableModel
+
 log = logging.getLogger(__name__)
 
 DEFAULT_LR = 1e-2  # Adam; see docs/lora_and_contrastive.md for the runs on SmolLM2-135M that chose it
@@ -111,7 +116,7 @@ def _load_run(run_dir: Path) -> LoraRun:
 
 
 def discover_lora(
-    model,
+    model: SteerableModel,
     prompts: list[str] | None = None,
     *,
     heldout_prompts: list[str] | None = None,

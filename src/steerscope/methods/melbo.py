@@ -32,6 +32,11 @@ from ..orthogonal import extend_basis, orthonormal_rows, remove_span, sphere_tan
 from ..results import NO_CHECKPOINT, Checkpoint, load_vector_checkpoint, save_vector_checkpoint
 from ..vector import VectorSet
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..models.load import SteerableModel
+
 log = logging.getLogger(__name__)
 
 
@@ -392,7 +397,7 @@ DEFAULT_PROMPTS = 8  # the first 8 of the shipped data/melbo_prompts.jsonl (16 v
 
 
 def melbo(
-    model,
+    model: SteerableModel,
     prompts: list[str] | None = None,
     *,
     source_layer: int | None = None,

@@ -41,6 +41,11 @@ from ..layers import LayerReplay, hidden_to_logits
 from ..vector import SteeringVector
 from .one_shot_types import Example, OptimizeResult
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..models.load import SteerableModel
+
 __all__ = ["Example", "OptimizeResult", "apply_operator", "optimize_vector"]
 
 log = logging.getLogger(__name__)
@@ -204,7 +209,7 @@ def leading_space_warnings(model, examples: Sequence[Example], *, chat: bool = T
 
 @configurable("one_shot", name="OneShotConfig")
 def optimize_vector(
-    model,
+    model: SteerableModel,
     examples: Sequence[Example] | Example,
     *,
     layer: int,

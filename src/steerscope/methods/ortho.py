@@ -28,6 +28,11 @@ from ..orthogonal import extend_basis, gram_schmidt_rows, remove_span
 from ..results import NO_CHECKPOINT, Checkpoint, load_vector_checkpoint, save_vector_checkpoint
 from ..vector import SteeringVector, VectorSet
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..models.load import SteerableModel
+
 log = logging.getLogger(__name__)
 
 
@@ -145,7 +150,7 @@ def _train_block(objective: MeanMatchObjective, base: Tensor, basis: Tensor, siz
 
 
 def melbo_ortho(
-    model,
+    model: SteerableModel,
     base_vector: SteeringVector,
     prompts: list[str],
     *,
