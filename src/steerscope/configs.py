@@ -23,6 +23,7 @@ import dataclasses
 import functools
 import inspect
 import json
+import logging
 import math
 import re
 import types
@@ -33,6 +34,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from .errors import InvalidArgumentError
+
+log = logging.getLogger(__name__)
 
 CONFIG_VERSION = 1
 _REGISTRY: dict[str, type[Config]] = {}
@@ -299,8 +302,8 @@ def _type_hints(fn: Callable) -> dict[str, Any]:
     SteerableModel``) leaves that one annotation out (its field takes Any), not all of them."""
     try:
         return typing.get_type_hints(fn)
-    except Exception:  # noqa: BLE001 - some annotation names a TYPE_CHECKING-only import
-        pass
+    except NameError:  # some annotation names a TYPE_CHECKING-only import
+        log.debug("resolving %s's annotations one at a time", fn.__name__)
     target = inspect.unwrap(fn)
     hints = {}
     for name, annotation in getattr(fn, "__annotations__", {}).items():
@@ -308,8 +311,8 @@ def _type_hints(fn: Callable) -> dict[str, Any]:
         holder.__annotations__ = {name: annotation}
         try:
             hints.update(typing.get_type_hints(holder))
-        except Exception:  # noqa: BLE001
-            pass
+        except NameError:
+            log.debug("%s: annotation of %s left unresolved (TYPE_CHECKING-only name)", fn.__name__, name)
     return hints
 
 

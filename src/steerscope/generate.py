@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from torch import Tensor
 
@@ -22,8 +23,6 @@ from .inputs import (  # noqa: F401 (format_prompt, forward_kwargs, position_ids
 )
 from .steer import steer
 from .vector import SteeringVector
-
-from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .models.load import SteerableModel

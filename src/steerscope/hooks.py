@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
@@ -17,8 +18,6 @@ from torch.utils.hooks import RemovableHandle
 from .errors import StopForward
 from .inputs import forward_kwargs
 from .sites import HookPoint, hook_point
-
-from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .models.load import SteerableModel

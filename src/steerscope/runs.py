@@ -344,19 +344,20 @@ def _finish_evaluation(model, result, run, args, runs):
 
 def _build():
     from .configs import configurable, renamed
-    from .evaluate import linearity, sweep as sweep_module, transfer
-    from .methods import lora_discovery, melbo as melbo_module, ortho
+    from .evaluate import linearity, transfer
+    from .evaluate import sweep as sweep_module
+    from .methods import lora_discovery, ortho
+    from .methods import melbo as melbo_module
 
     out_dir = (None, "str | os.PathLike | None", RUN_ARGS_DOC["out_dir"])
     resume = (False, "bool", RUN_ARGS_DOC["resume"])
     report = (True, "bool", RUN_ARGS_DOC["report"])
     sample_tokens = (40, "int", RUN_ARGS_DOC["sample_tokens"])
-    heldout = (None, "list[str] | None", "prompts for the samples and the held-out KL (default: a few shipped chat "
-                                         "prompts)")
+    heldout = (None, "list[str] | None", "prompts for the samples and the held-out KL (default: shipped chat prompts)")
     melbo_fn = _public(melbo_module.melbo, "melbo", {
         "out_dir": out_dir, "resume": resume, "heldout_prompts": heldout,
-        "heldout_kl": (True, "bool", "measure each vector's next-token KL(steered ‖ unsteered) at the first "
-                                     "generated token of the held-out prompts (``result.heldout_kl``)"),
+        "heldout_kl": (True, "bool", ("measure each vector's next-token KL(steered ‖ unsteered) at the first "
+                                      "generated token of the held-out prompts (``result.heldout_kl``)")),
         "sample_tokens": sample_tokens, "report": report}, _finish_melbo)
     ortho_fn = _public(ortho.melbo_ortho, "melbo_ortho", {
         "out_dir": out_dir, "resume": resume,

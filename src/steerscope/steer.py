@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -19,8 +20,6 @@ from .hooks import HookGroup, register
 from .inputs import PROMPT_LENGTHS
 from .sites import check_site, hook_point
 from .vector import SteeringVector
-
-from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .models.load import SteerableModel

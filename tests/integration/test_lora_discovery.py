@@ -82,7 +82,7 @@ def test_resume_skips_finished_runs_and_rejects_other_settings(tmp_path):
     res = ss.discover_lora(m, TRAIN, runs=2, resume=True, **kw)
     assert len(res.runs) == 2
     assert (tmp_path / "run/run_000/summary.json").stat().st_mtime_ns == stamp
-    with pytest.raises(ss.SteerscopeError, match="settings differ from the original run \(max_new_tokens"):
+    with pytest.raises(ss.SteerscopeError, match=r"settings differ from the original run \(max_new_tokens"):
         ss.discover_lora(m, TRAIN, runs=2, resume=True, **{**kw, "max_new_tokens": 4})
 
 

@@ -11,9 +11,9 @@ import steerscope as ss
 from steerscope.cli.main import main as cli_main
 from steerscope.completions import pack_completions
 from steerscope.errors import InvalidArgumentError, SteerscopeError
-from steerscope.runs import evaluate_transfer
 from steerscope.generate import forward_kwargs
 from steerscope.methods.one_shot import Example, _ReplayObjective, apply_operator, optimize_vector
+from steerscope.runs import evaluate_transfer
 
 EXAMPLES = [
     Example("the cat sat", promote=["on the mat", "ok"], suppress=["no"]),

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import sys
 from collections.abc import Callable
+
+MINUS = "\u2212"
+NEGATIVE_SPEC = re.compile(r"-\d[\d.eE+-]*[:,][\d.:,eE+-]*")
 
 
 class Parser(argparse.ArgumentParser):
@@ -30,6 +34,10 @@ class Parser(argparse.ArgumentParser):
 
     def parse_known_args(self, args=None, namespace=None):
         self.build()
+        args = sys.argv[1:] if args is None else list(args)
+        # argparse reads a value starting with "-" as an option unless it is a plain negative number; a range or list
+        # spec (--scales -8:8:1, -1,0,1) is passed on with a Unicode minus, which the number types read as "-"
+        args = [MINUS + a[1:] if isinstance(a, str) and NEGATIVE_SPEC.fullmatch(a) else a for a in args]
         return super().parse_known_args(args, namespace)
 
     def format_help(self) -> str:
@@ -81,6 +89,7 @@ _MAX_LIST = 10_000
 
 def float_list(text: str) -> list[float]:
     """``-8:8:1`` (start:stop:step, inclusive) or ``0,2,4``."""
+    text = text.replace(MINUS, "-")
     try:
         if ":" in text:
             start, stop, step = (float(x) for x in text.split(":"))

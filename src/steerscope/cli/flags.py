@@ -9,7 +9,6 @@ typo fails before a model loads) and three spellings of the shell: ``out_dir`` â
 from __future__ import annotations
 
 import argparse
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -38,8 +37,6 @@ TYPES: dict[str, Callable[[str], Any]] = {
 }
 CHOICES = {"operator": ["add", "ablate", "clamp"], "site": ["resid_post", "resid_pre", "mlp_out", "attn_out"]}
 
-# let `--scales -8:8:1` parse as a value, not as an unknown option
-NEGATIVE_VALUE = re.compile(r"^-\d[\d.:,eE+-]*$")
 
 
 def config_parser(subparsers, name: str, target: str, *, help: str, skip: tuple[str, ...] = (),
@@ -51,7 +48,6 @@ def config_parser(subparsers, name: str, target: str, *, help: str, skip: tuple[
     ``before`` adds the positional data arguments and the model flags first. The options are added when the command
     is first parsed (``Parser.defer``): importing the method's module imports torch, which ``--help`` must not."""
     p = subparsers.add_parser(name, help=help, description=help)
-    p._negative_number_matcher = NEGATIVE_VALUE
 
     def build(p: argparse.ArgumentParser) -> None:
         if before is not None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -25,8 +26,6 @@ from ..errors import InvalidArgumentError
 from ..generate import forward_kwargs, tokenize
 from ..steer import steer
 from ..vector import SteeringVector, VectorSet
-
-from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ..models.load import SteerableModel

@@ -19,6 +19,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -28,8 +29,6 @@ from ..io import write_json
 from ..vector import SteeringVector
 from .embed import cosine, cosine_matrix, load_embedder
 from .keywords import KeywordSummarizer
-
-from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ..models.load import SteerableModel

@@ -17,6 +17,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import InvalidArgumentError
 from ..generate import generate
@@ -25,8 +26,6 @@ from ..results import NO_CHECKPOINT, Checkpoint
 from ..vector import SteeringVector
 from .metrics import distinct_n, is_empty, mean_logprobs, nanmean, parse_metric, perplexities, repetition_rate
 from .window import best_in_window, coherence_window, is_coherent, resolve_tolerance
-
-from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ..models.load import SteerableModel
@@ -189,10 +188,9 @@ def _generate_all(model, vector, prompts, scales, gen: dict, batch_size: int, ch
 
     done: dict[tuple[float, int], str] = {}
     lines = checkpoint.read_table(CHECKPOINT)
-    if lines:
-        if lines[0].get("fingerprint") == fingerprint:
-            done = {(r["scale"], r["prompt_index"]): r["response"] for r in lines[1:]}
-            log.info("resuming sweep: %d of %d responses already generated", len(done), len(scales) * len(prompts))
+    if lines and lines[0].get("fingerprint") == fingerprint:
+        done = {(r["scale"], r["prompt_index"]): r["response"] for r in lines[1:]}
+        log.info("resuming sweep: %d of %d responses already generated", len(done), len(scales) * len(prompts))
     todo = [(s, i) for s in scales for i in range(len(prompts)) if (s, i) not in done]
     for start in tqdm(range(0, len(todo), batch_size), desc="sweep", disable=not progress):
         chunk = todo[start:start + batch_size]

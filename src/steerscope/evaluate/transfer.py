@@ -17,6 +17,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -28,8 +29,6 @@ from ..inputs import prompt_lengths
 from ..layers import hidden_to_logits
 from ..steer import Positions, steer
 from ..vector import SteeringVector
-
-from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ..models.load import SteerableModel

@@ -30,6 +30,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -40,8 +41,6 @@ from ..vector import SteeringVector
 from . import lora_fit
 from .lora_fit import Adapter, Moments
 from .lora_readme import render_readme
-
-from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ..models.load import SteerableModel

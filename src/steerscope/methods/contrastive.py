@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -27,8 +28,6 @@ from ..errors import InvalidArgumentError
 from ..generate import format_prompt, tokenize
 from ..hooks import capture
 from ..vector import SteeringVector
-
-from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ..models.load import SteerableModel

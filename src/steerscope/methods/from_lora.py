@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -23,8 +24,6 @@ from ..generate import tokenize
 from ..hooks import capture
 from ..vector import SteeringVector
 from ._lora_common import loaded_adapter, sample
-
-from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ..models.load import SteerableModel

@@ -28,6 +28,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -37,8 +38,6 @@ from ..inputs import forked_rng
 from ..io import read_json, write_csv, write_json, write_jsonl
 from ..results import Checkpoint
 from ._lora_common import default_target_modules, detach_peft, loss_terms, needs_fan_in_fan_out, sample
-
-from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ..models.load import SteerableModel
@@ -91,7 +90,7 @@ class LoraDiscoveryResult:
     @classmethod
     def load(cls, out_dir: str | os.PathLike) -> LoraDiscoveryResult:
         """Every finished run (``run_###/summary.json`` present) of a LoRA discovery directory."""
-        from ..results import check_result_config, need
+        from ..results import check_result_config
 
         out = Path(out_dir)
         check_result_config(out, "lora_discovery")
@@ -99,7 +98,6 @@ class LoraDiscoveryResult:
         for run_dir in sorted(out.glob("run_[0-9][0-9][0-9]")):
             if not (run_dir / "summary.json").is_file():
                 continue  # unfinished (resume would redo it)
-            summary = need(read_json(run_dir / "summary.json"), dict, run_dir / "summary.json")
             runs.append(_load_run(run_dir))
         return cls(out_dir=out, runs=runs)
 

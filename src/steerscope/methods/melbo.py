@@ -20,6 +20,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -31,8 +32,6 @@ from ..layers import LayerReplay, default_source_target
 from ..orthogonal import extend_basis, orthonormal_rows, remove_span, sphere_tangent, stiefel_tangent
 from ..results import NO_CHECKPOINT, Checkpoint, load_vector_checkpoint, save_vector_checkpoint
 from ..vector import VectorSet
-
-from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ..models.load import SteerableModel

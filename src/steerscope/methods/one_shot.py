@@ -19,6 +19,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -40,8 +41,6 @@ from ..hooks import record_activations, run_until_stopped
 from ..layers import LayerReplay, hidden_to_logits
 from ..vector import SteeringVector
 from .one_shot_types import Example, OptimizeResult
-
-from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ..models.load import SteerableModel

@@ -16,6 +16,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -27,8 +28,6 @@ from ..layers import LayerReplay, default_source_target
 from ..orthogonal import extend_basis, gram_schmidt_rows, remove_span
 from ..results import NO_CHECKPOINT, Checkpoint, load_vector_checkpoint, save_vector_checkpoint
 from ..vector import SteeringVector, VectorSet
-
-from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ..models.load import SteerableModel
