@@ -331,13 +331,14 @@ def _finish_ortho(model, result, run, args, runs):
 
 def _finish_lora(model, result, run, args, runs):
     result.out_dir = run.path
-    run.finish(result)  # summary.json (adapter paths relative to the run directory) and each run's loss figure
+    # summary.json (adapter paths relative to the run directory), each run's loss figure, the report
+    run.finish(result, report=runs["report"])
     return result
 
 
 def _finish_evaluation(model, result, run, args, runs):
     if run:
-        run.finish(result)  # config.json (the run's), data, figure
+        run.finish(result, report=runs["report"])  # config.json (the run's), data, figure, report
         (run.path / "checkpoint.jsonl").unlink(missing_ok=True)  # a sweep's responses so far: now in samples.jsonl
     return result
 
@@ -366,13 +367,14 @@ def _build():
         "moving_average": (25, "int", "window (vectors) of the KL curve's moving average"),
         "sample_vectors": (8, "int", "how many of the vectors get samples in the run directory"),
         "sample_tokens": sample_tokens, "report": report}, _finish_ortho, check=_check_ortho)
-    lora_fn = _public(lora_discovery.discover_lora, "lora_discovery", {"out_dir": out_dir, "resume": resume},
-                      _finish_lora, resume_ignores=("runs",))
+    lora_fn = _public(lora_discovery.discover_lora, "lora_discovery",
+                      {"out_dir": out_dir, "resume": resume, "report": report}, _finish_lora, resume_ignores=("runs",))
     evaluations = [configurable(method, name=name)(_public(fn, method, args, _finish_evaluation))
                    for fn, method, name, args in (
-                       (sweep_module.sweep, "sweep", "SweepConfig", {"out_dir": out_dir, "resume": resume}),
-                       (transfer.evaluate_transfer, "transfer", "TransferConfig", {"out_dir": out_dir}),
-                       (linearity.linearity_score, "linearity", "LinearityConfig", {"out_dir": out_dir}))]
+                       (sweep_module.sweep, "sweep", "SweepConfig",
+                        {"out_dir": out_dir, "resume": resume, "report": report}),
+                       (transfer.evaluate_transfer, "transfer", "TransferConfig", {"out_dir": out_dir, "report": report}),
+                       (linearity.linearity_score, "linearity", "LinearityConfig", {"out_dir": out_dir, "report": report}))]
     return (*evaluations, configurable("melbo", name="MelboConfig")(melbo_fn),
             configurable("melbo_ortho", name="OrthoConfig")(renamed(kl_prompts="heldout_prompts")(ortho_fn)),
             configurable("lora_discovery", name="LoraDiscoveryConfig")(

@@ -195,21 +195,16 @@ def _check_encodable(prompts: list[str]) -> None:
                                        "surrogate); fix its encoding") from None
 
 
-def add_report_arg(parser: argparse.ArgumentParser) -> None:
-    """``--report/--no-report`` for commands whose function does not write the report itself (as ``melbo`` does)."""
-    parser.add_argument("--report", action=argparse.BooleanOptionalAction, default=True,
-                        help="write report.html in --out at the end (default: True)")
+def say_where(out_dir, *, explore: bool = False) -> None:
+    """Where a run command wrote its results, and its report when the run layer wrote one."""
+    from pathlib import Path
 
-
-def finish_report(args, out_dir) -> None:
-    """Write OUT/report.html at the end of a run command unless --no-report; say where it is."""
-    if not getattr(args, "report", True) or not out_dir:
+    if not out_dir:
         return
-    from ..report import write_report_if_available
-
-    path = write_report_if_available(out_dir)
-    if path is not None:
-        print(f"report: {path}")
+    report = Path(out_dir) / "report.html"
+    print(f"written to {out_dir}/" + (f"\nreport: {report}" if report.is_file() else ""))
+    if explore:
+        print(f"explore: steerscope explore {out_dir}")
 
 
 # -- paths: checked while parsing, so a typo or an unwritable output fails before any model is loaded ----------------

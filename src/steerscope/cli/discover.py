@@ -9,6 +9,7 @@ from .common import (
     non_negative_int,
     positive_float,
     positive_int,
+    say_where,
     vector_spec,
 )
 from .flags import config_parser
@@ -60,7 +61,7 @@ def run_melbo(args) -> int:
     res = melbo(m, prompts, config=config)
     print(f"{len(res.vectors)} vectors, R = {res.radius:.4g}; objective vs random: "
           + ", ".join(f"{o / max(res.random_objective, 1e-30):.2f}x" for o in res.objectives))
-    _say_where(args.out_dir)
+    say_where(args.out_dir, explore=True)
     return 0
 
 
@@ -79,13 +80,5 @@ def run_ortho(args) -> int:
     first = res.analysis[: min(10, len(res.analysis))]
     print(f"{len(res.vectors)} orthogonal vectors; mean KL of the first {len(first)} to θ₀: "
           f"{sum(r['kl'] for r in first) / max(1, len(first)):.4g} nats")
-    _say_where(args.out_dir)
+    say_where(args.out_dir, explore=True)
     return 0
-
-
-def _say_where(out: str) -> None:
-    from pathlib import Path
-
-    report = Path(out) / "report.html"
-    print(f"run directory: {out}" + (f"\nreport: {report}" if report.is_file() else ""))
-    print(f"explore: steerscope explore {out}")

@@ -7,10 +7,9 @@ import argparse
 from .common import (
     add_model_arg,
     add_prompt_args,
-    add_report_arg,
-    finish_report,
     non_negative_int,
     positive_float,
+    say_where,
 )
 from .common import positive_int as _pos
 from .flags import config_parser
@@ -20,7 +19,6 @@ def register(commands, groups) -> None:
     def data(p) -> None:
         add_prompt_args(p, help="training prompts (default: the shipped honesty_train set, 400 prompts)")
         add_model_arg(p)
-        add_report_arg(p)
 
     p = config_parser(groups["discover"], "lora", "steerscope.runs:discover_lora", before=data, required=("out_dir",),
                       help="train LoRA adapters that move away from the base model coherently (-KL + NLL)",
@@ -46,6 +44,5 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"run": r.index, "adapter": str(r.adapter_dir), "heldout_kl": round(h["kl"], 4),
                           "base_ppl": round(h["base_ppl"], 2),
                           "base_ppl_of_base_samples": round(h["base_ppl_of_base_samples"], 2)}))
-    print(f"runs written to {result.out_dir}")
-    finish_report(args, args.out_dir)
+    say_where(args.out_dir)
     return 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .common import add_model_arg, add_prompt_args, add_report_arg, finish_report, vector_spec
+from .common import add_model_arg, add_prompt_args, say_where, vector_spec
 from .flags import config_parser
 
 
@@ -11,7 +11,6 @@ def register(commands, groups) -> None:
         p.add_argument("vector", metavar="VECTOR", type=vector_spec, help="vector file, or FILE:INDEX for one vector of a set")
         add_prompt_args(p, help="held-out prompts (default: the shipped one_shot_heldout set of 30 prompts)")
         add_model_arg(p)
-        add_report_arg(p)
 
     p = config_parser(groups["eval"], "transfer", "steerscope.runs:evaluate_transfer", before=data,
                       help="how a vector moves held-out prompts: Δ log-prob and hit rate per scale",
@@ -40,7 +39,5 @@ def run(args) -> int:
         hit = "" if row["hit_rate"] is None else f"{row['hit_rate']:.2f}"
         sem = row["sem_delta_logprob"] or 0.0
         print(f"{row['scale']:>7g} {row['mean_delta_logprob']:>9.3f} {sem:>7.3f} {hit:>9}")
-    if args.out_dir:
-        print(f"written to {args.out_dir}/")
-    finish_report(args, args.out_dir)
+    say_where(args.out_dir)
     return 0

@@ -8,12 +8,11 @@ import argparse
 from .common import (
     add_model_arg,
     add_prompt_args,
-    add_report_arg,
-    finish_report,
     finite_float,
     input_dir,
     output_file,
     positive_int,
+    say_where,
     vector_spec,
 )
 from .flags import config_parser
@@ -46,7 +45,6 @@ def _sweep_data(p) -> None:
     p.add_argument("vector", metavar="VECTOR", type=vector_spec, help="vector file, or FILE:INDEX for one vector of a set")
     add_prompt_args(p)
     add_model_arg(p)
-    add_report_arg(p)
 
 
 def _sweep_parser(subparsers, name: str, help: str):
@@ -70,8 +68,7 @@ def register(commands, groups) -> None:
         judge.add_argument("--judge-url", help="OpenAI-compatible base URL, e.g. http://localhost:8000/v1")
         judge.add_argument("--judge-model", help="model name at --judge-url")
         judge.add_argument("--judge-api-key-env", default="OPENAI_API_KEY", help="environment variable with the key")
-        add_report_arg(p)
-
+    
     lin = config_parser(groups["eval"], "linearity", "steerscope.runs:linearity_score",
                         before=linearity_data, help="how closely a LoRA's extracted vector reproduces the LoRA",
                         types={"batches": positive_int},
@@ -114,9 +111,8 @@ def run_sweep(args) -> int:
         cells = "  ".join(f"{row[n]:>14.4g}" if isinstance(row[n], float) else f"{row[n]!s:>14}" for n in names)
         print(f"{row['scale']:>5g}  {cells}  {'yes' if row['coherent'] else 'no'}")
     best = "none" if res.best_scale is None else f"{res.best_scale:g}"
-    where = f"; written to {args.out_dir}/" if args.out_dir else ""
-    print(f"coherence window [{res.window[0]:g}, {res.window[1]:g}]; best scale {best}{where}")
-    finish_report(args, args.out_dir)
+    print(f"coherence window [{res.window[0]:g}, {res.window[1]:g}]; best scale {best}")
+    say_where(args.out_dir)
     return 0
 
 
@@ -150,12 +146,11 @@ def run_linearity(args) -> int:
     for i, j in res.matching:
         print(f"LoRA batch {i} <-> vector batch {j}: cos {res.similarity[i, j]:.3f}\n"
               f"  LoRA:   {res.lora_summaries[i]}\n  vector: {res.vector_summaries[j]}")
-    where = f"; written to {args.out_dir}/" if args.out_dir else ""
-    print(f"linearity score {res.score:.3f}; embedding-shift cosine {res.embedding_shift_cosine:.3f}{where}")
+    print(f"linearity score {res.score:.3f}; embedding-shift cosine {res.embedding_shift_cosine:.3f}")
     if res.control_score is not None:
         print(f"random-vector control: score {res.control_score:.3f}; "
               f"embedding-shift cosine {res.control_embedding_shift_cosine:.3f}")
-    finish_report(args, args.out_dir)
+    say_where(args.out_dir)
     return 0
 
 
