@@ -20,7 +20,7 @@ from steerscope.io import read_json, write_json
 from steerscope.report.data import load_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-KINDS = ["melbo", "melbo_ortho", "sweep", "transfer", "linearity", "lora_discovery"]
+KINDS = ["melbo", "melbo_ortho", "sweep", "transfer", "linearity", "lora_discovery", "one_shot"]
 # the sections each kind must show, in order (figures only where an image is left for it)
 SECTIONS = {
     "melbo": ["config", "vectors", "melbo", "losses", "samples", "files"],
@@ -29,6 +29,7 @@ SECTIONS = {
     "transfer": ["config", "transfer", "samples", "files"],
     "linearity": ["config", "linearity", "files"],
     "lora_discovery": ["config", "vectors", "losses", "samples", "figures", "files"],
+    "one_shot": ["config", "one_shot", "vectors", "losses", "files"],
 }
 
 

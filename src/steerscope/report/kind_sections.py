@@ -11,7 +11,7 @@ from __future__ import annotations
 from . import figures
 from .data import RunData
 from .eval_readers import LinearityRun, SweepRun, TransferRun
-from .readers import MelboRun, OrthoRun
+from .readers import MelboRun, OneShotRun, OrthoRun
 from .sections import (
     Page,
     Section,
@@ -38,7 +38,21 @@ def melbo_section(page: Page) -> Section | None:
                          page.image("plots/radius_sweep.png", "radius sweep: trained vs random objective")) if p]
     return Section("melbo", "MELBO: objectives against random vectors", "melbo", {
         "facts": kv({k: v for k, v in facts.items() if v is not None}, highlight=("random_objective",)),
-        "figures": plots, "radius_sweep": table(run.radius_sweep) if run.radius_sweep else None})
+        "figures": plots, "table_title": "radius sweep (radius_sweep.csv)",
+        "table": table(run.radius_sweep) if run.radius_sweep else None})
+
+
+def one_shot_section(page: Page) -> Section | None:
+    run = page.run
+    if not isinstance(run, OneShotRun):
+        return None
+    examples = [{"prompt": e.get("prompt"), "promote": " | ".join(e.get("promote") or []),
+                 "suppress": " | ".join(e.get("suppress") or []), "negate": e.get("negate"),
+                 "positions": e.get("positions")} for e in run.examples]
+    plot = page.image("loss.png", "loss (and vector norm) per step")
+    return Section("one_shot", "One-shot optimisation", "melbo", {
+        "facts": kv(run.summary, highlight=("final_loss",)), "figures": [plot] if plot else [],
+        "table_title": "training examples", "table": table(examples) if examples else None})
 
 
 def ortho_section(page: Page) -> Section | None:
@@ -118,7 +132,7 @@ def _at(items: list, n: int):
 
 SECTIONS = {
     "config": config_section, "vectors": vectors_section, "losses": losses_section, "samples": samples_section,
-    "melbo": melbo_section, "ortho": ortho_section, "ortho_samples": ortho_samples_section,
+    "melbo": melbo_section, "one_shot": one_shot_section, "ortho": ortho_section, "ortho_samples": ortho_samples_section,
     "sweep": sweep_section, "transfer": transfer_section, "linearity": linearity_section,
     "figures": figures_section, "files": files_section,
 }
@@ -129,6 +143,7 @@ ORDER = {
     "sweep": ["config", "sweep", "samples", "figures", "files"],
     "transfer": ["config", "transfer", "samples", "figures", "files"],
     "linearity": ["config", "linearity", "figures", "files"],
+    "one_shot": ["config", "one_shot", "vectors", "losses", "figures", "files"],
     "generic": ["config", "vectors", "figures", "files"],
 }
 

@@ -170,5 +170,30 @@ def read_lora_discovery(run: LoraDiscoveryRun, files: Files) -> LoraDiscoveryRun
     return run
 
 
+@dataclass
+class OneShotRun(RunData):
+    """``ss.optimize_vector``'s result directory (``ss.write_run`` / ``steerscope optimize --out``):
+    vector.safetensors, history.csv, summary.json, loss.png."""
+
+    summary: dict = field(default_factory=dict)  # final_loss, stop_reason, steps, norm
+    examples: list[dict] = field(default_factory=list)  # the training examples (config.json)
+
+    HISTORY_COLUMNS: ClassVar[dict] = {"step": number, "loss": number, "promote_loss": number,
+                                       "suppress_loss": number, "norm": number}
+
+
+def read_one_shot(run: OneShotRun, files: Files) -> OneShotRun:
+    from ..vector import SteeringVector, VectorSet
+
+    run.vector_set = files.read("vector.safetensors", lambda path: VectorSet.from_vectors([SteeringVector.load(path)]))
+    summary = files.json_object("summary.json") or {}
+    run.summary = {k: summary.get(k) for k in ("final_loss", "stop_reason", "steps", "norm") if k in summary}
+    history = files.csv("history.csv", OneShotRun.HISTORY_COLUMNS, optional=("promote_loss", "suppress_loss"))
+    run.losses = {0: [(r["step"], r["loss"]) for r in history if r["step"] is not None and r["loss"] is not None]}
+    examples = run.config.get("examples")
+    run.examples = [e for e in examples if isinstance(e, dict)] if isinstance(examples, list) else []
+    return run
+
+
 READERS = {"melbo": (MelboRun, read_melbo), "melbo_ortho": (OrthoRun, read_ortho),
-           "lora_discovery": (LoraDiscoveryRun, read_lora_discovery)}
+           "lora_discovery": (LoraDiscoveryRun, read_lora_discovery), "one_shot": (OneShotRun, read_one_shot)}
