@@ -1,7 +1,11 @@
 """The run layer: every run directory is written here, the same way for every method.
 
-Methods compute and return result objects; the only thing they hold is a ``Run`` (``Run.open(out_dir=None)`` is a
-run that writes nothing):
+Methods (``methods/``) and evaluations (``evaluate/``) compute and return result objects and never import this module.
+What users call (``ss.melbo``, ``ss.melbo_ortho``, ``ss.discover_lora``, ``ss.sweep``, ``ss.evaluate_transfer``,
+``ss.linearity_score``) is defined at the bottom: the pure function plus this layer's keywords (``out_dir``,
+``resume``, ``report``, and per method what a run measures and samples), with merged signatures so each config
+and CLI command keeps one field/flag per keyword. A long method is handed the ``Run`` as its ``checkpoint``
+(``Run.open(None, ...)`` is a run that writes nothing):
 
 - ``Run.open`` writes ``config.json`` (method, settings, model, versions), or on ``resume`` checks that the settings
   named in ``keys`` equal the new call's and hands back the checkpoint (``restore``), so the method continues where
