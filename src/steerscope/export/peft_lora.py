@@ -139,7 +139,8 @@ def _rank1_adapter(target: Target, v: torch.Tensor, b: torch.Tensor) -> Adapter:
     return Adapter(target.module_path, (k * b)[None, :], (v / k)[:, None], bias=None, scaling=1.0, layer=target.layer)
 
 
-def _fit_rank1(model, vector, scale, targets, fit_batches, val_batches) -> tuple[dict[int, Adapter], dict]:
+def _fit_rank1(model, vector, scale, targets, fit_batches, val_batches, progress: bool = True
+               ) -> tuple[dict[int, Adapter], dict]:
     """Fit b for every candidate, then keep per layer the candidate that best reproduces the vector at its site.
 
     One early-stopped forward per calibration batch records every candidate's input; candidates are compared on
@@ -154,7 +155,7 @@ def _fit_rank1(model, vector, scale, targets, fit_batches, val_batches) -> tuple
     fit = {p: Moments(dims[p]) for p in paths}
     val = {p: Moments(dims[p]) for p in paths}
     for moments, batches in ((fit, fit_batches), (val, val_batches)):
-        for batch in tqdm(batches, desc="calibration activations", disable=len(batches) < 3):
+        for batch in tqdm(batches, desc="calibration activations", disable=not progress):
             inputs = lora_fit.capture_inputs(model, paths, batch, vector, scale)
             for p in paths:
                 moments[p].add(inputs[p][batch.keep])
@@ -260,6 +261,7 @@ def export_lora(
     chat: bool = True,
     batch_size: int = 64,
     evaluate: bool = True,
+    progress: bool = True,
 ) -> LoraExport:
     """Write ``scale * vector`` as a PEFT LoRA adapter directory and measure how faithfully it reproduces steering.
 
@@ -276,6 +278,7 @@ def export_lora(
         chat: apply the chat template to prompts.
         batch_size: sequences per generate/forward pass (the default covers the shipped calibration set in one pass).
         evaluate: measure fidelity on the held-out prompts (README and fidelity.json report it).
+        progress: a progress bar over the calibration activations.
 
     Returns:
         ``LoraExport`` with the directory, the module per layer and the fidelity numbers.
@@ -312,7 +315,7 @@ def export_lora(
         n_val = max(1, len(calibration) // 5)  # a fifth of the prompts choose the ridge and the module
         # one generate pass over all calibration prompts; its first n_val sequences are the validation split
         val_batches, fit_batches = lora_fit.split_rows(batches(calibration), n_val)
-        adapters, fidelity["layers"] = _fit_rank1(model, vector, scale, targets, fit_batches, val_batches)
+        adapters, fidelity["layers"] = _fit_rank1(model, vector, scale, targets, fit_batches, val_batches, progress)
         fidelity["n_calibration_prompts"] = len(calibration)
     if evaluate:
         if not heldout:

@@ -61,14 +61,17 @@ def pair_texts(model, pairs: Sequence, *, chat: bool = True) -> tuple[list[str],
 
 
 def read_activations(model, texts: list[str], layers: list[int], *, site: str = "resid_post",
-                     read_position: int = -1, chat: bool = True, batch_size: int = 16) -> dict[int, Tensor]:
+                     read_position: int = -1, chat: bool = True, batch_size: int = 16,
+                     progress: bool = False, desc: str = "activations") -> dict[int, Tensor]:
     """``site[l]`` at one token of each (already formatted) text: {l: (n, D)}, padding-correct and batched.
 
     ``read_position`` counts real tokens: -1 is the last, 0 the first (left padding is skipped).
     """
+    from tqdm.auto import tqdm
+
     templated = chat and getattr(model.tokenizer, "chat_template", None)
     out: dict[int, list[Tensor]] = {layer: [] for layer in layers}
-    for start in range(0, len(texts), batch_size):
+    for start in tqdm(range(0, len(texts), batch_size), desc=desc, disable=not progress):
         ids, mask = tokenize(model, texts[start: start + batch_size], chat=False, add_special_tokens=not templated)
         lengths = mask.sum(-1)  # (B,)
         if read_position >= 0:
@@ -112,6 +115,7 @@ def contrastive_vector(
     chat: bool = True,
     batch_size: int = 16,
     center: bool = False,
+    progress: bool = True,
 ) -> SteeringVector:
     """A steering vector from contrastive pairs (CAA mean difference or PCA of the differences).
 
@@ -135,9 +139,9 @@ def contrastive_vector(
     for layer in layers:
         model.check_layer(layer)
     pos_texts, neg_texts = pair_texts(model, pairs, chat=chat)
-    kw = {"site": site, "read_position": read_position, "chat": chat, "batch_size": batch_size}
-    pos = read_activations(model, pos_texts, layers, **kw)
-    neg = read_activations(model, neg_texts, layers, **kw)
+    kw = {"site": site, "read_position": read_position, "chat": chat, "batch_size": batch_size, "progress": progress}
+    pos = read_activations(model, pos_texts, layers, desc="positive activations", **kw)
+    neg = read_activations(model, neg_texts, layers, desc="negative activations", **kw)
     directions: dict[int, Tensor] = {}
     for layer in layers:
         diffs = pos[layer] - neg[layer]  # (n, D)
