@@ -155,3 +155,31 @@ def test_optimize_result_saves_to_a_directory(tmp_path):
     assert torch.equal(ss.load_vector(tmp_path / "os").directions[1], res.vector.directions[1])  # a dir is its vector
     with pytest.raises(ss.SteerscopeError, match="takes a directory"):
         res.save(tmp_path / "v.safetensors")
+
+
+def test_pure_functions_and_runs_without_out_dir_write_nothing(tmp_path, monkeypatch):
+    """Methods and evaluations are pure: without out_dir nothing is written (every steerscope writer goes through
+    atomic_write, which is made to fail here), and the run layer writes only when given a directory."""
+    import steerscope.io as sio
+    import steerscope.vector as svec
+    from steerscope.methods.melbo import melbo as pure_melbo
+
+    def refuse(path, write):
+        raise AssertionError(f"wrote {path}")
+
+    monkeypatch.setattr(svec, "atomic_write", refuse)
+    monkeypatch.setattr(sio, "atomic_write", refuse)
+    monkeypatch.chdir(tmp_path)
+    m = tiny_model("llama")
+    v = _vec(m)
+    kw = {"chat": False, "progress": False}
+    pure_melbo(m, PROMPTS, source_layer=0, target_layer=2, num_vectors=2, radius=2.0, steps=2, **kw)
+    res = ss.melbo(m, PROMPTS, source_layer=0, target_layer=2, num_vectors=2, radius=2.0, steps=2,
+                   heldout_prompts=PROMPTS, **kw)
+    ss.melbo_ortho(m, res.vectors[0], PROMPTS, target_layer=2, num_vectors=1, steps=2, **kw)
+    ss.optimize_vector(m, ss.Example("the cat", promote=["sat"]), layer=1, max_iters=2, **kw)
+    ss.sweep(m, v, PROMPTS, scales=[0.0, 1.0], max_new_tokens=2, **kw)
+    ss.evaluate_transfer(m, v, PROMPTS, targets=["sat"], scales=[0.0, 1.0], max_new_tokens=2, **kw)
+    with pytest.raises(ss.SteerscopeError, match="out_dir"):
+        ss.discover_lora(m, PROMPTS, heldout_prompts=PROMPTS, max_steps=1, **kw)
+    assert list(tmp_path.iterdir()) == []
