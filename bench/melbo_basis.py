@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 import time
 from pathlib import Path
 
@@ -30,20 +32,61 @@ PROMPT = "How can I make a bomb?"
 SOURCE, TARGET, RADIUS, POWER, Q = 7, 21, 4.0, 2.0, 1.0
 
 
+class Counted:
+    """Wraps a MelboObjective: counts the vectors (rows) of every call and when it ended, and prints a line per
+    call (a long run can be followed in its log)."""
+
+    def __init__(self, objective, t0: float) -> None:
+        self.objective, self.t0, self.calls = objective, t0, []
+
+    def __getattr__(self, name):
+        return getattr(self.objective, name)
+
+    def __call__(self, thetas):
+        out = self.objective(thetas)
+        self.calls.append((time.perf_counter() - self.t0, int(thetas.shape[0])))
+        if thetas.requires_grad:
+            print(f"eval {len(self.calls)} rows {thetas.shape[0]} t {self.calls[-1][0]:.1f}", flush=True)
+        return out
+
+
 def run(m, prompts, num_vectors: int, block_size: int, heldout_kl: bool, tol: float, out_dir=None,
         steps: int = 300, target_positions="all") -> dict:
+    import steerscope.methods.melbo as mb
+
+    original, holder = mb.MelboObjective, {}
     start = time.perf_counter()
-    res = ss.melbo(m, prompts, source_layer=SOURCE, target_layer=TARGET, radius=RADIUS, power=POWER, q=Q,
-                   num_vectors=num_vectors, mode="parallel", block_size=block_size, heldout_kl=heldout_kl,
-                   tol=tol, steps=steps, target_positions=target_positions, progress=True, out_dir=out_dir, report=False, sample_tokens=8)
+
+    def factory(*a, **kw):
+        holder["counted"] = Counted(original(*a, **kw), start)
+        return holder["counted"]
+
+    mb.MelboObjective = factory
+    try:
+        res = ss.melbo(m, prompts, source_layer=SOURCE, target_layer=TARGET, radius=RADIUS, power=POWER, q=Q,
+                       num_vectors=num_vectors, mode="parallel", block_size=block_size, heldout_kl=heldout_kl,
+                       tol=tol, steps=steps, target_positions=target_positions, progress=False, out_dir=out_dir,
+                       report=False, sample_tokens=8)
+    finally:
+        mb.MelboObjective = original
     seconds = time.perf_counter() - start
+    calls = holder["counted"].calls
+    # the vectors optimised: every call after the 16 random-level vectors (one no-grad call of 16 rows)
+    optimisation_rows = sum(rows for _, rows in calls[1:])
+    optimisation_seconds = calls[-1][0] - calls[0][0]
     evaluations = sum(len(res.losses[i]) - 1 for i in range(0, len(res.losses), block_size))
     ratios = res.ratios
     vs = res.vectors.tensors[SOURCE]
     unit = vs / vs.norm(dim=-1, keepdim=True)
     return {
         "prompts": len(prompts), "num_vectors": len(res.vectors), "block_size": block_size, "seconds": seconds,
-        "tol": tol, "steps": steps, "target_positions": target_positions, "block_evaluations": evaluations, "seconds_per_block_evaluation": seconds / max(evaluations, 1),
+        "tol": tol, "steps": steps, "target_positions": target_positions, "block_evaluations": evaluations,
+        "seconds_per_block_evaluation": seconds / max(evaluations, 1),
+        "evaluations_per_block": [len(res.losses[i]) - 1 for i in range(0, len(res.losses), block_size)],
+        # rows replayed: a vector that stopped (per-vector early stop) leaves the batch, so an evaluation of a block
+        # costs in proportion to the vectors still moving; full-block equivalents = rows / block_size
+        "vector_evaluations": optimisation_rows, "full_block_equivalents": optimisation_rows / block_size,
+        "seconds_per_vector_evaluation": optimisation_seconds / max(optimisation_rows, 1),
         "random_objective": res.random_objective, "random_band": list(res.random_band),
         "vectors_above_3x_random": sum(r >= 3.0 for r in ratios),
         "vectors_above_1.5x_random": sum(r >= 1.5 for r in ratios),
@@ -80,6 +123,8 @@ def main() -> None:
     parser.add_argument("--summarise", default=None, metavar="RUN_DIR",
                         help="summarise an interrupted basis run (with --started UNIX_TIME) instead of running")
     parser.add_argument("--started", type=float, default=None)
+    parser.add_argument("--out", default=None, help="result file (default bench/results/melbo_basis.json or "
+                                                    "melbo_prompts*.json)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.summarise:
@@ -91,7 +136,8 @@ def main() -> None:
     m = ss.load_model()
     setting = {"model": m.name, "radius": RADIUS, "power": POWER, "q": Q, "source_layer": SOURCE,
                "target_layer": TARGET, "mode": "parallel", "lr": "default (trust region)", "tol": args.tol,
-               "threads": torch.get_num_threads()}
+               "threads": torch.get_num_threads(), "block_size": args.block_size,
+               "command": f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '')} python " + " ".join(sys.argv)}
     if args.job == "basis":
         print(f"started {time.time():.0f}", flush=True)
         basis = run(m, [PROMPT], args.num_vectors or m.d_model, args.block_size, False, args.tol, args.out_dir)
@@ -99,8 +145,11 @@ def main() -> None:
             blocks = m.d_model / basis["block_size"]
             per_block = basis["block_evaluations"] / (basis["num_vectors"] / basis["block_size"])
             basis["extrapolated_full_basis_minutes"] = blocks * per_block * basis["seconds_per_block_evaluation"] / 60
+        basis["minutes"] = basis["seconds"] / 60
+        if basis["num_vectors"] == m.d_model:
+            basis["within_20_minutes"] = basis["minutes"] <= 20
         out = {"setting": setting, "basis": basis}
-        path = Path(__file__).parent / "results" / "melbo_basis.json"
+        path = Path(args.out or Path(__file__).parent / "results" / "melbo_basis.json")
     else:
         n = args.num_vectors or 24
         block = min(args.block_size, 8)
@@ -110,10 +159,11 @@ def main() -> None:
                "eight_prompts": run(m, load_prompts("melbo_prompts")[:8], n, block, True, args.tol,
                                     steps=args.steps, target_positions=tp)}
         suffix = "" if tp == "all" else f"_last{tp}"
-        path = Path(__file__).parent / "results" / f"melbo_prompts{suffix}.json"
+        path = Path(args.out or Path(__file__).parent / "results" / f"melbo_prompts{suffix}.json")
     path.write_text(json.dumps(out, indent=2) + "\n")
     summary = {k: {kk: v.get(kk) for kk in ("prompts", "num_vectors", "seconds", "vectors_above_3x_random",
-                                           "extrapolated_full_basis_minutes")}
+                                           "extrapolated_full_basis_minutes", "evaluations_per_block",
+                                           "full_block_equivalents", "max_abs_offdiag_cosine")}
                for k, v in out.items() if k != "setting"}
     print(json.dumps(summary, indent=2))
 

@@ -239,90 +239,157 @@ def train_block(objective: MelboObjective, init: Tensor, basis: Tensor | None, *
     return theta.detach(), history
 
 
-# the default step rule's constants (bench/bench_melbo.py measures them): first angle, growth on an accepted step,
-# shrink on a rejected one, largest and smallest angle (radians)
+# the default step rule's constants (bench/bench_melbo.py and bench/melbo_basis.py measure them): first angle;
+# growth on an accepted step when the angle model does not apply; shrink on a rejected one; largest and smallest
+# angle (radians); the most an accepted step's model angle may grow the angle (×) and the least a rejected step's
+# model angle may shrink it to (×)
 ANGLE_START, ANGLE_GROW, ANGLE_SHRINK, ANGLE_MAX, ANGLE_MIN = 0.25, 1.5, 0.5, 0.8, 1e-3
+ANGLE_GROW_LIMIT, ANGLE_SHRINK_FLOOR = 4.0, 0.1
+# per-vector early stop: a row stops when its own objective rose by less than tol · FREEZE_WINDOW / patience over its
+# last FREEZE_WINDOW evaluations (the block's rate, over a shorter window; measured: bench/results/melbo_basis.json)
+FREEZE_WINDOW = 5
+
+
+def _model_angle(f0: Tensor, b: Tensor, f_alpha: Tensor, alpha: Tensor) -> Tensor:
+    """The best angle along one great circle under a quadratic model of the objective, per row.
+
+    On θ(φ) = cos φ·θ + sin φ·R·d a quadratic objective is f(φ) = f0 cos²φ + 2B sin φ cos φ + C sin²φ, with
+    f0 = f(θ) and 2B = f'(0) = R ∇f(θ)·d known before the step; the trial value f(α) gives C, and the maximum is at
+    φ* = ½ atan2(2B, f0 − C). Rows with B ≤ 0 (not an ascent direction) get NaN.
+    """
+    s, c = torch.sin(alpha), torch.cos(alpha)
+    curvature = (f_alpha - c * c * f0 - 2 * s * c * b) / (s * s).clamp_min(1e-30)
+    best = 0.5 * torch.atan2(2 * b, f0 - curvature)
+    return torch.where(b > 0, best, torch.full_like(best, math.nan))
 
 
 def _trust_region_block(objective: MelboObjective, init: Tensor, basis: Tensor | None, *, radius: float,
                         steps: int, tol: float, patience: int, progress=None) -> tuple[Tensor, list[list[float]]]:
-    """The default MELBO step rule: monotone gradient ascent on the sphere with an adaptive angle per vector.
+    """The default MELBO step rule: monotone ascent on the sphere with an adaptive angle per vector.
 
-    Each step row i turns by its own angle α_i along a unit direction d_i: its gradient, projected orthogonal to the
-    basis, to every row of the block and to d_0..d_{i−1} (``_ascent_directions``). Each row's objective then rises
-    to first order, and because the d_i are orthonormal and orthogonal to the block, the turned rows are exactly
-    orthonormal whatever the angles (the retraction only removes rounding). A row keeps its step only if its objective did not fall; then its α_i grows by
-    ``ANGLE_GROW`` (up to ``ANGLE_MAX``), otherwise the row stays where it was and α_i shrinks by ``ANGLE_SHRINK``
-    (a trust region on the angle: scale-free, so the same rule works for any R, d_model and objective size; no
-    learning rate to tune). Stops after ``steps`` evaluations, when every α_i is below ``ANGLE_MIN``, or
-    (``tol`` > 0) when the summed objective rose by less than the fraction ``tol`` over the last ``patience``
-    evaluations.
+    Each step row i turns by its own angle α_i along a unit direction d_i: a conjugate direction (its gradient plus
+    β_i times its previous direction, Polak–Ribière+, carried over by projection; the plain gradient when that is
+    not an ascent direction), projected orthogonal to the basis, to every row of the block and to d_0..d_{i−1}
+    (``_ascent_directions``). Because the d_i are orthonormal and orthogonal to the block, the turned rows are
+    exactly orthonormal whatever the angles. A row keeps its step only if its objective did not fall (a trust
+    region: the recorded objective never falls). The next angle comes from a quadratic model of the objective
+    along the great circle just tried (``_model_angle``: f(θ), the slope ∇f·d and the trial value give the
+    circle's best angle), kept within [α/2, min(4α, ``ANGLE_MAX``)] after an accepted step and within
+    [α/10, α/2] after a refused one (×1.5 / ×0.5 where the model does not apply). Scale-free: no learning rate.
 
-    The recorded curve is the objective of the kept θ after every evaluation (plus a final exact evaluation).
+    Stopping: the block stops after ``steps`` evaluations, or (``tol`` > 0) when the summed objective rose by less
+    than the fraction ``tol`` over the last ``patience`` evaluations. Before that, a row whose own objective rose
+    at less than that rate (by less than tol · ``FREEZE_WINDOW`` / patience over its last ``FREEZE_WINDOW``
+    evaluations), or whose angle fell below ``ANGLE_MIN``, stops: it keeps its vector and leaves the batch, so later
+    evaluations only replay the rows still moving.
+
+    The recorded curve is the objective of every row's kept θ after every evaluation (each value is an exact
+    evaluation of that row's vector).
     """
     theta = init.detach().float().clone()  # fp32 master copy, (k, D)
-    k = theta.shape[0]
+    k, device = theta.shape[0], theta.device
     history: list[list[float]] = [[] for _ in range(k)]
+    totals: list[float] = []
 
     def evaluate(t: Tensor) -> tuple[Tensor, Tensor]:
         t = t.clone().requires_grad_(True)
-        obj = objective(t)  # (k,) fp32
-        (grad,) = torch.autograd.grad(obj.sum(), t)
-        return obj.detach(), grad
+        obj = objective(t)  # (rows,) fp32
+        (g,) = torch.autograd.grad(obj.sum(), t)
+        return obj.detach(), g
 
     def record(values: Tensor) -> None:
         for i, v in enumerate(values.tolist()):
             history[i].append(v)
         totals.append(float(values.sum()))
 
-    totals: list[float] = []
     current, grad = evaluate(theta)
     record(current)
-    angles = torch.full((k, 1), ANGLE_START, device=theta.device)  # (k, 1) radians
-    evaluations, exact = 0, True
-    while evaluations < steps and float(angles.max()) >= ANGLE_MIN:
-        direction, movable = _ascent_directions(grad, theta / radius, basis)
+    angles = torch.full((k,), ANGLE_START, device=device)
+    active = torch.ones(k, dtype=torch.bool, device=device)
+    # per row, at its current θ: the direction it arrived along (gradient units) and the projected gradient where
+    # that direction was formed (Polak–Ribière needs both); None until the first step
+    search, free_before = torch.zeros_like(theta), None
+    evaluations = 0
+    while evaluations < steps:
+        active &= angles >= ANGLE_MIN
+        if not bool(active.any()):
+            break
+        frame = theta / radius
+        free = remove_span(remove_span(grad, basis), frame)  # tangent gradients, orthogonal to the basis
+        proposal = free
+        if free_before is not None:
+            carried = remove_span(remove_span(search, basis), frame)
+            beta = ((free * (free - free_before)).sum(-1) / free_before.pow(2).sum(-1).clamp_min(1e-30)).clamp_min(0)
+            proposal = free + beta[:, None] * carried
+            proposal = torch.where(((proposal * free).sum(-1) > 0)[:, None], proposal, free)
+        direction, movable = _ascent_directions(proposal, frame, basis, active)
+        ascent = (direction * free).sum(-1) > 0  # Gram–Schmidt against earlier rows can spoil a conjugate one
+        if bool((movable & ~ascent).any()):
+            proposal = torch.where((movable & ~ascent)[:, None], free, proposal)
+            direction, movable = _ascent_directions(proposal, frame, basis, active)
         if not bool(movable.any()):
             break  # a stationary point
-        step = torch.where(movable[:, None], angles, torch.zeros_like(angles))
-        moved = torch.cos(step) * theta + (torch.sin(step) * radius) * direction
-        trial = _retract(moved, basis, radius)
-        value, trial_grad = evaluate(trial)
+        rows = movable.nonzero().squeeze(-1)
+        step = torch.where(movable, angles, torch.zeros_like(angles))[:, None]
+        trial = _retract(torch.cos(step) * theta + (torch.sin(step) * radius) * direction, basis, radius)
+        value, trial_grad = evaluate(trial[rows])  # only the rows still moving are replayed
         evaluations += 1
-        # a row whose objective is unchanged up to rounding does not count as falling
-        keep = value >= current - 1e-6 * current.abs()  # (k,)
-        if bool(keep.all()):
-            theta, current, grad, exact = trial, value, trial_grad, True
-        elif bool(keep.any()):
-            rows = keep[:, None]
-            theta = _retract(torch.where(rows, trial, theta), basis, radius)
-            current = torch.where(keep, value, current)
-            grad = torch.where(rows, trial_grad, grad)
-            exact = False
-        angles = torch.where(keep[:, None], (angles * ANGLE_GROW).clamp_max(ANGLE_MAX), angles * ANGLE_SHRINK)
+        f0, alpha = current[rows], angles[rows]
+        kept = value >= f0 - 1e-6 * f0.abs()  # a row unchanged up to rounding does not count as falling
+        best = _model_angle(f0, 0.5 * radius * (grad[rows] * direction[rows]).sum(-1), value, alpha)
+        no_model = torch.isnan(best)
+        grown = torch.maximum(torch.minimum(best, (alpha * ANGLE_GROW_LIMIT).clamp_max(ANGLE_MAX)),
+                              alpha * ANGLE_SHRINK)
+        shrunk = torch.minimum(torch.maximum(best, alpha * ANGLE_SHRINK_FLOOR), alpha * ANGLE_SHRINK)
+        angles[rows] = torch.where(kept, torch.where(no_model, (alpha * ANGLE_GROW).clamp_max(ANGLE_MAX), grown),
+                                   torch.where(no_model, alpha * ANGLE_SHRINK, shrunk))
+        moved = rows[kept]
+        if free_before is None:  # first step: rows that did not move keep the plain gradient next time
+            free_before, search = free.clone(), torch.zeros_like(theta)
+        free_before, search = free_before.clone(), search.clone()
+        free_before[moved], search[moved] = free[moved], proposal[moved]
+        keep = torch.zeros(k, dtype=torch.bool, device=device)
+        keep[moved] = True
+        # kept rows take their trial row, the others stay: every recorded objective is that of the row's exact θ
+        theta = torch.where(keep[:, None], trial, theta)
+        current, grad = current.clone(), grad.clone()
+        current[moved], grad[moved] = value[kept], trial_grad[kept]
         record(current)
         if progress is not None:
             progress.update(k)
-        if tol > 0 and len(totals) > patience and totals[-1] <= totals[-1 - patience] * (1 + tol):
-            break
-    if not exact:
+        if tol > 0 and len(totals) > patience:
+            if totals[-1] <= totals[-1 - patience] * (1 + tol):
+                break
+        if tol > 0 and len(totals) > FREEZE_WINDOW:
+            w = FREEZE_WINDOW
+            for i in active.nonzero().squeeze(-1).tolist():  # per-vector early stop
+                if history[i][-1] <= history[i][-1 - w] * (1 + tol * w / patience):
+                    active[i] = False
+    gram = (theta @ theta.T) / radius**2 - torch.eye(k, device=device)
+    if float(gram.abs().max()) > 1e-5:  # rounding built up (not seen in practice): retract and re-evaluate
+        theta = _retract(theta, basis, radius)
         with torch.no_grad():
             record(objective(theta))
-    log.debug("block of %d: %d evaluations, final angles %s", k, evaluations, angles.squeeze(-1).tolist())
+    log.debug("block of %d: %d evaluations, final angles %s", k, evaluations, angles.tolist())
     return theta, history
 
 
-def _ascent_directions(grad: Tensor, frame: Tensor, basis: Tensor | None) -> tuple[Tensor, Tensor]:
+def _ascent_directions(grad: Tensor, frame: Tensor, basis: Tensor | None,
+                       active: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Unit ascent directions (k, D) for a block with orthonormal rows ``frame`` (k, D), and which rows can move (k,).
 
     Row i's direction is its gradient minus its components along ``basis``, the block and the directions of rows
     0..i−1 (Gram–Schmidt in row order: earlier rows, like earlier vectors in sequential mode, get priority). A row
-    whose remaining gradient is negligible does not move this step.
+    whose remaining gradient is negligible, or that is not ``active`` (default: all are), does not move this step.
     """
     free = remove_span(remove_span(grad, basis), frame)  # (k, D)
     scale = free.norm(dim=-1).max().clamp_min(1e-30)
     out, done, movable = [], None, []
-    for row in free:
+    for i, row in enumerate(free):
+        if active is not None and not bool(active[i]):
+            out.append(torch.zeros_like(row))
+            movable.append(False)
+            continue
         row = remove_span(row[None], done)[0]
         norm = row.norm()
         ok = bool(norm > 1e-6 * scale)
