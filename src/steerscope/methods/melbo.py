@@ -502,13 +502,15 @@ def melbo(
             ``block_size`` vectors trained jointly with orthonormal rows; blocks orthogonal to earlier blocks).
         steps: at most this many objective evaluations per vector (block); 0 gives random vectors (the baseline).
         lr: ``None`` (default): the trust-region step rule (``_trust_region_block``): each vector turns on the
-            sphere by an angle that grows while its objective rises and halves when a step would lower it, so the
-            objective never falls, no learning rate needs tuning, and with ``tol`` the run stops at a plateau. On
-            the embedded model it reaches the reference's 300-step objective in 3 evaluations
-            (bench/bench_melbo.py). A number: AdamW with that learning rate (the reference's optimiser; in parallel
-            mode large rates make vectors trade objective between them).
+            sphere along conjugate-gradient (Polak–Ribière+) directions by an angle fitted from a quadratic model
+            of its last trial step; a step that would lower its objective is refused, so the objective never
+            falls and no learning rate needs tuning. On the embedded model it reaches the reference's 300-step
+            objective in 3 evaluations (bench/bench_melbo.py). A number: AdamW with that learning rate (the
+            reference's optimiser; in parallel mode large rates make vectors trade objective between them).
         tol: stop a vector (block) when its summed objective rose by less than this fraction over the last 10
-            evaluations (25 with AdamW); 0 = run all ``steps``.
+            evaluations (25 with AdamW); with the default rule a vector whose own objective rises more slowly
+            than that (tol/2 over its last 5 evaluations) also stops early and leaves the batch; 0 = run all
+            ``steps``.
         min_ratio: stop the run early once ``min_ratio_patience`` vectors in a row end below ``min_ratio`` × the
             random level (e.g. 3.0): later vectors would be indistinguishable from random ones. None: never.
         checkpoint: where finished vectors (blocks) are committed and an interrupted run is restored from
