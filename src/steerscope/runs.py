@@ -25,6 +25,7 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
+from . import configs
 from .errors import InvalidArgumentError, RunFileError
 from .io import read_csv, read_json, read_jsonl, save_figure, write_csv, write_json, write_jsonl
 from .results import load_vector_checkpoint, save_vector_checkpoint
@@ -233,7 +234,7 @@ def _public(pure, method: str, run_args: dict[str, tuple], finish, *, resume_ign
         model = values["model"]
         settings = {k: _describe(v) for k, v in values.items() if k not in ("model", "progress")}
         settings = {**settings, **{k: runs[k] for k in run_args if k not in ("out_dir", "resume", "report")}}
-        run = Run.open(runs.get("out_dir"), model, method, _jsonable(settings), resume=runs.get("resume", False),
+        run = Run.open(runs.get("out_dir"), model, method, configs._jsonable(settings), resume=runs.get("resume", False),
                        keys=[k for k in settings if k not in resume_ignores])
         result = pure(**values, **({"checkpoint": run} if takes_checkpoint else {}))
         return finish(model, result, run, values, runs)
@@ -289,12 +290,6 @@ def _check_ortho(runs: dict) -> None:
         raise InvalidArgumentError("kl_direction must be 'forward' (KL(P_i||P_0)) or 'reverse' (KL(P_0||P_i))")
 
 
-def _jsonable(settings: dict) -> dict:
-    from .configs import _jsonable as to_json
-
-    return to_json(settings)
-
-
 def _finish_melbo(model, result, run, args, runs):
     from .evaluate.kl import kl_divergence
     from .samples import default_heldout_prompts
@@ -304,12 +299,9 @@ def _finish_melbo(model, result, run, args, runs):
         kl = kl_divergence(model, result.vectors, heldout, chat=args["chat"], progress=args["progress"])
         result.heldout_kl = [float(x) for x in kl]
     result.out_dir = run.path
-    prompts = args["prompts"]
-    if prompts is None:
-        from .data import load_prompts
-        from .methods.melbo import DEFAULT_PROMPTS
+    from .methods.melbo import training_prompts
 
-        prompts = load_prompts("melbo_prompts")[:DEFAULT_PROMPTS]
+    prompts = training_prompts(args["prompts"])
     run.finish(result, model=model, samples={"samples.jsonl": (result.vectors, {"train": list(prompts),
                                                                               "heldout": heldout})},
                max_new_tokens=runs["sample_tokens"], chat=args["chat"], report=runs["report"])
@@ -343,7 +335,9 @@ def _finish_lora(model, result, run, args, runs):
 def _finish_evaluation(model, result, run, args, runs):
     if run:
         run.finish(result, report=runs["report"])  # config.json (the run's), data, figure, report
-        (run.path / "checkpoint.jsonl").unlink(missing_ok=True)  # a sweep's responses so far: now in samples.jsonl
+        from .evaluate.sweep import CHECKPOINT  # a sweep's responses so far: now in samples.jsonl
+
+        (run.path / CHECKPOINT).unlink(missing_ok=True)
     return result
 
 

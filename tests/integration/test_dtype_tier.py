@@ -12,6 +12,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from report_runs import char_embedder
 from tiny import tiny_config, tiny_tokenizer
 
 import steerscope as ss
@@ -50,15 +51,6 @@ def vec(m, layer=1, norm=4.0, seed=1):
 
 def fp32_finite(v: ss.SteeringVector) -> bool:
     return all(t.dtype == torch.float32 and bool(torch.isfinite(t).all()) for t in v.directions.values())
-
-
-def char_embedder(texts):
-    out = np.zeros((len(texts), 27))
-    for i, t in enumerate(texts):
-        for ch in t.lower():
-            out[i, ord(ch) - 97 if "a" <= ch <= "z" else 26] += 1
-        out[i, 26] += 1e-3
-    return out
 
 
 def test_steer_identities_and_generate(dtype):
@@ -165,7 +157,6 @@ def test_server_and_explorer(dtype, tmp_path):
     ss.generate for the same vector, an unsteered one the base model's."""
     import base64
 
-    import numpy as np
     from fastapi.testclient import TestClient
 
     from steerscope.app import create_app, load_source

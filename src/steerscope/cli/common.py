@@ -74,14 +74,18 @@ def finite_float(text: str) -> float:
     return value
 
 
-def positive_int(text: str) -> int:
+def _int_at_least(text: str, low: int, says: str) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    if value < low:
+        raise argparse.ArgumentTypeError(f"{text!r} {says}")
     return value
+
+
+def positive_int(text: str) -> int:
+    return _int_at_least(text, 1, "must be at least 1")
 
 
 _MAX_LIST = 10_000
@@ -174,13 +178,7 @@ def prompts_file(text: str) -> list[str]:
 
 
 def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
-    return value
+    return _int_at_least(text, 0, "must be 0 or more")
 
 
 def _check_encodable(prompts: list[str]) -> None:

@@ -462,6 +462,13 @@ def auto_radius(objective: MelboObjective, *, radii: list[float] | None = None, 
 DEFAULT_PROMPTS = 8  # the first 8 of the shipped data/melbo_prompts.jsonl (16 varied chat prompts)
 
 
+def training_prompts(prompts: list[str] | None) -> list[str]:
+    """The prompts a MELBO run trains on: the given ones, or the shipped default set."""
+    from ..data import load_prompts
+
+    return list(prompts) if prompts is not None else load_prompts("melbo_prompts")[:DEFAULT_PROMPTS]
+
+
 def melbo(
     model: SteerableModel,
     prompts: list[str] | None = None,
@@ -524,9 +531,7 @@ def melbo(
     """
     from tqdm.auto import tqdm
 
-    from ..data import load_prompts
-
-    prompts = list(prompts) if prompts is not None else load_prompts("melbo_prompts")[:DEFAULT_PROMPTS]
+    prompts = training_prompts(prompts)
     if not prompts:
         raise InvalidArgumentError("give at least one training prompt (or None for the shipped melbo_prompts)")
     if min_ratio is not None and not (min_ratio > 0 and min_ratio_patience >= 1):
@@ -547,7 +552,7 @@ def melbo(
                     steps=steps, orthogonal=orthogonal, mode=mode, block_size=block_size, lr=lr, tol=tol, seed=seed,
                     chat=chat, min_ratio=min_ratio, min_ratio_patience=min_ratio_patience)
     run = checkpoint if checkpoint is not None else NO_CHECKPOINT
-    config = {**settings, "model_name": model.name}
+    config = settings
 
     sweep_rows: list[dict] = []
     if radius == "auto":

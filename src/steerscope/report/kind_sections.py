@@ -36,7 +36,7 @@ def melbo_section(page: Page) -> Section | None:
     plots = [p for p in (page.image("plots/objective_vs_index.png",
                                     "objective per vector against the band of random vectors' objectives"),
                          page.image("plots/radius_sweep.png", "radius sweep: trained vs random objective")) if p]
-    return Section("melbo", "MELBO: objectives against random vectors", "melbo", {
+    return Section("melbo", "MELBO: objectives against random vectors", "facts", {
         "facts": kv({k: v for k, v in facts.items() if v is not None}, highlight=("random_objective",)),
         "figures": plots, "table_title": "radius sweep (radius_sweep.csv)",
         "table": table(run.radius_sweep) if run.radius_sweep else None})
@@ -50,7 +50,7 @@ def one_shot_section(page: Page) -> Section | None:
                  "suppress": " | ".join(e.get("suppress") or []), "negate": e.get("negate"),
                  "positions": e.get("positions")} for e in run.examples]
     plot = page.image("loss.png", "loss (and vector norm) per step")
-    return Section("one_shot", "One-shot optimisation", "melbo", {
+    return Section("one_shot", "One-shot optimisation", "facts", {
         "facts": kv(run.summary, highlight=("final_loss",)), "figures": [plot] if plot else [],
         "table_title": "training examples", "table": table(examples) if examples else None})
 
