@@ -28,7 +28,7 @@ from pathlib import Path
 from . import configs
 from .errors import InvalidArgumentError, RunFileError
 from .io import read_csv, read_json, read_jsonl, save_figure, write_csv, write_json, write_jsonl
-from .results import load_vector_checkpoint, save_vector_checkpoint
+from .results import NO_CHECKPOINT, load_vector_checkpoint, save_vector_checkpoint
 from .vector import VectorSet
 
 log = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ class Run:
         import tempfile
 
         if not self.path:
-            raise InvalidArgumentError("this method saves what it makes as it goes: pass out_dir=")
+            return NO_CHECKPOINT.commit_dir(name, write)  # refuses, saying to pass out_dir=
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=self.path))
         try:
             write(tmp)
