@@ -73,16 +73,27 @@ def open_result(out_dir, method: str, summary: str = "summary.json") -> tuple[Pa
     return out, need(read_json(out / summary), dict, out / summary)
 
 
-# config.json's "method" -> the result type that reads the directory
+# config.json's "method" -> the result type that reads the directory, and the file its save writes last (a run
+# directory without it has not finished: it holds only the run layer's checkpoint; None: every finished unit loads)
 RESULT_TYPES = {
-    "melbo": ("steerscope.methods.melbo", "MelboResult"),
-    "melbo_ortho": ("steerscope.methods.ortho", "OrthoResult"),
-    "one_shot": ("steerscope.methods.one_shot_types", "OptimizeResult"),
-    "lora_discovery": ("steerscope.methods.lora_discovery", "LoraDiscoveryResult"),
-    "sweep": ("steerscope.evaluate.sweep", "SweepResult"),
-    "transfer": ("steerscope.evaluate.transfer", "TransferResult"),
-    "linearity": ("steerscope.evaluate.linearity", "LinearityResult"),
+    "melbo": ("steerscope.methods.melbo", "MelboResult", "summary.json"),
+    "melbo_ortho": ("steerscope.methods.ortho", "OrthoResult", "summary.json"),
+    "one_shot": ("steerscope.methods.one_shot_types", "OptimizeResult", "summary.json"),
+    "lora_discovery": ("steerscope.methods.lora_discovery", "LoraDiscoveryResult", None),
+    "sweep": ("steerscope.evaluate.sweep", "SweepResult", "sweep.json"),
+    "transfer": ("steerscope.evaluate.transfer", "TransferResult", "transfer.json"),
+    "linearity": ("steerscope.evaluate.linearity", "LinearityResult", "linearity.json"),
 }
+
+
+def result_type(method: str) -> type:
+    """The result class that reads ``method``'s directories (``MelboResult`` for ``"melbo"``)."""
+    import importlib
+
+    if method not in RESULT_TYPES:
+        raise RunFileError(f"unknown method {method!r}; known: {', '.join(sorted(RESULT_TYPES))}")
+    module, name, _ = RESULT_TYPES[method]
+    return getattr(importlib.import_module(module), name)
 
 
 def load_result(out_dir):
@@ -91,17 +102,13 @@ def load_result(out_dir):
     Example:
         >>> res = ss.load_result("runs/melbo")      # a MelboResult
     """
-    import importlib
-
-
     path = Path(out_dir) / "config.json"
     if not path.is_file():
         raise RunFileError(f"{out_dir} has no config.json; give a directory a steerscope result was saved to")
     method = need(read_json(path), dict, path).get("method")
     if method not in RESULT_TYPES:
         raise RunFileError(f"{path}: unknown method {method!r}; known: {', '.join(sorted(RESULT_TYPES))}")
-    module, name = RESULT_TYPES[method]
-    return getattr(importlib.import_module(module), name).load(out_dir)
+    return result_type(method).load(out_dir)
 
 
 class Checkpoint(Protocol):

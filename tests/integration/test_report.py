@@ -176,7 +176,7 @@ def test_partial_and_broken_run_directories_warn(runs, tmp_path):
     write_json(melbo / "summary.json", {**summary, "objectives": "abc", "random_band": [1.0]})
     (melbo / "samples.jsonl").write_text('{"vector": 0, "prompt": "p"\n')
     page, text = _parse(ss.write_report(melbo))
-    assert "summary.json: objectives has an unexpected value" in text
+    assert "the melbo result could not be read" in text and "objectives: expected a JSON list" in text
     assert "samples.jsonl could not be read" in text and "samples" not in page.sections
 
 

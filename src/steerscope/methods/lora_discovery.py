@@ -56,6 +56,7 @@ class LoraRun:
     adapter_dir: Path
     heldout: dict = field(default_factory=dict)  # kl, nll, base_nll, base_ppl, base_ppl_of_base_samples, tokens
     losses: list[dict] = field(default_factory=list)  # per step: step, epoch, loss, kl, nll, base_nll, tokens, seconds
+    summary: dict = field(default_factory=dict)  # its summary.json: index, seed, steps, updates, stopped_by, heldout
 
 
 @dataclass
@@ -110,7 +111,7 @@ def _load_run(run_dir: Path) -> LoraRun:
     summary = need(read_json(run_dir / "summary.json"), dict, run_dir / "summary.json")
     losses = read_csv(run_dir / "losses.csv") if (run_dir / "losses.csv").is_file() else []
     return LoraRun(int(run_dir.name[4:]), run_dir, run_dir / "adapter",
-                   need(summary.get("heldout", {}), dict, f"{run_dir / 'summary.json'}: heldout"), losses)
+                   need(summary.get("heldout", {}), dict, f"{run_dir / 'summary.json'}: heldout"), losses, summary)
 
 
 def discover_lora(
@@ -271,7 +272,7 @@ def _one_run(model, prompts, held_out, checkpoint: Checkpoint, name: str, index:
     finally:
         detach_peft(peft_model)
     log.info("run %d: held-out KL %.3f, perplexity under base %.1f", index, heldout["kl"], heldout["base_ppl"])
-    return LoraRun(index, run_dir, run_dir / "adapter", heldout, rows)
+    return LoraRun(index, run_dir, run_dir / "adapter", heldout, rows, summary)
 
 
 @torch.no_grad()

@@ -72,6 +72,11 @@ class OrthoResult:
     out_dir: Path | None = None
     kl_direction: str = "forward"
 
+    @property
+    def kl_first10_mean(self) -> float:
+        """Mean KL to θ₀ of the first 10 vectors (the ones the paper's "same effect" claim is about)."""
+        return sum(float(r["kl"]) for r in self.analysis[:10]) / max(1, min(10, len(self.analysis)))
+
     def save(self, out_dir: str | os.PathLike) -> Path:
         """config.json (method, version), base_vector.safetensors (θ₀), vectors.safetensors, losses.csv, ortho.csv,
         vectors.csv and summary.json; ``OrthoResult.load(out_dir)`` reads them back (so does a run directory)."""
@@ -87,9 +92,7 @@ class OrthoResult:
                                          "kl_rescaled": r["kl_rescaled"], "final_loss": self.losses[i][-1]}
                                         for i, r in enumerate(self.analysis)])
         write_json(out / "summary.json", {"num_vectors": len(self.vectors), "kl_direction": self.kl_direction,
-                                          "base_norm": self.base.norm(),
-                                          "kl_first10_mean": sum(r["kl"] for r in self.analysis[:10])
-                                          / max(1, min(10, len(self.analysis)))})
+                                          "base_norm": self.base.norm(), "kl_first10_mean": self.kl_first10_mean})
         self.out_dir = out
         return out
 

@@ -1,15 +1,16 @@
-"""Read a run directory into a typed result: ``load_run(dir)`` dispatches on ``config.json``'s ``method``.
+"""Read a run directory for the report: ``load_run(dir)`` loads the typed result its producer saved (the result
+type's own ``load``, chosen by ``config.json``'s ``method``: ``MelboResult``, ``SweepResult``, ...) and adds what the
+run layer wrote beside it (samples, figures) in the report's shape (``views.py``).
 
-Each run kind has one reader that knows the exact files and keys its producer writes (``readers.py`` for the
-vector-finding methods, ``eval_readers.py`` for the evaluations); nothing is matched by substring. A method
-without a reader gets the generic view (config, vectors file, figures, files) and a note saying so. Every file is
-optional and every value is checked: an unreadable file or a value of the wrong type becomes a warning on the
-page and is left out, never an exception other than a ``SteerscopeError``.
+The report reads no schema of its own, so it cannot drift from the producers. A directory whose result cannot be
+loaded still gets a page: one that has not finished (no final result file yet) shows its checkpoint (vectors, loss
+curves, samples) with a note; a damaged one shows the same with a warning naming the problem. Nothing but a
+``SteerscopeError`` escapes.
 
 Example:
     >>> run = load_run("runs/melbo-1")
-    >>> type(run).__name__, run.objectives[:2]
-    ('MelboRun', [39.3, 38.3])
+    >>> type(run.result).__name__, run.result.objectives[:2]
+    ('MelboResult', [39.3, 38.3])
 """
 
 from __future__ import annotations
@@ -19,14 +20,16 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, TypedDict
+from typing import Any, TypedDict
 
 from ..errors import InvalidArgumentError, SteerscopeError
-from ..io import read_csv, read_json, read_jsonl
+from ..io import read_json, read_jsonl
 
 log = logging.getLogger(__name__)
 
 VECTORS_FILE = "vectors.safetensors"
+# what a malformed file can raise from a result's load (besides RunFileError); caught, shown as a warning
+READ_ERRORS = (OSError, ValueError, KeyError, IndexError, TypeError, RecursionError, SteerscopeError)
 
 
 class Sample(TypedDict):
@@ -41,56 +44,58 @@ class Sample(TypedDict):
 
 @dataclass
 class RunData:
-    """What every run kind has; the typed subclasses add their own results.
+    """A run directory as the report shows it.
 
-    ``method`` is the reader's kind (``melbo``, ``sweep``, ...; ``generic`` for a method without a reader);
-    ``notes`` are shown on the page (how the method was found, a missing reader); ``warnings`` name every file or
-    value that could not be read.
+    ``method`` is config.json's; ``result`` the typed result (None when it could not be loaded: ``kind`` is then
+    ``generic``); ``rows`` the kind's own per-index columns of the vector table; ``notes`` are shown on the page
+    (how the method was found, an unfinished run); ``warnings`` name every file that could not be read.
     """
 
     path: Path
     method: str = "generic"
     config: dict = field(default_factory=dict)
+    result: Any = None
     vector_set: Any = None  # VectorSet
     samples: list[Sample] = field(default_factory=list)
+    reference_samples: list[Sample] = field(default_factory=list)  # MELBO-ortho: θ₀'s own completions
     losses: dict[int, list[tuple[float, float]]] = field(default_factory=dict)  # index -> [(step, loss)]
+    rows: dict[int, dict] = field(default_factory=dict)
     images: dict[str, Path] = field(default_factory=dict)  # name relative to the run dir -> path
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    item: str = "vector"  # what one index is (LoRA discovery: an adapter)
 
-    item: ClassVar[str] = "vector"  # what one index is (LoRA discovery: an adapter)
-
-    def rows(self) -> dict[int, dict]:
-        """Per-index columns of this kind's vector table (each reader fills them from its own files)."""
-        return {}
+    @property
+    def kind(self) -> str:
+        """Which sections the page has: the method's when its result loaded, else ``generic``."""
+        return self.method if self.result is not None else "generic"
 
     def vector_indices(self) -> list[int]:
         """Every index mentioned: the vector set, the table rows, the losses or the samples."""
-        found = set(self.rows()) | set(self.losses)
+        found = set(self.rows) | set(self.losses)
         if self.vector_set is not None:
             found |= set(range(len(self.vector_set)))
         found |= {s["vector"] for s in self.samples if s["vector"] is not None}
         return sorted(found)
 
     def table(self) -> list[dict]:
-        """One row per index: ``index``, ``norm`` (the vector file's unless the kind records its own), ``layers``,
-        the kind's own columns (``rows()``), then ``final_loss`` when losses exist."""
+        """One row per index: ``index``, ``norm`` and ``layers`` (from the vector file), the kind's own columns
+        (``rows``), then ``final_loss`` when losses exist."""
         norms = self.vector_set.norms().tolist() if self.vector_set is not None else []
         layers = ", ".join(map(str, self.vector_set.layers)) if self.vector_set is not None else None
-        own = self.rows()
         out = []
         for i in self.vector_indices():
             row: dict = {"index": i}
             if i < len(norms):
                 row["norm"], row["layers"] = float(norms[i]), layers
-            row.update({k: v for k, v in own.get(i, {}).items() if v is not None or k not in row})
+            row.update({k: v for k, v in self.rows.get(i, {}).items() if v is not None or k not in row})
             if self.losses.get(i) and "final_loss" not in row:
                 row["final_loss"] = self.losses[i][-1][1]
             out.append(row)
         return out
 
 
-# ---- values: each reader says what it expects; anything else is None (and a warning where it matters) ----
+# ---- values the run layer's files hold: anything unexpected is None (the row is left out) ----
 
 def number(value) -> float | None:
     """A finite float, or None (bool, text, NaN, an integer beyond float range)."""
@@ -109,94 +114,20 @@ def index(value) -> int | None:
     return int(value) if value is not None and value.is_integer() and value >= 0 else None
 
 
-def text(value) -> str | None:
-    return value if isinstance(value, str) else None
+def sample(row: dict, vector, completion_key: str = "completion", split: str | None = None) -> Sample | None:
+    """A Sample from one JSONL row (its ``split`` unless given), or None when the prompt, completion or split is not
+    text or ``vector`` is not an index."""
+    if not isinstance(row, dict) or (vector is not None and index(vector) is None):
+        return None
+    prompt, completion = row.get("prompt"), row.get(completion_key)
+    split = row.get("split", "") if split is None else split
+    if not all(isinstance(v, str) for v in (prompt, completion, split)):
+        return None
+    return Sample(vector=index(vector), prompt=prompt, split=split, scale=number(row.get("scale")),
+                  completion=completion)
 
 
-def numbers(value) -> list[float | None] | None:
-    """A list of numbers (None where an entry is not one), or None when ``value`` is not a list."""
-    return [number(v) for v in value] if isinstance(value, list) else None
-
-
-class Files:
-    """Reads the files of one run directory, turning every failure into a warning on ``run``."""
-
-    def __init__(self, run: RunData) -> None:
-        self.run = run
-
-    def warn(self, message: str) -> None:
-        if message in self.run.warnings:  # the method lookup and the reader may both meet the same broken file
-            return
-        self.run.warnings.append(message)
-        log.warning("report: %s: %s", self.run.path, message)
-
-    def read(self, name: str, reader: Callable[[Path], Any]):
-        path = self.run.path / name
-        if not path.is_file():
-            return None
-        try:
-            return reader(path)
-        except (OSError, ValueError, KeyError, TypeError, RecursionError, SteerscopeError) as exc:
-            self.warn(f"{name} could not be read ({type(exc).__name__}: {exc}); it is left out")
-            return None
-
-    def json_object(self, name: str) -> dict | None:
-        data = self.read(name, read_json)
-        if data is not None and not isinstance(data, dict):
-            self.warn(f"{name} is not a JSON object; it is left out")
-            return None
-        return data
-
-    def csv(self, name: str, columns: dict[str, Callable], optional: tuple[str, ...] = ()) -> list[dict]:
-        """Rows of a CSV file with exactly the named columns, each converted by its function; a missing column
-        is a warning unless ``optional`` (a setting of the producer can leave it out); its values are None.
-        Other columns are ignored."""
-        rows = self.read(name, read_csv) or []
-        if rows:
-            missing = [c for c in columns if c not in rows[0] and c not in optional]
-            if missing:
-                self.warn(f"{name} has no column {', '.join(missing)}; those values are left out")
-        return [{c: convert(row.get(c)) for c, convert in columns.items()} for row in rows]
-
-    def jsonl(self, name: str) -> list[dict]:
-        rows = self.read(name, read_jsonl) or []
-        good = [r for r in rows if isinstance(r, dict)]
-        if len(good) < len(rows):
-            self.warn(f"{name}: {len(rows) - len(good)} lines are not JSON objects; they are left out")
-        return good
-
-    def vectors(self, name: str = VECTORS_FILE):
-        from ..vector import VectorSet
-
-        return self.read(name, VectorSet.load)
-
-    def get(self, obj: dict | None, key: str, convert: Callable, where: str):
-        """``convert(obj[key])``; a present value it rejects is a warning."""
-        if not isinstance(obj, dict) or obj.get(key) is None:
-            return None
-        value = convert(obj[key])
-        if value is None:
-            self.warn(f"{where}: {key} has an unexpected value; it is left out")
-        return value
-
-
-def samples(files: Files, name: str) -> list[Sample]:
-    """``samples.jsonl`` as the run commands write it (``steerscope.samples``): ``vector`` (null = baseline),
-    ``prompt``, ``split``, ``scale``, ``completion``. Rows with a bad index or non-text are left out."""
-    out: list[Sample] = []
-    for row in files.jsonl(name):
-        vector = row.get("vector")
-        if vector is not None and index(vector) is None:
-            continue
-        prompt, split, completion = text(row.get("prompt")), text(row.get("split", "")), text(row.get("completion"))
-        if prompt is None or split is None or completion is None:
-            continue
-        out.append(Sample(vector=index(vector), prompt=prompt, split=split, scale=number(row.get("scale")),
-                          completion=completion))
-    return out
-
-
-def losses(rows: list[dict], key: str = "vector") -> dict[int, list[tuple[float, float]]]:
+def loss_curves(rows: list[dict], key: str = "vector") -> dict[int, list[tuple[float, float]]]:
     """Long-format loss rows (``key``, ``step``, ``loss``) per index; rows without a number are left out."""
     out: dict[int, list[tuple[float, float]]] = {}
     for n, row in enumerate(rows):
@@ -207,12 +138,53 @@ def losses(rows: list[dict], key: str = "vector") -> dict[int, list[tuple[float,
     return {k: sorted(v) for k, v in sorted(out.items())}
 
 
-def _images(path: Path) -> dict[str, Path]:
-    found = sorted(path.glob("*.png")) + sorted(path.glob("*/**/*.png"))
-    return {p.relative_to(path).as_posix(): p for p in found if p.is_file()}
+class Files:
+    """Reads the run layer's own files of one run directory, turning every failure into a warning on ``run``."""
+
+    def __init__(self, run: RunData) -> None:
+        self.run = run
+
+    def warn(self, message: str) -> None:
+        if message not in self.run.warnings:
+            self.run.warnings.append(message)
+            log.warning("report: %s: %s", self.run.path, message)
+
+    def read(self, name: str, reader: Callable[[Path], Any]):
+        path = self.run.path / name
+        if not path.is_file():
+            return None
+        try:
+            return reader(path)
+        except READ_ERRORS as exc:
+            self.warn(f"{name} could not be read ({type(exc).__name__}: {exc}); it is left out")
+            return None
+
+    def json_object(self, name: str) -> dict | None:
+        data = self.read(name, read_json)
+        if data is not None and not isinstance(data, dict):
+            self.warn(f"{name} is not a JSON object; it is left out")
+            return None
+        return data
+
+    def jsonl(self, name: str) -> list[dict]:
+        rows = self.read(name, read_jsonl) or []
+        good = [r for r in rows if isinstance(r, dict)]
+        if len(good) < len(rows):
+            self.warn(f"{name}: {len(rows) - len(good)} lines are not JSON objects; they are left out")
+        return good
+
+    def samples(self, name: str) -> list[Sample]:
+        """``samples.jsonl`` as the run layer writes it (``steerscope.samples``): ``vector`` (null = baseline),
+        ``prompt``, ``split``, ``scale``, ``completion``."""
+        return [s for row in self.jsonl(name) if (s := sample(row, row.get("vector"))) is not None]
+
+    def vectors(self, name: str = VECTORS_FILE):
+        from ..vector import VectorSet
+
+        return self.read(name, VectorSet.load)
 
 
-# files a producer writes without a config.json (or without a method in it): exact names, checked in order
+# files a producer writes without a config.json (results saved by older versions): exact names, checked in order
 SIGNATURES = (("sweep.json", "sweep", "ss.sweep"), ("transfer.json", "transfer", "ss.evaluate_transfer"),
               ("linearity.json", "linearity", "ss.linearity_score"),
               ("run_000/summary.json", "lora_discovery", "ss.discover_lora"))
@@ -234,40 +206,50 @@ def _method(run: RunData, files: Files) -> str:
         if (run.path / name).is_file():
             run.notes.append(f"{missing}; read as a {kind} run because {name} is what {producer} writes")
             return kind
+    run.notes.append("no method found (no config.json method, no known result file); showing the files")
     return "generic"
 
 
-def read_generic(run: RunData, files: Files) -> RunData:
-    """A method without a reader: the vector file (its header is a format contract) and the files."""
-    run.vector_set = files.vectors()
-    return run
+def _load_result(run: RunData, files: Files) -> None:
+    """``run.result`` from the result type's own ``load``; a note when the run has not finished, a warning when
+    a file is damaged."""
+    from ..results import RESULT_TYPES, result_type
+
+    if run.method not in RESULT_TYPES:
+        if run.method != "generic":
+            run.notes.append(f"no report reader for method {run.method!r}; showing the configuration, vectors "
+                             "and files")
+        return
+    final = RESULT_TYPES[run.method][2]
+    if final is not None and not (run.path / final).is_file():
+        run.notes.append(f"no {final} yet: the run has not finished (or was stopped); showing its checkpoint")
+        return
+    try:
+        run.result = result_type(run.method).load(run.path)
+    except READ_ERRORS as exc:
+        files.warn(f"the {run.method} result could not be read ({type(exc).__name__}: {' '.join(str(exc).split())}); "
+                   "showing the files that could be read")
 
 
 def load_run(run_dir: str | Path) -> RunData:
-    """Read a run directory into the typed result of its method (``MelboRun``, ``SweepRun``, ...).
+    """Read a run directory: its typed result (``run.result``) and the samples, losses and figures beside it.
 
     Example:
         >>> run = load_run("runs/sweep-1")
-        >>> run.window, run.best_scale
+        >>> run.result.window, run.result.best_scale
         ((-4.0, 4.0), 4.0)
     """
-    from .eval_readers import READERS as EVAL_READERS
-    from .readers import READERS
+    from .views import VIEWS
 
     path = Path(run_dir)
     if not path.is_dir():
         raise InvalidArgumentError(f"run directory {path} does not exist; pass the directory a run command wrote")
-    files = Files(RunData(path=path))
-    files.run.config = files.json_object("config.json") or {}
-    method = _method(files.run, files)
-    reader = {**READERS, **EVAL_READERS}.get(method)
-    cls, read = reader if reader else (RunData, read_generic)
-    run = cls(path=path, method=method if reader else "generic", config=files.run.config, notes=files.run.notes,
-              warnings=files.run.warnings)
-    if reader is None and method != "generic":
-        run.notes.append(f"no report reader for method {method!r}; showing the configuration, vectors and files")
-    elif reader is None:
-        run.notes.append("no method found (no config.json method, no known result file); showing the files")
-    read(run, Files(run))
-    run.images = _images(path)
+    run = RunData(path=path)
+    files = Files(run)
+    run.config = files.json_object("config.json") or {}
+    run.method = _method(run, files)
+    _load_result(run, files)
+    VIEWS.get(run.kind, VIEWS["generic"])(run, files)
+    found = sorted(path.glob("*.png")) + sorted(path.glob("*/**/*.png"))
+    run.images = {p.relative_to(path).as_posix(): p for p in found if p.is_file()}
     return run

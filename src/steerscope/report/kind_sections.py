@@ -8,10 +8,9 @@ Example:
 
 from __future__ import annotations
 
-from . import figures
-from .data import RunData
-from .eval_readers import LinearityRun, SweepRun, TransferRun
-from .readers import MelboRun, OneShotRun, OrthoRun
+import math
+
+from .data import READ_ERRORS, RunData
 from .sections import (
     Page,
     Section,
@@ -25,105 +24,100 @@ from .sections import (
     vectors_section,
 )
 
+TRANSFER_SUMMARY = ["scale", "mean_delta_logprob", "sem_delta_logprob", "mean_logprob", "hit_rate", "n_prompts"]
+TRANSFER_PROMPTED = ["condition", *TRANSFER_SUMMARY[1:]]
+TRANSFER_ROWS = ["scale", "prompt", "logprob", "base_logprob", "delta_logprob", "hit"]  # generations.jsonl, no text
+
+
+def _known(facts: dict) -> dict:
+    """The facts a run has: None and NaN (an unmeasured value saved as null) left out."""
+    return {k: v for k, v in facts.items() if v is not None and not (isinstance(v, float) and math.isnan(v))}
+
 
 def melbo_section(page: Page) -> Section | None:
-    run = page.run
-    if not isinstance(run, MelboRun):
-        return None
-    facts = {"radius": run.radius, "lr": run.lr, "random_objective": run.random_objective,
-             "random_band": list(run.random_band) if run.random_band else None, "stop_reason": run.stop_reason,
-             "vectors_above_3x_random": sum(r >= 3.0 for r in run.ratios if r is not None) if run.ratios else None}
+    res = page.run.result
+    band = [b for b in res.random_band if not math.isnan(b)]
+    facts = {"radius": res.radius, "lr": res.vectors.meta.method_config.get("lr"),
+             "random_objective": res.random_objective, "random_band": band if len(band) == 2 else None,
+             "stop_reason": res.stop_reason, "vectors_above_3x_random": sum(r >= 3.0 for r in res.ratios)}
     plots = [p for p in (page.image("plots/objective_vs_index.png",
                                     "objective per vector against the band of random vectors' objectives"),
                          page.image("plots/radius_sweep.png", "radius sweep: trained vs random objective")) if p]
     return Section("melbo", "MELBO: objectives against random vectors", "facts", {
-        "facts": kv({k: v for k, v in facts.items() if v is not None}, highlight=("random_objective",)),
-        "figures": plots, "table_title": "radius sweep (radius_sweep.csv)",
-        "table": table(run.radius_sweep) if run.radius_sweep else None})
+        "facts": kv(_known(facts), highlight=("random_objective",)), "figures": plots,
+        "table_title": "radius sweep (radius_sweep.csv)", "table": table(res.radius_sweep) if res.radius_sweep else None})
 
 
 def one_shot_section(page: Page) -> Section | None:
-    run = page.run
-    if not isinstance(run, OneShotRun):
-        return None
+    res = page.run.result
+    summary = {"final_loss": res.final_loss, "stop_reason": res.stop_reason, "steps": len(res.history),
+               "norm": res.vector.norm()}
+    examples = page.run.config.get("examples")
     examples = [{"prompt": e.get("prompt"), "promote": " | ".join(e.get("promote") or []),
                  "suppress": " | ".join(e.get("suppress") or []), "negate": e.get("negate"),
-                 "positions": e.get("positions")} for e in run.examples]
+                 "positions": e.get("positions")} for e in (examples if isinstance(examples, list) else [])
+                if isinstance(e, dict)]
     plot = page.image("loss.png", "loss (and vector norm) per step")
     return Section("one_shot", "One-shot optimisation", "facts", {
-        "facts": kv(run.summary, highlight=("final_loss",)), "figures": [plot] if plot else [],
+        "facts": kv(_known(summary), highlight=("final_loss",)), "figures": [plot] if plot else [],
         "table_title": "training examples", "table": table(examples) if examples else None})
 
 
 def ortho_section(page: Page) -> Section | None:
-    run = page.run
-    if not isinstance(run, OrthoRun):
-        return None
-    plot = page.image("plots/ortho_kl_norm.png")
-    if plot is None and run.analysis:
-        plot = {"uri": figures.ortho_curves(run.analysis),
-                "caption": "KL to θ₀ and magnitude per vector (ortho.csv)"}
-    base = run.base_vector
-    facts = {"kl_direction": run.kl_direction, "base_norm": run.base_norm, "kl_first10_mean": run.kl_first10_mean,
-             "base_vector_layers": base.layers if base is not None else None}
+    res = page.run.result
+    facts = {"kl_direction": res.kl_direction, "base_norm": res.base.norm(), "kl_first10_mean": res.kl_first10_mean,
+             "base_vector_layers": res.base.layers}
     return Section("ortho", "MELBO-ortho: KL and magnitude", "ortho", {
-        "figure": plot, "facts": kv({k: v for k, v in facts.items() if v is not None}),
-        "analysis": table(run.analysis) if run.analysis else None})
+        "figure": page.image("plots/ortho_kl_norm.png", "KL to θ₀ and magnitude per vector"),
+        "facts": kv(_known(facts)), "analysis": table(res.analysis) if res.analysis else None})
 
 
 def ortho_samples_section(page: Page) -> Section | None:
     """Ortho samples with θ₀'s own completion (base_samples.jsonl) beside the baseline."""
-    run = page.run
-    extra = None
-    if isinstance(run, OrthoRun) and run.base_samples:
-        extra = {(s["split"], s["prompt"]): (f"θ₀ ×{s['scale']:g}" if s["scale"] is not None else "θ₀",
-                                             s["completion"]) for s in run.base_samples if s["vector"] is not None}
-    return samples_section(page, extra)
+    extra = {(s["split"], s["prompt"]): (f"θ₀ ×{s['scale']:g}" if s["scale"] is not None else "θ₀", s["completion"])
+             for s in page.run.reference_samples if s["vector"] is not None}
+    return samples_section(page, extra or None)
 
 
 def sweep_section(page: Page) -> Section | None:
-    run = page.run
-    if not isinstance(run, SweepRun):
-        return None
-    facts = {"window": list(run.window) if run.window else None, "best_scale": run.best_scale,
-             "objective": run.objective, "maximize": run.maximize}
-    comparison = run.prompting_comparison or {}
+    res = page.run.result
+    facts = {"window": list(res.window), "best_scale": res.best_scale, "objective": res.objective,
+             "maximize": res.maximize}
+    prompted = [{"condition": r.get("condition"), "scale": r.get("scale"), "prompt": r.get("prompt"),
+                 "response": r.get("response")} for r in res.samples if isinstance(r, dict) and r.get("condition")]
     return Section("sweep", "Scale sweep", "sweep", {
         "figure": page.image("sweep.png", "behaviour and coherence against scale (shaded: coherence window)"),
-        "facts": kv(facts, highlight=("window", "best_scale")), "tolerance": kv(run.tolerance),
-        "rows": table(run.scale_rows) if run.scale_rows else None,
-        "prompt_rows": table(run.prompt_rows) if run.prompt_rows else None,
-        "comparison": kv(comparison, highlight=("vector_beats_prompting",)),
-        "prompted_samples": run.prompted_samples})
+        "facts": kv(facts, highlight=("window", "best_scale")), "tolerance": kv(res.tolerance or {}),
+        "rows": table(res.rows) if res.rows else None,
+        "prompt_rows": table(res.prompt_rows) if res.prompt_rows else None,
+        "comparison": kv(res.prompting_comparison() or {}, highlight=("vector_beats_prompting",)),
+        "prompted_samples": prompted})
 
 
 def transfer_section(page: Page) -> Section | None:
-    run = page.run
-    if not isinstance(run, TransferRun):
-        return None
+    res = page.run.result
+    scored = [{c: r.get(c) for c in TRANSFER_ROWS} for r in res.rows]
     return Section("transfer", "Transfer to held-out prompts", "transfer", {
         "figure": page.image("transfer.png", "Δ log-prob of the targets and hit rate against scale"),
-        "baseline": kv(run.baseline), "summary": table(run.summary, list(TransferRun.SUMMARY_COLUMNS)),
-        "prompted": table(run.prompted, list(TransferRun.PROMPTED_COLUMNS)) if run.prompted else None,
-        "scored": table(run.scored, list(TransferRun.ROW_COLUMNS)) if run.scored else None})
+        "baseline": kv(res.baseline), "summary": table(res.summary, TRANSFER_SUMMARY),
+        "prompted": table(res.prompted, TRANSFER_PROMPTED) if res.prompted else None,
+        "scored": table(scored, TRANSFER_ROWS) if scored else None})
 
 
 def linearity_section(page: Page) -> Section | None:
-    run = page.run
-    if not isinstance(run, LinearityRun):
-        return None
-    facts = {k: getattr(run, k) for k in ("score", "raw_score", "embedding_shift_cosine", "control_score",
+    res = page.run.result
+    facts = {k: getattr(res, k) for k in ("score", "raw_score", "embedding_shift_cosine", "control_score",
                                           "control_embedding_shift_cosine")}
-    batches = max(len(run.lora_summaries), len(run.vector_summaries))
-    summaries = [{"batch": b, "lora": _at(run.lora_summaries, b), "vector": _at(run.vector_summaries, b),
-                  "control": _at(run.control_summaries or [], b)} for b in range(batches)]
-    labels = [k for k in ("baseline", "vector", "lora", "control") if k in run.responses]
-    prompts = run.responses.get("prompts", [])
-    responses = [{"prompt": p, "texts": [(k, _at(run.responses[k], n)) for k in labels]} for n, p in enumerate(prompts)]
+    batches = max(len(res.lora_summaries), len(res.vector_summaries))
+    summaries = [{"batch": b, "lora": _at(res.lora_summaries, b), "vector": _at(res.vector_summaries, b),
+                  "control": _at(res.control_summaries or [], b)} for b in range(batches)]
+    labels = [k for k in ("baseline", "vector", "lora", "control") if k in res.responses]
+    prompts = res.responses.get("prompts", [])
+    responses = [{"prompt": p, "texts": [(k, _at(res.responses[k], n)) for k in labels]} for n, p in enumerate(prompts)]
     return Section("linearity", "Linearity: vector against LoRA", "linearity", {
         "figure": page.image("linearity_heatmap.png", "summary similarity, LoRA batch × vector batch (boxed: matched)"),
-        "facts": kv({k: v for k, v in facts.items() if v is not None}, highlight=("score",)),
-        "summaries": summaries, "control": run.control_summaries is not None, "responses": responses})
+        "facts": kv(_known(facts), highlight=("score",)),
+        "summaries": summaries, "control": res.control_summaries is not None, "responses": responses})
 
 
 def _at(items: list, n: int):
@@ -144,17 +138,22 @@ ORDER = {
     "transfer": ["config", "transfer", "samples", "figures", "files"],
     "linearity": ["config", "linearity", "figures", "files"],
     "one_shot": ["config", "one_shot", "vectors", "losses", "figures", "files"],
-    "generic": ["config", "vectors", "figures", "files"],
+    "generic": ["config", "vectors", "losses", "samples", "figures", "files"],
 }
 
 
 def render_sections(run: RunData) -> list[Section]:
     """The sections of the run's kind in its order (its own result first), skipping empty ones. "figures" comes
-    after every section that places its own images, so it shows only the rest."""
+    after every section that places its own images, so it shows only the rest. A section that meets a value it
+    cannot show (a damaged file the result's loader let through) becomes a warning, never a broken page."""
     page = Page(run)
     out = []
-    for name in ORDER.get(run.method, ORDER["generic"]):
-        section = SECTIONS[name](page)
+    for name in ORDER.get(run.kind, ORDER["generic"]):
+        try:
+            section = SECTIONS[name](page)
+        except (*READ_ERRORS, AttributeError) as exc:
+            run.warnings.append(f"the {name} section could not be shown ({type(exc).__name__}: {exc})")
+            continue
         if section is not None:
             out.append(section)
     return out

@@ -15,6 +15,7 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from ..plots import plot_losses
 from . import figures
 from .data import RunData, Sample
 from .format import is_number
@@ -38,11 +39,17 @@ class Page:
 
     run: RunData
     used: set[str] = field(default_factory=set)
+    drawn: dict | None = None  # the result's own figures(), drawn once when a PNG is missing
 
     def image(self, name: str, caption: str | None = None) -> dict | None:
-        """The run's own figure ``name`` as {uri, caption}, or None when absent or unreadable."""
+        """The run's figure ``name`` as {uri, caption}: its PNG file, else drawn from the result (``figures()``);
+        None when neither has it."""
         path = self.run.images.get(name)
         uri = figures.file_uri(path) if path is not None else None
+        if uri is None and self.run.result is not None:
+            if self.drawn is None:
+                self.drawn = self.run.result.figures()
+            uri = figures.render(self.drawn[name]) if name in self.drawn else None
         if uri is None:
             return None
         self.used.add(name)
@@ -88,8 +95,9 @@ def losses_section(page: Page) -> Section | None:
     own = page.image("plots/loss_curves.png")
     if not run.losses and not own:
         return None
-    drawn = None if own else {"uri": figures.loss_curves(run.losses, item=run.item),
-                              "caption": "loss curves (losses.csv)"}
+    drawn = None if own else {"uri": figures.render(plot_losses([[v for _, v in p] for p in run.losses.values()],
+                                                                ylabel="loss", title=f"loss per {run.item}")),
+                              "caption": "loss curves"}
     final = [{run.item: i, "steps": len(p), "first_loss": p[0][1], "final_loss": p[-1][1]}
              for i, p in run.losses.items()]
     return Section("losses", "Loss curves", "losses", {"figure": own or drawn, "final": table(final) if final else None})
