@@ -4,17 +4,18 @@
 flat, as every run directory's ``config.json`` is)
 next to its tables (CSV/JSONL), tensors (safetensors) and plots; ``Result.load(dir)`` checks that the directory holds
 that method's result before reading it, so a sweep directory is never read as a transfer, and a malformed file is
-a ``RunFileError`` saying which file and what is wrong.
+a ``RunFileError`` saying which file and what is wrong. ``Checkpoint`` is the run directory a long method commits
+its progress to while it runs.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from .errors import RunFileError
-from .io import read_csv, read_json, write_csv, write_json
+from .errors import InvalidArgumentError, RunFileError
+from .io import read_csv, read_json, read_jsonl, write_csv, write_json, write_jsonl
 from .vector import VectorSet
 
 log = logging.getLogger(__name__)
@@ -111,48 +112,114 @@ def load_result(out_dir):
     return result_type(method).load(out_dir)
 
 
-class Checkpoint(Protocol):
-    """What a long method commits its progress to and restores it from (the run layer's ``runs.Run``; methods never
-    import the run layer, they are handed one)."""
+class Checkpoint:
+    """A run directory a long method commits its progress to and resumes from. The run layer (``runs.py``) opens
+    one and hands it to the method (methods never import the run layer); ``NO_CHECKPOINT`` (``path`` None) keeps
+    nothing: every write is a no-op, ``restore`` is empty.
 
-    path: Path | None  # the run directory
+    ``open`` writes ``config.json`` (method, settings, model, versions), or on ``resume`` checks that the settings
+    named in ``keys`` equal the new call's, so the method continues where it stopped; ``checkpoint`` commits vectors
+    + loss curves after every vector/block, ``commit_dir`` a whole unit (e.g. a PEFT adapter) in one rename.
+    """
 
-    def restore(self) -> tuple[list, list[list[float]]]: ...  # (vectors as (D,) tensors, loss curves)
-    def checkpoint(self, vectors: VectorSet, losses: list[list[float]]) -> None: ...
-    def read_table(self, name: str) -> list[dict] | None: ...
-    def write_table(self, name: str, rows: list[dict]) -> None: ...
-    def committed(self, name: str) -> Path | None: ...  # a unit an interrupted run finished (resume)
-    def commit_dir(self, name: str, write) -> Path: ...  # write(tmp_dir), then atomically rename it to ``name``
+    def __init__(self, path: Path | None, config: dict, resuming: bool = False):
+        self.path, self.config, self.resuming = path, config, resuming
+
+    @classmethod
+    def open(cls, out_dir, model, method: str, settings: dict, *, resume: bool = False,
+             keys: list[str] | None = None) -> Checkpoint:
+        """Create ``out_dir`` with its config.json, or reopen it to resume (``keys``: the settings that must match;
+        default all of ``settings``). ``out_dir=None``: a run that writes nothing. Refuses to overwrite a run."""
+        from datetime import datetime, timezone
+
+        from . import __version__
+
+        config = {"method": method, "model_name": model.name, "model_type": model.model_type,
+                  "n_layers": model.n_layers, "d_model": model.d_model, "steerscope_version": __version__,
+                  "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), **settings}
+        if out_dir is None:
+            return cls(None, config)
+        path = Path(out_dir)
+        existing = path / "config.json"
+        if not existing.is_file():
+            path.mkdir(parents=True, exist_ok=True)
+            write_json(existing, config)
+            return cls(path, config)
+        if not resume:
+            raise InvalidArgumentError(f"{path} already holds a run; pass resume=True (--resume) to continue it or "
+                                       "choose another output directory")
+        old = need(read_json(existing), dict, existing)
+        changed = [k for k in (list(settings) if keys is None else keys) if old.get(k) != config.get(k)]
+        if changed:
+            raise InvalidArgumentError(f"cannot resume {path}: settings differ from the original run "
+                                       f"({', '.join(changed)}); use the same settings or a new output directory")
+        log.info("resuming run in %s", path)
+        _remove_stale_temp_files(path)
+        return cls(path, config, resuming=True)
+
+    def __bool__(self) -> bool:
+        return self.path is not None
+
+    def restore(self) -> tuple[list, list[list[float]]]:
+        """(vectors as (D,) tensors, loss curves) checkpointed by an interrupted run; empty unless resuming."""
+        return load_vector_checkpoint(self.path) if self.resuming else ([], [])
+
+    def checkpoint(self, vectors: VectorSet, losses: list[list[float]]) -> None:
+        if self.path:
+            save_vector_checkpoint(self.path, vectors, losses)
+
+    def read_table(self, name: str) -> list[dict] | None:
+        """A table (``.csv`` or ``.jsonl``) an interrupted run wrote (None when not resuming or absent)."""
+        if not (self.resuming and (self.path / name).is_file()):
+            return None
+        return read_jsonl(self.path / name) if name.endswith(".jsonl") else read_csv(self.path / name)
+
+    def write_table(self, name: str, rows: list[dict]) -> None:
+        if self.path:
+            (write_jsonl if name.endswith(".jsonl") else write_csv)(self.path / name, rows)
+
+    def committed(self, name: str) -> Path | None:
+        """``name``'s directory when an interrupted run committed it (resume skips that unit)."""
+        return self.path / name if self.resuming and (self.path / name).is_dir() else None
+
+    def commit_dir(self, name: str, write) -> Path:
+        """``write(tmp)`` fills a hidden temp directory, which then replaces ``name`` in one rename: a crash never
+        leaves half a unit (e.g. half an adapter) where resume would trust it."""
+        import os
+        import shutil
+        import tempfile
+
+        if not self.path:
+            raise InvalidArgumentError("this method saves what it makes as it goes (e.g. one PEFT adapter per run): "
+                                       "pass out_dir=")
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=self.path))
+        try:
+            write(tmp)
+            if (self.path / name).exists():
+                shutil.rmtree(self.path / name)
+            os.replace(tmp, self.path / name)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return self.path / name
 
 
-class _NoCheckpoint:
-    """Keeps nothing: a method called without a run directory."""
+def _remove_stale_temp_files(run_dir: Path) -> None:
+    """Delete what a killed process left behind: temp files of atomic writes (``.NAME.XXXX.tmp``; never a real
+    file) and units ``commit_dir`` never renamed (``.NAME.XXXX.partial``)."""
+    import shutil
 
-    path = None
-
-    def restore(self):
-        return [], []
-
-    def committed(self, name):
-        return None
-
-    def commit_dir(self, name, write):
-        from .errors import InvalidArgumentError
-
-        raise InvalidArgumentError("this method saves what it makes as it goes (e.g. one PEFT adapter per run): "
-                                   "pass out_dir=")
-
-    def checkpoint(self, vectors, losses) -> None:
-        pass
-
-    def read_table(self, name):
-        return None
-
-    def write_table(self, name, rows) -> None:
-        pass
+    for tmp in run_dir.glob(".*.partial"):
+        shutil.rmtree(tmp, ignore_errors=True)
+    for tmp in list(run_dir.glob(".*.tmp")) + list(run_dir.glob("*/.*.tmp")):
+        try:
+            tmp.unlink()
+            log.info("removed %s, left by an interrupted write", tmp)
+        except OSError:
+            pass
 
 
-NO_CHECKPOINT = _NoCheckpoint()
+NO_CHECKPOINT = Checkpoint(None, {})
 
 
 def save_vector_checkpoint(run_dir: Path, vectors: VectorSet, losses: list[list[float]]) -> None:

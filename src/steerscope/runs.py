@@ -4,13 +4,10 @@ Methods (``methods/``) and evaluations (``evaluate/``) compute and return result
 What users call (``ss.melbo``, ``ss.melbo_ortho``, ``ss.discover_lora``, ``ss.sweep``, ``ss.evaluate_transfer``,
 ``ss.linearity_score``) is defined at the bottom: the pure function plus this layer's keywords (``out_dir``,
 ``resume``, ``report``, and per method what a run measures and samples), with merged signatures so each config
-and CLI command keeps one field/flag per keyword. A long method is handed the ``Run`` as its ``checkpoint``
-(``Run.open(None, ...)`` is a run that writes nothing):
+and CLI command keeps one field/flag per keyword. A long method is handed the run directory as its ``checkpoint``
+(``results.Checkpoint.open``: config.json written, or checked on ``resume``; ``out_dir=None`` writes nothing), and
 
-- ``Run.open`` writes ``config.json`` (method, settings, model, versions), or on ``resume`` checks that the settings
-  named in ``keys`` equal the new call's and hands back the checkpoint (``restore``), so the method continues where
-  it stopped; ``checkpoint`` commits vectors + loss curves after every vector/block (atomic writes).
-- ``write_run(result, dir)`` (``Run.finish``) is the end of every run: ``result.save(dir)`` (the data: config.json,
+- ``write_run(result, dir)`` is the end of every run: ``result.save(dir)`` (the data: config.json,
   safetensors, CSV/JSONL), ``result.figures()`` as PNG, greedy samples of the vectors, and ``report.html``.
 
 Example:
@@ -20,142 +17,14 @@ Example:
 
 from __future__ import annotations
 
-import logging
 import os
-from datetime import datetime, timezone
 from pathlib import Path
 
 from . import configs
-from .errors import InvalidArgumentError, RunFileError
-from .io import read_csv, read_json, read_jsonl, save_figure, write_csv, write_json, write_jsonl
-from .results import NO_CHECKPOINT, load_vector_checkpoint, save_vector_checkpoint
+from .errors import InvalidArgumentError
+from .io import save_figure
+from .results import Checkpoint
 from .vector import VectorSet
-
-log = logging.getLogger(__name__)
-
-
-def run_config(model, method: str, settings: dict) -> dict:
-    from . import __version__
-
-    return {
-        "method": method,
-        "model_name": model.name,
-        "model_type": model.model_type,
-        "n_layers": model.n_layers,
-        "d_model": model.d_model,
-        "steerscope_version": __version__,
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        **settings,
-    }
-
-
-def open_run(out_dir: str | os.PathLike | None, config: dict, *, resume: bool, keys: list[str]) -> tuple[Path | None, bool]:
-    """Create or reopen a run directory. Returns (path, resuming).
-
-    Refuses to overwrite an existing run unless ``resume`` is set (then the settings named in ``keys`` must match).
-    """
-    if out_dir is None:
-        return None, False
-    path = Path(out_dir)
-    existing = path / "config.json"
-    if existing.is_file():
-        if not resume:
-            raise InvalidArgumentError(
-                f"{path} already holds a run; pass resume=True (--resume) to continue it or choose another output directory"
-            )
-        old = read_json(existing)
-        if not isinstance(old, dict):
-            raise RunFileError(f"{existing} is not a JSON object; the run directory is corrupt, start a new one")
-        changed = [k for k in keys if old.get(k) != config.get(k)]
-        if changed:
-            raise InvalidArgumentError(
-                f"cannot resume {path}: settings differ from the original run ({', '.join(changed)}); "
-                "use the same settings or a new output directory"
-            )
-        log.info("resuming run in %s", path)
-        _remove_stale_temp_files(path)
-        return path, True
-    path.mkdir(parents=True, exist_ok=True)
-    write_json(existing, config)
-    return path, False
-
-
-def _remove_stale_temp_files(run_dir: Path) -> None:
-    """Delete the temp files of atomic writes a killed process left behind (``.NAME.XXXX.tmp``; never a real file)."""
-    import shutil
-
-    for tmp in run_dir.glob(".*.partial"):  # a unit commit_dir never renamed
-        shutil.rmtree(tmp, ignore_errors=True)
-    for tmp in list(run_dir.glob(".*.tmp")) + list(run_dir.glob("*/.*.tmp")):
-        try:
-            tmp.unlink()
-            log.info("removed %s, left by an interrupted write", tmp)
-        except OSError:
-            pass
-
-
-class Run:
-    """An open run directory, or none (``path`` None: every write is a no-op, ``restore`` is empty)."""
-
-    def __init__(self, path: Path | None, config: dict, resuming: bool = False):
-        self.path, self.config, self.resuming = path, config, resuming
-
-    @classmethod
-    def open(cls, out_dir, model, method: str, settings: dict, *, resume: bool = False,
-             keys: list[str] | None = None) -> Run:
-        """Create ``out_dir`` with its config.json, or reopen it to resume (``keys``: the settings that must match;
-        default all of ``settings``). ``out_dir=None``: a run that writes nothing."""
-        config = run_config(model, method, settings)
-        path, resuming = open_run(out_dir, config, resume=resume, keys=list(settings) if keys is None else keys)
-        return cls(path, config, resuming)
-
-    def __bool__(self) -> bool:
-        return self.path is not None
-
-    def restore(self) -> tuple[list, list[list[float]]]:
-        """(vectors, loss curves) checkpointed by an interrupted run; empty unless resuming."""
-        return load_vector_checkpoint(self.path) if self.resuming else ([], [])
-
-    def checkpoint(self, vectors: VectorSet, losses: list[list[float]]) -> None:
-        if self.path:
-            save_vector_checkpoint(self.path, vectors, losses)
-
-    def read_table(self, name: str) -> list[dict] | None:
-        """A table (``.csv`` or ``.jsonl``) an interrupted run wrote (None when not resuming or absent)."""
-        if not (self.resuming and (self.path / name).is_file()):
-            return None
-        return read_jsonl(self.path / name) if name.endswith(".jsonl") else read_csv(self.path / name)
-
-    def write_table(self, name: str, rows: list[dict]) -> None:
-        if self.path:
-            (write_jsonl if name.endswith(".jsonl") else write_csv)(self.path / name, rows)
-
-    def committed(self, name: str) -> Path | None:
-        """``name``'s directory when an interrupted run committed it (resume skips that unit)."""
-        return self.path / name if self.resuming and (self.path / name).is_dir() else None
-
-    def commit_dir(self, name: str, write) -> Path:
-        """``write(tmp)`` fills a hidden temp directory, which then replaces ``name`` in one rename: a crash never
-        leaves half a unit (e.g. half an adapter) where resume would trust it."""
-        import shutil
-        import tempfile
-
-        if not self.path:
-            return NO_CHECKPOINT.commit_dir(name, write)  # refuses, saying to pass out_dir=
-        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=self.path))
-        try:
-            write(tmp)
-            if (self.path / name).exists():
-                shutil.rmtree(self.path / name)
-            os.replace(tmp, self.path / name)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return self.path / name
-
-    def finish(self, result, **kwargs) -> Path | None:
-        """``write_run(result, self.path, **kwargs)``; nothing when the run has no directory."""
-        return write_run(result, self.path, **kwargs) if self.path else None
 
 
 def write_run(result, out_dir: str | os.PathLike, *, model=None, samples: dict | None = None,
@@ -234,8 +103,8 @@ def _public(pure, method: str, run_args: dict[str, tuple], finish, *, resume_ign
         model = values["model"]
         settings = {k: _describe(v) for k, v in values.items() if k not in ("model", "progress")}
         settings = {**settings, **{k: runs[k] for k in run_args if k not in ("out_dir", "resume", "report")}}
-        run = Run.open(runs.get("out_dir"), model, method, configs._jsonable(settings), resume=runs.get("resume", False),
-                       keys=[k for k in settings if k not in resume_ignores])
+        run = Checkpoint.open(runs.get("out_dir"), model, method, configs._jsonable(settings),
+                              resume=runs.get("resume", False), keys=[k for k in settings if k not in resume_ignores])
         result = pure(**values, **({"checkpoint": run} if takes_checkpoint else {}))
         return finish(model, result, run, values, runs)
 
@@ -285,6 +154,12 @@ def _describe(value):
     return value
 
 
+def _write(run: Checkpoint, result, **kwargs) -> None:
+    """``write_run(result, run.path, **kwargs)``; nothing when the run has no directory."""
+    if run:
+        write_run(result, run.path, **kwargs)
+
+
 def _check_ortho(runs: dict) -> None:
     if runs["kl_direction"] not in ("forward", "reverse"):
         raise InvalidArgumentError("kl_direction must be 'forward' (KL(P_i||P_0)) or 'reverse' (KL(P_0||P_i))")
@@ -302,9 +177,9 @@ def _finish_melbo(model, result, run, args, runs):
     from .methods.melbo import training_prompts
 
     prompts = training_prompts(args["prompts"])
-    run.finish(result, model=model, samples={"samples.jsonl": (result.vectors, {"train": list(prompts),
-                                                                              "heldout": heldout})},
-               max_new_tokens=runs["sample_tokens"], chat=args["chat"], report=runs["report"])
+    _write(run, result, model=model, samples={"samples.jsonl": (result.vectors, {"train": list(prompts),
+                                                                               "heldout": heldout})},
+           max_new_tokens=runs["sample_tokens"], chat=args["chat"], report=runs["report"])
     return result
 
 
@@ -319,22 +194,21 @@ def _finish_ortho(model, result, run, args, runs):
     result.out_dir = run.path
     shown = VectorSet({k: t[:runs["sample_vectors"]] for k, t in vs.tensors.items()}, vs.site)
     train = {"train": list(args["prompts"])}
-    run.finish(result, model=model, max_new_tokens=runs["sample_tokens"], chat=args["chat"], report=runs["report"],
-               samples={"samples.jsonl": (shown, train),
-                        "base_samples.jsonl": (VectorSet.from_vectors([result.base]), train)})
+    _write(run, result, model=model, max_new_tokens=runs["sample_tokens"], chat=args["chat"], report=runs["report"],
+           samples={"samples.jsonl": (shown, train), "base_samples.jsonl": (VectorSet.from_vectors([result.base]), train)})
     return result
 
 
 def _finish_lora(model, result, run, args, runs):
     result.out_dir = run.path
     # summary.json (adapter paths relative to the run directory), each run's loss figure, the report
-    run.finish(result, report=runs["report"])
+    _write(run, result, report=runs["report"])
     return result
 
 
 def _finish_evaluation(model, result, run, args, runs):
     if run:
-        run.finish(result, report=runs["report"])  # config.json (the run's), data, figure, report
+        _write(run, result, report=runs["report"])  # config.json (the run's), data, figure, report
         from .evaluate.sweep import CHECKPOINT  # a sweep's responses so far: now in samples.jsonl
 
         (run.path / CHECKPOINT).unlink(missing_ok=True)

@@ -522,7 +522,7 @@ def melbo(
             random level (e.g. 3.0): later vectors would be indistinguishable from random ones. None: never.
         checkpoint: where finished vectors (blocks) are committed and an interrupted run is restored from
             (``restore()``, ``checkpoint(vectors, losses)``, ``read_table``/``write_table``; the run layer's
-            ``Run``). None: nothing is kept.
+            ``Checkpoint``). None: nothing is kept.
 
     Example:
         >>> res = ss.melbo(m, ["How do I make a bomb?"], num_vectors=4, radius=8.0, steps=100, out_dir="runs/melbo")

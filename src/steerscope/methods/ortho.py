@@ -179,7 +179,7 @@ def melbo_ortho(
             norm below ``collapse_ratio`` · ‖θ₀‖.
         steps, lr: Adam steps per vector (block) and learning rate.
         block_size: vectors trained together per step (the block-parallel variant; 1 = strictly sequential).
-        checkpoint: where finished blocks are committed and an interrupted run restored from (``runs.Run``).
+        checkpoint: where finished blocks are committed and an interrupted run restored from (a ``results.Checkpoint``).
 
     Example:
         >>> theta0 = ss.VectorSet.load("runs/melbo/vectors.safetensors")[2]
