@@ -344,11 +344,17 @@ def sampling(args, sample_attr: str = "do_sample") -> bool:
     return sample
 
 
-def check_new_run(out: str, resume: bool) -> None:
-    """Refuse (before loading a model) to start a run in a directory that already holds one, unless resuming."""
+def config_and_model(args, **overrides):
+    """A generated command's config (``args.config_class``, from ``flags.config_parser``; progress bar on), then its
+    model. Everything checkable without the model fails first: the config's own checks, and an ``--out`` that
+    already holds a run (unless ``--resume``) on the commands that can resume."""
     from pathlib import Path
 
+    from ..configs import config_from_args
     from ..errors import InvalidArgumentError
 
-    if not resume and (Path(out) / "config.json").is_file():
+    config = config_from_args(args.config_class, args, progress=True, **overrides)
+    out = getattr(args, "out_dir", None)
+    if out and hasattr(args, "resume") and not args.resume and (Path(out) / "config.json").is_file():
         raise InvalidArgumentError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    return config, load_model_from_args(args)

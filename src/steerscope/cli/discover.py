@@ -5,10 +5,11 @@ from __future__ import annotations
 from .common import (
     add_model_arg,
     add_prompt_args,
-    check_new_run,
+    config_and_model,
     non_negative_int,
     positive_float,
     positive_int,
+    prompts_from_args,
     say_where,
     vector_spec,
 )
@@ -50,14 +51,10 @@ def register(commands, groups) -> None:
 
 
 def run_melbo(args) -> int:
-    from ..configs import config_from_args
     from ..runs import melbo
-    from .common import load_model_from_args, prompts_from_args
 
     prompts = prompts_from_args(args, default_none=True)  # none: melbo's own training set
-    config = config_from_args(melbo.Config, args, progress=True)
-    check_new_run(args.out_dir, args.resume)
-    m = load_model_from_args(args)
+    config, m = config_and_model(args)
     res = melbo(m, prompts, config=config)
     print(f"{len(res.vectors)} vectors, R = {res.radius:.4g}; objective vs random: "
           + ", ".join(f"{o / max(res.random_objective, 1e-30):.2f}x" for o in res.objectives))
@@ -66,16 +63,12 @@ def run_melbo(args) -> int:
 
 
 def run_ortho(args) -> int:
-    from ..configs import config_from_args
     from ..runs import melbo_ortho
     from ..vector import load_vector
-    from .common import load_model_from_args, prompts_from_args
 
     prompts = prompts_from_args(args)
     base = load_vector(args.vector)
-    config = config_from_args(melbo_ortho.Config, args, progress=True)
-    check_new_run(args.out_dir, args.resume)
-    m = load_model_from_args(args)
+    config, m = config_and_model(args)
     res = melbo_ortho(m, base, prompts, config=config)
     first = res.analysis[: min(10, len(res.analysis))]
     print(f"{len(res.vectors)} orthogonal vectors; mean KL of the first {len(first)} to θ₀: "

@@ -7,8 +7,10 @@ import argparse
 from .common import (
     add_model_arg,
     add_prompt_args,
+    config_and_model,
     non_negative_int,
     positive_float,
+    prompts_from_args,
     say_where,
 )
 from .common import positive_int as _pos
@@ -31,13 +33,10 @@ def register(commands, groups) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from ..configs import config_from_args
     from ..runs import discover_lora
-    from .common import load_model_from_args, prompts_from_args
 
     prompts = prompts_from_args(args, default_none=True)
-    config = config_from_args(discover_lora.Config, args, progress=True)
-    m = load_model_from_args(args)
+    config, m = config_and_model(args)
     result = discover_lora(m, prompts, config=config)
     for r in result.runs:
         h = r.heldout

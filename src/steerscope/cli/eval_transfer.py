@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from .common import add_model_arg, add_prompt_args, say_where, vector_spec
+from .common import (
+    add_model_arg,
+    add_prompt_args,
+    config_and_model,
+    prompts_from_args,
+    say_where,
+    vector_spec,
+)
 from .flags import config_parser
 
 
@@ -20,16 +27,13 @@ def register(commands, groups) -> None:
 
 
 def run(args) -> int:
-    from ..configs import config_from_args
     from ..data import load_prompts
     from ..runs import evaluate_transfer
     from ..vector import load_vector
-    from .common import load_model_from_args, prompts_from_args
 
     prompts = prompts_from_args(args, default_none=True) or load_prompts("one_shot_heldout")
     vector = load_vector(args.vector)
-    config = config_from_args(evaluate_transfer.Config, args, progress=True)
-    m = load_model_from_args(args)
+    config, m = config_and_model(args)
     result = evaluate_transfer(m, vector, prompts, config=config)
     base = result.baseline
     print(f"{len(prompts)} prompts; unsteered mean log p(target) {base['mean_logprob']:.3f}"

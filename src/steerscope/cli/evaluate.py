@@ -8,10 +8,12 @@ import argparse
 from .common import (
     add_model_arg,
     add_prompt_args,
+    config_and_model,
     finite_float,
     input_dir,
     output_file,
     positive_int,
+    prompts_from_args,
     say_where,
     vector_spec,
 )
@@ -93,15 +95,12 @@ def register(commands, groups) -> None:
 
 
 def run_sweep(args) -> int:
-    from ..configs import config_from_args
     from ..runs import sweep
     from ..vector import load_vector
-    from .common import load_model_from_args, prompts_from_args
 
     prompts = prompts_from_args(args)
     vector = load_vector(args.vector)
-    config = config_from_args(sweep.Config, args, progress=True)
-    m = load_model_from_args(args)
+    config, m = config_and_model(args)
     res = sweep(m, vector, prompts, config=config)
     if res.prompting_comparison():
         print(f"prompting baseline: {res.prompting_comparison()}")
@@ -124,12 +123,10 @@ def run_sweep_deprecated(args) -> int:
 
 
 def run_linearity(args) -> int:
-    from ..configs import config_from_args
     from ..errors import InvalidArgumentError
     from ..evaluate.judges import HTTPJudge, LocalJudge
     from ..runs import linearity_score
     from ..vector import load_vector
-    from .common import load_model_from_args, prompts_from_args
 
     prompts = prompts_from_args(args)
     vector = load_vector(args.vector)
@@ -138,8 +135,7 @@ def run_linearity(args) -> int:
         if not (args.judge_url and args.judge_model):
             raise InvalidArgumentError("--summarizer http needs --judge-url and --judge-model")
         summarizer = HTTPJudge(args.judge_url, args.judge_model, api_key_env=args.judge_api_key_env)
-    config = config_from_args(linearity_score.Config, args, progress=True)
-    m = load_model_from_args(args)
+    config, m = config_and_model(args)
     if summarizer == "local":
         summarizer = LocalJudge(m)  # the judge is the loaded model
     res = linearity_score(m, args.adapter, vector, prompts, config=config.replace(summarizer=summarizer))
@@ -178,12 +174,10 @@ def _load_many(specs: list[str]):
 def run_kl(args) -> int:
     import json
 
-    from ..configs import config_from_args
     from ..errors import InvalidArgumentError
     from ..evaluate.kl import kl_divergence
     from ..io import write_json
     from ..vector import load_vector
-    from .common import load_model_from_args, prompts_from_args
 
     prompts = prompts_from_args(args)
     vectors, labels = _load_many(args.vectors)
@@ -191,8 +185,7 @@ def run_kl(args) -> int:
     if isinstance(scales, list) and len(scales) != len(vectors):
         raise InvalidArgumentError(f"--scale gives {len(scales)} values for {len(vectors)} vectors; give 1 or one each")
     reference = load_vector(args.reference) if args.reference else None
-    config = config_from_args(kl_divergence.Config, args, reference=reference, progress=True)
-    m = load_model_from_args(args)
+    config, m = config_and_model(args, reference=reference)
     values = kl_divergence(m, vectors, prompts, config=config)
     rows = [{"vector": label, "scale": s, "kl": float(v)} for label, s, v in
             zip(labels, scales if isinstance(scales, list) else [scales] * len(labels), values)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .common import (
     add_model_arg,
+    config_and_model,
     finite_float,
     input_file,
     non_negative_int,
@@ -45,14 +46,11 @@ def register(commands, groups) -> None:
 def run_lora(args) -> int:
     import json
 
-    from ..configs import config_from_args
     from ..export.peft_lora import export_lora
     from ..vector import load_vector
-    from .common import load_model_from_args
 
     vector = load_vector(args.vector)
-    config = config_from_args(export_lora.Config, args)
-    m = load_model_from_args(args)
+    config, m = config_and_model(args)
     res = export_lora(m, vector, args.out, config=config)
     if args.json:
         print(json.dumps(res.fidelity, indent=2, sort_keys=True))

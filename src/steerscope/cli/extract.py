@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_model_arg, add_prompt_args, input_dir, input_file, non_negative_int, output_file
+from .common import (
+    add_model_arg,
+    add_prompt_args,
+    config_and_model,
+    input_dir,
+    input_file,
+    non_negative_int,
+    output_file,
+    prompts_from_args,
+)
 from .flags import config_parser
 
 
@@ -81,14 +90,10 @@ def _report(v, out) -> None:
 
 
 def run_lora(args: argparse.Namespace) -> int:
-    from ..configs import config_from_args
     from ..methods.from_lora import vector_from_lora
-    from .common import load_model_from_args, prompts_from_args
-    from .flags import config_of
 
     prompts = prompts_from_args(args, default_none=True)
-    config = config_from_args(config_of("steerscope.methods.from_lora:vector_from_lora"), args, progress=True)
-    m = load_model_from_args(args)
+    config, m = config_and_model(args)
     v = vector_from_lora(m, args.adapter, prompts, **config.as_kwargs())  # not @configurable: no config=
     v.save(args.out)
     _report(v, args.out)
@@ -96,14 +101,11 @@ def run_lora(args: argparse.Namespace) -> int:
 
 
 def run_contrastive(args: argparse.Namespace) -> int:
-    from ..configs import config_from_args
     from ..data import load_pairs
     from ..methods.contrastive import contrastive_vector
-    from .common import load_model_from_args
 
     pairs = load_pairs(args.pairs)
-    config = config_from_args(contrastive_vector.Config, args)
-    m = load_model_from_args(args)
+    config, m = config_and_model(args)
     v = contrastive_vector(m, pairs, config=config)
     v.save(args.out)
     _report(v, args.out)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .common import (
     add_model_arg,
+    config_and_model,
     finite_float,
     input_file,
     non_negative_int,
@@ -72,11 +73,9 @@ def read_examples(path: str):
 
 
 def run(args) -> int:
-    from ..configs import config_from_args
     from ..errors import InvalidArgumentError
     from ..methods.one_shot import Example, optimize_vector
     from ..runs import write_run
-    from .common import load_model_from_args
 
     examples = read_examples(args.examples) if args.examples else []
     if args.prompt is not None:
@@ -88,8 +87,7 @@ def run(args) -> int:
         raise InvalidArgumentError("give --prompt with --promote/--suppress, or --examples FILE.jsonl")
     if args.satisfice and args.target_loss is None:  # checked again by optimize_vector, but before the model loads
         raise InvalidArgumentError("--satisfice needs --target-loss")
-    config = config_from_args(optimize_vector.Config, args, progress=True)
-    m = load_model_from_args(args)
+    config, m = config_and_model(args)
     result = optimize_vector(m, examples, config=config)
     out = write_run(result, args.out)
     first = result.history[0]["loss"] if result.history else float("nan")
