@@ -282,6 +282,9 @@ def input_dir(text: str) -> str:
     return text
 
 
+VECTOR_HELP = "vector file, or FILE:INDEX for one vector of a set"
+
+
 def vector_spec(text: str) -> str:
     """argparse type: ``FILE`` or ``FILE:INDEX`` naming an existing vector file, or a result directory holding one
     (the file is read later)."""

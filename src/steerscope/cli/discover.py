@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 from .common import (
-    add_model_arg,
-    add_prompt_args,
     config_and_model,
     non_negative_int,
     positive_float,
     positive_int,
     prompts_from_args,
     say_where,
-    vector_spec,
 )
 from .flags import config_parser
 
@@ -25,25 +22,17 @@ def _target_positions(text: str):
 
 
 def register(commands, groups) -> None:
-    def melbo_data(p) -> None:
-        add_prompt_args(p, help="training prompts (default: the shipped melbo_prompts)")
-        add_model_arg(p)
-
-    p = config_parser(groups["discover"], "melbo", "steerscope.runs:melbo", before=melbo_data, required=("out_dir",),
+    p = config_parser(groups["discover"], "melbo", "steerscope.runs:melbo", required=("out_dir",),
                       help="MELBO: unsupervised orthogonal steering vectors",
+                      prompts="training prompts (default: the shipped melbo_prompts)",
                       types={"radius": _radius, "target_positions": _target_positions,
                              "min_ratio_patience": positive_int},
                       choices={"mode": ["sequential", "parallel"]})
     p.set_defaults(func=run_melbo)
 
-    def ortho_data(p) -> None:
-        p.add_argument("vector", metavar="VECTOR", type=vector_spec,
-                       help="θ₀: vector file, or FILE:INDEX of a MELBO run's vectors")
-        add_prompt_args(p, help="training prompts")
-        add_model_arg(p)
-
-    p = config_parser(groups["discover"], "ortho", "steerscope.runs:melbo_ortho", before=ortho_data, required=("out_dir",),
+    p = config_parser(groups["discover"], "ortho", "steerscope.runs:melbo_ortho", required=("out_dir",),
                       help="MELBO-ortho: vectors orthogonal to θ₀ with the same effect",
+                      vector="θ₀: vector file, or FILE:INDEX of a MELBO run's vectors", prompts="training prompts",
                       types={"collapse_patience": positive_int, "moving_average": positive_int,
                              "sample_vectors": non_negative_int},
                       choices={"kl_direction": ["forward", "reverse"]})

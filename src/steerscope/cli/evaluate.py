@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from .common import (
-    add_model_arg,
+    VECTOR_HELP,
     add_prompt_args,
     config_and_model,
     finite_float,
@@ -43,14 +43,8 @@ def _metric_spec(text: str) -> str:
     return text
 
 
-def _sweep_data(p) -> None:
-    p.add_argument("vector", metavar="VECTOR", type=vector_spec, help="vector file, or FILE:INDEX for one vector of a set")
-    add_prompt_args(p)
-    add_model_arg(p)
-
-
 def _sweep_parser(subparsers, name: str, help: str):
-    return config_parser(subparsers, name, SWEEP, before=_sweep_data, help=help,
+    return config_parser(subparsers, name, SWEEP, vector=VECTOR_HELP, prompts="prompts", help=help,
                          types={"metrics": _metric_spec, "tolerance": finite_float},
                          options={"metrics": {"metavar": "SPEC"}, "completions": {"metavar": "TEXT"},
                                   "prompt_baseline": {"metavar": "SYSTEM_PROMPT"}})
@@ -63,16 +57,14 @@ def register(commands, groups) -> None:
 
     def linearity_data(p) -> None:
         p.add_argument("adapter", metavar="ADAPTER", type=input_dir, help="PEFT LoRA adapter directory")
-        p.add_argument("vector", metavar="VECTOR", type=vector_spec, help="vector file, or FILE:INDEX")
-        add_prompt_args(p)
-        add_model_arg(p)
         judge = p.add_argument_group("judge (with --summarizer http)")
         judge.add_argument("--judge-url", help="OpenAI-compatible base URL, e.g. http://localhost:8000/v1")
         judge.add_argument("--judge-model", help="model name at --judge-url")
         judge.add_argument("--judge-api-key-env", default="OPENAI_API_KEY", help="environment variable with the key")
-    
-    lin = config_parser(groups["eval"], "linearity", "steerscope.runs:linearity_score",
-                        before=linearity_data, help="how closely a LoRA's extracted vector reproduces the LoRA",
+
+    lin = config_parser(groups["eval"], "linearity", "steerscope.runs:linearity_score", before=linearity_data,
+                        vector=VECTOR_HELP, prompts="prompts",
+                        help="how closely a LoRA's extracted vector reproduces the LoRA",
                         types={"batches": positive_int},
                         choices={"summarizer": ["keywords", "local", "http"]})
     lin.set_defaults(func=run_linearity)
@@ -81,7 +73,6 @@ def register(commands, groups) -> None:
         p.add_argument("vectors", nargs="+", metavar="VECTOR", type=vector_spec,
                        help="vector files (a set file means all its vectors), or FILE:INDEX")
         add_prompt_args(p, positional=False)
-        add_model_arg(p)
         p.add_argument("--out", default=None, type=output_file, metavar="FILE",
                        help="also write the values to this JSON file")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .common import (
-    add_model_arg,
+    VECTOR_HELP,
     config_and_model,
     finite_float,
     input_file,
@@ -19,12 +19,10 @@ def register(commands, groups) -> None:
     export = groups["export"]
 
     def lora_data(p) -> None:
-        p.add_argument("vector", metavar="VECTOR", type=vector_spec, help="vector file, or FILE:INDEX for one vector of a set")
-        p.add_argument("--out", dest="out", required=True, type=output_dir, metavar="DIR", help="adapter directory to write")
-        add_model_arg(p)
+        p.add_argument("--out", required=True, type=output_dir, metavar="DIR", help="adapter directory to write")
         p.add_argument("--json", action="store_true", help="print fidelity.json instead of a summary")
 
-    p = config_parser(export, "lora", "steerscope.export.peft_lora:export_lora", before=lora_data,
+    p = config_parser(export, "lora", "steerscope.export.peft_lora:export_lora", before=lora_data, vector=VECTOR_HELP,
                       help="write a vector as a PEFT LoRA adapter (rank1 or exact bias) + fidelity report",
                       types={"max_new_tokens": non_negative_int}, choices={"method": ["rank1", "bias"]})
     p.set_defaults(func=run_lora)

@@ -4,16 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import (
-    add_model_arg,
-    add_prompt_args,
-    config_and_model,
-    input_dir,
-    input_file,
-    non_negative_int,
-    output_file,
-    prompts_from_args,
-)
+from .common import config_and_model, input_dir, input_file, non_negative_int, output_file, prompts_from_args
 from .flags import config_parser
 
 
@@ -59,12 +50,11 @@ def _out(p) -> None:
 def register(commands, groups) -> None:
     def lora_data(p) -> None:
         p.add_argument("adapter", metavar="ADAPTER", type=input_dir, help="PEFT LoRA adapter directory for this model")
-        add_prompt_args(p, help="prompts (default: the first 32 shipped held-out honesty prompts)")
         _out(p)
-        add_model_arg(p)
 
     p = config_parser(groups["extract"], "lora", "steerscope.methods.from_lora:vector_from_lora", before=lora_data,
                       help="steering vector = mean residual shift a LoRA adapter causes",
+                      prompts="prompts (default: the first 32 shipped held-out honesty prompts)",
                       types={"max_new_tokens": non_negative_int}, choices={"per_layer": ["total", "increment"]})
     p.set_defaults(func=run_lora)
 
@@ -73,7 +63,6 @@ def register(commands, groups) -> None:
                        help="jsonl with 'positive', 'negative' (and optional 'prompt'); or a shipped set's name, "
                             "e.g. contrastive_happy_sad")
         _out(p)
-        add_model_arg(p)
 
     c = config_parser(groups["extract"], "contrastive", "steerscope.methods.contrastive:contrastive_vector",
                       before=contrastive_data, help="CAA mean difference or PCA of contrastive pairs",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from .common import (
-    add_model_arg,
     config_and_model,
     finite_float,
     input_file,
@@ -31,7 +30,6 @@ def _examples(p) -> None:
     p.add_argument("--out", required=True, type=output_dir, metavar="DIR",
                    help="result directory: vector.safetensors, history.csv, summary.json, loss.png, config.json "
                         "(DIR or DIR/vector.safetensors is the vector for other commands)")
-    add_model_arg(p)
 
 
 def register(commands, groups) -> None:
