@@ -142,7 +142,12 @@ def read_prompts(prompts: list[str] | None, prompts_file: str | None) -> list[st
             out.extend(line for line in read_text_file(path, "prompts file").splitlines() if line.strip())
     if not out or any(not p.strip() for p in out):
         raise InvalidArgumentError("give at least one non-empty prompt")
-    _check_encodable(out)
+    for n, prompt in enumerate(out, 1):  # a tokenizer cannot encode lone surrogates (from a broken file or shell)
+        try:
+            prompt.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidArgumentError(f"prompt {n} holds characters that are not valid Unicode text (a lone "
+                                       "surrogate); fix its encoding") from None
     return out
 
 
@@ -181,18 +186,6 @@ def non_negative_int(text: str) -> int:
     return _int_at_least(text, 0, "must be 0 or more")
 
 
-def _check_encodable(prompts: list[str]) -> None:
-    """Refuse text a tokenizer cannot encode (lone surrogates from a broken file or shell)."""
-    from ..errors import InvalidArgumentError
-
-    for n, prompt in enumerate(prompts, 1):
-        try:
-            prompt.encode("utf-8")
-        except UnicodeEncodeError:
-            raise InvalidArgumentError(f"prompt {n} holds characters that are not valid Unicode text (a lone "
-                                       "surrogate); fix its encoding") from None
-
-
 def say_where(out_dir, *, explore: bool = False) -> None:
     """Where a run command wrote its results, and its report when the run layer wrote one."""
     from pathlib import Path
@@ -206,16 +199,6 @@ def say_where(out_dir, *, explore: bool = False) -> None:
 
 
 # -- paths: checked while parsing, so a typo or an unwritable output fails before any model is loaded ----------------
-
-def _nearest_existing(path):
-    """The closest ancestor of ``path`` (or ``path`` itself) that exists."""
-    from pathlib import Path
-
-    current = Path(path).absolute()
-    while not current.exists() and current != current.parent:
-        current = current.parent
-    return current
-
 
 def _check_writable(text: str, want_dir: bool) -> str:
     """Fail unless ``text`` can be created (or overwritten) as a directory or a file."""
@@ -232,7 +215,9 @@ def _check_writable(text: str, want_dir: bool) -> str:
             raise argparse.ArgumentTypeError(f"{text} exists and is not a directory; choose another output {what}")
         if not want_dir and path.is_dir():
             raise argparse.ArgumentTypeError(f"{text} is a directory; give a file name for the output {what}")
-    base = _nearest_existing(path if want_dir else path.parent)
+    base = (path if want_dir else path.parent).absolute()
+    while not base.exists() and base != base.parent:  # the closest ancestor that exists
+        base = base.parent
     if not base.is_dir():
         raise argparse.ArgumentTypeError(f"cannot create {text}: {base} is a file, not a directory")
     try:  # os.access says yes to root everywhere (even /proc); creating a file is the real test
