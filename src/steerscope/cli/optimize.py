@@ -47,14 +47,13 @@ def read_examples(path: str):
     import json
     from pathlib import Path
 
+    from ..data import read_text_file
     from ..errors import InvalidArgumentError
     from ..methods.one_shot import Example
 
     file = Path(path)
-    if not file.is_file():
-        raise InvalidArgumentError(f"examples file {file} does not exist")
     examples = []
-    for n, line in enumerate(file.read_text().splitlines(), 1):
+    for n, line in enumerate(read_text_file(file, "examples file").splitlines(), 1):
         if not line.strip():
             continue
         try:
