@@ -321,11 +321,11 @@ def non_negative_float(text: str) -> float:
     return value
 
 
-def sampling(args, sample_attr: str = "do_sample") -> bool:
+def sampling(args) -> bool:
     """Whether to sample: ``--do-sample`` with ``--temperature 0`` means greedy decoding (its limit), not an error."""
     import logging
 
-    sample = bool(getattr(args, sample_attr, False))
+    sample = bool(getattr(args, "do_sample", False))
     if sample and getattr(args, "temperature", 1.0) == 0:
         logging.getLogger(__name__).warning("--temperature 0: decoding greedily")
         return False

@@ -1,4 +1,5 @@
-"""steerscope export lora VECTOR --out DIR (flags: ExportConfig) | export gguf VECTOR --out FILE | export import-gguf FILE --out VECTOR"""
+"""steerscope export lora VECTOR --out DIR (flags: ExportConfig) | export gguf VECTOR --out FILE
+| export import-gguf FILE --out VECTOR"""
 
 from __future__ import annotations
 
