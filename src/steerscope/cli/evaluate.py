@@ -19,8 +19,6 @@ from .common import (
 )
 from .flags import config_parser
 
-SWEEP = "steerscope.runs:sweep"
-
 
 def _score_positions(text: str) -> str:
     """argparse type for scored positions: ``first_generated | all | last:K`` (K >= 1)."""
@@ -44,7 +42,7 @@ def _metric_spec(text: str) -> str:
 
 
 def _sweep_parser(subparsers, name: str, help: str):
-    return config_parser(subparsers, name, SWEEP, vector=VECTOR_HELP, prompts="prompts", help=help,
+    return config_parser(subparsers, name, "steerscope.runs:sweep", vector=VECTOR_HELP, prompts="prompts", help=help,
                          types={"metrics": _metric_spec, "tolerance": finite_float},
                          options={"metrics": {"metavar": "SPEC"}, "completions": {"metavar": "TEXT"},
                                   "prompt_baseline": {"metavar": "SYSTEM_PROMPT"}})

@@ -72,7 +72,7 @@ def register(commands, groups) -> None:
 
 
 def _report(v, out) -> None:
-    norms = v.layer_norms() if hasattr(v, "layer_norms") else {}
+    norms = v.layer_norms()
     shown = ", ".join(f"{k}:{n:.3g}" for k, n in list(norms.items())[:8])
     print(f"wrote {out}: {v.method} vector, layers {v.layers[0]}..{v.layers[-1]} ({len(v.layers)}), norms {shown}"
           f"{' ...' if len(norms) > 8 else ''}")
