@@ -114,14 +114,8 @@ def float_list(text: str) -> list[float]:
 def load_model_from_args(args):
     from ..models.load import load_model
 
-    return load_model(
-        getattr(args, "model", None),
-        device=getattr(args, "device", None),
-        dtype=getattr(args, "dtype", None),
-        device_map=getattr(args, "device_map", None),
-        quantization=getattr(args, "quantization", None),
-        attn_implementation=getattr(args, "attn_implementation", None),
-    )
+    keywords = ("device", "dtype", "device_map", "quantization", "attn_implementation")  # add_load_args's flags
+    return load_model(getattr(args, "model", None), **{k: getattr(args, k, None) for k in keywords})
 
 
 def read_prompts(prompts: list[str] | None, prompts_file: str | None) -> list[str]:
