@@ -74,6 +74,21 @@ def finite_float(text: str) -> float:
     return value
 
 
+def positive_float(text: str) -> float:
+    """argparse type: a finite number greater than 0."""
+    value = finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
+    return value
+
+
 def _int_at_least(text: str, low: int, says: str) -> int:
     try:
         value = int(text)
@@ -86,6 +101,10 @@ def _int_at_least(text: str, low: int, says: str) -> int:
 
 def positive_int(text: str) -> int:
     return _int_at_least(text, 1, "must be at least 1")
+
+
+def non_negative_int(text: str) -> int:
+    return _int_at_least(text, 0, "must be 0 or more")
 
 
 _MAX_LIST = 10_000
@@ -174,10 +193,6 @@ def prompts_file(text: str) -> list[str]:
         return read_prompts(None, text)
     except SteerscopeError as exc:
         raise argparse.ArgumentTypeError(f"{text}: {' '.join(str(exc).split())}") from None
-
-
-def non_negative_int(text: str) -> int:
-    return _int_at_least(text, 0, "must be 0 or more")
 
 
 def say_where(out_dir, *, explore: bool = False) -> None:
@@ -298,21 +313,6 @@ def positions_spec(text: str) -> str:
         return text
     raise argparse.ArgumentTypeError(f"positions {text!r} not understood; use all, prompt, generated, from:K "
                                      "(absolute position K on) or last:K (last K prompt tokens, K >= 1)")
-
-
-def positive_float(text: str) -> float:
-    """argparse type: a finite number greater than 0."""
-    value = finite_float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    value = finite_float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
-    return value
 
 
 def sampling(args) -> bool:
