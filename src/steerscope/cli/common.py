@@ -74,6 +74,21 @@ def finite_float(text: str) -> float:
     return value
 
 
+def positive_float(text: str) -> float:
+    """argparse type: a finite number greater than 0."""
+    value = finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
+    return value
+
+
 def _int_at_least(text: str, low: int, says: str) -> int:
     try:
         value = int(text)
@@ -86,6 +101,10 @@ def _int_at_least(text: str, low: int, says: str) -> int:
 
 def positive_int(text: str) -> int:
     return _int_at_least(text, 1, "must be at least 1")
+
+
+def non_negative_int(text: str) -> int:
+    return _int_at_least(text, 0, "must be 0 or more")
 
 
 _MAX_LIST = 10_000
@@ -114,14 +133,8 @@ def float_list(text: str) -> list[float]:
 def load_model_from_args(args):
     from ..models.load import load_model
 
-    return load_model(
-        getattr(args, "model", None),
-        device=getattr(args, "device", None),
-        dtype=getattr(args, "dtype", None),
-        device_map=getattr(args, "device_map", None),
-        quantization=getattr(args, "quantization", None),
-        attn_implementation=getattr(args, "attn_implementation", None),
-    )
+    keywords = ("device", "dtype", "device_map", "quantization", "attn_implementation")  # add_load_args's flags
+    return load_model(getattr(args, "model", None), **{k: getattr(args, k, None) for k in keywords})
 
 
 def read_prompts(prompts: list[str] | None, prompts_file: str | None) -> list[str]:
@@ -142,7 +155,12 @@ def read_prompts(prompts: list[str] | None, prompts_file: str | None) -> list[st
             out.extend(line for line in read_text_file(path, "prompts file").splitlines() if line.strip())
     if not out or any(not p.strip() for p in out):
         raise InvalidArgumentError("give at least one non-empty prompt")
-    _check_encodable(out)
+    for n, prompt in enumerate(out, 1):  # a tokenizer cannot encode lone surrogates (from a broken file or shell)
+        try:
+            prompt.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidArgumentError(f"prompt {n} holds characters that are not valid Unicode text (a lone "
+                                       "surrogate); fix its encoding") from None
     return out
 
 
@@ -177,22 +195,6 @@ def prompts_file(text: str) -> list[str]:
         raise argparse.ArgumentTypeError(f"{text}: {' '.join(str(exc).split())}") from None
 
 
-def non_negative_int(text: str) -> int:
-    return _int_at_least(text, 0, "must be 0 or more")
-
-
-def _check_encodable(prompts: list[str]) -> None:
-    """Refuse text a tokenizer cannot encode (lone surrogates from a broken file or shell)."""
-    from ..errors import InvalidArgumentError
-
-    for n, prompt in enumerate(prompts, 1):
-        try:
-            prompt.encode("utf-8")
-        except UnicodeEncodeError:
-            raise InvalidArgumentError(f"prompt {n} holds characters that are not valid Unicode text (a lone "
-                                       "surrogate); fix its encoding") from None
-
-
 def say_where(out_dir, *, explore: bool = False) -> None:
     """Where a run command wrote its results, and its report when the run layer wrote one."""
     from pathlib import Path
@@ -206,16 +208,6 @@ def say_where(out_dir, *, explore: bool = False) -> None:
 
 
 # -- paths: checked while parsing, so a typo or an unwritable output fails before any model is loaded ----------------
-
-def _nearest_existing(path):
-    """The closest ancestor of ``path`` (or ``path`` itself) that exists."""
-    from pathlib import Path
-
-    current = Path(path).absolute()
-    while not current.exists() and current != current.parent:
-        current = current.parent
-    return current
-
 
 def _check_writable(text: str, want_dir: bool) -> str:
     """Fail unless ``text`` can be created (or overwritten) as a directory or a file."""
@@ -232,7 +224,9 @@ def _check_writable(text: str, want_dir: bool) -> str:
             raise argparse.ArgumentTypeError(f"{text} exists and is not a directory; choose another output {what}")
         if not want_dir and path.is_dir():
             raise argparse.ArgumentTypeError(f"{text} is a directory; give a file name for the output {what}")
-    base = _nearest_existing(path if want_dir else path.parent)
+    base = (path if want_dir else path.parent).absolute()
+    while not base.exists() and base != base.parent:  # the closest ancestor that exists
+        base = base.parent
     if not base.is_dir():
         raise argparse.ArgumentTypeError(f"cannot create {text}: {base} is a file, not a directory")
     try:  # os.access says yes to root everywhere (even /proc); creating a file is the real test
@@ -282,6 +276,9 @@ def input_dir(text: str) -> str:
     return text
 
 
+VECTOR_HELP = "vector file, or FILE:INDEX for one vector of a set"
+
+
 def vector_spec(text: str) -> str:
     """argparse type: ``FILE`` or ``FILE:INDEX`` naming an existing vector file, or a result directory holding one
     (the file is read later)."""
@@ -318,37 +315,28 @@ def positions_spec(text: str) -> str:
                                      "(absolute position K on) or last:K (last K prompt tokens, K >= 1)")
 
 
-def positive_float(text: str) -> float:
-    """argparse type: a finite number greater than 0."""
-    value = finite_float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    value = finite_float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
-    return value
-
-
-def sampling(args, sample_attr: str = "do_sample") -> bool:
+def sampling(args) -> bool:
     """Whether to sample: ``--do-sample`` with ``--temperature 0`` means greedy decoding (its limit), not an error."""
     import logging
 
-    sample = bool(getattr(args, sample_attr, False))
+    sample = bool(getattr(args, "do_sample", False))
     if sample and getattr(args, "temperature", 1.0) == 0:
         logging.getLogger(__name__).warning("--temperature 0: decoding greedily")
         return False
     return sample
 
 
-def check_new_run(out: str, resume: bool) -> None:
-    """Refuse (before loading a model) to start a run in a directory that already holds one, unless resuming."""
+def config_and_model(args, **overrides):
+    """A generated command's config (``args.config_class``, from ``flags.config_parser``; progress bar on), then its
+    model. Everything checkable without the model fails first: the config's own checks, and an ``--out`` that
+    already holds a run (unless ``--resume``) on the commands that can resume."""
     from pathlib import Path
 
+    from ..configs import config_from_args
     from ..errors import InvalidArgumentError
 
-    if not resume and (Path(out) / "config.json").is_file():
+    config = config_from_args(args.config_class, args, progress=True, **overrides)
+    out = getattr(args, "out_dir", None)
+    if out and hasattr(args, "resume") and not args.resume and (Path(out) / "config.json").is_file():
         raise InvalidArgumentError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    return config, load_model_from_args(args)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .common import output_dir, positive_int
+from .common import add_load_args, output_dir, positive_int
 from .discover import _radius
 
 DEMO_PROMPTS = ["How can I make a bomb?", "Tell me about yourself."]
@@ -15,8 +15,6 @@ def register(commands, groups) -> None:
     p.add_argument("--steps", type=positive_int, default=40)
     p.add_argument("--radius", default="auto", type=_radius, help="‖θ‖ or auto")
     p.add_argument("--sample-tokens", type=positive_int, default=40)
-    from .common import add_load_args
-
     add_load_args(p)
     p.set_defaults(func=run)
 

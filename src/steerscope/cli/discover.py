@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from .common import (
-    add_model_arg,
-    add_prompt_args,
-    check_new_run,
+    config_and_model,
     non_negative_int,
     positive_float,
     positive_int,
+    prompts_from_args,
     say_where,
-    vector_spec,
 )
 from .flags import config_parser
 
@@ -24,25 +22,17 @@ def _target_positions(text: str):
 
 
 def register(commands, groups) -> None:
-    def melbo_data(p) -> None:
-        add_prompt_args(p, help="training prompts (default: the shipped melbo_prompts)")
-        add_model_arg(p)
-
-    p = config_parser(groups["discover"], "melbo", "steerscope.runs:melbo", before=melbo_data, required=("out_dir",),
+    p = config_parser(groups["discover"], "melbo", "steerscope.runs:melbo", required=("out_dir",),
                       help="MELBO: unsupervised orthogonal steering vectors",
+                      prompts="training prompts (default: the shipped melbo_prompts)",
                       types={"radius": _radius, "target_positions": _target_positions,
                              "min_ratio_patience": positive_int},
                       choices={"mode": ["sequential", "parallel"]})
     p.set_defaults(func=run_melbo)
 
-    def ortho_data(p) -> None:
-        p.add_argument("vector", metavar="VECTOR", type=vector_spec,
-                       help="θ₀: vector file, or FILE:INDEX of a MELBO run's vectors")
-        add_prompt_args(p, help="training prompts")
-        add_model_arg(p)
-
-    p = config_parser(groups["discover"], "ortho", "steerscope.runs:melbo_ortho", before=ortho_data, required=("out_dir",),
+    p = config_parser(groups["discover"], "ortho", "steerscope.runs:melbo_ortho", required=("out_dir",),
                       help="MELBO-ortho: vectors orthogonal to θ₀ with the same effect",
+                      vector="θ₀: vector file, or FILE:INDEX of a MELBO run's vectors", prompts="training prompts",
                       types={"collapse_patience": positive_int, "moving_average": positive_int,
                              "sample_vectors": non_negative_int},
                       choices={"kl_direction": ["forward", "reverse"]})
@@ -50,14 +40,10 @@ def register(commands, groups) -> None:
 
 
 def run_melbo(args) -> int:
-    from ..configs import config_from_args
     from ..runs import melbo
-    from .common import load_model_from_args, prompts_from_args
 
     prompts = prompts_from_args(args, default_none=True)  # none: melbo's own training set
-    config = config_from_args(melbo.Config, args, progress=True)
-    check_new_run(args.out_dir, args.resume)
-    m = load_model_from_args(args)
+    config, m = config_and_model(args)
     res = melbo(m, prompts, config=config)
     print(f"{len(res.vectors)} vectors, R = {res.radius:.4g}; objective vs random: "
           + ", ".join(f"{o / max(res.random_objective, 1e-30):.2f}x" for o in res.objectives))
@@ -66,16 +52,12 @@ def run_melbo(args) -> int:
 
 
 def run_ortho(args) -> int:
-    from ..configs import config_from_args
     from ..runs import melbo_ortho
     from ..vector import load_vector
-    from .common import load_model_from_args, prompts_from_args
 
     prompts = prompts_from_args(args)
     base = load_vector(args.vector)
-    config = config_from_args(melbo_ortho.Config, args, progress=True)
-    check_new_run(args.out_dir, args.resume)
-    m = load_model_from_args(args)
+    config, m = config_and_model(args)
     res = melbo_ortho(m, base, prompts, config=config)
     first = res.analysis[: min(10, len(res.analysis))]
     print(f"{len(res.vectors)} orthogonal vectors; mean KL of the first {len(first)} to θ₀: "

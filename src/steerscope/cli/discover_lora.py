@@ -4,24 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from .common import (
-    add_model_arg,
-    add_prompt_args,
-    non_negative_int,
-    positive_float,
-    say_where,
-)
+from .common import config_and_model, non_negative_int, positive_float, prompts_from_args, say_where
 from .common import positive_int as _pos
 from .flags import config_parser
 
 
 def register(commands, groups) -> None:
-    def data(p) -> None:
-        add_prompt_args(p, help="training prompts (default: the shipped honesty_train set, 400 prompts)")
-        add_model_arg(p)
-
-    p = config_parser(groups["discover"], "lora", "steerscope.runs:discover_lora", before=data, required=("out_dir",),
+    p = config_parser(groups["discover"], "lora", "steerscope.runs:discover_lora", required=("out_dir",),
                       help="train LoRA adapters that move away from the base model coherently (-KL + NLL)",
+                      prompts="training prompts (default: the shipped honesty_train set, 400 prompts)",
                       types={"rank": _pos, "epochs": _pos, "max_steps": _pos, "stop_kl": positive_float,
                              "temperature": positive_float, "runs": _pos, "eval_size": _pos,
                              "num_samples": non_negative_int})
@@ -31,13 +22,10 @@ def register(commands, groups) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from ..configs import config_from_args
     from ..runs import discover_lora
-    from .common import load_model_from_args, prompts_from_args
 
     prompts = prompts_from_args(args, default_none=True)
-    config = config_from_args(discover_lora.Config, args, progress=True)
-    m = load_model_from_args(args)
+    config, m = config_and_model(args)
     result = discover_lora(m, prompts, config=config)
     for r in result.runs:
         h = r.heldout

@@ -2,34 +2,27 @@
 
 from __future__ import annotations
 
-from .common import add_model_arg, add_prompt_args, say_where, vector_spec
+from .common import VECTOR_HELP, config_and_model, prompts_from_args, say_where
 from .flags import config_parser
 
 
 def register(commands, groups) -> None:
-    def data(p) -> None:
-        p.add_argument("vector", metavar="VECTOR", type=vector_spec, help="vector file, or FILE:INDEX for one vector of a set")
-        add_prompt_args(p, help="held-out prompts (default: the shipped one_shot_heldout set of 30 prompts)")
-        add_model_arg(p)
-
-    p = config_parser(groups["eval"], "transfer", "steerscope.runs:evaluate_transfer", before=data,
+    p = config_parser(groups["eval"], "transfer", "steerscope.runs:evaluate_transfer", vector=VECTOR_HELP,
                       help="how a vector moves held-out prompts: Δ log-prob and hit rate per scale",
+                      prompts="held-out prompts (default: the shipped one_shot_heldout set of 30 prompts)",
                       options={"targets": {"metavar": "TEXT"}, "match": {"metavar": "TEXT"},
                                "prompt_baseline": {"metavar": "SYSTEM_PROMPT"}})
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from ..configs import config_from_args
     from ..data import load_prompts
     from ..runs import evaluate_transfer
     from ..vector import load_vector
-    from .common import load_model_from_args, prompts_from_args
 
     prompts = prompts_from_args(args, default_none=True) or load_prompts("one_shot_heldout")
     vector = load_vector(args.vector)
-    config = config_from_args(evaluate_transfer.Config, args, progress=True)
-    m = load_model_from_args(args)
+    config, m = config_and_model(args)
     result = evaluate_transfer(m, vector, prompts, config=config)
     base = result.baseline
     print(f"{len(prompts)} prompts; unsteered mean log p(target) {base['mean_logprob']:.3f}"

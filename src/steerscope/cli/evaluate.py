@@ -6,18 +6,18 @@ from __future__ import annotations
 import argparse
 
 from .common import (
-    add_model_arg,
+    VECTOR_HELP,
     add_prompt_args,
+    config_and_model,
     finite_float,
     input_dir,
     output_file,
     positive_int,
+    prompts_from_args,
     say_where,
     vector_spec,
 )
 from .flags import config_parser
-
-SWEEP = "steerscope.runs:sweep"
 
 
 def _score_positions(text: str) -> str:
@@ -41,14 +41,8 @@ def _metric_spec(text: str) -> str:
     return text
 
 
-def _sweep_data(p) -> None:
-    p.add_argument("vector", metavar="VECTOR", type=vector_spec, help="vector file, or FILE:INDEX for one vector of a set")
-    add_prompt_args(p)
-    add_model_arg(p)
-
-
 def _sweep_parser(subparsers, name: str, help: str):
-    return config_parser(subparsers, name, SWEEP, before=_sweep_data, help=help,
+    return config_parser(subparsers, name, "steerscope.runs:sweep", vector=VECTOR_HELP, prompts="prompts", help=help,
                          types={"metrics": _metric_spec, "tolerance": finite_float},
                          options={"metrics": {"metavar": "SPEC"}, "completions": {"metavar": "TEXT"},
                                   "prompt_baseline": {"metavar": "SYSTEM_PROMPT"}})
@@ -61,16 +55,14 @@ def register(commands, groups) -> None:
 
     def linearity_data(p) -> None:
         p.add_argument("adapter", metavar="ADAPTER", type=input_dir, help="PEFT LoRA adapter directory")
-        p.add_argument("vector", metavar="VECTOR", type=vector_spec, help="vector file, or FILE:INDEX")
-        add_prompt_args(p)
-        add_model_arg(p)
         judge = p.add_argument_group("judge (with --summarizer http)")
         judge.add_argument("--judge-url", help="OpenAI-compatible base URL, e.g. http://localhost:8000/v1")
         judge.add_argument("--judge-model", help="model name at --judge-url")
         judge.add_argument("--judge-api-key-env", default="OPENAI_API_KEY", help="environment variable with the key")
-    
-    lin = config_parser(groups["eval"], "linearity", "steerscope.runs:linearity_score",
-                        before=linearity_data, help="how closely a LoRA's extracted vector reproduces the LoRA",
+
+    lin = config_parser(groups["eval"], "linearity", "steerscope.runs:linearity_score", before=linearity_data,
+                        vector=VECTOR_HELP, prompts="prompts",
+                        help="how closely a LoRA's extracted vector reproduces the LoRA",
                         types={"batches": positive_int},
                         choices={"summarizer": ["keywords", "local", "http"]})
     lin.set_defaults(func=run_linearity)
@@ -79,7 +71,6 @@ def register(commands, groups) -> None:
         p.add_argument("vectors", nargs="+", metavar="VECTOR", type=vector_spec,
                        help="vector files (a set file means all its vectors), or FILE:INDEX")
         add_prompt_args(p, positional=False)
-        add_model_arg(p)
         p.add_argument("--out", default=None, type=output_file, metavar="FILE",
                        help="also write the values to this JSON file")
 
@@ -93,15 +84,12 @@ def register(commands, groups) -> None:
 
 
 def run_sweep(args) -> int:
-    from ..configs import config_from_args
     from ..runs import sweep
     from ..vector import load_vector
-    from .common import load_model_from_args, prompts_from_args
 
     prompts = prompts_from_args(args)
     vector = load_vector(args.vector)
-    config = config_from_args(sweep.Config, args, progress=True)
-    m = load_model_from_args(args)
+    config, m = config_and_model(args)
     res = sweep(m, vector, prompts, config=config)
     if res.prompting_comparison():
         print(f"prompting baseline: {res.prompting_comparison()}")
@@ -124,12 +112,10 @@ def run_sweep_deprecated(args) -> int:
 
 
 def run_linearity(args) -> int:
-    from ..configs import config_from_args
     from ..errors import InvalidArgumentError
     from ..evaluate.judges import HTTPJudge, LocalJudge
     from ..runs import linearity_score
     from ..vector import load_vector
-    from .common import load_model_from_args, prompts_from_args
 
     prompts = prompts_from_args(args)
     vector = load_vector(args.vector)
@@ -138,8 +124,7 @@ def run_linearity(args) -> int:
         if not (args.judge_url and args.judge_model):
             raise InvalidArgumentError("--summarizer http needs --judge-url and --judge-model")
         summarizer = HTTPJudge(args.judge_url, args.judge_model, api_key_env=args.judge_api_key_env)
-    config = config_from_args(linearity_score.Config, args, progress=True)
-    m = load_model_from_args(args)
+    config, m = config_and_model(args)
     if summarizer == "local":
         summarizer = LocalJudge(m)  # the judge is the loaded model
     res = linearity_score(m, args.adapter, vector, prompts, config=config.replace(summarizer=summarizer))
@@ -178,12 +163,10 @@ def _load_many(specs: list[str]):
 def run_kl(args) -> int:
     import json
 
-    from ..configs import config_from_args
     from ..errors import InvalidArgumentError
     from ..evaluate.kl import kl_divergence
     from ..io import write_json
     from ..vector import load_vector
-    from .common import load_model_from_args, prompts_from_args
 
     prompts = prompts_from_args(args)
     vectors, labels = _load_many(args.vectors)
@@ -191,8 +174,7 @@ def run_kl(args) -> int:
     if isinstance(scales, list) and len(scales) != len(vectors):
         raise InvalidArgumentError(f"--scale gives {len(scales)} values for {len(vectors)} vectors; give 1 or one each")
     reference = load_vector(args.reference) if args.reference else None
-    config = config_from_args(kl_divergence.Config, args, reference=reference, progress=True)
-    m = load_model_from_args(args)
+    config, m = config_and_model(args, reference=reference)
     values = kl_divergence(m, vectors, prompts, config=config)
     rows = [{"vector": label, "scale": s, "kl": float(v)} for label, s, v in
             zip(labels, scales if isinstance(scales, list) else [scales] * len(labels), values)]

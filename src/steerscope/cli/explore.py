@@ -27,7 +27,8 @@ def register(commands, groups) -> None:
     p = commands.add_parser("explore", help="local web page: compare steered and unsteered completions by hand")
     p.add_argument("source", metavar="RUN_DIR|VECTOR_FILE", help="a run directory or a .safetensors vector file")
     add_model_arg(p)
-    p.add_argument("--port", type=port_number, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}; 0 picks a free port")
+    p.add_argument("--port", type=port_number, default=DEFAULT_PORT,
+                   help=f"default {DEFAULT_PORT}; 0 picks a free port")
     p.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (loopback only)")
     p.add_argument("--allow-remote", action="store_true",
                    help="allow a non-loopback --host (anyone who can reach it can run the model)")

@@ -1,9 +1,11 @@
-"""steerscope export lora VECTOR --out DIR (flags: ExportConfig) | export gguf VECTOR --out FILE | export import-gguf FILE --out VECTOR"""
+"""steerscope export lora VECTOR --out DIR (flags: ExportConfig) | export gguf VECTOR --out FILE
+| export import-gguf FILE --out VECTOR"""
 
 from __future__ import annotations
 
 from .common import (
-    add_model_arg,
+    VECTOR_HELP,
+    config_and_model,
     finite_float,
     input_file,
     non_negative_int,
@@ -18,12 +20,10 @@ def register(commands, groups) -> None:
     export = groups["export"]
 
     def lora_data(p) -> None:
-        p.add_argument("vector", metavar="VECTOR", type=vector_spec, help="vector file, or FILE:INDEX for one vector of a set")
-        p.add_argument("--out", dest="out", required=True, type=output_dir, metavar="DIR", help="adapter directory to write")
-        add_model_arg(p)
+        p.add_argument("--out", required=True, type=output_dir, metavar="DIR", help="adapter directory to write")
         p.add_argument("--json", action="store_true", help="print fidelity.json instead of a summary")
 
-    p = config_parser(export, "lora", "steerscope.export.peft_lora:export_lora", before=lora_data,
+    p = config_parser(export, "lora", "steerscope.export.peft_lora:export_lora", before=lora_data, vector=VECTOR_HELP,
                       help="write a vector as a PEFT LoRA adapter (rank1 or exact bias) + fidelity report",
                       types={"max_new_tokens": non_negative_int}, choices={"method": ["rank1", "bias"]})
     p.set_defaults(func=run_lora)
@@ -45,14 +45,11 @@ def register(commands, groups) -> None:
 def run_lora(args) -> int:
     import json
 
-    from ..configs import config_from_args
     from ..export.peft_lora import export_lora
     from ..vector import load_vector
-    from .common import load_model_from_args
 
     vector = load_vector(args.vector)
-    config = config_from_args(export_lora.Config, args)
-    m = load_model_from_args(args)
+    config, m = config_and_model(args)
     res = export_lora(m, vector, args.out, config=config)
     if args.json:
         print(json.dumps(res.fidelity, indent=2, sort_keys=True))

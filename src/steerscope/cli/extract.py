@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_model_arg, add_prompt_args, input_dir, input_file, non_negative_int, output_file
+from .common import config_and_model, input_dir, input_file, non_negative_int, output_file, prompts_from_args
 from .flags import config_parser
 
 
@@ -50,12 +50,11 @@ def _out(p) -> None:
 def register(commands, groups) -> None:
     def lora_data(p) -> None:
         p.add_argument("adapter", metavar="ADAPTER", type=input_dir, help="PEFT LoRA adapter directory for this model")
-        add_prompt_args(p, help="prompts (default: the first 32 shipped held-out honesty prompts)")
         _out(p)
-        add_model_arg(p)
 
     p = config_parser(groups["extract"], "lora", "steerscope.methods.from_lora:vector_from_lora", before=lora_data,
                       help="steering vector = mean residual shift a LoRA adapter causes",
+                      prompts="prompts (default: the first 32 shipped held-out honesty prompts)",
                       types={"max_new_tokens": non_negative_int}, choices={"per_layer": ["total", "increment"]})
     p.set_defaults(func=run_lora)
 
@@ -64,7 +63,6 @@ def register(commands, groups) -> None:
                        help="jsonl with 'positive', 'negative' (and optional 'prompt'); or a shipped set's name, "
                             "e.g. contrastive_happy_sad")
         _out(p)
-        add_model_arg(p)
 
     c = config_parser(groups["extract"], "contrastive", "steerscope.methods.contrastive:contrastive_vector",
                       before=contrastive_data, help="CAA mean difference or PCA of contrastive pairs",
@@ -74,21 +72,17 @@ def register(commands, groups) -> None:
 
 
 def _report(v, out) -> None:
-    norms = v.layer_norms() if hasattr(v, "layer_norms") else {}
+    norms = v.layer_norms()
     shown = ", ".join(f"{k}:{n:.3g}" for k, n in list(norms.items())[:8])
     print(f"wrote {out}: {v.method} vector, layers {v.layers[0]}..{v.layers[-1]} ({len(v.layers)}), norms {shown}"
           f"{' ...' if len(norms) > 8 else ''}")
 
 
 def run_lora(args: argparse.Namespace) -> int:
-    from ..configs import config_from_args
     from ..methods.from_lora import vector_from_lora
-    from .common import load_model_from_args, prompts_from_args
-    from .flags import config_of
 
     prompts = prompts_from_args(args, default_none=True)
-    config = config_from_args(config_of("steerscope.methods.from_lora:vector_from_lora"), args, progress=True)
-    m = load_model_from_args(args)
+    config, m = config_and_model(args)
     v = vector_from_lora(m, args.adapter, prompts, **config.as_kwargs())  # not @configurable: no config=
     v.save(args.out)
     _report(v, args.out)
@@ -96,14 +90,11 @@ def run_lora(args: argparse.Namespace) -> int:
 
 
 def run_contrastive(args: argparse.Namespace) -> int:
-    from ..configs import config_from_args
     from ..data import load_pairs
     from ..methods.contrastive import contrastive_vector
-    from .common import load_model_from_args
 
     pairs = load_pairs(args.pairs)
-    config = config_from_args(contrastive_vector.Config, args)
-    m = load_model_from_args(args)
+    config, m = config_and_model(args)
     v = contrastive_vector(m, pairs, config=config)
     v.save(args.out)
     _report(v, args.out)

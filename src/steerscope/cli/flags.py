@@ -14,6 +14,8 @@ from typing import Any
 
 from ..configs import Config, add_config_flags
 from .common import (
+    add_model_arg,
+    add_prompt_args,
     finite_float,
     float_list,
     non_negative_float,
@@ -22,6 +24,7 @@ from .common import (
     positive_float,
     positive_int,
     prompts_file,
+    vector_spec,
 )
 
 # fields the CLI never shows: a progress bar is always on in a terminal
@@ -38,27 +41,46 @@ TYPES: dict[str, Callable[[str], Any]] = {
 CHOICES = {"operator": ["add", "ablate", "clamp"], "site": ["resid_post", "resid_pre", "mlp_out", "attn_out"]}
 
 
-
-def config_parser(subparsers, name: str, target: str, *, help: str, skip: tuple[str, ...] = (),
+def config_parser(subparsers, name: str, target: str, *, help: str, vector: str | None = None,
+                  prompts: str | None = None, skip: tuple[str, ...] = (),
                   types: dict[str, Callable[[str], Any]] | None = None, choices: dict[str, list] | None = None,
                   required: tuple[str, ...] = (), options: dict[str, dict[str, Any]] | None = None,
                   before: Callable[[argparse.ArgumentParser], None] | None = None) -> argparse.ArgumentParser:
     """A subcommand with one flag per field of the config of ``target`` (``"module:function"``).
 
-    ``before`` adds the positional data arguments and the model flags first. The options are added when the command
-    is first parsed (``Parser.defer``): importing the method's module imports torch, which ``--help`` must not."""
+    Its arguments, in order: what ``before`` adds (positional data, output), a positional ``VECTOR`` (``vector``: its
+    help), prompts (``prompts``: their help, see ``add_prompt_args``), the model flags, and the config's flags. They
+    are added when the command is first parsed (``Parser.defer``): importing the method's module imports torch, which
+    ``--help`` must not."""
     p = subparsers.add_parser(name, help=help, description=help)
 
     def build(p: argparse.ArgumentParser) -> None:
+        from dataclasses import fields
+
         if before is not None:
             before(p)
-        add_generated(p, config_of(target), skip=skip, types=types, choices=choices, required=required,
-                      options=options)
+        if vector is not None:
+            p.add_argument("vector", metavar="VECTOR", type=vector_spec, help=vector)
+        if prompts is not None:
+            add_prompt_args(p, help=prompts)
+        add_model_arg(p)
+        cls = config_of(target)
+        names = {f.name for f in fields(cls)}
+        skipped = tuple(n for n in (*SKIP, *skip) if n in names)
+        kept = names - set(skipped)
+        group = p.add_argument_group(f"{cls.method_name} settings (the {cls.__name__} fields)")
+        opts = {k: {"metavar": v} for k, v in METAVAR.items() if k in kept}
+        for k, v in (options or {}).items():
+            opts[k] = {**opts.get(k, {}), **v}
+        add_config_flags(
+            group, cls, skip=skipped,
+            rename={k: v for k, v in RENAME.items() if k in kept},
+            types={**{k: v for k, v in TYPES.items() if k in kept}, **(types or {})},
+            choices={**{k: v for k, v in CHOICES.items() if k in kept}, **(choices or {})},
+            required=required, options=opts)
+        p.set_defaults(config_class=cls, config_skip=skipped)
 
-    if hasattr(p, "defer"):
-        p.defer(build)
-    else:
-        build(p)
+    p.defer(build)
     return p
 
 
@@ -71,24 +93,3 @@ def config_of(target: str) -> type[Config]:
     module, _, name = target.partition(":")
     fn = getattr(importlib.import_module(module), name)
     return getattr(fn, "Config", None) or signature_config(fn, name)
-
-
-def add_generated(p: argparse.ArgumentParser, cls: type[Config], *, skip: tuple[str, ...] = (),
-                  types: dict[str, Callable[[str], Any]] | None = None, choices: dict[str, list] | None = None,
-                  required: tuple[str, ...] = (), options: dict[str, dict[str, Any]] | None = None) -> None:
-    from dataclasses import fields
-
-    names = {f.name for f in fields(cls)}
-    skipped = tuple(n for n in (*SKIP, *skip) if n in names)
-    kept = names - set(skipped)
-    group = p.add_argument_group(f"{cls.method_name} settings (the {cls.__name__} fields)")
-    opts = {k: {"metavar": v} for k, v in METAVAR.items() if k in kept}
-    for k, v in (options or {}).items():
-        opts[k] = {**opts.get(k, {}), **v}
-    add_config_flags(
-        group, cls, skip=skipped,
-        rename={k: v for k, v in RENAME.items() if k in kept},
-        types={**{k: v for k, v in TYPES.items() if k in kept}, **(types or {})},
-        choices={**{k: v for k, v in CHOICES.items() if k in kept}, **(choices or {})},
-        required=required, options=opts)
-    p.set_defaults(config_class=cls, config_skip=skipped)

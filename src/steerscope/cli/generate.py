@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .common import (
+    VECTOR_HELP,
     add_model_arg,
     finite_float,
     input_file,
@@ -22,7 +23,7 @@ def register(commands, groups) -> None:
     p.add_argument("prompts", nargs="*", metavar="PROMPT")
     p.add_argument("--prompts-file", type=input_file, help=".txt (one per line) or .jsonl with a 'prompt' key")
     add_model_arg(p)
-    p.add_argument("--vector", type=vector_spec, help="vector file, or FILE:INDEX for one vector of a set")
+    p.add_argument("--vector", type=vector_spec, help=VECTOR_HELP)
     p.add_argument("--scale", type=finite_float, default=1.0)
     p.add_argument("--layer", type=int, default=None, help="use only this layer of a multi-layer vector")
     p.add_argument("--positions", default="all", type=positions_spec, help="all | prompt | generated | from:K | last:K")

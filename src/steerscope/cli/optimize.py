@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .common import (
-    add_model_arg,
+    config_and_model,
     finite_float,
     input_file,
     non_negative_int,
@@ -30,7 +30,6 @@ def _examples(p) -> None:
     p.add_argument("--out", required=True, type=output_dir, metavar="DIR",
                    help="result directory: vector.safetensors, history.csv, summary.json, loss.png, config.json "
                         "(DIR or DIR/vector.safetensors is the vector for other commands)")
-    add_model_arg(p)
 
 
 def register(commands, groups) -> None:
@@ -48,14 +47,13 @@ def read_examples(path: str):
     import json
     from pathlib import Path
 
+    from ..data import read_text_file
     from ..errors import InvalidArgumentError
     from ..methods.one_shot import Example
 
     file = Path(path)
-    if not file.is_file():
-        raise InvalidArgumentError(f"examples file {file} does not exist")
     examples = []
-    for n, line in enumerate(file.read_text().splitlines(), 1):
+    for n, line in enumerate(read_text_file(file, "examples file").splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -72,11 +70,9 @@ def read_examples(path: str):
 
 
 def run(args) -> int:
-    from ..configs import config_from_args
     from ..errors import InvalidArgumentError
     from ..methods.one_shot import Example, optimize_vector
     from ..runs import write_run
-    from .common import load_model_from_args
 
     examples = read_examples(args.examples) if args.examples else []
     if args.prompt is not None:
@@ -88,8 +84,7 @@ def run(args) -> int:
         raise InvalidArgumentError("give --prompt with --promote/--suppress, or --examples FILE.jsonl")
     if args.satisfice and args.target_loss is None:  # checked again by optimize_vector, but before the model loads
         raise InvalidArgumentError("--satisfice needs --target-loss")
-    config = config_from_args(optimize_vector.Config, args, progress=True)
-    m = load_model_from_args(args)
+    config, m = config_and_model(args)
     result = optimize_vector(m, examples, config=config)
     out = write_run(result, args.out)
     first = result.history[0]["loss"] if result.history else float("nan")

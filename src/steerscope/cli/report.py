@@ -9,7 +9,7 @@ from .common import input_dir, output_file
 def register(commands, groups) -> None:
     p = commands.add_parser("report", help="write RUN_DIR/report.html: one self-contained page for a run")
     p.add_argument("run_dir", metavar="RUN_DIR", type=input_dir, help="a directory written by a steerscope run command")
-    p.add_argument("--out", default=None, type=output_file, help="where to write the HTML (default: RUN_DIR/report.html)")
+    p.add_argument("--out", type=output_file, help="where to write the HTML (default: RUN_DIR/report.html)")
     p.set_defaults(func=run)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from .common import finite_float, positive_int
+from .common import non_negative_float, positive_float, positive_int
 from .explore import port_number
 
 
@@ -28,14 +28,14 @@ def register(commands, groups) -> None:
     p.add_argument("--explore", default=None, metavar="RUN_DIR|FILE",
                    help="vectors for the explorer page at /explore/ (default: the first --vectors entry)")
     p.add_argument("--max-batch", type=positive_int, default=d.max_batch, help=f"rows decoded together ({d.max_batch})")
-    p.add_argument("--batch-window-ms", type=finite_float, default=d.batch_window_ms,
+    p.add_argument("--batch-window-ms", type=non_negative_float, default=d.batch_window_ms,
                    help=f"an idle server waits this long to batch a burst ({d.batch_window_ms:g})")
     p.add_argument("--max-tokens", type=positive_int, default=d.max_tokens, help=f"per request ({d.max_tokens})")
     p.add_argument("--max-prompt-tokens", type=positive_int, default=d.max_prompt_tokens,
                    help=f"({d.max_prompt_tokens})")
     p.add_argument("--max-vectors", type=positive_int, default=d.max_vectors,
                    help=f"steering vectors per request ({d.max_vectors})")
-    p.add_argument("--max-scale", type=finite_float, default=d.max_scale, help=f"largest |scale| ({d.max_scale:g})")
+    p.add_argument("--max-scale", type=positive_float, default=d.max_scale, help=f"largest |scale| ({d.max_scale:g})")
     p.add_argument("--max-body-bytes", type=positive_int, default=d.max_body_bytes, help=f"({d.max_body_bytes})")
     p.set_defaults(func=run)
 
@@ -47,10 +47,7 @@ def run(args) -> int:
     from ..app.limits import Limits
     from ..app.net import bind, host_allowlist, make_server, url_of
     from ..app.server import create_app, model_for
-    from ..errors import InvalidArgumentError
 
-    if args.batch_window_ms < 0 or args.max_scale <= 0:
-        raise InvalidArgumentError("--batch-window-ms must be >= 0 and --max-scale > 0")
     limits = Limits(max_body_bytes=args.max_body_bytes, max_prompt_tokens=args.max_prompt_tokens,
                     max_tokens=args.max_tokens, max_vectors=args.max_vectors, max_scale=args.max_scale,
                     max_batch=args.max_batch, batch_window_ms=args.batch_window_ms)
