@@ -22,6 +22,7 @@ Run directory (``out_dir``)::
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -293,7 +294,7 @@ def _evaluate(model, peft_model, held_out: list[str], cfg: dict) -> tuple[dict, 
         # reference: the base model's own samples under the base model (what "coherent" looks like here)
         with peft_model.disable_adapter():
             bseq, battn, bcont = sample(model, ids, mask, max_new_tokens=n_tok, temperature=cfg["temperature"])
-            b = loss_terms(model, bseq, battn, bcont, _null, alpha=0.0, beta=1.0)
+            b = loss_terms(model, bseq, battn, bcont, contextlib.nullcontext, alpha=0.0, beta=1.0)
         sums["base_self_nll"] += float(b.nll) * b.tokens
         base_tokens += b.tokens
     heldout = {"kl": sums["kl"] / max(tokens, 1), "nll": sums["nll"] / max(tokens, 1),
@@ -311,10 +312,3 @@ def _evaluate(model, peft_model, held_out: list[str], cfg: dict) -> tuple[dict, 
             base = generate(model, shown, max_new_tokens=n_tok, chat=cfg["chat"], batch_size=bs)
         samples = [{"prompt": p, "base": b, "adapted": a} for p, b, a in zip(shown, base, adapted)]
     return heldout, samples
-
-
-def _null():
-    import contextlib
-
-    return contextlib.nullcontext()
-
