@@ -138,17 +138,13 @@ class TransferResult:
 
 def _check(vector, prompts, targets, match, scales) -> tuple[list[str], list[str], list[str], list[float]]:
     if not isinstance(vector, SteeringVector):
-        raise InvalidArgumentError(
-            "evaluate_transfer needs a SteeringVector (use VectorSet[i] for one of a set)"
-        )
+        raise InvalidArgumentError("evaluate_transfer needs a SteeringVector (use VectorSet[i] for one of a set)")
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     if not prompts or any(not isinstance(p, str) or not p.strip() for p in prompts):
         raise InvalidArgumentError("give at least one non-empty held-out prompt")
     targets = [targets] if isinstance(targets, str) else list(targets or [])
     if not targets or any(not isinstance(t, str) or not t for t in targets):
-        raise InvalidArgumentError(
-            "targets must be a non-empty list of non-empty strings, e.g. ['Sure, here is']"
-        )
+        raise InvalidArgumentError("targets must be a non-empty list of non-empty strings, e.g. ['Sure, here is']")
     match = targets if match is None else ([match] if isinstance(match, str) else list(match))
     if not match or any(not isinstance(t, str) or not t.strip() for t in match):
         raise InvalidArgumentError("match must be a non-empty list of non-empty strings")
@@ -159,9 +155,7 @@ def _check(vector, prompts, targets, match, scales) -> tuple[list[str], list[str
 
 
 @torch.no_grad()
-def _target_logprobs(
-    model, vector, groups, prompts, targets, *, positions, operator, chat, batch_size, progress
-):
+def _target_logprobs(model, vector, groups, prompts, targets, *, positions, operator, chat, batch_size, progress):
     """{(group index, prompt index): mean log p(target) over targets}, one per-row-steered forward per chunk."""
     from tqdm.auto import tqdm
 
@@ -180,9 +174,7 @@ def _target_logprobs(
         logits = hidden_to_logits(model, gather_hidden(hidden, batch))  # (M, V): completion positions only
         lp = token_logprobs(logits, batch.target_ids)
         # cpu-ok: host-side per-completion sums (read with .tolist() right below)
-        per_row = torch.zeros(batch.completions, dtype=lp.dtype).index_add(
-            0, batch.token_completion.cpu(), lp.cpu()
-        )
+        per_row = torch.zeros(batch.completions, dtype=lp.dtype).index_add(0, batch.token_completion.cpu(), lp.cpu())
         for (g, p, _), value in zip(chunk, per_row.tolist()):
             sums[(g, p)] = sums.get((g, p), 0.0) + value / len(targets)
     return sums
