@@ -340,13 +340,10 @@ def _trust_region_block(objective: MelboObjective, init: Tensor, basis: Tensor |
         angles[rows] = torch.where(kept, torch.where(no_model, (alpha * ANGLE_GROW).clamp_max(ANGLE_MAX), grown),
                                    torch.where(no_model, alpha * ANGLE_SHRINK, shrunk))
         moved = rows[kept]
-        # first step: rows that did not move keep the plain gradient next time
-        free_before = free.clone() if free_before is None else free_before.clone()
-        search = search.clone()
-        free_before[moved], search[moved] = free[moved], proposal[moved]
+        if free_before is None:  # first step: rows that did not move keep the plain gradient next time
+            free_before = free.clone()
         # kept rows take their trial row, the others stay: every recorded objective is that of the row's exact θ
-        theta[moved] = trial[moved]
-        current, grad = current.clone(), grad.clone()
+        free_before[moved], search[moved], theta[moved] = free[moved], proposal[moved], trial[moved]
         current[moved], grad[moved] = value[kept], trial_grad[kept]
         record(current)
         if progress is not None:
