@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..errors import InvalidArgumentError
-from ..generate import tokenize
+from ..generate import generate, tokenize
 from ..inputs import forked_rng
 from ..io import read_json, write_csv, write_json, write_jsonl
 from ..results import Checkpoint
@@ -305,8 +305,6 @@ def _evaluate(model, peft_model, held_out: list[str], cfg: dict) -> tuple[dict, 
     samples = []
     shown = held_out[: cfg["num_samples"]]
     if shown:
-        from ..generate import generate
-
         adapted = generate(model, shown, max_new_tokens=n_tok, chat=cfg["chat"], batch_size=bs)
         with peft_model.disable_adapter():
             base = generate(model, shown, max_new_tokens=n_tok, chat=cfg["chat"], batch_size=bs)

@@ -36,7 +36,7 @@ from ..completions import (
 )
 from ..configs import configurable
 from ..errors import InvalidArgumentError, SteerscopeError
-from ..generate import forward_kwargs
+from ..generate import forward_kwargs, tokenize
 from ..hooks import record_activations, run_until_stopped
 from ..layers import LayerReplay, hidden_to_logits
 from ..vector import SteeringVector
@@ -160,8 +160,6 @@ def leading_space_warnings(model, examples: Sequence[Example], *, chat: bool = T
         >>> leading_space_warnings(m, [ss.Example("Say sorry in French.", promote=[" Je suis désolé"])])
         [{'completion': ' Je suis désolé', 'logprob': -38.2, 'stripped_logprob': -3.1, ...}]
     """
-    from ..generate import tokenize
-
     spaced = [(i, c) for i, ex in enumerate(examples) for c in (*ex.promote, *ex.suppress)
               if c[:1].isspace() and c.strip()]
     if not spaced:
