@@ -201,7 +201,6 @@ def kl_to_base(model, vectors: VectorSet, base: SteeringVector, prompts: list[st
                window: int = 25, chat: bool = True, progress: bool = False) -> list[dict]:
     """MELBO-ortho's curves: per vector, its norm, KL to θ₀ (``base``) at the first generated token, the moving
     average of that KL over ``window`` vectors, and the KL with the vector rescaled to ‖θ₀‖."""
-
     norms = vectors.norms()
     base_norm = base.norm()
     kl = kl_divergence(model, vectors, prompts, reference=base, direction=direction, chat=chat, progress=progress)

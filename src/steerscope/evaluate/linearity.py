@@ -257,8 +257,8 @@ def score_texts(lora_out: Sequence[str], vector_out: Sequence[str], baseline: Se
     vector_summaries = _summarise(summarizer, vector_split, baseline)
     control_summaries = [_summarise(summarizer, c, baseline) for c in control_splits]
     embed = load_embedder(embedder)
-    present = list(dict.fromkeys(s for s in [*lora_summaries, *vector_summaries, *(x for c in control_summaries for x in c)]
-                                 if s is not None))
+    summaries = [*lora_summaries, *vector_summaries, *(x for c in control_summaries for x in c)]
+    present = list(dict.fromkeys(s for s in summaries if s is not None))
     table = dict(zip(present, embed(present))) if present else {}
     sim = _similarity(lora_summaries, vector_summaries, table)
     raw, matching = matched_similarity(sim)
@@ -342,16 +342,13 @@ def linearity_score(
 
     scored = score_texts(lora_out, vector_out, baseline, batches=batches, summarizer=summarizer, embedder=embedder,
                          seed=seed, controls=[ctrl_out] if control else ())
-    raw, sim, matching, shift = scored["raw"], scored["similarity"], scored["matching"], scored["shift"]
-    lora_summaries, vector_summaries = scored["lora_summaries"], scored["vector_summaries"]
-    ctrl_summaries = scored["control_summaries"][0] if control else []
     ctrl_score = ctrl_shift = None
     if control:
         ctrl_score, ctrl_shift = _clip01(scored["control_raw"][0]), scored["control_shift"][0]
     result = LinearityResult(
-        score=_clip01(raw), raw_score=raw, similarity=sim,
-        matching=matching, embedding_shift_cosine=shift, lora_summaries=lora_summaries,
-        vector_summaries=vector_summaries,
+        score=_clip01(scored["raw"]), raw_score=scored["raw"], similarity=scored["similarity"],
+        matching=scored["matching"], embedding_shift_cosine=scored["shift"], lora_summaries=scored["lora_summaries"],
+        vector_summaries=scored["vector_summaries"],
         responses={"prompts": prompts, "baseline": baseline, "vector": vector_out, "lora": lora_out,
                    **({"control": ctrl_out} if control else {})},
         config={"batches": batches, "scale": scale, "summarizer": getattr(summarizer, "name", str(summarizer)),
@@ -360,11 +357,10 @@ def linearity_score(
                 "vector_layers": vector.layers, "vector_norm": vector.norm(), "n_prompts": n,
                 **{k: v for k, v in gen.items() if k != "progress"}, "positions": positions, "control": control},
         control_score=ctrl_score, control_embedding_shift_cosine=ctrl_shift,
-        control_summaries=ctrl_summaries if control else None,
+        control_summaries=scored["control_summaries"][0] if control else None,
     )
-    log.info("linearity %.3f, embedding-shift cosine %.3f", result.score, shift)
+    log.info("linearity %.3f, embedding-shift cosine %.3f", result.score, result.embedding_shift_cosine)
     return result
-
 
 
 def _name_of(obj) -> str:

@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     from ..models.load import SteerableModel
 
 log = logging.getLogger(__name__)
-COHERENCE = ("perplexity", "distinct_2", "repetition_rate", "empty_rate")
 
 
 @dataclass
@@ -173,6 +172,26 @@ def _metric_table(metrics) -> dict[str, Callable[[str], float]]:
     return table
 
 
+def _measures(text: str, perplexity: float, table: dict, logprob: float | None) -> dict:
+    """One response's coherence measures, behaviour metrics and (given completions) ``completion_logprob``."""
+    sample = {"perplexity": perplexity, "distinct_2": distinct_n(text, 2), "repetition_rate": repetition_rate(text),
+              "empty": is_empty(text), **{name: float(fn(text)) for name, fn in table.items()}}
+    if logprob is not None:
+        sample["completion_logprob"] = logprob
+    return sample
+
+
+def _aggregate(group: list[dict], names: list[str]) -> dict:
+    """One condition's row from its samples: mean of each metric in ``names``, geometric-mean perplexity over
+    non-empty responses, mean distinct-2, repetition and empty rates."""
+    logs = [math.log(x["perplexity"]) for x in group if math.isfinite(x["perplexity"])]
+    return {**{name: nanmean([x[name] for x in group]) for name in names},
+            "perplexity": math.exp(sum(logs) / len(logs)) if logs else math.nan,
+            "distinct_2": nanmean([x["distinct_2"] for x in group]),
+            "repetition_rate": nanmean([x["repetition_rate"] for x in group]),
+            "empty_rate": nanmean([x["empty"] for x in group]), "n": len(group)}
+
+
 def _fingerprint(vector: SteeringVector, prompts: list[str], settings: dict) -> str:
     h = hashlib.sha256(json.dumps({"prompts": prompts, **settings}, sort_keys=True, default=str).encode())
     for layer, t in vector.directions.items():
@@ -268,10 +287,7 @@ def sweep(
         completions = [completions] * len(prompts)
     if completions is not None and len(completions) != len(prompts):
         raise InvalidArgumentError(f"got {len(completions)} completions for {len(prompts)} prompts; give one per prompt")
-    if completions is not None:
-        table_names = [*table, "completion_logprob"]
-    else:
-        table_names = list(table)
+    table_names = [*table, *(["completion_logprob"] if completions is not None else [])]
     objective = objective or (table_names[0] if table_names else None)
     if objective is not None and objective not in table_names:
         raise InvalidArgumentError(f"objective {objective!r} is not one of the metrics: {', '.join(table_names)}")
@@ -292,25 +308,10 @@ def sweep(
                            vectors=[None if s == 0 else vector for s, _ in keys], scales=[s for s, _ in keys],
                            positions=positions, batch_size=max(1, batch_size // 2))
 
-    samples = []
-    for n, ((s, i), text) in enumerate(zip(keys, texts)):
-        sample = {"scale": s, "prompt_index": i, "prompt": prompts[i], "response": text, "perplexity": ppl[n],
-                  "distinct_2": distinct_n(text, 2), "repetition_rate": repetition_rate(text), "empty": is_empty(text)}
-        sample.update({name: float(fn(text)) for name, fn in table.items()})
-        if lp is not None:
-            sample["completion_logprob"] = lp[n]
-        samples.append(sample)
-
-    rows = []
-    for s in scales:
-        group = [x for x in samples if x["scale"] == s]
-        logs = [math.log(x["perplexity"]) for x in group if math.isfinite(x["perplexity"])]
-        row = {"scale": s, **{name: nanmean([x[name] for x in group]) for name in table_names},
-               "perplexity": math.exp(sum(logs) / len(logs)) if logs else math.nan,
-               "distinct_2": nanmean([x["distinct_2"] for x in group]),
-               "repetition_rate": nanmean([x["repetition_rate"] for x in group]),
-               "empty_rate": nanmean([x["empty"] for x in group]), "n": len(group)}
-        rows.append(row)
+    samples = [{"scale": s, "prompt_index": i, "prompt": prompts[i], "response": text,
+                **_measures(text, ppl[n], table, lp[n] if lp is not None else None)}
+               for n, ((s, i), text) in enumerate(zip(keys, texts))]
+    rows = [{"scale": s, **_aggregate([x for x in samples if x["scale"] == s], table_names)} for s in scales]
     baseline = next(r for r in rows if r["scale"] == 0)
     for row in rows:
         row["coherent"] = is_coherent(row, baseline, tol)
@@ -337,35 +338,24 @@ def _prompted_rows(model, vector, prompts, system, scales, best_scale, table, co
     texts, prompted_chat = system_prompted(model, prompts, system, chat=gen["chat"])
     steer_scale = prompted_scale(scales, best_scale)
     n = len(prompts)
-    conditions = [("prompted", 0.0, None), ("prompted+steered", steer_scale, vector)]
-    outs = generate(model, texts * 2, vectors=[None] * n + [vector] * n, scales=[0.0] * n + [steer_scale] * n,
-                    batch_size=batch_size, **{**gen, "chat": prompted_chat})
+    row_vectors, row_scales = [None] * n + [vector] * n, [0.0] * n + [steer_scale] * n  # prompted, then steered
+    outs = generate(model, texts * 2, vectors=row_vectors, scales=row_scales, batch_size=batch_size,
+                    **{**gen, "chat": prompted_chat})
     ppl = perplexities(model, prompts * 2, outs, chat=gen["chat"], batch_size=max(1, batch_size // 2))
     lp = None
     if completions is not None:
-        lp = mean_logprobs(model, texts * 2, list(completions) * 2, chat=prompted_chat,
-                           vectors=[None] * n + [vector] * n, scales=[0.0] * n + [steer_scale] * n,
-                           positions=gen["positions"], batch_size=max(1, batch_size // 2))
+        lp = mean_logprobs(model, texts * 2, list(completions) * 2, chat=prompted_chat, vectors=row_vectors,
+                           scales=row_scales, positions=gen["positions"], batch_size=max(1, batch_size // 2))
+    names = [*table, *(["completion_logprob"] if lp is not None else [])]
     rows, samples = [], []
-    for c, (condition, scale, _) in enumerate(conditions):
+    for c, (condition, scale) in enumerate([("prompted", 0.0), ("prompted+steered", steer_scale)]):
         group = []
         for i in range(n):
             k = c * n + i
-            text = outs[k]
-            sample = {"condition": condition, "scale": scale, "prompt_index": i, "prompt": prompts[i],
-                      "system_prompt": system, "response": text, "perplexity": ppl[k],
-                      "distinct_2": distinct_n(text, 2), "repetition_rate": repetition_rate(text),
-                      "empty": is_empty(text), **{name: float(fn(text)) for name, fn in table.items()}}
-            if lp is not None:
-                sample["completion_logprob"] = lp[k]
-            group.append(sample)
-        names = [*table, *(["completion_logprob"] if lp is not None else [])]
-        logs = [math.log(x["perplexity"]) for x in group if math.isfinite(x["perplexity"])]
-        rows.append({"condition": condition, "scale": scale, **{m: nanmean([x[m] for x in group]) for m in names},
-                     "perplexity": math.exp(sum(logs) / len(logs)) if logs else math.nan,
-                     "distinct_2": nanmean([x["distinct_2"] for x in group]),
-                     "repetition_rate": nanmean([x["repetition_rate"] for x in group]),
-                     "empty_rate": nanmean([x["empty"] for x in group]), "n": len(group)})
+            group.append({"condition": condition, "scale": scale, "prompt_index": i, "prompt": prompts[i],
+                          "system_prompt": system, "response": outs[k],
+                          **_measures(outs[k], ppl[k], table, lp[k] if lp is not None else None)})
+        rows.append({"condition": condition, "scale": scale, **_aggregate(group, names)})
         samples.extend(group)
     return rows, samples
 

@@ -138,17 +138,13 @@ class TransferResult:
 
 def _check(vector, prompts, targets, match, scales) -> tuple[list[str], list[str], list[str], list[float]]:
     if not isinstance(vector, SteeringVector):
-        raise InvalidArgumentError(
-            "evaluate_transfer needs a SteeringVector (use VectorSet[i] for one of a set)"
-        )
+        raise InvalidArgumentError("evaluate_transfer needs a SteeringVector (use VectorSet[i] for one of a set)")
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     if not prompts or any(not isinstance(p, str) or not p.strip() for p in prompts):
         raise InvalidArgumentError("give at least one non-empty held-out prompt")
     targets = [targets] if isinstance(targets, str) else list(targets or [])
     if not targets or any(not isinstance(t, str) or not t for t in targets):
-        raise InvalidArgumentError(
-            "targets must be a non-empty list of non-empty strings, e.g. ['Sure, here is']"
-        )
+        raise InvalidArgumentError("targets must be a non-empty list of non-empty strings, e.g. ['Sure, here is']")
     match = targets if match is None else ([match] if isinstance(match, str) else list(match))
     if not match or any(not isinstance(t, str) or not t.strip() for t in match):
         raise InvalidArgumentError("match must be a non-empty list of non-empty strings")
@@ -159,9 +155,7 @@ def _check(vector, prompts, targets, match, scales) -> tuple[list[str], list[str
 
 
 @torch.no_grad()
-def _target_logprobs(
-    model, vector, groups, prompts, targets, *, positions, operator, chat, batch_size, progress
-):
+def _target_logprobs(model, vector, groups, prompts, targets, *, positions, operator, chat, batch_size, progress):
     """{(group index, prompt index): mean log p(target) over targets}, one per-row-steered forward per chunk."""
     from tqdm.auto import tqdm
 
@@ -180,41 +174,54 @@ def _target_logprobs(
         logits = hidden_to_logits(model, gather_hidden(hidden, batch))  # (M, V): completion positions only
         lp = token_logprobs(logits, batch.target_ids)
         # cpu-ok: host-side per-completion sums (read with .tolist() right below)
-        per_row = torch.zeros(batch.completions, dtype=lp.dtype).index_add(
-            0, batch.token_completion.cpu(), lp.cpu()
-        )
+        per_row = torch.zeros(batch.completions, dtype=lp.dtype).index_add(0, batch.token_completion.cpu(), lp.cpu())
         for (g, p, _), value in zip(chunk, per_row.tolist()):
             sums[(g, p)] = sums.get((g, p), 0.0) + value / len(targets)
     return sums
 
 
-def _prompted_summary(model, vector, prompts, system, steer_scale, targets, needles, *, base, chat, positions,
-                      operator, do_generate, max_new_tokens, batch_size, progress) -> list[dict]:
+def _measure_groups(model, vector, groups, prompts, targets, *, do_generate, max_new_tokens, **kwargs):
+    """Mean target log-probs {(group, prompt): lp} and, with ``do_generate``, greedy generations {(group, prompt):
+    text} of every group (a scale; None = unsteered) on every prompt. ``kwargs``: positions, operator, chat,
+    batch_size, progress."""
+    lps = _target_logprobs(model, vector, groups, prompts, targets, **kwargs)
+    if not do_generate:
+        return lps, {}
+    keys = [(g, p) for g in range(len(groups)) for p in range(len(prompts))]
+    texts = generate(model, [prompts[p] for _, p in keys],
+                     vectors=[vector if groups[g] is not None else None for g, _ in keys],
+                     scales=[groups[g] if groups[g] is not None else 0.0 for g, _ in keys],
+                     max_new_tokens=max_new_tokens, **kwargs)
+    return lps, dict(zip(keys, texts))
+
+
+def _summary(logprobs: list[float], base: list[float], hits: list[bool] | None) -> dict:
+    """Δ log-prob against ``base`` (mean ± s.e.m.), mean log-prob and hit rate (None without generations) of one
+    condition over n prompts."""
+    n = len(logprobs)
+    deltas = [lp - b for lp, b in zip(logprobs, base)]
+    mean = sum(deltas) / n
+    sd = math.sqrt(sum((d - mean) ** 2 for d in deltas) / (n - 1)) if n > 1 else None
+    return {"mean_delta_logprob": mean, "sem_delta_logprob": sd / math.sqrt(n) if sd is not None else None,
+            "mean_logprob": sum(logprobs) / n, "hit_rate": sum(hits) / n if hits is not None else None,
+            "n_prompts": n}
+
+
+def _prompted_summary(model, vector, prompts, system, steer_scale, targets, needles, *, base, chat, do_generate,
+                      **kwargs) -> list[dict]:
     """Summary rows of the prompted and prompted + steered conditions (Δ log-prob against ``base``, the
     unprompted unsteered log-probs)."""
     from .prompting import system_prompted
 
     texts, prompted_chat = system_prompted(model, prompts, system, chat=chat)
-    groups: list[float | None] = [None, steer_scale]
-    lps = _target_logprobs(model, vector, groups, texts, targets, positions=positions, operator=operator,
-                           chat=prompted_chat, batch_size=batch_size, progress=progress)
-    n = len(prompts)
-    gens: list[str] = []
-    if do_generate:
-        gens = generate(model, texts * 2, vectors=[None] * n + [vector] * n, scales=[0.0] * n + [steer_scale] * n,
-                        max_new_tokens=max_new_tokens, chat=prompted_chat, positions=positions, operator=operator,
-                        batch_size=batch_size, progress=progress)
+    lps, gens = _measure_groups(model, vector, [None, steer_scale], texts, targets, do_generate=do_generate,
+                                chat=prompted_chat, **kwargs)
     out = []
     for g, (condition, scale) in enumerate((("prompted", 0.0), ("prompted+steered", steer_scale))):
-        deltas = [lps[(g, p)] - base[p] for p in range(n)]
-        mean = sum(deltas) / n
-        sd = math.sqrt(sum((d - mean) ** 2 for d in deltas) / (n - 1)) if n > 1 else None
-        hits = [any(x in gens[g * n + p].lower() for x in needles) for p in range(n)] if do_generate else []
-        out.append({"condition": condition, "scale": scale, "system_prompt": system, "mean_delta_logprob": mean,
-                    "sem_delta_logprob": sd / math.sqrt(n) if sd is not None else None,
-                    "mean_logprob": sum(lps[(g, p)] for p in range(n)) / n,
-                    "hit_rate": sum(hits) / n if do_generate else None, "n_prompts": n,
-                    "generations": gens[g * n:(g + 1) * n] if do_generate else []})
+        generations = [gens[(g, p)] for p in range(len(prompts))] if do_generate else []
+        hits = [any(x in text.lower() for x in needles) for text in generations] if do_generate else None
+        out.append({"condition": condition, "scale": scale, "system_prompt": system,
+                    **_summary([lps[(g, p)] for p in range(len(prompts))], base, hits), "generations": generations})
     return out
 
 
@@ -264,99 +271,38 @@ def evaluate_transfer(
     # group None = unsteered baseline; an added vector at scale 0 is the baseline too, so it is not rerun
     groups: list[float | None] = [None] + [s for s in scales if not (operator == "add" and s == 0.0)]
     group_of = {s: (0 if operator == "add" and s == 0.0 else groups.index(s)) for s in scales}
-    lps = _target_logprobs(
-        model,
-        vector,
-        groups,
-        prompts,
-        targets,
-        positions=positions,
-        operator=operator,
-        chat=chat,
-        batch_size=batch_size,
-        progress=progress,
-    )
-    gens: dict[tuple[int, int], str] = {}
-    if do_generate:
-        keys = [(g, p) for g in range(len(groups)) for p in range(len(prompts))]
-        texts = generate(
-            model,
-            [prompts[p] for _, p in keys],
-            vectors=[vector if groups[g] is not None else None for g, _ in keys],
-            scales=[groups[g] if groups[g] is not None else 0.0 for g, _ in keys],
-            max_new_tokens=max_new_tokens,
-            chat=chat,
-            positions=positions,
-            operator=operator,
-            batch_size=batch_size,
-            progress=progress,
-        )
-        gens = dict(zip(keys, texts))
+    settings = {"positions": positions, "operator": operator, "batch_size": batch_size, "progress": progress,
+                "do_generate": do_generate, "max_new_tokens": max_new_tokens}
+    lps, gens = _measure_groups(model, vector, groups, prompts, targets, chat=chat, **settings)
     needles = [m.lower() for m in match]
+    base = [lps[(0, p)] for p in range(len(prompts))]
 
-    def hit(g: int, p: int) -> bool | None:
-        return any(n in gens[(g, p)].lower() for n in needles) if do_generate else None
+    def hits(g: int) -> list[bool] | None:  # None without generations
+        return [any(n in gens[(g, p)].lower() for n in needles) for p in range(len(prompts))] if do_generate else None
 
     rows, summary = [], []
     for s in scales:
         g = group_of[s]
-        deltas = [lps[(g, p)] - lps[(0, p)] for p in range(len(prompts))]
-        hits = [hit(g, p) for p in range(len(prompts))]
+        logprobs, hit = [lps[(g, p)] for p in range(len(prompts))], hits(g)
         for p, prompt in enumerate(prompts):
-            rows.append(
-                {
-                    "scale": s,
-                    "prompt": prompt,
-                    "logprob": lps[(g, p)],
-                    "base_logprob": lps[(0, p)],
-                    "delta_logprob": deltas[p],
-                    "generation": gens.get((g, p)),
-                    "hit": hits[p],
-                }
-            )
-        n = len(deltas)
-        mean = sum(deltas) / n
-        sd = math.sqrt(sum((d - mean) ** 2 for d in deltas) / (n - 1)) if n > 1 else None
-        summary.append(
-            {
-                "scale": s,
-                "mean_delta_logprob": mean,
-                "sem_delta_logprob": sd / math.sqrt(n) if sd is not None else None,
-                "mean_logprob": sum(lps[(g, p)] for p in range(n)) / n,
-                "hit_rate": sum(hits) / n if do_generate else None,
-                "n_prompts": n,
-            }
-        )
+            rows.append({"scale": s, "prompt": prompt, "logprob": logprobs[p], "base_logprob": base[p],
+                         "delta_logprob": logprobs[p] - base[p], "generation": gens.get((g, p)),
+                         "hit": hit[p] if hit is not None else None})
+        summary.append({"scale": s, **_summary(logprobs, base, hit)})
     summary.sort(key=lambda r: r["scale"])
-    baseline = {
-        "mean_logprob": sum(lps[(0, p)] for p in range(len(prompts))) / len(prompts),
-        "hit_rate": (sum(hit(0, p) for p in range(len(prompts))) / len(prompts)) if do_generate else None,
-    }
-    config = {
-        "targets": targets,
-        "match": match,
-        "scales": scales,
-        "max_new_tokens": max_new_tokens,
-        "positions": positions,
-        "operator": operator,
-        "chat": chat,
-        "n_prompts": len(prompts),
-        "vector_site": vector.site,
-        "vector_layers": vector.layers,
-        "vector_norm": vector.norm(),
-        "vector_method": vector.method,
-    }
+    baseline = {"mean_logprob": sum(base) / len(prompts),
+                "hit_rate": (sum(hits(0)) / len(prompts)) if do_generate else None}
+    config = {"targets": targets, "match": match, "scales": scales, "max_new_tokens": max_new_tokens,
+              "positions": positions, "operator": operator, "chat": chat, "n_prompts": len(prompts),
+              "vector_site": vector.site, "vector_layers": vector.layers, "vector_norm": vector.norm(),
+              "vector_method": vector.method}
     result = TransferResult(summary=summary, rows=rows, baseline=baseline, config=config)
     if prompt_baseline:
         config["prompt_baseline"] = prompt_baseline
         best = max((r for r in summary if r["scale"] > 0), key=lambda r: r["mean_delta_logprob"], default=None)
         steer_scale = best["scale"] if best is not None else max(scales, key=abs)
         result.prompted = _prompted_summary(model, vector, prompts, prompt_baseline, steer_scale, targets, needles,
-                                            base=[lps[(0, p)] for p in range(len(prompts))], chat=chat,
-                                            positions=positions, operator=operator, do_generate=do_generate,
-                                            max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
-    log.info(
-        "transfer: %s", [(r["scale"], round(r["mean_delta_logprob"], 3), r["hit_rate"]) for r in summary]
-    )
+                                            base=base, chat=chat, **settings)
+    log.info("transfer: %s", [(r["scale"], round(r["mean_delta_logprob"], 3), r["hit_rate"]) for r in summary])
     return result
 

@@ -37,10 +37,8 @@ def default_target_modules(model) -> list[str]:
 def needs_fan_in_fan_out(model, targets: list[str]) -> bool:
     """GPT-2 style ``Conv1D`` stores weights transposed; PEFT must be told (``fan_in_fan_out=True``)."""
     names = set(targets)
-    for name, module in model.hf.named_modules():
-        if type(module).__name__ == "Conv1D" and (name in names or name.rsplit(".", 1)[-1] in names):
-            return True
-    return False
+    return any(type(module).__name__ == "Conv1D" and (name in names or name.rsplit(".", 1)[-1] in names)
+               for name, module in model.hf.named_modules())
 
 
 def detach_peft(peft_model) -> None:

@@ -105,8 +105,5 @@ def vector_from_lora(
 
 def _increments(total: dict[int, Tensor]) -> dict[int, Tensor]:
     """Each block's own contribution: Δ_l − Δ_{l−1} (Δ_{−1} = 0)."""
-    out, prev = {}, None
-    for layer in sorted(total):
-        out[layer] = total[layer] - (prev if prev is not None else 0)
-        prev = total[layer]
-    return out
+    layers = sorted(total)
+    return {layer: total[layer] - (total[layers[i - 1]] if i else 0) for i, layer in enumerate(layers)}

@@ -22,6 +22,7 @@ Run directory (``out_dir``)::
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -33,7 +34,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..errors import InvalidArgumentError
-from ..generate import tokenize
+from ..generate import generate, tokenize
 from ..inputs import forked_rng
 from ..io import read_json, write_csv, write_json, write_jsonl
 from ..results import Checkpoint
@@ -294,7 +295,7 @@ def _evaluate(model, peft_model, held_out: list[str], cfg: dict) -> tuple[dict, 
         # reference: the base model's own samples under the base model (what "coherent" looks like here)
         with peft_model.disable_adapter():
             bseq, battn, bcont = sample(model, ids, mask, max_new_tokens=n_tok, temperature=cfg["temperature"])
-            b = loss_terms(model, bseq, battn, bcont, _null, alpha=0.0, beta=1.0)
+            b = loss_terms(model, bseq, battn, bcont, contextlib.nullcontext, alpha=0.0, beta=1.0)
         sums["base_self_nll"] += float(b.nll) * b.tokens
         base_tokens += b.tokens
     heldout = {"kl": sums["kl"] / max(tokens, 1), "nll": sums["nll"] / max(tokens, 1),
@@ -305,17 +306,8 @@ def _evaluate(model, peft_model, held_out: list[str], cfg: dict) -> tuple[dict, 
     samples = []
     shown = held_out[: cfg["num_samples"]]
     if shown:
-        from ..generate import generate
-
         adapted = generate(model, shown, max_new_tokens=n_tok, chat=cfg["chat"], batch_size=bs)
         with peft_model.disable_adapter():
             base = generate(model, shown, max_new_tokens=n_tok, chat=cfg["chat"], batch_size=bs)
         samples = [{"prompt": p, "base": b, "adapted": a} for p, b, a in zip(shown, base, adapted)]
     return heldout, samples
-
-
-def _null():
-    import contextlib
-
-    return contextlib.nullcontext()
-

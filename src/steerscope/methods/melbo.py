@@ -173,10 +173,6 @@ class MelboResult:
                    stop_reason=str(summary.get("stop_reason", "num_vectors")))
 
 
-def _adamw(params: list[Tensor], lr: float) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.98), amsgrad=True, weight_decay=0.0)
-
-
 def _init(gen_seed: int, k: int, d: int, basis: Tensor | None, radius: float,
           device: torch.device | str | None = None) -> Tensor:
     """k seeded random fp32 rows of norm R, orthonormal to each other and to ``basis``, on ``device``.
@@ -201,7 +197,7 @@ def train_block(objective: MelboObjective, init: Tensor, basis: Tensor | None, *
         return _trust_region_block(objective, init, basis, radius=radius, steps=steps, tol=tol,
                                    patience=min(patience, 10), progress=progress)
     theta = init.detach().float().clone().requires_grad_(True)  # fp32 master copy, (k, D)
-    optimizer = _adamw([theta], lr)
+    optimizer = torch.optim.AdamW([theta], lr=lr, betas=(0.9, 0.98), amsgrad=True, weight_decay=0.0)
     history: list[list[float]] = [[] for _ in range(theta.shape[0])]
     best = -math.inf
     since_best = 0
@@ -345,21 +341,15 @@ def _trust_region_block(objective: MelboObjective, init: Tensor, basis: Tensor |
                                    torch.where(no_model, alpha * ANGLE_SHRINK, shrunk))
         moved = rows[kept]
         if free_before is None:  # first step: rows that did not move keep the plain gradient next time
-            free_before, search = free.clone(), torch.zeros_like(theta)
-        free_before, search = free_before.clone(), search.clone()
-        free_before[moved], search[moved] = free[moved], proposal[moved]
-        keep = torch.zeros(k, dtype=torch.bool, device=device)
-        keep[moved] = True
+            free_before = free.clone()
         # kept rows take their trial row, the others stay: every recorded objective is that of the row's exact θ
-        theta = torch.where(keep[:, None], trial, theta)
-        current, grad = current.clone(), grad.clone()
+        free_before[moved], search[moved], theta[moved] = free[moved], proposal[moved], trial[moved]
         current[moved], grad[moved] = value[kept], trial_grad[kept]
         record(current)
         if progress is not None:
             progress.update(k)
-        if tol > 0 and len(totals) > patience:
-            if totals[-1] <= totals[-1 - patience] * (1 + tol):
-                break
+        if tol > 0 and len(totals) > patience and totals[-1] <= totals[-1 - patience] * (1 + tol):
+            break
         if tol > 0 and len(totals) > FREEZE_WINDOW:
             w = FREEZE_WINDOW
             for i in active.nonzero().squeeze(-1).tolist():  # per-vector early stop
@@ -374,19 +364,18 @@ def _trust_region_block(objective: MelboObjective, init: Tensor, basis: Tensor |
     return theta, history
 
 
-def _ascent_directions(grad: Tensor, frame: Tensor, basis: Tensor | None,
-                       active: Tensor | None = None) -> tuple[Tensor, Tensor]:
+def _ascent_directions(grad: Tensor, frame: Tensor, basis: Tensor | None, active: Tensor) -> tuple[Tensor, Tensor]:
     """Unit ascent directions (k, D) for a block with orthonormal rows ``frame`` (k, D), and which rows can move (k,).
 
     Row i's direction is its gradient minus its components along ``basis``, the block and the directions of rows
     0..i−1 (Gram–Schmidt in row order: earlier rows, like earlier vectors in sequential mode, get priority). A row
-    whose remaining gradient is negligible, or that is not ``active`` (default: all are), does not move this step.
+    whose remaining gradient is negligible, or that is not ``active``, does not move this step.
     """
     free = remove_span(remove_span(grad, basis), frame)  # (k, D)
     scale = free.norm(dim=-1).max().clamp_min(1e-30)
     out, done, movable = [], None, []
     for i, row in enumerate(free):
-        if active is not None and not bool(active[i]):
+        if not bool(active[i]):
             out.append(torch.zeros_like(row))
             movable.append(False)
             continue
@@ -419,21 +408,16 @@ def random_objectives(objective: MelboObjective, radius: float, n: int = 16, see
         return objective(thetas).tolist()
 
 
-def random_baseline(objective: MelboObjective, radius: float, n: int = 8, seed: int = 12345) -> float:
-    """Mean objective of n random vectors of norm R (MELBO with 0 steps)."""
-    values = random_objectives(objective, radius, n, seed)
-    return sum(values) / len(values)
-
-
 def auto_radius(objective: MelboObjective, *, radii: list[float] | None = None, probe_vectors: int = 2,
                 probe_steps: int = 15, lr: float | None = None, seed: int = 0) -> tuple[float, list[dict]]:
     """Pick R at the knee where the target-layer change of *trained* vectors jumps.
 
     For each R on a geometric grid scaled to the typical residual norm at the source layer, train a small block of
     vectors briefly and record the mean objective per unit of R^(p/q) ("gain": the objective of a model that merely
-    propagated θ linearly would grow exactly as R^(p/q), so a rising gain is amplification). The rule: R_auto is the grid radius right after the steepest rise
-    of log(gain) between consecutive radii — below it the model responds linearly, at it the trained vectors start
-    to trigger something. Returns (R_auto, rows of {radius, objective, random_objective, gain}).
+    propagated θ linearly would grow exactly as R^(p/q), so a rising gain is amplification). The rule: R_auto is the
+    grid radius right after the steepest rise of log(gain) between consecutive radii — below it the model responds
+    linearly, at it the trained vectors start to trigger something. Returns (R_auto, rows of {radius, objective,
+    random_objective, gain}).
     """
     from tqdm.auto import tqdm
 
@@ -448,7 +432,8 @@ def auto_radius(objective: MelboObjective, *, radii: list[float] | None = None, 
         _, history = train_block(objective, init, None, radius=radius, steps=probe_steps,
                                  lr=None if lr is None else lr * radius / 4)
         trained = sum(h[-1] for h in history) / len(history)
-        rows.append({"radius": radius, "objective": trained, "random_objective": random_baseline(objective, radius),
+        randoms = random_objectives(objective, radius, n=8)
+        rows.append({"radius": radius, "objective": trained, "random_objective": sum(randoms) / len(randoms),
                      "gain": trained / radius ** (objective.power / objective.q)})
     log_gain = [math.log(max(r["gain"], 1e-30)) for r in rows]
     log_r = [math.log(r["radius"]) for r in rows]
@@ -547,12 +532,7 @@ def melbo(
     target_layer = default_target if target_layer is None else model.check_layer(target_layer)
     objective = MelboObjective(model, list(prompts), source_layer, target_layer, power=power, q=q,
                                target_positions=target_positions, chat=chat)
-    settings = dict(prompts=list(prompts), source_layer=source_layer, target_layer=target_layer,  # noqa: C408
-                    num_vectors=num_vectors, radius=radius, power=power, q=q, target_positions=target_positions,
-                    steps=steps, orthogonal=orthogonal, mode=mode, block_size=block_size, lr=lr, tol=tol, seed=seed,
-                    chat=chat, min_ratio=min_ratio, min_ratio_patience=min_ratio_patience)
     run = checkpoint if checkpoint is not None else NO_CHECKPOINT
-    config = settings
 
     sweep_rows: list[dict] = []
     if radius == "auto":
@@ -567,14 +547,16 @@ def melbo(
     if not math.isfinite(radius) or radius <= 0:
         raise InvalidArgumentError(f"radius must be a positive number or 'auto', got {radius}")
     lr = None if lr is None else float(lr)
-    config = {**config, "radius": radius, "lr": lr if lr is not None else "trust_region"}  # resolved values go into vector metadata and summary.json
+    # the vectors' metadata (and summary.json) hold the resolved radius and step rule
+    method_config = {"source_layer": source_layer, "target_layer": target_layer, "radius": radius, "power": power,
+                     "q": q, "steps": steps, "mode": mode, "lr": lr if lr is not None else "trust_region", "seed": seed,
+                     "target_positions": target_positions}
 
     randoms = random_objectives(objective, radius)
     random_level = sum(randoms) / len(randoms)
     vectors, losses = run.restore()
     k = block_size if mode == "parallel" else 1
     bar = tqdm(total=num_vectors * steps, initial=len(vectors) * steps, desc="melbo", disable=not progress)
-    stop_reason = "num_vectors"
 
     def near_random() -> bool:
         if min_ratio is None or len(losses) < min_ratio_patience:
@@ -583,7 +565,6 @@ def melbo(
 
     while len(vectors) < num_vectors:
         if near_random():
-            stop_reason = "min_ratio"
             log.info("stopped after %d vectors: the last %d are within %.3gx the random level", len(vectors),
                      min_ratio_patience, min_ratio)
             break
@@ -592,28 +573,18 @@ def melbo(
         # rebuilt from the saved vectors every time, so a resumed run computes exactly what an uninterrupted one does
         basis = (extend_basis(None, torch.stack(vectors).to(objective.device).float())
                  if vectors and orthogonal else None)
-        init = _init(seed * 1_000_003 + index, size, model.d_model, basis if orthogonal else None, radius,
-                     objective.device)
-        found, history = train_block(objective, init, basis if orthogonal else None, radius=radius, steps=steps,
-                                     lr=lr, tol=tol, progress=bar)
+        init = _init(seed * 1_000_003 + index, size, model.d_model, basis, radius, objective.device)
+        found, history = train_block(objective, init, basis, radius=radius, steps=steps, lr=lr, tol=tol, progress=bar)
         bar.update(max(0, size * steps - sum(len(h) - 1 for h in history)))  # an early stop skips the rest
         vectors.extend(found.cpu())
         losses.extend(history)
-        run.checkpoint(_as_set(model, vectors, config), losses)
+        run.checkpoint(_as_set(model, vectors, method_config), losses)
     bar.close()
-    if stop_reason == "num_vectors" and len(vectors) < num_vectors:
-        stop_reason = "min_ratio"
+    stop_reason = "num_vectors" if len(vectors) >= num_vectors else "min_ratio"
     objectives = [h[-1] for h in losses]
-    result = MelboResult(
-        vectors=_as_set(model, vectors, config),
-        losses=losses,
-        objectives=objectives,
-        random_objective=random_level,
-        radius=radius,
-        radius_sweep=sweep_rows,
-        random_band=(min(randoms), max(randoms)),
-        stop_reason=stop_reason,
-    )
+    result = MelboResult(vectors=_as_set(model, vectors, method_config), losses=losses, objectives=objectives,
+                         random_objective=random_level, radius=radius, radius_sweep=sweep_rows,
+                         random_band=(min(randoms), max(randoms)), stop_reason=stop_reason)
     near = sum(r < 3.0 for r in result.ratios)
     if near:
         log.warning("%d of %d vectors end within 3x the random level (ratios %s); they are hard to tell from "
@@ -621,9 +592,7 @@ def melbo(
     return result
 
 
-def _as_set(model, vectors: list[Tensor], config: dict) -> VectorSet:
-    method_config = {k: config[k] for k in ("source_layer", "target_layer", "radius", "power", "q", "steps", "mode",
-                                            "lr", "seed", "target_positions") if k in config}
-    return VectorSet({config["source_layer"]: torch.stack(vectors)}, "resid_post", model_type=model.model_type,
+def _as_set(model, vectors: list[Tensor], method_config: dict) -> VectorSet:
+    return VectorSet({method_config["source_layer"]: torch.stack(vectors)}, "resid_post", model_type=model.model_type,
                      model_name=model.name, method="melbo", method_config=method_config)
 

@@ -36,7 +36,7 @@ from ..completions import (
 )
 from ..configs import configurable
 from ..errors import InvalidArgumentError, SteerscopeError
-from ..generate import forward_kwargs
+from ..generate import forward_kwargs, tokenize
 from ..hooks import record_activations, run_until_stopped
 from ..layers import LayerReplay, hidden_to_logits
 from ..vector import SteeringVector
@@ -91,20 +91,8 @@ def apply_operator(hidden: Tensor, v: Tensor, mask: Tensor, sign: Tensor, operat
     return hidden + mask * (sign * v - along)
 
 
-def _check_args(
-    model,
-    examples,
-    layer,
-    site,
-    operator,
-    lr,
-    max_iters,
-    max_norm,
-    init_norm,
-    coldness,
-    target_loss,
-    satisfice,
-) -> list[Example]:
+def _check_args(model, examples, layer, site, operator, lr, max_iters, max_norm, init_norm, coldness, target_loss,
+                satisfice) -> list[Example]:
     if isinstance(examples, Example):
         examples = [examples]
     examples = list(examples)
@@ -112,9 +100,7 @@ def _check_args(
         raise InvalidArgumentError("examples must be a non-empty list of steerscope.Example")
     model.check_layer(layer)
     if site not in OPT_SITES:
-        raise InvalidArgumentError(
-            f"one-shot optimisation supports site {' or '.join(OPT_SITES)}, got {site!r}"
-        )
+        raise InvalidArgumentError(f"one-shot optimisation supports site {' or '.join(OPT_SITES)}, got {site!r}")
     if operator not in OPERATORS:
         raise InvalidArgumentError(f"operator must be one of {', '.join(OPERATORS)}, got {operator!r}")
     for name, value in (("lr", lr), ("init_norm", init_norm), ("coldness", coldness)):
@@ -137,24 +123,22 @@ def _pack_examples(model, examples: list[Example], chat: bool, share_prompt: boo
     completion. Returns (batch, suppress flag per completion, sign per row, positions per row)."""
     suppress = [s for ex in examples for s in [False] * len(ex.promote) + [True] * len(ex.suppress)]
     groups = [(ex.prompt, [*ex.promote, *ex.suppress]) for ex in examples]
+    batch, row_examples = None, examples  # the example each row of the batch comes from
     if share_prompt is not False and any(len(comps) > 1 for _, comps in groups):
-        batch = pack_shared(model, groups, chat=chat)
+        shared = pack_shared(model, groups, chat=chat)
         window = sliding_window(model)
-        if window is None or batch.ids.shape[1] <= window or share_prompt:
-            if window is not None and batch.ids.shape[1] > window:
-                raise InvalidArgumentError(
-                    f"share_prompt=True needs rows of at most {window} tokens (the sliding "
-                    "window); use share_prompt=None to fall back to one row per completion"
-                )
-            return (
-                batch,
-                suppress,
-                [-1.0 if ex.negate else 1.0 for ex in examples],
-                [ex.positions for ex in examples],
+        if window is None or shared.ids.shape[1] <= window:
+            batch = shared
+        elif share_prompt:
+            raise InvalidArgumentError(
+                f"share_prompt=True needs rows of at most {window} tokens (the sliding "
+                "window); use share_prompt=None to fall back to one row per completion"
             )
-    rows = [(ex, c) for ex in examples for c in [*ex.promote, *ex.suppress]]
-    batch = pack_completions(model, [(ex.prompt, c) for ex, c in rows], chat=chat)
-    return batch, suppress, [-1.0 if ex.negate else 1.0 for ex, _ in rows], [ex.positions for ex, _ in rows]
+    if batch is None:
+        rows = [(ex, c) for ex, (_, comps) in zip(examples, groups) for c in comps]
+        batch = pack_completions(model, [(ex.prompt, c) for ex, c in rows], chat=chat)
+        row_examples = [ex for ex, _ in rows]
+    return batch, suppress, [-1.0 if ex.negate else 1.0 for ex in row_examples], [ex.positions for ex in row_examples]
 
 
 LEADING_SPACE_NATS = 5.0  # warn when the spaced first token is this much less likely (e^5 ≈ 150x)
@@ -176,8 +160,6 @@ def leading_space_warnings(model, examples: Sequence[Example], *, chat: bool = T
         >>> leading_space_warnings(m, [ss.Example("Say sorry in French.", promote=[" Je suis désolé"])])
         [{'completion': ' Je suis désolé', 'logprob': -38.2, 'stripped_logprob': -3.1, ...}]
     """
-    from ..generate import tokenize
-
     spaced = [(i, c) for i, ex in enumerate(examples) for c in (*ex.promote, *ex.suppress)
               if c[:1].isspace() and c.strip()]
     if not spaced:
@@ -263,20 +245,8 @@ def optimize_vector(
     """
     from tqdm.auto import tqdm
 
-    examples = _check_args(
-        model,
-        examples,
-        layer,
-        site,
-        operator,
-        lr,
-        max_iters,
-        max_norm,
-        init_norm,
-        coldness,
-        target_loss,
-        satisfice,
-    )
+    examples = _check_args(model, examples, layer, site, operator, lr, max_iters, max_norm, init_norm, coldness,
+                           target_loss, satisfice)
     leading_space_warnings(model, examples, chat=chat)
     batch, suppress, signs, positions = _pack_examples(model, examples, chat, share_prompt)
     dtype, device = model.dtype, model.device
@@ -305,13 +275,8 @@ def optimize_vector(
 
     def losses() -> tuple[Tensor, Tensor]:
         steered = apply_operator(objective.hidden, v.to(dtype), mask, sign, operator)  # (N, T, D), model dtype
-        per_row = completion_losses(
-            objective.logprobs(steered, coldness),
-            batch,
-            suppress_t,
-            normalize_by_length=normalize_by_length,
-            eps=eps,
-        )
+        per_row = completion_losses(objective.logprobs(steered, coldness), batch, suppress_t,
+                                    normalize_by_length=normalize_by_length, eps=eps)
         return per_row.sum(), per_row
 
     history: list[dict] = []
@@ -322,15 +287,10 @@ def optimize_vector(
         total, per_row = losses()
         loss = float(total.detach())
         obj = (total - target_loss) ** 2 if satisfice else total
-        row = {
-            "step": step,
-            "loss": loss,
-            "objective": float(obj.detach()),
-            "promote_loss": float(per_row[~suppress_t].sum().detach()),
-            "suppress_loss": float(per_row[suppress_t].sum().detach()),
-            "norm": float(v.detach().norm()),
-            "grad_norm": None,
-        }
+        row = {"step": step, "loss": loss, "objective": float(obj.detach()),
+               "promote_loss": float(per_row[~suppress_t].sum().detach()),
+               "suppress_loss": float(per_row[suppress_t].sum().detach()), "norm": float(v.detach().norm()),
+               "grad_norm": None}
         history.append(row)
         if target_loss is not None and not satisfice and loss <= target_loss:
             stop_reason = "target_loss"  # this vector already does the job: keep it, no update
@@ -357,41 +317,15 @@ def optimize_vector(
             still = 0
     with torch.no_grad():
         final = float(losses()[0])
-    log.info(
-        "one-shot: %d steps, final loss %.4f, norm %.3f (%s)",
-        len(history),
-        final,
-        float(v.detach().norm()),
-        stop_reason,
-    )
-    config = {
-        "layer": layer,
-        "site": site,
-        "lr": lr,
-        "max_iters": max_iters,
-        "max_norm": max_norm,
-        "init_norm": init_norm,
-        "coldness": coldness,
-        "target_loss": target_loss,
-        "normalize_by_length": normalize_by_length,
-        "satisfice": satisfice,
-        "operator": operator,
-        "seed": seed,
-        "chat": chat,
-        "eps": eps,
-        "steps": sum(r["grad_norm"] is not None for r in history),
-        "final_loss": final,
-        "stop_reason": stop_reason,
-        "examples": [ex.to_dict() for ex in examples],
-    }
-    vector = SteeringVector(
-        {layer: v.detach().to("cpu", torch.float32).clone()},
-        site,
-        model_type=model.model_type,
-        model_name=model.name,
-        method="one_shot",
-        method_config=config,
-    )
+    log.info("one-shot: %d steps, final loss %.4f, norm %.3f (%s)", len(history), final, float(v.detach().norm()),
+             stop_reason)
+    config = {"layer": layer, "site": site, "lr": lr, "max_iters": max_iters, "max_norm": max_norm,
+              "init_norm": init_norm, "coldness": coldness, "target_loss": target_loss,
+              "normalize_by_length": normalize_by_length, "satisfice": satisfice, "operator": operator, "seed": seed,
+              "chat": chat, "eps": eps, "steps": sum(r["grad_norm"] is not None for r in history),
+              "final_loss": final, "stop_reason": stop_reason, "examples": [ex.to_dict() for ex in examples]}
+    vector = SteeringVector({layer: v.detach().to("cpu", torch.float32).clone()}, site, model_type=model.model_type,
+                            model_name=model.name, method="one_shot", method_config=config)
     return OptimizeResult(vector=vector, history=history, final_loss=final, stop_reason=stop_reason)
 
 

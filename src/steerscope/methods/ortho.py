@@ -203,11 +203,9 @@ def melbo_ortho(
         raise InvalidArgumentError(f"num_vectors must be between 1 and d_model − 1 = {model.d_model - 1}")
     theta0 = base_vector.directions[layer].float().to(model.device)
     objective = MeanMatchObjective(model, list(prompts), theta0, source_layer, target_layer, chat)
-    settings = dict(prompts=list(prompts), source_layer=source_layer, target_layer=target_layer,  # noqa: C408
-                    num_vectors=num_vectors, steps=steps, lr=lr, block_size=block_size, collapse_ratio=collapse_ratio,
-                    base_norm=float(theta0.norm()), seed=seed, chat=chat)
+    method_config = {"source_layer": source_layer, "target_layer": target_layer, "steps": steps, "lr": lr,
+                     "block_size": block_size, "base_norm": float(theta0.norm())}
     run = checkpoint if checkpoint is not None else NO_CHECKPOINT
-    config = settings
     vectors, losses = run.restore()
     floor = collapse_ratio * float(theta0.norm())
     bar = tqdm(total=num_vectors * steps, initial=len(vectors) * steps, desc="melbo-ortho", disable=not progress)
@@ -218,11 +216,11 @@ def melbo_ortho(
                                       seed=seed * 1_000_003 + len(vectors), progress=bar)
         vectors.extend(found.cpu())
         losses.extend(history)
-        run.checkpoint(_as_set(model, vectors, source_layer, config), losses)
+        run.checkpoint(_as_set(model, vectors, method_config), losses)
     bar.close()
     if _collapsed(vectors, floor, collapse_patience):
         log.info("vectors collapsed to ~zero norm after %d vectors; stopped", len(vectors))
-    vs = _as_set(model, vectors, source_layer, config)
+    vs = _as_set(model, vectors, method_config)
     return OrthoResult(vs, losses, vs.norms().tolist(), [], base_vector)
 
 
@@ -230,8 +228,7 @@ def _collapsed(vectors: list[Tensor], floor: float, patience: int) -> bool:
     return len(vectors) >= patience and all(float(v.norm()) < floor for v in vectors[-patience:])
 
 
-def _as_set(model, vectors: list[Tensor], layer: int, config: dict) -> VectorSet:
-    keys = ("source_layer", "target_layer", "steps", "lr", "block_size", "base_norm")
-    return VectorSet({layer: torch.stack(vectors)}, "resid_post", model_type=model.model_type, model_name=model.name,
-                     method="melbo_ortho", method_config={k: config[k] for k in keys})
+def _as_set(model, vectors: list[Tensor], method_config: dict) -> VectorSet:
+    return VectorSet({method_config["source_layer"]: torch.stack(vectors)}, "resid_post", model_type=model.model_type,
+                     model_name=model.name, method="melbo_ortho", method_config=method_config)
 
