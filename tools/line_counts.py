@@ -5,7 +5,8 @@ branch name (``issue12``, ``issue-13``, ``melbo-basis`` = 13, ``issue14cli`` = 1
 ``OTHER``. A commit's net change is the lines of ``src/steerscope/**/*.py`` it adds minus those it deletes, against
 its first parent, so a merge carries its whole branch and code moved between files nets out. Summing per issue gives
 each issue's net change exactly; issue 14's is what "shorter, not longer (new features from other issues aside)"
-asks about. Counted twice: physical lines, and code lines (no blank lines, comments or docstrings).
+asks about. Counted three ways: physical lines; code lines (no blank lines, comments or docstrings); and code
+tokens, which do not change when code is only rewrapped.
 
     python tools/line_counts.py            # prints the table, writes bench/results/line_counts.json
 """
@@ -26,6 +27,7 @@ BEFORE = "3bfd628"
 # first-parent commits of main since BEFORE that are other issues' work (merges go by their branch name)
 OTHER = {"ca611a6": "positions", "690b9d8": "11", "b975663": "11", "c3e9f63": "11", "cf1a237": "11", "b214fe3": "11",
          "87d059d": "11", "11dbfbf": "11", "3f4d9ce": "11", "616afcd": "11"}
+KINDS = ("lines", "code_lines", "code_tokens")
 MERGE_ISSUE = re.compile(r"issue[- ]?(\d+)|melbo-basis")
 
 
@@ -33,8 +35,10 @@ def git(*args: str) -> str:
     return subprocess.run(["git", *args], capture_output=True, text=True, check=True).stdout
 
 
-def code_lines(src: str) -> int:
-    """Lines holding code: not blank, not only a comment, not part of a docstring."""
+def code_size(src: str) -> tuple[int, int]:
+    """(code lines, code tokens): lines holding code (not blank, not only a comment, not part of a docstring) and
+    the tokens on them (names, operators, literals; comments, docstrings and layout left out). Tokens do not
+    change when a statement is wrapped differently, so they say whether code got smaller or only reflowed."""
     docs: set[int] = set()
     for node in ast.walk(ast.parse(src)):
         body = getattr(node, "body", None)
@@ -43,20 +47,22 @@ def code_lines(src: str) -> int:
                 isinstance(body[0].value.value, str):
             docs.update(range(body[0].lineno, body[0].end_lineno + 1))
     lines: set[int] = set()
+    tokens = 0
     skip = (tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT, tokenize.ENDMARKER)
     for tok in tokenize.generate_tokens(io.StringIO(src).readline):
-        if tok.type not in skip:
-            lines.update(n for n in range(tok.start[0], tok.end[0] + 1) if n not in docs)
-    return len(lines)
+        if tok.type not in skip and tok.start[0] not in docs:
+            lines.update(range(tok.start[0], tok.end[0] + 1))
+            tokens += 1
+    return len(lines), tokens
 
 
-def size(rev: str, path: str) -> tuple[int, int]:
-    """(physical lines, code lines) of ``path`` at ``rev``; (0, 0) where it does not exist."""
+def size(rev: str, path: str) -> tuple[int, int, int]:
+    """(physical lines, code lines, code tokens) of ``path`` at ``rev``; zeros where it does not exist."""
     try:
         src = git("show", f"{rev}:{path}")
     except subprocess.CalledProcessError:
-        return 0, 0
-    return len(src.splitlines()), code_lines(src)
+        return 0, 0, 0
+    return (len(src.splitlines()), *code_size(src))
 
 
 def issue_of(subject: str, sha: str, merge: bool) -> str:
@@ -66,10 +72,9 @@ def issue_of(subject: str, sha: str, merge: bool) -> str:
     return "13" if match and match.group(1) is None else (match.group(1) if match else "14")
 
 
-def package_size(rev: str) -> tuple[int, int]:
+def package_size(rev: str) -> list[int]:
     paths = [p for p in git("ls-tree", "-r", "--name-only", rev, "src/steerscope").split() if p.endswith(".py")]
-    sizes = [size(rev, p) for p in paths]
-    return sum(s[0] for s in sizes), sum(s[1] for s in sizes)
+    return [sum(column) for column in zip(*(size(rev, p) for p in paths))]
 
 
 def main() -> None:
@@ -77,27 +82,28 @@ def main() -> None:
     parser.add_argument("--rev", default="HEAD")
     parser.add_argument("--out", default="bench/results/line_counts.json")
     args = parser.parse_args()
-    lines, code = Counter(), Counter()
+    net = {kind: Counter() for kind in KINDS}
     for entry in git("log", "--first-parent", "--format=%H %P\t%s", f"{BEFORE}..{args.rev}").splitlines():
         head, subject = entry.split("\t", 1)
         sha, *parents = head.split()
         issue = issue_of(subject, sha, len(parents) > 1)
         changed = git("diff", "--name-only", "--no-renames", parents[0], sha, "--", "src/steerscope").split()
         for path in (p for p in changed if p.endswith(".py")):
-            (old_lines, old_code), (new_lines, new_code) = size(parents[0], path), size(sha, path)
-            lines[issue] += new_lines - old_lines
-            code[issue] += new_code - old_code
+            for kind, old, new in zip(KINDS, size(parents[0], path), size(sha, path)):
+                net[kind][issue] += new - old
     before, now = package_size(BEFORE), package_size(args.rev)
+    issues = sorted(net["lines"])
     result = {"before_rev": BEFORE, "rev": git("rev-parse", "--short", args.rev).strip(),
-              "package_before": {"lines": before[0], "code_lines": before[1]},
-              "package_now": {"lines": now[0], "code_lines": now[1]},
-              "net_by_issue": {k: {"lines": lines[k], "code_lines": code[k]} for k in sorted(lines)}}
-    assert sum(lines.values()) == now[0] - before[0] and sum(code.values()) == now[1] - before[1]
+              "package_before": dict(zip(KINDS, before)), "package_now": dict(zip(KINDS, now)),
+              "net_by_issue": {i: {kind: net[kind][i] for kind in KINDS} for i in issues}}
+    for kind, b, n in zip(KINDS, before, now):  # the per-issue changes add up to the package's
+        assert sum(net[kind].values()) == n - b, kind
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(f"src/steerscope: {before[0]} lines ({before[1]} code) at {BEFORE} -> {now[0]} ({now[1]}) at {result['rev']}")
-    for issue in sorted(lines):
-        print(f"  issue {issue:>9}: {lines[issue]:+6d} lines, {code[issue]:+6d} code lines")
+    print(f"src/steerscope at {BEFORE} -> {result['rev']}: " + ", ".join(f"{b} -> {n} {kind}" for kind, b, n in
+                                                                         zip(KINDS, before, now)))
+    for i in issues:
+        print(f"  issue {i:>9}: " + ", ".join(f"{net[kind][i]:+6d} {kind}" for kind in KINDS))
 
 
 if __name__ == "__main__":
