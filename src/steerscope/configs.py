@@ -144,7 +144,7 @@ def signature_config(fn: Callable, method: str, *, name: str | None = None) -> t
     Also usable on a function that is not ``@configurable`` (the CLI of ``vector_from_lora``): the flags generated
     from it still carry the function's own names and defaults."""
     sig = inspect.signature(fn)
-    hints = _type_hints(fn)
+    hints = typing.get_type_hints(fn)
     docs = field_docs(fn.__doc__ or "")
     specs = []
     for p in sig.parameters.values():
@@ -295,25 +295,6 @@ def _none_or(parse: Callable[[str], Any]) -> Callable[[str], Any]:
 
     parse_optional.__name__ = getattr(parse, "__name__", "value")
     return parse_optional
-
-
-def _type_hints(fn: Callable) -> dict[str, Any]:
-    """``fn``'s resolved annotations, one at a time: a name importable only for type checkers (``model:
-    SteerableModel``) leaves that one annotation out (its field takes Any), not all of them."""
-    try:
-        return typing.get_type_hints(fn)
-    except NameError:  # some annotation names a TYPE_CHECKING-only import
-        log.debug("resolving %s's annotations one at a time", fn.__name__)
-    target = inspect.unwrap(fn)
-    hints = {}
-    for name, annotation in getattr(fn, "__annotations__", {}).items():
-        holder = types.FunctionType(target.__code__, target.__globals__)
-        holder.__annotations__ = {name: annotation}
-        try:
-            hints.update(typing.get_type_hints(holder))
-        except NameError:
-            log.debug("%s: annotation of %s left unresolved (TYPE_CHECKING-only name)", fn.__name__, name)
-    return hints
 
 
 def _strip_optional(tp: Any) -> tuple[Any, bool]:

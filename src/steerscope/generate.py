@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from torch import Tensor
 
@@ -21,11 +20,9 @@ from .inputs import (  # noqa: F401 (format_prompt, forward_kwargs, position_ids
     prompt_lengths,
     tokenize,
 )
+from .models.load import SteerableModel
 from .steer import steer
 from .vector import SteeringVector
-
-if TYPE_CHECKING:
-    from .models.load import SteerableModel
 
 log = logging.getLogger(__name__)
 

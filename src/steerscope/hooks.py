@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
@@ -17,10 +16,8 @@ from torch.utils.hooks import RemovableHandle
 
 from .errors import StopForward
 from .inputs import forward_kwargs
+from .models.load import SteerableModel
 from .sites import HookPoint, hook_point
-
-if TYPE_CHECKING:
-    from .models.load import SteerableModel
 
 TensorFn = Callable[[Tensor], Tensor]
 

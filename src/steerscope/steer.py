@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -18,11 +17,9 @@ from torch import Tensor
 from .errors import InvalidArgumentError, SteeringPositionError
 from .hooks import HookGroup, register
 from .inputs import PROMPT_LENGTHS
+from .models.load import SteerableModel
 from .sites import check_site, hook_point
 from .vector import SteeringVector
-
-if TYPE_CHECKING:
-    from .models.load import SteerableModel
 
 OPERATORS = ("add", "ablate", "clamp")
 

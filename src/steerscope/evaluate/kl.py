@@ -16,7 +16,6 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -24,11 +23,9 @@ from torch import Tensor
 from ..configs import configurable, renamed
 from ..errors import InvalidArgumentError
 from ..generate import forward_kwargs, tokenize
+from ..models.load import SteerableModel
 from ..steer import steer
 from ..vector import SteeringVector, VectorSet
-
-if TYPE_CHECKING:
-    from ..models.load import SteerableModel
 
 log = logging.getLogger(__name__)
 

@@ -19,19 +19,16 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import InvalidArgumentError, SteerscopeError
 from ..generate import generate
 from ..io import write_json
+from ..models.load import SteerableModel
 from ..vector import SteeringVector
 from .embed import cosine, cosine_matrix, load_embedder
 from .keywords import KeywordSummarizer
-
-if TYPE_CHECKING:
-    from ..models.load import SteerableModel
 
 log = logging.getLogger(__name__)
 Summarizer = Callable[[Sequence[Sequence[str]], Sequence[str]], list]

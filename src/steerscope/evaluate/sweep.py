@@ -17,18 +17,15 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..errors import InvalidArgumentError
 from ..generate import generate
 from ..io import read_json, read_jsonl, write_csv, write_json, write_jsonl
+from ..models.load import SteerableModel
 from ..results import NO_CHECKPOINT, Checkpoint
 from ..vector import SteeringVector
 from .metrics import distinct_n, is_empty, mean_logprobs, nanmean, parse_metric, perplexities, repetition_rate
 from .window import best_in_window, coherence_window, is_coherent, resolve_tolerance
-
-if TYPE_CHECKING:
-    from ..models.load import SteerableModel
 
 log = logging.getLogger(__name__)
 

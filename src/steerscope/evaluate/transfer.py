@@ -17,7 +17,6 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
@@ -27,11 +26,9 @@ from ..generate import generate
 from ..hooks import capture
 from ..inputs import prompt_lengths
 from ..layers import hidden_to_logits
+from ..models.load import SteerableModel
 from ..steer import Positions, steer
 from ..vector import SteeringVector
-
-if TYPE_CHECKING:
-    from ..models.load import SteerableModel
 
 log = logging.getLogger(__name__)
 

@@ -30,20 +30,17 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
 from ..configs import configurable, renamed
 from ..errors import ArchitectureError, InvalidArgumentError
 from ..io import write_json
+from ..models.load import SteerableModel
 from ..vector import SteeringVector
 from . import lora_fit
 from .lora_fit import Adapter, Moments
 from .lora_readme import render_readme
-
-if TYPE_CHECKING:
-    from ..models.load import SteerableModel
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -27,10 +26,8 @@ from ..configs import configurable
 from ..errors import InvalidArgumentError
 from ..generate import format_prompt, tokenize
 from ..hooks import capture
+from ..models.load import SteerableModel
 from ..vector import SteeringVector
-
-if TYPE_CHECKING:
-    from ..models.load import SteerableModel
 
 log = logging.getLogger(__name__)
 

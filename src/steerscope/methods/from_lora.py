@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -22,11 +21,9 @@ from torch import Tensor
 from ..errors import InvalidArgumentError
 from ..generate import tokenize
 from ..hooks import capture
+from ..models.load import SteerableModel
 from ..vector import SteeringVector
 from ._lora_common import loaded_adapter, sample
-
-if TYPE_CHECKING:
-    from ..models.load import SteerableModel
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,6 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
@@ -37,11 +36,9 @@ from ..errors import InvalidArgumentError
 from ..generate import generate, tokenize
 from ..inputs import forked_rng
 from ..io import read_json, write_csv, write_json, write_jsonl
+from ..models.load import SteerableModel
 from ..results import Checkpoint
 from ._lora_common import default_target_modules, detach_peft, loss_terms, needs_fan_in_fan_out, sample
-
-if TYPE_CHECKING:
-    from ..models.load import SteerableModel
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,6 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -29,12 +28,10 @@ from ..errors import InvalidArgumentError
 from ..generate import tokenize
 from ..io import read_csv, write_csv, write_json
 from ..layers import LayerReplay, default_source_target
+from ..models.load import SteerableModel
 from ..orthogonal import extend_basis, orthonormal_rows, remove_span, sphere_tangent, stiefel_tangent
 from ..results import NO_CHECKPOINT, Checkpoint, load_vector_checkpoint, save_vector_checkpoint
 from ..vector import VectorSet
-
-if TYPE_CHECKING:
-    from ..models.load import SteerableModel
 
 log = logging.getLogger(__name__)
 

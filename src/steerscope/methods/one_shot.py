@@ -19,7 +19,6 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -39,11 +38,9 @@ from ..errors import InvalidArgumentError, SteerscopeError
 from ..generate import forward_kwargs, tokenize
 from ..hooks import record_activations, run_until_stopped
 from ..layers import LayerReplay, hidden_to_logits
+from ..models.load import SteerableModel
 from ..vector import SteeringVector
 from .one_shot_types import Example, OptimizeResult
-
-if TYPE_CHECKING:
-    from ..models.load import SteerableModel
 
 __all__ = ["Example", "OptimizeResult", "apply_operator", "optimize_vector"]
 

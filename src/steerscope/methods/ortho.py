@@ -16,7 +16,6 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -25,12 +24,10 @@ from ..errors import InvalidArgumentError
 from ..generate import tokenize
 from ..io import write_csv, write_json
 from ..layers import LayerReplay, default_source_target
+from ..models.load import SteerableModel
 from ..orthogonal import extend_basis, gram_schmidt_rows, remove_span
 from ..results import NO_CHECKPOINT, Checkpoint, load_vector_checkpoint, save_vector_checkpoint
 from ..vector import SteeringVector, VectorSet
-
-if TYPE_CHECKING:
-    from ..models.load import SteerableModel
 
 log = logging.getLogger(__name__)
 
