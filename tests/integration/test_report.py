@@ -157,10 +157,11 @@ def test_sweep_window_and_long_prompt_folded(reports):
 def test_partial_and_broken_run_directories_warn(runs, tmp_path):
     only = tmp_path / "only"
     only.mkdir()
-    for name in ("config.json", "vectors.safetensors"):
+    for name in ("config.json", "vectors.safetensors", "losses.csv"):  # a MELBO run stopped before its end
         shutil.copy(runs["melbo"].path / name, only)
-    page, _ = _parse(ss.write_report(only))
-    assert page.sections[:2] == ["config", "vectors"]
+    page, text = _parse(ss.write_report(only))
+    assert page.sections[:3] == ["config", "vectors", "losses"]
+    assert "no summary.json yet: the run has not finished" in text and not load_run(only).warnings
     empty = tmp_path / "empty"
     empty.mkdir()
     page, text = _parse(ss.write_report(empty))
