@@ -93,12 +93,9 @@ class LoraDiscoveryResult:
 
         out = Path(out_dir)
         check_result_config(out, "lora_discovery")
-        runs = []
-        for run_dir in sorted(out.glob("run_[0-9][0-9][0-9]")):
-            if not (run_dir / "summary.json").is_file():
-                continue  # unfinished (resume would redo it)
-            runs.append(_load_run(run_dir))
-        return cls(out_dir=out, runs=runs)
+        # a run without summary.json is unfinished (resume would redo it)
+        return cls(out_dir=out, runs=[_load_run(run_dir) for run_dir in sorted(out.glob("run_[0-9][0-9][0-9]"))
+                                      if (run_dir / "summary.json").is_file()])
 
 
 def _load_run(run_dir: Path) -> LoraRun:
