@@ -4,13 +4,17 @@
 flat, as every run directory's ``config.json`` is)
 next to its tables (CSV/JSONL), tensors (safetensors) and plots; ``Result.load(dir)`` checks that the directory holds
 that method's result before reading it, so a sweep directory is never read as a transfer, and a malformed file is
-a ``RunFileError`` saying which file and what is wrong. ``Checkpoint`` is the run directory a long method commits
-its progress to while it runs.
+a ``RunFileError`` saying which file and what is wrong. Each save declares its files for ``save_files``; each load
+reads them back with ``open_result``, ``read_table`` and ``from_json`` (the JSON fields, checked against their
+annotations). ``Checkpoint`` is the run directory a long method commits its progress to while it runs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -66,12 +70,89 @@ def ensure_config(out_dir: Path, method: str, settings: dict | None = None) -> N
         write_json(Path(out_dir) / "config.json", result_config(method, settings))
 
 
+def save_files(out_dir, files: dict[str, Any], method: str | None = None, settings: dict | None = None) -> Path:
+    """Create ``out_dir`` and write ``files`` into it in order, each as its suffix says: ``.json`` a JSON value,
+    ``.csv`` / ``.jsonl`` a table of rows, ``.safetensors`` a vector or vector set (its ``save``); a None value is
+    not written (a table a result leaves out when empty). With ``method``, ``config.json`` first (``ensure_config``).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if method is not None:
+        ensure_config(out, method, settings)
+    writers = {".json": write_json, ".csv": write_csv, ".jsonl": write_jsonl}
+    for name, value in files.items():
+        if value is None:
+            continue
+        if name.endswith(".safetensors"):
+            value.save(out / name)
+        else:
+            writers[Path(name).suffix](out / name, value)
+    return out
+
+
 def open_result(out_dir, method: str, summary: str = "summary.json") -> tuple[Path, dict]:
     """(directory, its ``summary`` JSON object) after checking the directory holds ``method``'s result."""
 
     out = Path(out_dir)
     check_result_config(out, method)
     return out, need(read_json(out / summary), dict, out / summary)
+
+
+def read_table(path: Path) -> list:
+    """The rows of a table (``.csv``) or the values of a ``.jsonl`` file a result may leave out: [] when absent."""
+    if not path.is_file():
+        return []
+    return read_jsonl(path) if path.suffix == ".jsonl" else read_csv(path)
+
+
+def from_json(cls: type, data: dict, where: Any, **given: Any) -> Any:
+    """``cls(**given, ...)``: the dataclass ``cls`` with every field not ``given`` (those read from other files)
+    taken from the JSON object ``data`` (read from ``where``) and checked against its annotation (``json_value``).
+    A field absent from ``data`` keeps its default; one without a default is read as null."""
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for f in dataclasses.fields(cls):
+        has_default = f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+        if f.name not in given and (f.name in data or not has_default):
+            values[f.name] = json_value(data.get(f.name), hints[f.name], f"{where}: {f.name}")
+    return cls(**given, **values)
+
+
+# what a JSON value must be for an annotation (bool is an int in Python, never a number here)
+_JSON_TYPES = {float: (int, float), int: (int,), str: (str,), bool: (bool,), list: (list,), tuple: (list,),
+               dict: (dict,)}
+
+
+def json_value(value: Any, hint: Any, where: Any) -> Any:
+    """``value`` (parsed JSON) as the annotation ``hint`` says, element by element, else a RunFileError naming
+    ``where``: a number for ``float`` (returned as a float; null, how a NaN is saved, is NaN), a list for ``list``
+    and ``tuple`` (a fixed tuple's length checked; returned as a tuple), an object for ``dict``; ``X | None`` also
+    takes null. Other annotations (``Any``, classes) take any value."""
+    from .configs import _strip_optional
+
+    hint, optional = _strip_optional(hint)
+    if value is None and (optional or hint is float):
+        return None if optional else math.nan
+    kind, args = typing.get_origin(hint) or hint, typing.get_args(hint)
+    if kind not in _JSON_TYPES:
+        return value
+    if not isinstance(value, _JSON_TYPES[kind]) or (isinstance(value, bool) and kind in (int, float)):
+        raise RunFileError(f"{where}: expected a JSON {'list' if kind is tuple else kind.__name__}, "
+                           f"got {type(value).__name__}")
+    if kind is float:
+        try:
+            return float(value)
+        except OverflowError:
+            raise RunFileError(f"{where}: {value} is beyond the range of a float") from None
+    if kind is tuple and args:
+        if len(value) != len(args):
+            raise RunFileError(f"{where}: expected {len(args)} values, got {len(value)}")
+        return tuple(json_value(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if kind is list and args:
+        return [json_value(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)]
+    if kind is dict and args:
+        return {k: json_value(v, args[1], f"{where}: {k}") for k, v in value.items()}
+    return value
 
 
 # config.json's "method" -> the result type that reads the directory, and the file its save writes last (a run
@@ -166,17 +247,17 @@ class Checkpoint:
 
     def checkpoint(self, vectors: VectorSet, losses: list[list[float]]) -> None:
         if self.path:
-            save_vector_checkpoint(self.path, vectors, losses)
+            save_files(self.path, vector_files(vectors, losses))
 
     def read_table(self, name: str) -> list[dict] | None:
         """A table (``.csv`` or ``.jsonl``) an interrupted run wrote (None when not resuming or absent)."""
         if not (self.resuming and (self.path / name).is_file()):
             return None
-        return read_jsonl(self.path / name) if name.endswith(".jsonl") else read_csv(self.path / name)
+        return read_table(self.path / name)
 
     def write_table(self, name: str, rows: list[dict]) -> None:
         if self.path:
-            (write_jsonl if name.endswith(".jsonl") else write_csv)(self.path / name, rows)
+            save_files(self.path, {name: rows})
 
     def committed(self, name: str) -> Path | None:
         """``name``'s directory when an interrupted run committed it (resume skips that unit)."""
@@ -222,11 +303,11 @@ def _remove_stale_temp_files(run_dir: Path) -> None:
 NO_CHECKPOINT = Checkpoint(None, {})
 
 
-def save_vector_checkpoint(run_dir: Path, vectors: VectorSet, losses: list[list[float]]) -> None:
-    """Write ``losses.csv`` then ``vectors.safetensors``: the vectors file is the commit point a resume trusts."""
-    write_csv(run_dir / "losses.csv", [{"vector": i, "step": s, "loss": v}
-                                       for i, h in enumerate(losses) for s, v in enumerate(h)])
-    vectors.save(run_dir / "vectors.safetensors")
+def vector_files(vectors: VectorSet, losses: list[list[float]]) -> dict[str, Any]:
+    """``losses.csv`` then ``vectors.safetensors``, for ``save_files``: the vectors file, written last, is the commit
+    point a resume trusts."""
+    return {"losses.csv": [{"vector": i, "step": s, "loss": v} for i, h in enumerate(losses) for s, v in enumerate(h)],
+            "vectors.safetensors": vectors}
 
 
 def load_vector_checkpoint(run_dir: Path):

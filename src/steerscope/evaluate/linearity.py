@@ -24,7 +24,6 @@ import numpy as np
 
 from ..errors import InvalidArgumentError, SteerscopeError
 from ..generate import generate
-from ..io import write_json
 from ..models.load import SteerableModel
 from ..vector import SteeringVector
 from .embed import cosine, cosine_matrix, load_embedder
@@ -88,13 +87,9 @@ class LinearityResult:
     def save(self, out_dir: str | os.PathLike) -> Path:
         """config.json (method, version, settings) and linearity.json; ``load`` reads them back (``ss.write_run`` adds
         the heatmap)."""
-        from ..results import ensure_config
+        from ..results import save_files
 
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        ensure_config(out, "linearity", self.config)
-        write_json(out / "linearity.json", self.to_json())
-        return out
+        return save_files(out_dir, {"linearity.json": self.to_json()}, "linearity", self.config)
 
     def figures(self) -> dict:
         return {"linearity_heatmap.png": self.plot()}
@@ -103,29 +98,14 @@ class LinearityResult:
     def load(cls, out_dir: str | os.PathLike) -> LinearityResult:
         """Read a result written by ``save`` / ``linearity_score(out_dir=)``; a malformed file is a RunFileError."""
         from ..errors import RunFileError
-        from ..io import read_json
-        from ..results import check_result_config, need
+        from ..results import from_json, json_value, open_result
 
-        out = Path(out_dir)
-        check_result_config(out, "linearity")
-        data = need(read_json(out / "linearity.json"), dict, out / "linearity.json")
-        try:
-            similarity = np.asarray(need(data.get("similarity"), list, "linearity.json: similarity"), dtype=float)
-            matching = [(int(a), int(b)) for a, b in need(data.get("matching"), list, "linearity.json: matching")]
-            def num(key: str) -> float:  # NaN is saved as null
-                return math.nan if data[key] is None else float(data[key])
-
-            return cls(score=num("score"), raw_score=num("raw_score"), similarity=similarity,
-                       matching=matching, embedding_shift_cosine=num("embedding_shift_cosine"),
-                       lora_summaries=need(data.get("lora_summaries"), list, "linearity.json: lora_summaries"),
-                       vector_summaries=need(data.get("vector_summaries"), list, "linearity.json: vector_summaries"),
-                       responses=need(data.get("responses", {}), dict, "linearity.json: responses"),
-                       config=need(data.get("config", {}), dict, "linearity.json: config"),
-                       control_score=data.get("control_score"),
-                       control_embedding_shift_cosine=data.get("control_embedding_shift_cosine"),
-                       control_summaries=data.get("control_summaries"))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise RunFileError(f"{out / 'linearity.json'}: {type(exc).__name__}: {exc}; the result is corrupt") from exc
+        out, data = open_result(out_dir, "linearity", "linearity.json")
+        where = out / "linearity.json"
+        similarity = json_value(data.get("similarity"), list[list[float]], f"{where}: similarity")
+        if len({len(row) for row in similarity}) > 1:
+            raise RunFileError(f"{where}: similarity: rows of different lengths; the result is corrupt")
+        return from_json(cls, data, where, similarity=np.asarray(similarity, dtype=float))
 
     def plot(self):
         """Figure: the summary-similarity heatmap with the Hungarian matching boxed."""

@@ -20,9 +20,8 @@ from pathlib import Path
 
 from ..errors import InvalidArgumentError
 from ..generate import generate
-from ..io import read_json, read_jsonl, write_csv, write_json, write_jsonl
 from ..models.load import SteerableModel
-from ..results import NO_CHECKPOINT, Checkpoint
+from ..results import NO_CHECKPOINT, Checkpoint, from_json, open_result, read_table, save_files
 from ..vector import SteeringVector
 from .metrics import distinct_n, is_empty, mean_logprobs, nanmean, parse_metric, perplexities, repetition_rate
 from .window import best_in_window, coherence_window, is_coherent, resolve_tolerance
@@ -81,37 +80,14 @@ class SweepResult:
     def save(self, out_dir: str | os.PathLike) -> Path:
         """Write config.json, sweep.csv, sweep.json and samples.jsonl into ``out_dir`` (``ss.write_run`` adds the
         figure and the report)."""
-        from ..results import ensure_config
-
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        ensure_config(out, "sweep", self.config)
-        write_csv(out / "sweep.csv", self.rows)
-        if self.prompt_rows:
-            write_csv(out / "sweep_prompted.csv", self.prompt_rows)
-        write_json(out / "sweep.json", self.to_json())
-        write_jsonl(out / "samples.jsonl", self.samples)
-        return out
+        return save_files(out_dir, {"sweep.csv": self.rows, "sweep_prompted.csv": self.prompt_rows or None,
+                                    "sweep.json": self.to_json(), "samples.jsonl": self.samples}, "sweep", self.config)
 
     @classmethod
     def load(cls, out_dir: str | os.PathLike) -> SweepResult:
         """Read a result written by ``save`` / ``sweep(out_dir=)``; a malformed file is a RunFileError."""
-        from ..results import check_result_config, need
-
-        out = Path(out_dir)
-        check_result_config(out, "sweep")
-        data = need(read_json(out / "sweep.json"), dict, out / "sweep.json")
-        samples = read_jsonl(out / "samples.jsonl") if (out / "samples.jsonl").is_file() else []
-        window = need(data.get("window"), list, "sweep.json: window")
-        if len(window) != 2:
-            from ..errors import RunFileError
-
-            raise RunFileError(f"{out / 'sweep.json'}: window must be [low, high], got {window!r}")
-        return cls(rows=need(data.get("rows"), list, "sweep.json: rows"), window=tuple(window),
-                   best_scale=data.get("best_scale"), tolerance=data.get("tolerance"),
-                   objective=data.get("objective"), maximize=bool(data.get("maximize", True)), samples=samples,
-                   config=need(data.get("config", {}), dict, "sweep.json: config"),
-                   prompt_rows=need(data.get("prompt_rows", []), list, "sweep.json: prompt_rows"))
+        out, data = open_result(out_dir, "sweep", "sweep.json")
+        return from_json(cls, data, out / "sweep.json", samples=read_table(out / "samples.jsonl"))
 
     def figures(self) -> dict:
         return {"sweep.png": self.plot()}

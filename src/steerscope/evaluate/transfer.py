@@ -98,17 +98,10 @@ class TransferResult:
     @classmethod
     def load(cls, out_dir: str | os.PathLike) -> TransferResult:
         """Read a result written by ``save`` / ``evaluate_transfer(out_dir=)``; a malformed file is a RunFileError."""
-        from ..io import read_json, read_jsonl
-        from ..results import check_result_config, need
+        from ..results import from_json, open_result, read_table
 
-        out = Path(out_dir)
-        check_result_config(out, "transfer")
-        data = need(read_json(out / "transfer.json"), dict, out / "transfer.json")
-        rows = read_jsonl(out / "generations.jsonl") if (out / "generations.jsonl").is_file() else []
-        return cls(summary=need(data.get("summary"), list, "transfer.json: summary"), rows=rows,
-                   baseline=need(data.get("baseline"), dict, "transfer.json: baseline"),
-                   config=need(data.get("config", {}), dict, "transfer.json: config"),
-                   prompted=need(data.get("prompted", []), list, "transfer.json: prompted"))
+        out, data = open_result(out_dir, "transfer", "transfer.json")
+        return from_json(cls, data, out / "transfer.json", rows=read_table(out / "generations.jsonl"))
 
     def figures(self) -> dict:
         return {"transfer.png": self.plot()}
@@ -116,21 +109,14 @@ class TransferResult:
     def save(self, out_dir: str | os.PathLike) -> Path:
         """config.json (method + version), transfer.csv (per scale), transfer_rows.csv, transfer.json and
         generations.jsonl; ``TransferResult.load(out_dir)`` reads it back (``ss.write_run`` adds the figure)."""
-        from ..io import write_csv, write_json, write_jsonl
-        from ..results import ensure_config
+        from ..results import save_files
 
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        ensure_config(out, "transfer", self.config)
-        write_csv(out / "transfer.csv", self.summary)
-        write_csv(out / "transfer_rows.csv", [{k: v for k, v in r.items() if k != "generation"} for r in self.rows])
-        write_jsonl(out / "generations.jsonl", self.rows)
-        write_json(out / "transfer.json", {"summary": self.summary, "baseline": self.baseline, "config": self.config,
-                                           "prompted": self.prompted})
-        if self.prompted:
-            write_csv(out / "transfer_prompted.csv",
-                      [{k: v for k, v in r.items() if k != "generations"} for r in self.prompted])
-        return out
+        rows = [{k: v for k, v in r.items() if k != "generation"} for r in self.rows]
+        prompted = [{k: v for k, v in r.items() if k != "generations"} for r in self.prompted]
+        data = {"summary": self.summary, "baseline": self.baseline, "config": self.config, "prompted": self.prompted}
+        return save_files(out_dir, {"transfer.csv": self.summary, "transfer_rows.csv": rows,
+                                    "generations.jsonl": self.rows, "transfer.json": data,
+                                    "transfer_prompted.csv": prompted or None}, "transfer", self.config)
 
 
 def _check(vector, prompts, targets, match, scales) -> tuple[list[str], list[str], list[str], list[float]]:

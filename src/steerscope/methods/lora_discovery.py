@@ -93,23 +93,18 @@ class LoraDiscoveryResult:
 
         out = Path(out_dir)
         check_result_config(out, "lora_discovery")
-        runs = []
-        for run_dir in sorted(out.glob("run_[0-9][0-9][0-9]")):
-            if not (run_dir / "summary.json").is_file():
-                continue  # unfinished (resume would redo it)
-            runs.append(_load_run(run_dir))
-        return cls(out_dir=out, runs=runs)
+        # a run without summary.json is unfinished (resume would redo it)
+        return cls(out_dir=out, runs=[_load_run(run_dir) for run_dir in sorted(out.glob("run_[0-9][0-9][0-9]"))
+                                      if (run_dir / "summary.json").is_file()])
 
 
 def _load_run(run_dir: Path) -> LoraRun:
     """One finished run from its directory (summary.json, and losses.csv when present)."""
-    from ..io import read_csv
-    from ..results import need
+    from ..results import from_json, need, read_table
 
     summary = need(read_json(run_dir / "summary.json"), dict, run_dir / "summary.json")
-    losses = read_csv(run_dir / "losses.csv") if (run_dir / "losses.csv").is_file() else []
-    return LoraRun(int(run_dir.name[4:]), run_dir, run_dir / "adapter",
-                   need(summary.get("heldout", {}), dict, f"{run_dir / 'summary.json'}: heldout"), losses, summary)
+    return from_json(LoraRun, summary, run_dir / "summary.json", index=int(run_dir.name[4:]), dir=run_dir,
+                     adapter_dir=run_dir / "adapter", losses=read_table(run_dir / "losses.csv"), summary=summary)
 
 
 def discover_lora(

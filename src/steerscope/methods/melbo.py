@@ -26,11 +26,10 @@ from torch import Tensor
 
 from ..errors import InvalidArgumentError
 from ..generate import tokenize
-from ..io import read_csv, write_csv, write_json
 from ..layers import LayerReplay, default_source_target
 from ..models.load import SteerableModel
 from ..orthogonal import extend_basis, orthonormal_rows, remove_span, sphere_tangent, stiefel_tangent
-from ..results import NO_CHECKPOINT, Checkpoint, load_vector_checkpoint, save_vector_checkpoint
+from ..results import NO_CHECKPOINT, Checkpoint, from_json, load_vector_checkpoint, open_result, read_table
 from ..vector import VectorSet
 
 log = logging.getLogger(__name__)
@@ -112,12 +111,8 @@ class MelboResult:
         """Write the result's files into ``out_dir``: config.json (method, version, the vectors' settings),
         vectors.safetensors, losses.csv, vectors.csv, summary.json and radius_sweep.csv (a run directory holds the
         same files, plus samples and plots). ``MelboResult.load(out_dir)`` reads them back."""
-        from ..results import ensure_config
+        from ..results import save_files, vector_files
 
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        ensure_config(out, "melbo", dict(self.vectors.meta.method_config))
-        save_vector_checkpoint(out, self.vectors, self.losses)
         norms = self.vectors.norms().tolist()
         rows = []
         for i, obj in enumerate(self.objectives):
@@ -125,16 +120,14 @@ class MelboResult:
             if self.heldout_kl:
                 row["heldout_kl"] = self.heldout_kl[i]
             rows.append(row)
-        write_csv(out / "vectors.csv", rows)
-        if self.radius_sweep:
-            write_csv(out / "radius_sweep.csv", self.radius_sweep)
-        write_json(out / "summary.json", {"radius": self.radius, "lr": self.vectors.meta.method_config.get("lr"),
-                                          "random_objective": self.random_objective,
-                                          "random_band": list(self.random_band),
-                                          "objectives": self.objectives, "objective_vs_random": self.ratios,
-                                          "heldout_kl": self.heldout_kl,
-                                          "vectors_above_3x_random": sum(r >= 3.0 for r in self.ratios),
-                                          "stop_reason": self.stop_reason, "num_vectors": len(self.vectors)})
+        summary = {"radius": self.radius, "lr": self.vectors.meta.method_config.get("lr"),
+                   "random_objective": self.random_objective, "random_band": list(self.random_band),
+                   "objectives": self.objectives, "objective_vs_random": self.ratios, "heldout_kl": self.heldout_kl,
+                   "vectors_above_3x_random": sum(r >= 3.0 for r in self.ratios), "stop_reason": self.stop_reason,
+                   "num_vectors": len(self.vectors)}
+        out = save_files(out_dir, {**vector_files(self.vectors, self.losses), "vectors.csv": rows,
+                                   "radius_sweep.csv": self.radius_sweep or None, "summary.json": summary},
+                         "melbo", self.vectors.meta.method_config)
         self.out_dir = out
         return out
 
@@ -152,22 +145,10 @@ class MelboResult:
     @classmethod
     def load(cls, out_dir: str | os.PathLike) -> MelboResult:
         """Read a result written by ``save`` or by ``melbo(out_dir=)``; a malformed file is a RunFileError."""
-        from ..results import need, open_result
-
         out, summary = open_result(out_dir, "melbo")
         _, losses = load_vector_checkpoint(out)
-        vectors = VectorSet.load(out / "vectors.safetensors")
-        objectives = [float(x) for x in need(summary.get("objectives"), list, "summary.json: objectives")]
-        band = need(summary.get("random_band", [math.nan, math.nan]), list, "summary.json: random_band")
-        return cls(vectors=vectors, losses=losses, objectives=objectives,
-                   random_objective=float(summary.get("random_objective", math.nan)),
-                   radius=float(summary.get("radius", math.nan)), out_dir=out,
-                   radius_sweep=read_csv(out / "radius_sweep.csv") if (out / "radius_sweep.csv").is_file() else [],
-                   random_band=(float(band[0] if band[0] is not None else math.nan),
-                                float(band[1] if band[1] is not None else math.nan)) if len(band) == 2
-                   else (math.nan, math.nan),
-                   heldout_kl=[float(x) for x in need(summary.get("heldout_kl", []), list, "summary.json: heldout_kl")],
-                   stop_reason=str(summary.get("stop_reason", "num_vectors")))
+        return from_json(cls, summary, out / "summary.json", vectors=VectorSet.load(out / "vectors.safetensors"),
+                         losses=losses, out_dir=out, radius_sweep=read_table(out / "radius_sweep.csv"))
 
 
 def _init(gen_seed: int, k: int, d: int, basis: Tensor | None, radius: float,

@@ -119,31 +119,22 @@ class OptimizeResult:
         step) and summary.json; ``OptimizeResult.load(out_dir)`` reads them back (``ss.write_run`` adds loss.png).
         The vector file is an ordinary steerscope vector: pass ``OUT/vector.safetensors`` (or ``OUT``) wherever a
         vector is wanted."""
-        from ..io import write_csv, write_json
-        from ..results import ensure_config
+        from ..results import save_files
 
-        out = Path(out_dir)
-        if out.suffix == ".safetensors":
+        if Path(out_dir).suffix == ".safetensors":
             raise InvalidArgumentError(f"OptimizeResult.save takes a directory (it writes vector.safetensors, "
-                                       f"history.csv and summary.json there), got {out}; to write only the vector "
+                                       f"history.csv and summary.json there), got {out_dir}; to write only the vector "
                                        "use result.vector.save(path)")
-        out.mkdir(parents=True, exist_ok=True)
-        ensure_config(out, "one_shot", dict(self.vector.meta.method_config))
-        self.vector.save(out / "vector.safetensors")
-        write_csv(out / "history.csv", self.history)
-        write_json(out / "summary.json", {"final_loss": self.final_loss, "stop_reason": self.stop_reason,
-                                          "steps": len(self.history), "norm": self.vector.norm()})
-        return out
+        summary = {"final_loss": self.final_loss, "stop_reason": self.stop_reason, "steps": len(self.history),
+                   "norm": self.vector.norm()}
+        return save_files(out_dir, {"vector.safetensors": self.vector, "history.csv": self.history,
+                                    "summary.json": summary}, "one_shot", self.vector.meta.method_config)
 
     @classmethod
     def load(cls, out_dir: str | os.PathLike) -> OptimizeResult:
         """Read a result written by ``save``; a malformed file is a RunFileError."""
-        from ..io import read_csv
-        from ..results import open_result
+        from ..results import from_json, open_result, read_table
 
         out, summary = open_result(out_dir, "one_shot")
-        final = summary.get("final_loss")
-        return cls(vector=SteeringVector.load(out / "vector.safetensors"),
-                   history=read_csv(out / "history.csv") if (out / "history.csv").is_file() else [],
-                   final_loss=math.nan if final is None else float(final),
-                   stop_reason=str(summary.get("stop_reason", "max_iters")))
+        return from_json(cls, summary, out / "summary.json", vector=SteeringVector.load(out / "vector.safetensors"),
+                         history=read_table(out / "history.csv"))

@@ -22,11 +22,10 @@ from torch import Tensor
 
 from ..errors import InvalidArgumentError
 from ..generate import tokenize
-from ..io import write_csv, write_json
 from ..layers import LayerReplay, default_source_target
 from ..models.load import SteerableModel
 from ..orthogonal import extend_basis, gram_schmidt_rows, remove_span
-from ..results import NO_CHECKPOINT, Checkpoint, load_vector_checkpoint, save_vector_checkpoint
+from ..results import NO_CHECKPOINT, Checkpoint, load_vector_checkpoint
 from ..vector import SteeringVector, VectorSet
 
 log = logging.getLogger(__name__)
@@ -77,19 +76,15 @@ class OrthoResult:
     def save(self, out_dir: str | os.PathLike) -> Path:
         """config.json (method, version), base_vector.safetensors (θ₀), vectors.safetensors, losses.csv, ortho.csv,
         vectors.csv and summary.json; ``OrthoResult.load(out_dir)`` reads them back (so does a run directory)."""
-        from ..results import ensure_config
+        from ..results import save_files, vector_files
 
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        ensure_config(out, "melbo_ortho", dict(self.vectors.meta.method_config))
-        self.base.save(out / "base_vector.safetensors")
-        save_vector_checkpoint(out, self.vectors, self.losses)
-        write_csv(out / "ortho.csv", self.analysis)
-        write_csv(out / "vectors.csv", [{"index": r["index"], "norm": r["norm"], "kl_to_base": r["kl"],
-                                         "kl_rescaled": r["kl_rescaled"], "final_loss": self.losses[i][-1]}
-                                        for i, r in enumerate(self.analysis)])
-        write_json(out / "summary.json", {"num_vectors": len(self.vectors), "kl_direction": self.kl_direction,
-                                          "base_norm": self.base.norm(), "kl_first10_mean": self.kl_first10_mean})
+        rows = [{"index": r["index"], "norm": r["norm"], "kl_to_base": r["kl"], "kl_rescaled": r["kl_rescaled"],
+                 "final_loss": self.losses[i][-1]} for i, r in enumerate(self.analysis)]
+        summary = {"num_vectors": len(self.vectors), "kl_direction": self.kl_direction, "base_norm": self.base.norm(),
+                   "kl_first10_mean": self.kl_first10_mean}
+        out = save_files(out_dir, {"base_vector.safetensors": self.base, **vector_files(self.vectors, self.losses),
+                                   "ortho.csv": self.analysis, "vectors.csv": rows, "summary.json": summary},
+                         "melbo_ortho", self.vectors.meta.method_config)
         self.out_dir = out
         return out
 
@@ -106,14 +101,14 @@ class OrthoResult:
     def load(cls, out_dir: str | os.PathLike) -> OrthoResult:
         """Read a result written by ``save`` or by ``melbo_ortho(out_dir=)``; a malformed file is a RunFileError."""
         from ..io import read_csv
-        from ..results import open_result
+        from ..results import from_json, open_result
 
         out, summary = open_result(out_dir, "melbo_ortho")
         _, losses = load_vector_checkpoint(out)
         vectors = VectorSet.load(out / "vectors.safetensors")
-        return cls(vectors=vectors, losses=losses, norms=vectors.norms().tolist(), analysis=read_csv(out / "ortho.csv"),
-                   base=SteeringVector.load(out / "base_vector.safetensors"), out_dir=out,
-                   kl_direction=str(summary.get("kl_direction", "forward")))
+        return from_json(cls, summary, out / "summary.json", vectors=vectors, losses=losses,
+                         norms=vectors.norms().tolist(), analysis=read_csv(out / "ortho.csv"),
+                         base=SteeringVector.load(out / "base_vector.safetensors"), out_dir=out)
 
 
 def _train_block(objective: MeanMatchObjective, base: Tensor, basis: Tensor, size: int, *, steps: int, lr: float,
