@@ -297,7 +297,7 @@ def _none_or(parse: Callable[[str], Any]) -> Callable[[str], Any]:
     return parse_optional
 
 
-def _strip_optional(tp: Any) -> tuple[Any, bool]:
+def strip_optional(tp: Any) -> tuple[Any, bool]:
     """(inner type, optional) for ``X | None``; unions of several non-None types stay as they are."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
@@ -313,7 +313,7 @@ def _is_sequence(tp: Any) -> bool:
 
 def _cli_type(tp: Any) -> tuple[Any, bool, bool, bool, tuple]:
     """(element type, many values, one value means the scalar, optional, literal choices) of an annotation."""
-    inner, optional = _strip_optional(tp)
+    inner, optional = strip_optional(tp)
     members = [a for a in typing.get_args(inner) if a is not type(None)] if typing.get_origin(inner) in (
         typing.Union, types.UnionType) else [inner]
     sequences = [m for m in members if _is_sequence(m)]
@@ -347,7 +347,7 @@ def _cli_parser(kind: Any, flag: str) -> Callable[[str], Any]:
 
 def _check_type(method: str, name: str, value: Any, tp: Any) -> None:
     """A clear error for a value whose type cannot be what the field means (ints for floats are fine)."""
-    inner, optional = _strip_optional(tp)
+    inner, optional = strip_optional(tp)
     if value is None:
         return  # None is the "choose for me" default of many fields; the function validates the rest
     checks = {int: (int,), float: (int, float), str: (str,), bool: (bool,)}

@@ -128,9 +128,9 @@ def json_value(value: Any, hint: Any, where: Any) -> Any:
     ``where``: a number for ``float`` (returned as a float; null, how a NaN is saved, is NaN), a list for ``list``
     and ``tuple`` (a fixed tuple's length checked; returned as a tuple), an object for ``dict``; ``X | None`` also
     takes null. Other annotations (``Any``, classes) take any value."""
-    from .configs import _strip_optional
+    from .configs import strip_optional
 
-    hint, optional = _strip_optional(hint)
+    hint, optional = strip_optional(hint)
     if value is None and (optional or hint is float):
         return None if optional else math.nan
     kind, args = typing.get_origin(hint) or hint, typing.get_args(hint)
