@@ -26,9 +26,10 @@ import json
 import logging
 import math
 import re
-import types
+import types as types_module
 import typing
 import warnings
+from collections import abc
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -232,29 +233,34 @@ def add_config_flags(parser: argparse.ArgumentParser | Any, cls: type[Config], *
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
-        flag = "--" + rename.get(f.name, f.name).replace("_", "-")
-        flags[f.name] = flag
-        kind, many, collapse, optional, literal = _cli_type(f.type)
+        flags[f.name] = flag = "--" + rename.get(f.name, f.name).replace("_", "-")
+        inner, optional = strip_optional(f.type)
+        members = typing.get_args(inner) if typing.get_origin(inner) in (typing.Union, types_module.UnionType) else (
+            inner,)
+        sequence = next((m for m in members if typing.get_origin(m) in (list, tuple, abc.Sequence)), None)
+        literal = typing.get_args(inner) if typing.get_origin(inner) is typing.Literal else ()
+        if sequence is not None:
+            kind = (typing.get_args(sequence) or (str,))[0]
+        else:
+            kind = type(literal[0]) if literal else inner
+        kind = next((k for k in (int, float, bool) if kind is k), str)  # any other annotation reads the string
         doc = cls.field_docs.get(f.name, "").replace("``", "")
-        has_default = f.name in defaults
-        default = defaults.get(f.name)
-        shown = f" (default: {_shown(default)})" if has_default else " (required)"
-        kwargs: dict[str, Any] = {"dest": f.name, "default": default, "help": f"{doc}{shown}".strip().replace("%",
-                                                                                                              "%%")}
-        if not has_default or f.name in required:
-            kwargs["required"] = True
+        shown = f" (default: {_shown(defaults[f.name])})" if f.name in defaults else " (required)"
+        kwargs: dict[str, Any] = {"dest": f.name, "default": defaults.get(f.name),
+                                  "help": f"{doc}{shown}".strip().replace("%", "%%"),
+                                  "required": f.name not in defaults or f.name in required}
         if f.name in choices or literal:
             kwargs["choices"] = list(choices.get(f.name, literal))
-        extra = dict(options.get(f.name, {}))
-        if kind is bool and f.name not in types and "nargs" not in extra:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **{**kwargs, **extra})
-            continue
-        parse = types.get(f.name) or _cli_parser(kind, flag)
-        kwargs["type"] = _none_or(parse) if optional else parse
-        if many and "nargs" not in extra:
-            kwargs.update(nargs="+", action=_ManyAction, collapse=collapse, as_tuple=isinstance(default, tuple))
-        kwargs.update(extra)
-        parser.add_argument(flag, **kwargs)
+        extra = options.get(f.name, {})
+        if kind is bool and sequence is None and f.name not in types and "nargs" not in extra:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            parse = types.get(f.name) or _PARSERS.get(kind, str)
+            kwargs["type"] = _none_or(parse) if optional else parse
+            if sequence is not None and "nargs" not in extra:
+                kwargs.update(nargs="+", action=_ManyAction, collapse=kind in members,
+                              as_tuple=isinstance(kwargs["default"], tuple))
+        parser.add_argument(flag, **{**kwargs, **extra})
     return flags
 
 
@@ -274,13 +280,12 @@ class _ManyAction(argparse.Action):
         self.collapse, self.as_tuple = collapse, as_tuple
 
     def __call__(self, parser, namespace, values, option_string=None) -> None:
-        flat: list[Any] = []
-        for value in values:
-            flat.extend(value if isinstance(value, (list, tuple)) else [value])
-        result: Any = tuple(flat) if self.as_tuple else flat
+        flat = [v for value in values for v in (value if isinstance(value, (list, tuple)) else [value])]
         if self.collapse and len(flat) == 1:
-            result = flat[0]
-        setattr(namespace, self.dest, result)
+            flat = flat[0]
+        elif self.as_tuple:
+            flat = tuple(flat)
+        setattr(namespace, self.dest, flat)
 
 
 def _shown(value: Any) -> str:
@@ -298,51 +303,35 @@ def _none_or(parse: Callable[[str], Any]) -> Callable[[str], Any]:
 
 
 def strip_optional(tp: Any) -> tuple[Any, bool]:
-    """(inner type, optional) for ``X | None``; unions of several non-None types stay as they are."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return (args[0] if len(args) == 1 else tp), len(args) < len(typing.get_args(tp))
-    return tp, False
+    """(``tp`` without None, whether it took None): ``int | None`` gives ``(int, True)``, ``int | str | None``
+    gives ``(int | str, True)``."""
+    if typing.get_origin(tp) not in (typing.Union, types_module.UnionType):
+        return tp, False
+    args = tuple(a for a in typing.get_args(tp) if a is not type(None))
+    return typing.Union[args], len(args) < len(typing.get_args(tp))  # noqa: UP007 (built from a tuple)
 
 
-def _is_sequence(tp: Any) -> bool:
-    origin = typing.get_origin(tp)
-    return origin in (list, tuple) or (origin is not None and getattr(origin, "__name__", "") == "Sequence")
+def finite_float(text: str) -> float:
+    """argparse type: a finite number."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
 
 
-def _cli_type(tp: Any) -> tuple[Any, bool, bool, bool, tuple]:
-    """(element type, many values, one value means the scalar, optional, literal choices) of an annotation."""
-    inner, optional = strip_optional(tp)
-    members = [a for a in typing.get_args(inner) if a is not type(None)] if typing.get_origin(inner) in (
-        typing.Union, types.UnionType) else [inner]
-    sequences = [m for m in members if _is_sequence(m)]
-    if sequences:
-        args = typing.get_args(sequences[0])
-        element = args[0] if args else str
-        element = element if element in (int, float, str) else str
-        return element, True, len(members) > 1 and element in members, optional, ()
-    if len(members) == 1 and typing.get_origin(inner) is typing.Literal:
-        values = typing.get_args(inner)
-        return (type(values[0]) if values else str), False, False, optional, values
-    return (inner if inner in (int, float, str, bool) else str), False, False, optional, ()
+def integer(text: str) -> int:
+    """argparse type: an integer."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
 
 
-def _cli_parser(kind: Any, flag: str) -> Callable[[str], Any]:
-    def parse(text: str):
-        if kind is str:
-            return text
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a{'n' if kind is int else ''} "
-                                             f"{'integer' if kind is int else 'number'}") from None
-        if kind is float and not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number (for {flag})")
-        return value
-
-    parse.__name__ = getattr(kind, "__name__", "value")
-    return parse
+# how a flag reads the field types it knows (any other field takes the string)
+_PARSERS: dict[Any, Callable[[str], Any]] = {int: integer, float: finite_float}
 
 
 def _check_type(method: str, name: str, value: Any, tp: Any) -> None:

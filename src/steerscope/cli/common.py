@@ -8,6 +8,8 @@ import re
 import sys
 from collections.abc import Callable
 
+from ..configs import finite_float, integer
+
 MINUS = "\u2212"
 NEGATIVE_SPEC = re.compile(r"-\d[\d.eE+-]*[:,][\d.:,eE+-]*")
 
@@ -64,16 +66,6 @@ def add_load_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--attn-implementation", default=None, help="eager, sdpa, flash_attention_2, ...")
 
 
-def finite_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
-    return value
-
-
 def positive_float(text: str) -> float:
     """argparse type: a finite number greater than 0."""
     value = finite_float(text)
@@ -90,10 +82,7 @@ def non_negative_float(text: str) -> float:
 
 
 def _int_at_least(text: str, low: int, says: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    value = integer(text)
     if value < low:
         raise argparse.ArgumentTypeError(f"{text!r} {says}")
     return value
