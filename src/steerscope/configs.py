@@ -50,8 +50,16 @@ class Config:
     field_docs: ClassVar[dict[str, str]] = {}
 
     def __post_init__(self) -> None:
+        """A clear error for a value whose type cannot be what the field means (ints for floats are fine)."""
         for f in dataclasses.fields(self):
-            _check_type(self.method_name, f.name, getattr(self, f.name), f.type)
+            value = getattr(self, f.name)
+            kind, optional = strip_optional(f.type)
+            # None is the "choose for me" default of many fields; the function validates the rest
+            wrong = not isinstance(value, SCALAR_TYPES.get(kind, object)) or (
+                isinstance(value, bool) and kind in (int, float))
+            if value is not None and wrong:
+                raise InvalidArgumentError(f"{self.method_name} config: {f.name} must be {kind.__name__}"
+                                           f"{' or None' if optional else ''}, got {value!r}")
 
     def as_kwargs(self) -> dict[str, Any]:
         """The fields as keyword arguments for the configured function."""
@@ -334,25 +342,15 @@ def integer(text: str) -> int:
 _PARSERS: dict[Any, Callable[[str], Any]] = {int: integer, float: finite_float}
 
 
-def _check_type(method: str, name: str, value: Any, tp: Any) -> None:
-    """A clear error for a value whose type cannot be what the field means (ints for floats are fine)."""
-    inner, optional = strip_optional(tp)
-    if value is None:
-        return  # None is the "choose for me" default of many fields; the function validates the rest
-    checks = {int: (int,), float: (int, float), str: (str,), bool: (bool,)}
-    if inner in checks:
-        ok = isinstance(value, checks[inner]) and not (inner in (int, float) and isinstance(value, bool))
-        if not ok:
-            raise InvalidArgumentError(f"{method} config: {name} must be {inner.__name__}"
-                                       f"{' or None' if optional else ''}, got {value!r}")
+# what a value of a scalar annotation may be (a config's or a saved result's; bool is an int in Python, never a
+# number here)
+SCALAR_TYPES = {float: (int, float), int: (int,), str: (str,), bool: (bool,)}
 
 
 def _jsonable(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
-    if isinstance(value, tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, list):
+    if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}

@@ -18,6 +18,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
+from .configs import SCALAR_TYPES, strip_optional
 from .errors import InvalidArgumentError, RunFileError
 from .io import read_csv, read_json, read_jsonl, write_csv, write_json, write_jsonl
 from .vector import VectorSet
@@ -119,8 +120,7 @@ def from_json(cls: type, data: dict, where: Any, **given: Any) -> Any:
 
 
 # what a JSON value must be for an annotation (bool is an int in Python, never a number here)
-_JSON_TYPES = {float: (int, float), int: (int,), str: (str,), bool: (bool,), list: (list,), tuple: (list,),
-               dict: (dict,)}
+_JSON_TYPES = {**SCALAR_TYPES, list: (list,), tuple: (list,), dict: (dict,)}
 
 
 def json_value(value: Any, hint: Any, where: Any) -> Any:
@@ -128,8 +128,6 @@ def json_value(value: Any, hint: Any, where: Any) -> Any:
     ``where``: a number for ``float`` (returned as a float; null, how a NaN is saved, is NaN), a list for ``list``
     and ``tuple`` (a fixed tuple's length checked; returned as a tuple), an object for ``dict``; ``X | None`` also
     takes null. Other annotations (``Any``, classes) take any value."""
-    from .configs import strip_optional
-
     hint, optional = strip_optional(hint)
     if value is None and (optional or hint is float):
         return None if optional else math.nan
