@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from . import configs
@@ -83,14 +84,9 @@ def _public(pure, method: str, run_args: dict[str, tuple], finish, *, resume_ign
     takes_checkpoint = "checkpoint" in pure_sig.parameters
     extra = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
              for name, (default, annotation, _doc) in run_args.items()]
-    params = []
-    for p in pure_sig.parameters.values():
-        if p.name == "checkpoint":
-            continue
-        if p.name == "progress":
-            params.extend(extra)
-        params.append(p)
-    sig = pure_sig.replace(parameters=params)
+    params = [p for p in pure_sig.parameters.values() if p.name != "checkpoint"]
+    at = [p.name for p in params].index("progress")
+    sig = pure_sig.replace(parameters=params[:at] + extra + params[at:])
 
     @functools.wraps(pure)
     def public(*args, **kwargs):
@@ -101,8 +97,8 @@ def _public(pure, method: str, run_args: dict[str, tuple], finish, *, resume_ign
         if check is not None:
             check(runs)
         model = values["model"]
-        settings = {k: _describe(v) for k, v in values.items() if k not in ("model", "progress")}
-        settings = {**settings, **{k: runs[k] for k in run_args if k not in ("out_dir", "resume", "report")}}
+        settings = {k: _describe(v) for k, v in {**values, **runs}.items()
+                    if k not in ("model", "progress", "out_dir", "resume", "report")}
         run = Checkpoint.open(runs.get("out_dir"), model, method, configs._jsonable(settings),
                               resume=runs.get("resume", False), keys=[k for k in settings if k not in resume_ignores])
         result = pure(**values, **({"checkpoint": run} if takes_checkpoint else {}))
@@ -117,25 +113,15 @@ def _public(pure, method: str, run_args: dict[str, tuple], finish, *, resume_ign
 
 def _with_args(doc: str, extra: dict[str, str]) -> str:
     """``doc`` with its ``checkpoint:`` entry replaced by ``extra``'s entries, at the end of its ``Args:`` section."""
-    lines = doc.splitlines()
-    start = next((n for n, line in enumerate(lines) if line.strip() == "Args:"), None)
-    if start is None:
+    section = re.search(r"^( *)Args:\n(?:\1 {4}.*\n?|\s*\n)*", doc, flags=re.MULTILINE)  # its lines and blank lines
+    if section is None:
         return doc
-    indent = len(lines[start]) - len(lines[start].lstrip()) + 4
-    end, keep = start + 1, lines[: start + 1]
-    skipping = False
-    while end < len(lines) and (not lines[end].strip() or len(lines[end]) - len(lines[end].lstrip()) >= indent):
-        line = lines[end]
-        at_name = bool(line.strip()) and len(line) - len(line.lstrip()) == indent
-        if at_name:
-            skipping = line.strip().startswith("checkpoint:")
-        if not skipping:
-            keep.append(line)
-        end += 1
-    while keep and not keep[-1].strip():
-        keep.pop()
-    keep += [" " * indent + f"{name}: {text}" for name, text in extra.items()]
-    return "\n".join(keep + ([""] if end < len(lines) else []) + lines[end:])
+    indent = section.group(1) + "    "
+    # the entry: its first line, the deeper continuation lines and blank lines up to the next entry
+    args = re.sub(rf"^{indent}checkpoint:.*\n?(?:{indent} .*\n?|\s*\n)*", "", section.group(), flags=re.MULTILINE)
+    entries = "".join(f"\n{indent}{name}: {text}" for name, text in extra.items())
+    rest = doc[section.end():]
+    return doc[:section.start()] + args.rstrip() + entries + ("\n\n" + rest if rest.strip() else "")
 
 
 def _describe(value):
