@@ -93,14 +93,14 @@ class Config:
         settings = data.get("settings")
         if not isinstance(settings, dict):
             raise InvalidArgumentError(f"a {cls.method_name} config needs a 'settings' object")
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(settings) - names)
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(settings) - set(fields))
         if unknown:
             warnings.warn(f"{cls.method_name} config: ignoring unknown settings {', '.join(unknown)} (written by "
                           f"steerscope {data.get('steerscope_version', '?')})", stacklevel=2)
-        tuples = {f.name for f in dataclasses.fields(cls) if isinstance(f.default, tuple)}
-        return cls(**{k: tuple(v) if k in tuples and isinstance(v, list) else v
-                      for k, v in settings.items() if k in names})
+        # JSON has no tuples: a list for a field whose default is a tuple is read back as one
+        return cls(**{k: tuple(v) if isinstance(fields[k].default, tuple) and isinstance(v, list) else v
+                      for k, v in settings.items() if k in fields})
 
     @classmethod
     def load(cls, path: str | Path) -> Config:
@@ -159,13 +159,10 @@ def signature_config(fn: Callable, method: str, *, name: str | None = None) -> t
     for p in sig.parameters.values():
         if p.kind is not inspect.Parameter.KEYWORD_ONLY or p.name == "config":
             continue
-        default = p.default
-        if default is inspect.Parameter.empty:
-            spec = dataclasses.field()  # a required keyword (e.g. optimize_vector's layer)
-        elif isinstance(default, (list, dict, set)):
-            spec = dataclasses.field(default_factory=functools.partial(type(default), default))
-        else:
-            spec = dataclasses.field(default=default)
+        if isinstance(p.default, (list, dict, set)):  # mutable: each config gets its own copy
+            spec = dataclasses.field(default_factory=functools.partial(type(p.default), p.default))
+        else:  # no default: a required keyword (e.g. optimize_vector's layer)
+            spec = dataclasses.field(default=dataclasses.MISSING if p.default is p.empty else p.default)
         specs.append((p.name, hints.get(p.name, Any), spec))
     cls_name = name or "".join(part.title() for part in method.split("_")) + "Config"
     cls = dataclasses.make_dataclass(cls_name, specs, bases=(Config,), frozen=True, kw_only=True,
@@ -210,13 +207,9 @@ def field_docs(doc: str) -> dict[str, str]:
 
 def config_defaults(cls: type[Config]) -> dict[str, Any]:
     """``{field: default}`` (fields without a default, like ``optimize_vector``'s ``layer``, are left out)."""
-    out = {}
-    for f in dataclasses.fields(cls):
-        if f.default is not dataclasses.MISSING:
-            out[f.name] = f.default
-        elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-            out[f.name] = f.default_factory()  # type: ignore[misc]
-    return out
+    return {f.name: f.default_factory() if f.default is dataclasses.MISSING else f.default
+            for f in dataclasses.fields(cls)
+            if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
 
 
 def add_config_flags(parser: argparse.ArgumentParser | Any, cls: type[Config], *, skip: tuple[str, ...] = (),
