@@ -29,8 +29,10 @@ from .common import (
 
 # fields the CLI never shows: a progress bar is always on in a terminal
 SKIP = ("progress",)
+# the shared vocabulary's flag names and other add_argument keywords
 RENAME = {"out_dir": "out", "heldout_prompts": "heldout_file", "calibration_prompts": "calibration_file"}
-METAVAR = {"heldout_prompts": "FILE", "calibration_prompts": "FILE", "out_dir": "DIR"}
+OPTIONS = {"heldout_prompts": {"metavar": "FILE"}, "calibration_prompts": {"metavar": "FILE"},
+           "out_dir": {"metavar": "DIR"}}
 # how each shared-vocabulary word is checked while parsing (a command may override one)
 TYPES: dict[str, Callable[[str], Any]] = {
     "out_dir": output_dir, "heldout_prompts": prompts_file, "calibration_prompts": prompts_file,
@@ -49,9 +51,10 @@ def config_parser(subparsers, name: str, target: str, *, help: str, vector: str 
     """A subcommand with one flag per field of the config of ``target`` (``"module:function"``).
 
     Its arguments, in order: what ``before`` adds (positional data, output), a positional ``VECTOR`` (``vector``: its
-    help), prompts (``prompts``: their help, see ``add_prompt_args``), the model flags, and the config's flags. They
-    are added when the command is first parsed (``Parser.defer``): importing the method's module imports torch, which
-    ``--help`` must not."""
+    help), prompts (``prompts``: their help, see ``add_prompt_args``), the model flags, and the config's flags (a
+    command's ``types``, ``choices`` and ``options`` of a field replace the shared ones). They are added when the
+    command is first parsed (``Parser.defer``): importing the method's module imports torch, which ``--help`` must
+    not."""
     p = subparsers.add_parser(name, help=help, description=help)
 
     def build(p: argparse.ArgumentParser) -> None:
@@ -67,17 +70,14 @@ def config_parser(subparsers, name: str, target: str, *, help: str, vector: str 
         cls = config_of(target)
         names = {f.name for f in fields(cls)}
         skipped = tuple(n for n in (*SKIP, *skip) if n in names)
-        kept = names - set(skipped)
+
+        def merged(shared: dict, own: dict | None = None) -> dict:
+            """The shared entries for the fields this command shows, then the command's own (which win)."""
+            return {**{k: v for k, v in shared.items() if k in names and k not in skipped}, **(own or {})}
+
         group = p.add_argument_group(f"{cls.method_name} settings (the {cls.__name__} fields)")
-        opts = {k: {"metavar": v} for k, v in METAVAR.items() if k in kept}
-        for k, v in (options or {}).items():
-            opts[k] = {**opts.get(k, {}), **v}
-        add_config_flags(
-            group, cls, skip=skipped,
-            rename={k: v for k, v in RENAME.items() if k in kept},
-            types={**{k: v for k, v in TYPES.items() if k in kept}, **(types or {})},
-            choices={**{k: v for k, v in CHOICES.items() if k in kept}, **(choices or {})},
-            required=required, options=opts)
+        add_config_flags(group, cls, skip=skipped, rename=merged(RENAME), types=merged(TYPES, types),
+                         choices=merged(CHOICES, choices), required=required, options=merged(OPTIONS, options))
         p.set_defaults(config_class=cls, config_skip=skipped)
 
     p.defer(build)
