@@ -60,16 +60,6 @@ def write_run(result, out_dir: str | os.PathLike, *, model=None, samples: dict |
 
 # --- the public methods: a pure method (methods/) + the run layer's keywords -----------------------------------------
 
-RUN_ARGS_DOC = {
-    "out_dir": "run directory: config.json, checkpoints, the result's files, figures, samples, report.html; "
-               "None: nothing is written",
-    "resume": "continue an interrupted run in ``out_dir`` (the same settings give the same result; changed "
-              "settings are refused)",
-    "report": "write ``report.html`` at the end of the run",
-    "sample_tokens": "length of the greedy samples written to the run directory",
-}
-
-
 def _public(pure, method: str, run_args: dict[str, tuple], finish, *, resume_ignores: tuple = (), check=None):
     """``pure`` (a method from ``methods/``, which takes ``checkpoint=``) with the run layer's keywords added.
 
@@ -208,10 +198,13 @@ def _build():
     from .methods import lora_discovery, ortho
     from .methods import melbo as melbo_module
 
-    out_dir = (None, "str | os.PathLike | None", RUN_ARGS_DOC["out_dir"])
-    resume = (False, "bool", RUN_ARGS_DOC["resume"])
-    report = (True, "bool", RUN_ARGS_DOC["report"])
-    sample_tokens = (40, "int", RUN_ARGS_DOC["sample_tokens"])
+    # the run layer's keywords: (default, annotation, doc)
+    out_dir = (None, "str | os.PathLike | None", ("run directory: config.json, checkpoints, the result's files, "
+                                                  "figures, samples, report.html; None: nothing is written"))
+    resume = (False, "bool", ("continue an interrupted run in ``out_dir`` (the same settings give the same result; "
+                              "changed settings are refused)"))
+    report = (True, "bool", "write ``report.html`` at the end of the run")
+    sample_tokens = (40, "int", "length of the greedy samples written to the run directory")
     heldout = (None, "list[str] | None", "prompts for the samples and the held-out KL (default: shipped chat prompts)")
     melbo_fn = _public(melbo_module.melbo, "melbo", {
         "out_dir": out_dir, "resume": resume, "heldout_prompts": heldout,

@@ -308,11 +308,10 @@ def sampling(args) -> bool:
     """Whether to sample: ``--do-sample`` with ``--temperature 0`` means greedy decoding (its limit), not an error."""
     import logging
 
-    sample = bool(getattr(args, "do_sample", False))
-    if sample and getattr(args, "temperature", 1.0) == 0:
+    if args.do_sample and args.temperature == 0:
         logging.getLogger(__name__).warning("--temperature 0: decoding greedily")
         return False
-    return sample
+    return args.do_sample
 
 
 def config_and_model(args, **overrides):
@@ -326,6 +325,6 @@ def config_and_model(args, **overrides):
 
     config = config_from_args(args.config_class, args, progress=True, **overrides)
     out = getattr(args, "out_dir", None)
-    if out and hasattr(args, "resume") and not args.resume and (Path(out) / "config.json").is_file():
+    if out and not getattr(args, "resume", True) and (Path(out) / "config.json").is_file():
         raise InvalidArgumentError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     return config, load_model_from_args(args)
