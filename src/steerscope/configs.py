@@ -236,8 +236,8 @@ def add_config_flags(parser: argparse.ArgumentParser | Any, cls: type[Config], *
             continue
         flags[f.name] = flag = "--" + rename.get(f.name, f.name).replace("_", "-")
         inner, optional = strip_optional(f.type)
-        members = typing.get_args(inner) if typing.get_origin(inner) in (typing.Union, types_module.UnionType) else (
-            inner,)
+        union = typing.get_origin(inner) in (typing.Union, types_module.UnionType)
+        members = typing.get_args(inner) if union else (inner,)
         sequence = next((m for m in members if typing.get_origin(m) in (list, tuple, abc.Sequence)), None)
         literal = typing.get_args(inner) if typing.get_origin(inner) is typing.Literal else ()
         if sequence is not None:
@@ -282,11 +282,10 @@ class _ManyAction(argparse.Action):
 
     def __call__(self, parser, namespace, values, option_string=None) -> None:
         flat = [v for value in values for v in (value if isinstance(value, (list, tuple)) else [value])]
+        result: Any = tuple(flat) if self.as_tuple else flat
         if self.collapse and len(flat) == 1:
-            flat = flat[0]
-        elif self.as_tuple:
-            flat = tuple(flat)
-        setattr(namespace, self.dest, flat)
+            result = flat[0]
+        setattr(namespace, self.dest, result)
 
 
 def _shown(value: Any) -> str:
