@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 import os
 from datetime import datetime, timezone
 from importlib import resources
@@ -17,7 +16,7 @@ from pathlib import Path
 
 from ..io import atomic_write
 from .data import load_run
-from .format import fmt, is_number, sort_key
+from .format import fmt, is_number
 from .kind_sections import render_sections
 
 log = logging.getLogger(__name__)
@@ -32,9 +31,8 @@ def environment():
 
     env = jinja2.Environment(loader=jinja2.PackageLoader("steerscope.report", "templates"), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(fmt=fmt, sort_key=sort_key)
-    env.tests.update(finite_number=is_number,
-                     missing=lambda v: v is None or (isinstance(v, float) and not math.isfinite(v)))
+    env.filters["fmt"] = fmt
+    env.tests["finite_number"] = is_number
     return env
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from ..plots import plot_losses
 from . import figures
 from .data import RunData, Sample
-from .format import is_number
+from .format import is_number, short_list
 
 MODEL_KEYS = ["method", "model_name", "model_type", "n_layers", "d_model", "steerscope_version", "created_at"]
 STAT_COLUMNS = ["norm", "objective", "objective_vs_random", "kl_to_base", "heldout_kl"]  # beside a vector's title
@@ -60,8 +60,7 @@ def kv(items: dict, highlight: tuple[str, ...] = ()) -> list[dict]:
     """Key/value rows; nested values are shown as (folding) JSON."""
     out = []
     for key, value in items.items():
-        nested = isinstance(value, dict) or (isinstance(value, list) and not (
-            len(value) <= 8 and all(is_number(v) for v in value)))
+        nested = isinstance(value, (dict, list)) and not short_list(value)
         out.append({"key": key, "value": json.dumps(value, indent=2, sort_keys=True, default=str) if nested else value,
                     "nested": nested, "highlight": key in highlight})
     return out
@@ -160,12 +159,8 @@ def samples_section(page: Page, extra: dict[tuple, tuple[str, str]] | None = Non
 
 
 def figures_section(page: Page) -> Section | None:
-    items = []
-    for name, path in page.run.images.items():
-        if name in page.used:
-            continue
-        uri = figures.file_uri(path)
-        items.append({"uri": uri, "caption": name} if uri else {"uri": None, "caption": name})
+    items = [{"uri": figures.file_uri(path), "caption": name} for name, path in page.run.images.items()
+             if name not in page.used]
     return Section("figures", "Figures", "figures", {"figures": items}) if items else None
 
 
