@@ -17,7 +17,7 @@ from pathlib import Path
 from ..io import atomic_write
 from .data import load_run
 from .format import fmt, is_number
-from .kind_sections import render_sections
+from .sections import render_sections
 
 log = logging.getLogger(__name__)
 
