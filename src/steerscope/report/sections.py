@@ -184,10 +184,10 @@ def _known(facts: dict) -> dict:
 
 def melbo_section(page: Page) -> Section | None:
     res = page.run.result
-    band = [b for b in res.random_band if not math.isnan(b)]
-    facts = {"radius": res.radius, "lr": res.vectors.meta.method_config.get("lr"),
-             "random_objective": res.random_objective, "random_band": band if len(band) == 2 else None,
-             "stop_reason": res.stop_reason, "vectors_above_3x_random": sum(r >= 3.0 for r in res.ratios)}
+    # summary.json's facts but the per-vector lists (the vector table has them); a band never measured is left out
+    facts = {k: v for k, v in res.summary().items() if k not in ("objectives", "objective_vs_random", "heldout_kl")}
+    if any(map(math.isnan, res.random_band)):
+        facts["random_band"] = None
     plots = [p for p in (page.image("plots/objective_vs_index.png",
                                     "objective per vector against the band of random vectors' objectives"),
                          page.image("plots/radius_sweep.png", "radius sweep: trained vs random objective")) if p]
@@ -198,8 +198,6 @@ def melbo_section(page: Page) -> Section | None:
 
 def one_shot_section(page: Page) -> Section | None:
     res = page.run.result
-    summary = {"final_loss": res.final_loss, "stop_reason": res.stop_reason, "steps": len(res.history),
-               "norm": res.vector.norm()}
     examples = page.run.config.get("examples")
     examples = [{"prompt": e.get("prompt"), "promote": " | ".join(e.get("promote") or []),
                  "suppress": " | ".join(e.get("suppress") or []), "negate": e.get("negate"),
@@ -207,7 +205,7 @@ def one_shot_section(page: Page) -> Section | None:
                 if isinstance(e, dict)]
     plot = page.image("loss.png", "loss (and vector norm) per step")
     return Section("one_shot", "One-shot optimisation", "facts", {
-        "facts": kv(_known(summary), highlight=("final_loss",)), "figures": [plot] if plot else [],
+        "facts": kv(_known(res.summary()), highlight=("final_loss",)), "figures": [plot] if plot else [],
         "table_title": "training examples", "table": table(examples)})
 
 
