@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections import defaultdict
@@ -47,17 +48,19 @@ class Page:
 
     run: RunData
     used: set[str] = field(default_factory=set)
-    drawn: dict | None = None  # the result's own figures(), drawn once when a PNG is missing
+
+    @functools.cached_property
+    def drawn(self) -> dict:
+        """The result's own figures(), drawn once, when a PNG is missing."""
+        return self.run.result.figures()
 
     def image(self, name: str, caption: str | None = None) -> dict | None:
         """The run's figure ``name`` as {uri, caption}: its PNG file, else drawn from the result (``figures()``);
         None when neither has it."""
         path = self.run.images.get(name)
         uri = figures.file_uri(path) if path is not None else None
-        if uri is None and self.run.result is not None:
-            if self.drawn is None:
-                self.drawn = self.run.result.figures()
-            uri = figures.render(self.drawn[name]) if name in self.drawn else None
+        if uri is None and self.run.result is not None and name in self.drawn:
+            uri = figures.render(self.drawn[name])
         if uri is None:
             return None
         self.used.add(name)
@@ -229,8 +232,7 @@ def sweep_section(page: Page) -> Section | None:
     res = page.run.result
     facts = {"window": list(res.window), "best_scale": res.best_scale, "objective": res.objective,
              "maximize": res.maximize}
-    prompted = [{"condition": r.get("condition"), "scale": r.get("scale"), "prompt": r.get("prompt"),
-                 "response": r.get("response")} for r in res.samples if isinstance(r, dict) and r.get("condition")]
+    prompted = [r for r in res.samples if isinstance(r, dict) and r.get("condition")]
     return Section("sweep", "Scale sweep", "sweep", {
         "figure": page.image("sweep.png", "behaviour and coherence against scale (shaded: coherence window)"),
         "facts": kv(facts, highlight=("window", "best_scale")), "tolerance": kv(res.tolerance or {}),
@@ -242,12 +244,11 @@ def sweep_section(page: Page) -> Section | None:
 
 def transfer_section(page: Page) -> Section | None:
     res = page.run.result
-    scored = [{c: r.get(c) for c in TRANSFER_ROWS} for r in res.rows]
     return Section("transfer", "Transfer to held-out prompts", "transfer", {
         "figure": page.image("transfer.png", "Δ log-prob of the targets and hit rate against scale"),
         "baseline": kv(res.baseline), "summary": table(res.summary, TRANSFER_SUMMARY),
         "prompted": table(res.prompted, TRANSFER_PROMPTED),
-        "scored": table(scored, TRANSFER_ROWS)})
+        "scored": table(res.rows, TRANSFER_ROWS)})
 
 
 def linearity_section(page: Page) -> Section | None:

@@ -17,9 +17,8 @@ from .data import Files, RunData, loss_curves, number, sample
 
 def _curves(losses: list[list[float]]) -> dict[int, list[tuple[float, float]]]:
     """A result's per-vector loss curves (one list per vector) as (step, loss) points, non-finite values left out."""
-    points = {i: [(float(step), v) for step, v in enumerate(curve) if number(v) is not None]
-              for i, curve in enumerate(losses)}
-    return {i: p for i, p in points.items() if p}
+    return loss_curves([{"vector": i, "step": step, "loss": v} for i, curve in enumerate(losses)
+                        for step, v in enumerate(curve)])
 
 
 def _steps(history: list[dict]) -> list[tuple[float, float]]:
