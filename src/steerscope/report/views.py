@@ -57,9 +57,7 @@ def lora_discovery(run: RunData, files: Files) -> None:
     its held-out samples (the base model's completion is the baseline)."""
     run.item = "adapter"
     for adapter in run.result.runs:
-        summary = adapter.summary
-        run.rows[adapter.index] = {"steps": summary.get("steps"), "updates": summary.get("updates"),
-                                   "stopped_by": summary.get("stopped_by"),
+        run.rows[adapter.index] = {**{k: adapter.summary.get(k) for k in ("steps", "updates", "stopped_by")},
                                    **{f"heldout_{k}": v for k, v in adapter.heldout.items()}}
         if points := _steps(adapter.losses):
             run.losses[adapter.index] = points
