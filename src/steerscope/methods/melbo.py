@@ -120,16 +120,19 @@ class MelboResult:
             if self.heldout_kl:
                 row["heldout_kl"] = self.heldout_kl[i]
             rows.append(row)
-        summary = {"radius": self.radius, "lr": self.vectors.meta.method_config.get("lr"),
-                   "random_objective": self.random_objective, "random_band": list(self.random_band),
-                   "objectives": self.objectives, "objective_vs_random": self.ratios, "heldout_kl": self.heldout_kl,
-                   "vectors_above_3x_random": sum(r >= 3.0 for r in self.ratios), "stop_reason": self.stop_reason,
-                   "num_vectors": len(self.vectors)}
         out = save_files(out_dir, {**vector_files(self.vectors, self.losses), "vectors.csv": rows,
-                                   "radius_sweep.csv": self.radius_sweep or None, "summary.json": summary},
+                                   "radius_sweep.csv": self.radius_sweep or None, "summary.json": self.summary()},
                          "melbo", self.vectors.meta.method_config)
         self.out_dir = out
         return out
+
+    def summary(self) -> dict:
+        """summary.json: the run's settings, random level and band, per-vector objectives and how it stopped."""
+        return {"radius": self.radius, "lr": self.vectors.meta.method_config.get("lr"),
+                "random_objective": self.random_objective, "random_band": list(self.random_band),
+                "objectives": self.objectives, "objective_vs_random": self.ratios, "heldout_kl": self.heldout_kl,
+                "vectors_above_3x_random": sum(r >= 3.0 for r in self.ratios), "stop_reason": self.stop_reason,
+                "num_vectors": len(self.vectors)}
 
     def figures(self) -> dict:
         """Loss curves, objective vs index over the random band, and the radius sweep (when R was chosen)."""

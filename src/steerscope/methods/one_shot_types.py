@@ -114,6 +114,11 @@ class OptimizeResult:
     def figures(self) -> dict:
         return {"loss.png": self.plot()}
 
+    def summary(self) -> dict:
+        """summary.json: final loss, why it stopped, steps taken and the vector's norm."""
+        return {"final_loss": self.final_loss, "stop_reason": self.stop_reason, "steps": len(self.history),
+                "norm": self.vector.norm()}
+
     def save(self, out_dir: str | os.PathLike) -> Path:
         """config.json (method ``one_shot``, the settings and examples), vector.safetensors, history.csv (one row per
         step) and summary.json; ``OptimizeResult.load(out_dir)`` reads them back (``ss.write_run`` adds loss.png).
@@ -125,10 +130,8 @@ class OptimizeResult:
             raise InvalidArgumentError(f"OptimizeResult.save takes a directory (it writes vector.safetensors, "
                                        f"history.csv and summary.json there), got {out_dir}; to write only the vector "
                                        "use result.vector.save(path)")
-        summary = {"final_loss": self.final_loss, "stop_reason": self.stop_reason, "steps": len(self.history),
-                   "norm": self.vector.norm()}
         return save_files(out_dir, {"vector.safetensors": self.vector, "history.csv": self.history,
-                                    "summary.json": summary}, "one_shot", self.vector.meta.method_config)
+                                    "summary.json": self.summary()}, "one_shot", self.vector.meta.method_config)
 
     @classmethod
     def load(cls, out_dir: str | os.PathLike) -> OptimizeResult:

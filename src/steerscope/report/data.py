@@ -197,7 +197,7 @@ def _method(run: RunData, files: Files) -> str:
         return method
     if method is not None:
         files.warn("config.json: method is not a string; it is ignored")
-    vs = files.vectors() if (run.path / VECTORS_FILE).is_file() else None
+    vs = files.vectors()
     if vs is not None and vs.meta.method:
         run.notes.append(f"config.json names no method; {VECTORS_FILE} says {vs.meta.method!r}")
         return str(vs.meta.method)

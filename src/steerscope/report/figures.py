@@ -9,24 +9,20 @@ import io
 from pathlib import Path
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif", ".svg": "image/svg+xml"}
 
 
-def data_uri(data: bytes, mime: str = "image/png") -> str:
-    """``data:image/png;base64,...`` for inlining an image into a self-contained HTML file."""
-    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+def data_uri(data: bytes) -> str:
+    """``data:image/png;base64,...`` for inlining a PNG into a self-contained HTML file."""
+    return f"data:image/png;base64,{base64.b64encode(data).decode('ascii')}"
 
 
 def file_uri(path: Path) -> str | None:
-    """Data URI of an image file, or None when it is not a readable PNG/JPEG/GIF/SVG."""
-    mime = MIME.get(path.suffix.lower())
+    """Data URI of a PNG file (the report shows the run's ``*.png``), or None when it is not a readable PNG."""
     try:
         data = path.read_bytes()
     except OSError:
         return None
-    if mime is None or (mime == "image/png" and not data.startswith(PNG_MAGIC)):
-        return None
-    return data_uri(data, mime)
+    return data_uri(data) if data.startswith(PNG_MAGIC) else None
 
 
 def render(fig) -> str:

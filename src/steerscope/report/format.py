@@ -7,20 +7,22 @@ Example:
 
 from __future__ import annotations
 
-import math
-
-LONG_TEXT = 500  # characters; longer texts fold into <details> with a preview
-PREVIEW = 160
+from .data import number
 
 
 def is_number(value) -> bool:
-    """A finite int or float (not a bool): a numeric, sortable table cell."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value))
+    """A finite int or float (not a bool, not beyond float range): a numeric, sortable table cell."""
+    return number(value) is not None
+
+
+def short_list(value) -> bool:
+    """Up to 8 numbers: shown inline as ``1, 2.5``, not as folding JSON."""
+    return isinstance(value, (list, tuple)) and len(value) <= 8 and all(is_number(v) for v in value)
 
 
 def fmt(value) -> str:
     """Numbers to 4 significant digits (integers as integers); None/NaN as an empty cell."""
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+    if value is None or (isinstance(value, float) and not is_number(value)):
         return ""
     if isinstance(value, bool):
         return str(value).lower()
@@ -28,11 +30,6 @@ def fmt(value) -> str:
         return str(int(value))
     if isinstance(value, float):
         return f"{value:.4g}"
-    if isinstance(value, (list, tuple)) and len(value) <= 8 and all(is_number(v) for v in value):
+    if short_list(value):
         return ", ".join(fmt(v) for v in value)
     return str(value)
-
-
-def sort_key(value) -> str:
-    """The ``data-value`` the sorting script compares: the full float, never the rounded text."""
-    return repr(float(value))

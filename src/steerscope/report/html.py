@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 import os
 from datetime import datetime, timezone
-from importlib import resources
 from pathlib import Path
 
 from ..io import atomic_write
 from .data import load_run
-from .format import fmt, is_number, sort_key
-from .kind_sections import render_sections
+from .format import fmt, is_number
+from .sections import render_sections
 
 log = logging.getLogger(__name__)
 
@@ -32,20 +30,13 @@ def environment():
 
     env = jinja2.Environment(loader=jinja2.PackageLoader("steerscope.report", "templates"), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(fmt=fmt, sort_key=sort_key)
-    env.tests.update(finite_number=is_number,
-                     missing=lambda v: v is None or (isinstance(v, float) and not math.isfinite(v)))
+    env.filters["fmt"] = fmt
+    env.tests["finite_number"] = is_number
     return env
-
-
-def _asset(name: str) -> str:
-    return resources.files("steerscope.report").joinpath("templates", name).read_text(encoding="utf-8")
 
 
 def render_report(run_dir: str | os.PathLike) -> str:
     """The report's HTML text for a run directory (``write_report`` writes it to ``RUN_DIR/report.html``)."""
-    from markupsafe import Markup
-
     from .. import __version__
 
     run = load_run(run_dir)
@@ -57,8 +48,7 @@ def render_report(run_dir: str | os.PathLike) -> str:
             f"report written {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}", f"steerscope {__version__}"]
     return environment().get_template("report.html.j2").render(
         title=f"steerscope · {run.method} · {run.path.resolve().name}", meta=[m for m in meta if m],
-        version=__version__, sections=sections, notes=run.notes, warnings=run.warnings,
-        css=Markup(_asset("report.css")), js=Markup(_asset("report.js")))  # our own files, not run data
+        version=__version__, sections=sections, notes=run.notes, warnings=run.warnings)
 
 
 def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:

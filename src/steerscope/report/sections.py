@@ -1,28 +1,37 @@
-"""The report's sections as plain view data for the Jinja2 templates (``templates/sections/*.html.j2``).
+"""The report's sections as plain view data for the Jinja2 templates (``templates/sections/*.html.j2``): the ones
+every kind shares (configuration, vectors, loss curves, completions, figures, files), those that belong to one run
+kind (MELBO, MELBO-ortho, one-shot, sweep, transfer, linearity) and each kind's section order.
 
-A section function takes the typed run and a ``Page`` (which images are already shown) and returns a ``Section``
+A section function takes a ``Page`` (the typed run and which images are already shown) and returns a ``Section``
 or None when it has nothing to show. No HTML is built here: the templates do that, with autoescape on.
 
 Example:
     >>> page = Page(load_run("runs/melbo-1"))
     >>> vectors_section(page).title
     'Vectors (8)'
+    >>> [s.anchor for s in render_sections(load_run("runs/sweep-1"))]
+    ['config', 'sweep', 'samples', 'files']
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 
 from ..plots import plot_losses
 from . import figures
-from .data import RunData, Sample
-from .format import is_number
+from .data import READ_ERRORS, RunData, Sample
+from .format import is_number, short_list
 
 MODEL_KEYS = ["method", "model_name", "model_type", "n_layers", "d_model", "steerscope_version", "created_at"]
 STAT_COLUMNS = ["norm", "objective", "objective_vs_random", "kl_to_base", "heldout_kl"]  # beside a vector's title
 OPEN_ALL = 8  # runs with up to this many vectors start with every vector open, longer ones with the first 3
+TRANSFER_SUMMARY = ["scale", "mean_delta_logprob", "sem_delta_logprob", "mean_logprob", "hit_rate", "n_prompts"]
+TRANSFER_PROMPTED = ["condition", *TRANSFER_SUMMARY[1:]]
+TRANSFER_ROWS = ["scale", "prompt", "logprob", "base_logprob", "delta_logprob", "hit"]  # generations.jsonl, no text
 
 
 @dataclass
@@ -39,17 +48,19 @@ class Page:
 
     run: RunData
     used: set[str] = field(default_factory=set)
-    drawn: dict | None = None  # the result's own figures(), drawn once when a PNG is missing
+
+    @functools.cached_property
+    def drawn(self) -> dict:
+        """The result's own figures(), drawn once, when a PNG is missing."""
+        return self.run.result.figures()
 
     def image(self, name: str, caption: str | None = None) -> dict | None:
         """The run's figure ``name`` as {uri, caption}: its PNG file, else drawn from the result (``figures()``);
         None when neither has it."""
         path = self.run.images.get(name)
         uri = figures.file_uri(path) if path is not None else None
-        if uri is None and self.run.result is not None:
-            if self.drawn is None:
-                self.drawn = self.run.result.figures()
-            uri = figures.render(self.drawn[name]) if name in self.drawn else None
+        if uri is None and self.run.result is not None and name in self.drawn:
+            uri = figures.render(self.drawn[name])
         if uri is None:
             return None
         self.used.add(name)
@@ -60,15 +71,15 @@ def kv(items: dict, highlight: tuple[str, ...] = ()) -> list[dict]:
     """Key/value rows; nested values are shown as (folding) JSON."""
     out = []
     for key, value in items.items():
-        nested = isinstance(value, dict) or (isinstance(value, list) and not (
-            len(value) <= 8 and all(is_number(v) for v in value)))
+        nested = isinstance(value, (dict, list)) and not short_list(value)
         out.append({"key": key, "value": json.dumps(value, indent=2, sort_keys=True, default=str) if nested else value,
                     "nested": nested, "highlight": key in highlight})
     return out
 
 
-def table(rows: list[dict], columns: list[str] | None = None) -> dict:
-    return {"columns": columns or list(dict.fromkeys(k for row in rows for k in row)), "rows": rows}
+def table(rows: list[dict], columns: list[str] | None = None) -> dict | None:
+    """Rows under ``columns`` (default: every key, in the order met); None when there are no rows."""
+    return {"columns": columns or list(dict.fromkeys(k for row in rows for k in row)), "rows": rows} if rows else None
 
 
 def config_section(page: Page) -> Section:
@@ -100,28 +111,23 @@ def losses_section(page: Page) -> Section | None:
                               "caption": "loss curves"}
     final = [{run.item: i, "steps": len(p), "first_loss": p[0][1], "final_loss": p[-1][1]}
              for i, p in run.losses.items()]
-    return Section("losses", "Loss curves", "losses", {"figure": own or drawn, "final": table(final) if final else None})
-
-
-def _cell(kind: str, label: str, text: str | None) -> dict:
-    return {"kind": kind, "label": label, "text": text}
+    return Section("losses", "Loss curves", "losses", {"figure": own or drawn, "final": table(final)})
 
 
 def pairs(steered: dict[tuple, list], baselines: dict[tuple, str], order: list[tuple], item: str,
           extra: dict[tuple, tuple[str, str]] | None = None) -> dict:
     """Baseline (and ``extra``, e.g. θ₀) beside the steered completions, one grid row per prompt, one column
-    per scale."""
+    per scale; each cell is (kind, label, text)."""
     scales = sorted({s for items in steered.values() for s, _ in items}, key=lambda s: (s is None, s or 0))
     prompts = []
     for key in [k for k in order if k in steered]:
-        cells = [_cell("baseline", "baseline", baselines.get(key))]
+        cells = [("baseline", "baseline", baselines.get(key))]
         if extra is not None:
-            label, text = extra.get(key, ("", None))
-            cells.append(_cell("reference", label, text))
+            cells.append(("reference", *extra.get(key, ("", None))))
         by_scale = dict(steered[key])
         for s in scales:
             label = f"steered ×{s:g}" if s is not None else ("adapted" if item == "adapter" else "steered")
-            cells.append(_cell("steered", label, by_scale.get(s)))
+            cells.append(("steered", label, by_scale.get(s)))
         prompts.append({"split": key[0], "prompt": key[1], "cells": cells})
     return {"columns": min(len(prompts[0]["cells"]) if prompts else 1, 4), "prompts": prompts}
 
@@ -160,12 +166,8 @@ def samples_section(page: Page, extra: dict[tuple, tuple[str, str]] | None = Non
 
 
 def figures_section(page: Page) -> Section | None:
-    items = []
-    for name, path in page.run.images.items():
-        if name in page.used:
-            continue
-        uri = figures.file_uri(path)
-        items.append({"uri": uri, "caption": name} if uri else {"uri": None, "caption": name})
+    items = [{"uri": figures.file_uri(path), "caption": name} for name, path in page.run.images.items()
+             if name not in page.used]
     return Section("figures", "Figures", "figures", {"figures": items}) if items else None
 
 
@@ -174,3 +176,126 @@ def files_section(page: Page) -> Section | None:
     rows = [{"file": p.relative_to(root).as_posix(), "bytes": p.stat().st_size}
             for p in sorted(root.rglob("*")) if p.is_file() and p.name != "report.html"]
     return Section("files", "Files", "files", {"table": table(rows)}) if rows else None
+
+
+# ---- the sections of one run kind ----
+
+def _known(facts: dict) -> dict:
+    """The facts a run has: None and NaN (an unmeasured value saved as null) left out."""
+    return {k: v for k, v in facts.items() if v is not None and not (isinstance(v, float) and math.isnan(v))}
+
+
+def melbo_section(page: Page) -> Section | None:
+    res = page.run.result
+    # summary.json's facts but the per-vector lists (the vector table has them); a band never measured is left out
+    facts = {k: v for k, v in res.summary().items() if k not in ("objectives", "objective_vs_random", "heldout_kl")}
+    if any(map(math.isnan, res.random_band)):
+        facts["random_band"] = None
+    plots = [p for p in (page.image("plots/objective_vs_index.png",
+                                    "objective per vector against the band of random vectors' objectives"),
+                         page.image("plots/radius_sweep.png", "radius sweep: trained vs random objective")) if p]
+    return Section("melbo", "MELBO: objectives against random vectors", "facts", {
+        "facts": kv(_known(facts), highlight=("random_objective",)), "figures": plots,
+        "table_title": "radius sweep (radius_sweep.csv)", "table": table(res.radius_sweep)})
+
+
+def one_shot_section(page: Page) -> Section | None:
+    res = page.run.result
+    examples = page.run.config.get("examples")
+    examples = [{"prompt": e.get("prompt"), "promote": " | ".join(e.get("promote") or []),
+                 "suppress": " | ".join(e.get("suppress") or []), "negate": e.get("negate"),
+                 "positions": e.get("positions")} for e in (examples if isinstance(examples, list) else [])
+                if isinstance(e, dict)]
+    plot = page.image("loss.png", "loss (and vector norm) per step")
+    return Section("one_shot", "One-shot optimisation", "facts", {
+        "facts": kv(_known(res.summary()), highlight=("final_loss",)), "figures": [plot] if plot else [],
+        "table_title": "training examples", "table": table(examples)})
+
+
+def ortho_section(page: Page) -> Section | None:
+    res = page.run.result
+    facts = {"kl_direction": res.kl_direction, "base_norm": res.base.norm(), "kl_first10_mean": res.kl_first10_mean,
+             "base_vector_layers": res.base.layers}
+    return Section("ortho", "MELBO-ortho: KL and magnitude", "ortho", {
+        "figure": page.image("plots/ortho_kl_norm.png", "KL to θ₀ and magnitude per vector"),
+        "facts": kv(_known(facts)), "analysis": table(res.analysis)})
+
+
+def ortho_samples_section(page: Page) -> Section | None:
+    """Ortho samples with θ₀'s own completion (base_samples.jsonl) beside the baseline."""
+    extra = {(s["split"], s["prompt"]): (f"θ₀ ×{s['scale']:g}" if s["scale"] is not None else "θ₀", s["completion"])
+             for s in page.run.reference_samples if s["vector"] is not None}
+    return samples_section(page, extra or None)
+
+
+def sweep_section(page: Page) -> Section | None:
+    res = page.run.result
+    facts = {"window": list(res.window), "best_scale": res.best_scale, "objective": res.objective,
+             "maximize": res.maximize}
+    prompted = [r for r in res.samples if isinstance(r, dict) and r.get("condition")]
+    return Section("sweep", "Scale sweep", "sweep", {
+        "figure": page.image("sweep.png", "behaviour and coherence against scale (shaded: coherence window)"),
+        "facts": kv(facts, highlight=("window", "best_scale")), "tolerance": kv(res.tolerance or {}),
+        "rows": table(res.rows),
+        "prompt_rows": table(res.prompt_rows),
+        "comparison": kv(res.prompting_comparison() or {}, highlight=("vector_beats_prompting",)),
+        "prompted_samples": prompted})
+
+
+def transfer_section(page: Page) -> Section | None:
+    res = page.run.result
+    return Section("transfer", "Transfer to held-out prompts", "transfer", {
+        "figure": page.image("transfer.png", "Δ log-prob of the targets and hit rate against scale"),
+        "baseline": kv(res.baseline), "summary": table(res.summary, TRANSFER_SUMMARY),
+        "prompted": table(res.prompted, TRANSFER_PROMPTED),
+        "scored": table(res.rows, TRANSFER_ROWS)})
+
+
+def linearity_section(page: Page) -> Section | None:
+    res = page.run.result
+    facts = {k: getattr(res, k) for k in ("score", "raw_score", "embedding_shift_cosine", "control_score",
+                                          "control_embedding_shift_cosine")}
+    batches = max(len(res.lora_summaries), len(res.vector_summaries))
+    summaries = [{"batch": b, "lora": _at(res.lora_summaries, b), "vector": _at(res.vector_summaries, b),
+                  "control": _at(res.control_summaries or [], b)} for b in range(batches)]
+    labels = [k for k in ("baseline", "vector", "lora", "control") if k in res.responses]
+    prompts = res.responses.get("prompts", [])
+    responses = [{"prompt": p, "texts": [(k, _at(res.responses[k], n)) for k in labels]} for n, p in enumerate(prompts)]
+    return Section("linearity", "Linearity: vector against LoRA", "linearity", {
+        "figure": page.image("linearity_heatmap.png", "summary similarity, LoRA batch × vector batch (boxed: matched)"),
+        "facts": kv(_known(facts), highlight=("score",)),
+        "summaries": summaries, "control": res.control_summaries is not None, "responses": responses})
+
+
+def _at(items: list, n: int):
+    return items[n] if n < len(items) else None
+
+
+# each kind's own sections, its result first; the configuration comes before them, figures and files after
+ORDER = {
+    "melbo": [vectors_section, melbo_section, losses_section, samples_section],
+    "melbo_ortho": [ortho_section, vectors_section, losses_section, ortho_samples_section],
+    "sweep": [sweep_section, samples_section],
+    "transfer": [transfer_section, samples_section],
+    "linearity": [linearity_section],
+    "one_shot": [one_shot_section, vectors_section, losses_section],
+    "generic": [vectors_section, losses_section, samples_section],  # and LoRA discovery (its vectors are adapters)
+}
+
+
+def render_sections(run: RunData) -> list[Section]:
+    """The sections of the run's kind in its order (its own result first), skipping empty ones. "figures" comes
+    after every section that places its own images, so it shows only the rest. A section that meets a value it
+    cannot show (a damaged file the result's loader let through) becomes a warning, never a broken page."""
+    page = Page(run)
+    out = []
+    for make in [config_section, *ORDER.get(run.kind, ORDER["generic"]), figures_section, files_section]:
+        try:
+            section = make(page)
+        except (*READ_ERRORS, AttributeError) as exc:
+            name = make.__name__.removesuffix("_section")
+            run.warnings.append(f"the {name} section could not be shown ({type(exc).__name__}: {exc})")
+            continue
+        if section is not None:
+            out.append(section)
+    return out

@@ -17,9 +17,8 @@ from .data import Files, RunData, loss_curves, number, sample
 
 def _curves(losses: list[list[float]]) -> dict[int, list[tuple[float, float]]]:
     """A result's per-vector loss curves (one list per vector) as (step, loss) points, non-finite values left out."""
-    points = {i: [(float(step), v) for step, v in enumerate(curve) if number(v) is not None]
-              for i, curve in enumerate(losses)}
-    return {i: p for i, p in points.items() if p}
+    return loss_curves([{"vector": i, "step": step, "loss": v} for i, curve in enumerate(losses)
+                        for step, v in enumerate(curve)])
 
 
 def _steps(history: list[dict]) -> list[tuple[float, float]]:
@@ -58,9 +57,7 @@ def lora_discovery(run: RunData, files: Files) -> None:
     its held-out samples (the base model's completion is the baseline)."""
     run.item = "adapter"
     for adapter in run.result.runs:
-        summary = adapter.summary
-        run.rows[adapter.index] = {"steps": summary.get("steps"), "updates": summary.get("updates"),
-                                   "stopped_by": summary.get("stopped_by"),
+        run.rows[adapter.index] = {**{k: adapter.summary.get(k) for k in ("steps", "updates", "stopped_by")},
                                    **{f"heldout_{k}": v for k, v in adapter.heldout.items()}}
         if points := _steps(adapter.losses):
             run.losses[adapter.index] = points
