@@ -166,12 +166,14 @@ RESULT_TYPES = {
 }
 
 
-def result_type(method: str) -> type:
-    """The result class that reads ``method``'s directories (``MelboResult`` for ``"melbo"``)."""
+def result_type(method: str, where: Any = None) -> type:
+    """The result class that reads ``method``'s directories (``MelboResult`` for ``"melbo"``); an unknown method is a
+    RunFileError (naming ``where``, the config.json that said it)."""
     import importlib
 
     if method not in RESULT_TYPES:
-        raise RunFileError(f"unknown method {method!r}; known: {', '.join(sorted(RESULT_TYPES))}")
+        raise RunFileError(f"{f'{where}: ' if where else ''}unknown method {method!r}; "
+                           f"known: {', '.join(sorted(RESULT_TYPES))}")
     module, name, _ = RESULT_TYPES[method]
     return getattr(importlib.import_module(module), name)
 
@@ -185,10 +187,7 @@ def load_result(out_dir):
     path = Path(out_dir) / "config.json"
     if not path.is_file():
         raise RunFileError(f"{out_dir} has no config.json; give a directory a steerscope result was saved to")
-    method = need(read_json(path), dict, path).get("method")
-    if method not in RESULT_TYPES:
-        raise RunFileError(f"{path}: unknown method {method!r}; known: {', '.join(sorted(RESULT_TYPES))}")
-    return result_type(method).load(out_dir)
+    return result_type(need(read_json(path), dict, path).get("method"), path).load(out_dir)
 
 
 class Checkpoint:

@@ -12,7 +12,7 @@ Example:
 from __future__ import annotations
 
 from ..io import read_csv
-from .data import Files, RunData, loss_curves, number, sample
+from .data import Files, RunData, Sample, loss_curves, number, sample
 
 
 def _curves(losses: list[list[float]]) -> dict[int, list[tuple[float, float]]]:
@@ -65,8 +65,9 @@ def lora_discovery(run: RunData, files: Files) -> None:
             pair = (sample(row, None, "base", "heldout"), sample(row, adapter.index, "adapted", "heldout"))
             if None not in pair:
                 run.samples.extend(pair)
+    finished = {adapter.dir.name for adapter in run.result.runs}  # the load skips a run without summary.json
     for unit in sorted(run.path.glob("run_[0-9][0-9][0-9]")):
-        if unit.is_dir() and not (unit / "summary.json").is_file():
+        if unit.is_dir() and unit.name not in finished:
             run.notes.append(f"{unit.name} has no readable summary.json: that run did not finish")
 
 
@@ -77,18 +78,21 @@ def one_shot(run: RunData, files: Files) -> None:
     run.losses = {0: _steps(run.result.history)}
 
 
+def _scale_samples(rows: list, completion_key: str) -> list[Sample]:
+    """One vector's completions over scales (vector 0); scale 0 is its unsteered baseline."""
+    found = (sample(row, None if number(row.get("scale")) == 0.0 else 0, completion_key)
+             for row in rows if isinstance(row, dict))
+    return [s for s in found if s is not None]
+
+
 def sweep(run: RunData, files: Files) -> None:
-    # one vector swept over scales: scale 0 is its unsteered baseline; prompted conditions have their own section
-    for row in run.result.samples:
-        if isinstance(row, dict) and row.get("condition") is None:
-            s = sample(row, None if number(row.get("scale")) == 0.0 else 0, "response")
-            run.samples += [s] if s is not None else []
+    # the prompted conditions have their own section
+    run.samples = _scale_samples([r for r in run.result.samples if isinstance(r, dict) and r.get("condition") is None],
+                                 "response")
 
 
 def transfer(run: RunData, files: Files) -> None:
-    for row in run.result.rows:  # scale 0 is the unsteered baseline (the same generation group)
-        s = sample(row, None if number(row.get("scale")) == 0.0 else 0, "generation")
-        run.samples += [s] if s is not None else []
+    run.samples = _scale_samples(run.result.rows, "generation")
 
 
 def linearity(run: RunData, files: Files) -> None:
