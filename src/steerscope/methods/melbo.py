@@ -19,6 +19,7 @@ import logging
 import math
 import os
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 
 import torch
@@ -253,7 +254,7 @@ def _trust_region_block(objective: MelboObjective, init: Tensor, basis: Tensor |
     evaluation of that row's vector).
     """
     theta = init.detach().float().clone()  # fp32 master copy, (k, D)
-    k, device = theta.shape[0], theta.device
+    k = theta.shape[0]
     history: list[list[float]] = [[] for _ in range(k)]
     totals: list[float] = []
 
@@ -270,8 +271,8 @@ def _trust_region_block(objective: MelboObjective, init: Tensor, basis: Tensor |
 
     current, grad = evaluate(theta)
     record(current)
-    angles = torch.full((k,), ANGLE_START, device=device)
-    active = torch.ones(k, dtype=torch.bool, device=device)
+    angles = theta.new_full((k,), ANGLE_START)
+    active = theta.new_ones(k, dtype=torch.bool)
     # per row, at its current θ: the direction it arrived along (gradient units) and the projected gradient where
     # that direction was formed (Polak–Ribière needs both); None until the first step
     search, free_before = torch.zeros_like(theta), None
@@ -289,9 +290,10 @@ def _trust_region_block(objective: MelboObjective, init: Tensor, basis: Tensor |
             proposal = free + beta[:, None] * carried
             proposal = torch.where(((proposal * free).sum(-1) > 0)[:, None], proposal, free)
         direction, movable = _ascent_directions(proposal, frame, basis, active)
-        ascent = (direction * free).sum(-1) > 0  # Gram–Schmidt against earlier rows can spoil a conjugate one
-        if bool((movable & ~ascent).any()):
-            proposal = torch.where((movable & ~ascent)[:, None], free, proposal)
+        # Gram–Schmidt against earlier rows can spoil a conjugate direction: those rows take their plain gradient
+        spoilt = movable & ~((direction * free).sum(-1) > 0)
+        if bool(spoilt.any()):
+            proposal = torch.where(spoilt[:, None], free, proposal)
             direction, movable = _ascent_directions(proposal, frame, basis, active)
         if not bool(movable.any()):
             break  # a stationary point
@@ -321,11 +323,10 @@ def _trust_region_block(objective: MelboObjective, init: Tensor, basis: Tensor |
         if tol > 0 and len(totals) > patience and totals[-1] <= totals[-1 - patience] * (1 + tol):
             break
         if tol > 0 and len(totals) > FREEZE_WINDOW:
-            w = FREEZE_WINDOW
             for i in active.nonzero().squeeze(-1).tolist():  # per-vector early stop
-                if history[i][-1] <= history[i][-1 - w] * (1 + tol * w / patience):
+                if history[i][-1] <= history[i][-1 - FREEZE_WINDOW] * (1 + tol * FREEZE_WINDOW / patience):
                     active[i] = False
-    gram = (theta @ theta.T) / radius**2 - torch.eye(k, device=device)
+    gram = (theta @ theta.T) / radius**2 - torch.eye(k, device=theta.device)
     if float(gram.abs().max()) > 1e-5:  # rounding built up (not seen in practice): retract and re-evaluate
         theta = _retract(theta, basis, radius)
         with torch.no_grad():
@@ -402,10 +403,9 @@ def auto_radius(objective: MelboObjective, *, radii: list[float] | None = None, 
         randoms = random_objectives(objective, radius, n=8)
         rows.append({"radius": radius, "objective": trained, "random_objective": sum(randoms) / len(randoms),
                      "gain": trained / radius ** (objective.power / objective.q)})
-    log_gain = [math.log(max(r["gain"], 1e-30)) for r in rows]
-    log_r = [math.log(r["radius"]) for r in rows]
-    slopes = [(log_gain[i + 1] - log_gain[i]) / (log_r[i + 1] - log_r[i]) for i in range(len(rows) - 1)]
-    knee = max(range(len(slopes)), key=lambda i: slopes[i]) + 1
+    points = [(math.log(r["radius"]), math.log(max(r["gain"], 1e-30))) for r in rows]  # (log R, log gain)
+    slopes = [(g1 - g0) / (r1 - r0) for (r0, g0), (r1, g1) in pairwise(points)]
+    knee = max(range(len(slopes)), key=slopes.__getitem__) + 1
     for i, row in enumerate(rows):
         row["chosen"] = i == knee
     return rows[knee]["radius"], rows
@@ -497,9 +497,9 @@ def melbo(
     default_source, default_target = default_source_target(model.n_layers)
     source_layer = default_source if source_layer is None else model.check_layer(source_layer)
     target_layer = default_target if target_layer is None else model.check_layer(target_layer)
-    objective = MelboObjective(model, list(prompts), source_layer, target_layer, power=power, q=q,
+    objective = MelboObjective(model, prompts, source_layer, target_layer, power=power, q=q,
                                target_positions=target_positions, chat=chat)
-    run = checkpoint if checkpoint is not None else NO_CHECKPOINT
+    run = checkpoint or NO_CHECKPOINT  # a Checkpoint without a path is false: it keeps nothing either
 
     sweep_rows: list[dict] = []
     if radius == "auto":
@@ -525,15 +525,13 @@ def melbo(
     k = block_size if mode == "parallel" else 1
     bar = tqdm(total=num_vectors * steps, initial=len(vectors) * steps, desc="melbo", disable=not progress)
 
-    def near_random() -> bool:
-        if min_ratio is None or len(losses) < min_ratio_patience:
-            return False
-        return all(h[-1] < min_ratio * random_level for h in losses[-min_ratio_patience:])
-
+    stop_reason = "num_vectors"
     while len(vectors) < num_vectors:
-        if near_random():
+        if min_ratio is not None and len(losses) >= min_ratio_patience and all(
+                h[-1] < min_ratio * random_level for h in losses[-min_ratio_patience:]):
             log.info("stopped after %d vectors: the last %d are within %.3gx the random level", len(vectors),
                      min_ratio_patience, min_ratio)
+            stop_reason = "min_ratio"
             break
         index = len(vectors)
         size = min(k, num_vectors - index)
@@ -547,7 +545,6 @@ def melbo(
         losses.extend(history)
         run.checkpoint(_as_set(model, vectors, method_config), losses)
     bar.close()
-    stop_reason = "num_vectors" if len(vectors) >= num_vectors else "min_ratio"
     objectives = [h[-1] for h in losses]
     result = MelboResult(vectors=_as_set(model, vectors, method_config), losses=losses, objectives=objectives,
                          random_objective=random_level, radius=radius, radius_sweep=sweep_rows,

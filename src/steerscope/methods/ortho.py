@@ -190,7 +190,7 @@ def melbo_ortho(
     objective = MeanMatchObjective(model, list(prompts), theta0, source_layer, target_layer, chat)
     method_config = {"source_layer": source_layer, "target_layer": target_layer, "steps": steps, "lr": lr,
                      "block_size": block_size, "base_norm": base_norm}
-    run = checkpoint if checkpoint is not None else NO_CHECKPOINT
+    run = checkpoint or NO_CHECKPOINT  # a Checkpoint without a path is false: it keeps nothing either
     vectors, losses = run.restore()
     floor = collapse_ratio * base_norm
     bar = tqdm(total=num_vectors * steps, initial=len(vectors) * steps, desc="melbo-ortho", disable=not progress)
