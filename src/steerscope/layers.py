@@ -66,9 +66,8 @@ class LayerReplay:
         self.model, self.start, self.end = model, start, end
         self.batch = int(input_ids.shape[0])
         self.attention_mask = attention_mask if attention_mask is not None else torch.ones_like(input_ids)
-        self._args: list[tuple] = []
-        self._kwargs: list[dict] = []
-        self._tiled: dict[int, tuple[list[tuple], list[dict]]] = {1: (self._args, self._kwargs)}
+        self._inputs: list[tuple[tuple, dict]] = []  # per block: its arguments after the hidden state
+        self._tiled: dict[int, list[tuple[tuple, dict]]] = {1: self._inputs}
         self._capture(input_ids, attention_mask, position_ids)
 
     @torch.no_grad()
@@ -82,9 +81,7 @@ class LayerReplay:
             # kept on the block's own device: a sharded model (device_map) spreads blocks over devices
             device = _block_device(module, hidden.device)
             rest = {k: v for k, v in kwargs.items() if k != "hidden_states"}
-            block_args, block_kwargs = _map_tensors((args[1:], rest), lambda t: t.to(device))
-            self._args.append(block_args)
-            self._kwargs.append(block_kwargs)
+            self._inputs.append(_map_tensors((args[1:], rest), lambda t: t.to(device)))
             if index == self.end:
                 raise StopForward
 
@@ -102,13 +99,13 @@ class LayerReplay:
         finally:
             group.remove()
 
-    def _inputs_for(self, rows: int) -> tuple[list[tuple], list[dict]]:
+    def _inputs_for(self, rows: int) -> list[tuple[tuple, dict]]:
         """The blocks' arguments for ``rows`` = k·B rows: every (B, ...) tensor (ndim >= 2) tiled k times."""
         if rows % self.batch:
             raise InvalidArgumentError(f"replay batch of {rows} rows is not a multiple of the {self.batch} prompts")
         times = rows // self.batch
         if times not in self._tiled:
-            self._tiled[times] = _map_tensors((self._args, self._kwargs), lambda t: t.repeat(
+            self._tiled[times] = _map_tensors(self._inputs, lambda t: t.repeat(
                 times, *[1] * (t.ndim - 1)) if t.ndim >= 2 and t.shape[0] == self.batch else t)
         return self._tiled[times]
 
@@ -116,7 +113,7 @@ class LayerReplay:
         """Blocks ``start..until`` (default ``end``) on ``hidden`` (k·B, T, D); returns ``resid_post[until]``."""
         until = self.end if until is None else until
         blocks = self.model.layers[self.start:until + 1]
-        for block, args, kwargs in zip(blocks, *self._inputs_for(hidden.shape[0])):
+        for block, (args, kwargs) in zip(blocks, self._inputs_for(hidden.shape[0])):
             hidden = hidden.to(_block_device(block, hidden.device))  # no-op unless the model is sharded
             hidden = output_tensor(block(hidden, *args, **kwargs))
         return hidden

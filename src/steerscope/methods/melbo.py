@@ -511,7 +511,7 @@ def melbo(
             run.write_table("radius_sweep.csv", sweep_rows)
         log.info("auto radius: R = %.3g", radius)
     radius = float(radius)
-    if not math.isfinite(radius) or radius <= 0:
+    if not 0 < radius < math.inf:  # NaN fails too
         raise InvalidArgumentError(f"radius must be a positive number or 'auto', got {radius}")
     lr = None if lr is None else float(lr)
     # the vectors' metadata (and summary.json) hold the resolved radius and step rule
