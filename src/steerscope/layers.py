@@ -139,11 +139,7 @@ def hidden_to_logits(model, hidden: Tensor) -> Tensor:
             f"steerscope does not know the final norm of {model.model_type!r}; set final_norm in "
             f"steerscope.models.architectures.ARCHITECTURES[{model.model_type!r}]"
         )
-    norm = get_submodule(model.hf, model.arch.final_norm)
-    hidden = norm(hidden.to(_block_device(norm, hidden.device)))
-    head = model.hf.get_output_embeddings()
-    logits = head(hidden.to(_block_device(head, hidden.device)))
+    for module in (get_submodule(model.hf, model.arch.final_norm), model.hf.get_output_embeddings()):
+        hidden = module(hidden.to(_block_device(module, hidden.device)))  # final norm, then the LM head
     cap = getattr(model.hf.config, "final_logit_softcapping", None)
-    if cap:
-        logits = torch.tanh(logits / cap) * cap
-    return logits
+    return torch.tanh(hidden / cap) * cap if cap else hidden  # hidden: now the logits

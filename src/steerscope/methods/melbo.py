@@ -117,11 +117,10 @@ class MelboResult:
                 in enumerate(zip(self.vectors.norms().tolist(), self.objectives, self.ratios))]
         for row, kl in zip(rows, self.heldout_kl):
             row["heldout_kl"] = kl
-        out = save_files(out_dir, {**vector_files(self.vectors, self.losses), "vectors.csv": rows,
-                                   "radius_sweep.csv": self.radius_sweep or None, "summary.json": self.summary()},
-                         "melbo", self.vectors.meta.method_config)
-        self.out_dir = out
-        return out
+        self.out_dir = save_files(out_dir, {**vector_files(self.vectors, self.losses), "vectors.csv": rows,
+                                            "radius_sweep.csv": self.radius_sweep or None,
+                                            "summary.json": self.summary()}, "melbo", self.vectors.meta.method_config)
+        return self.out_dir
 
     def summary(self) -> dict:
         """summary.json: the run's settings, random level and band, per-vector objectives and how it stopped."""
@@ -201,6 +200,12 @@ def train_block(objective: MelboObjective, init: Tensor, basis: Tensor | None, *
                 since_best += 1
                 if since_best >= patience:
                     break
+    return _finish(objective, theta, values)
+
+
+def _finish(objective, theta: Tensor, values: list[list[float]]) -> tuple[Tensor, list[list[float]]]:
+    """End of a gradient-step block (MELBO's AdamW, MELBO-ortho): evaluate the final θ and return it with one curve
+    per vector (``values``: the k objectives at each evaluation)."""
     with torch.no_grad():
         values.append(objective(theta.detach()).tolist())
     return theta.detach(), [list(curve) for curve in zip(*values)]

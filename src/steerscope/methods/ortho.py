@@ -28,7 +28,7 @@ from ..models.load import SteerableModel
 from ..orthogonal import extend_basis, gram_schmidt_rows, remove_span
 from ..results import NO_CHECKPOINT, Checkpoint, from_json, load_vector_checkpoint, open_result
 from ..vector import SteeringVector, VectorSet
-from .melbo import _as_set
+from .melbo import _as_set, _finish
 
 log = logging.getLogger(__name__)
 
@@ -80,11 +80,11 @@ class OrthoResult:
                  "final_loss": self.losses[i][-1]} for i, r in enumerate(self.analysis)]
         summary = {"num_vectors": len(self.vectors), "kl_direction": self.kl_direction, "base_norm": self.base.norm(),
                    "kl_first10_mean": self.kl_first10_mean}
-        out = save_files(out_dir, {"base_vector.safetensors": self.base, **vector_files(self.vectors, self.losses),
-                                   "ortho.csv": self.analysis, "vectors.csv": rows, "summary.json": summary},
-                         "melbo_ortho", self.vectors.meta.method_config)
-        self.out_dir = out
-        return out
+        self.out_dir = save_files(out_dir, {"base_vector.safetensors": self.base,
+                                            **vector_files(self.vectors, self.losses), "ortho.csv": self.analysis,
+                                            "vectors.csv": rows, "summary.json": summary},
+                                  "melbo_ortho", self.vectors.meta.method_config)
+        return self.out_dir
 
     def figures(self) -> dict:
         """KL to θ₀ / rescaled KL / norm per vector, and the loss curves."""
@@ -114,10 +114,10 @@ def _train_block(objective: MeanMatchObjective, base: Tensor, basis: Tensor, siz
     coordinate) breaks the symmetry between the rows of a block.
     """
     g = torch.Generator().manual_seed(seed)  # drawn on the CPU: the same numbers on every device
-    noise = torch.randn(size, base.shape[-1], generator=g).to(base.device)
-    noise = noise * (1e-3 * float(base.norm()) / base.shape[-1] ** 0.5)
-    # fp32 master copy (k, D) on the model's device
-    theta = gram_schmidt_rows(remove_span(base.float() + noise, basis), basis).float().requires_grad_(True)
+    scale = 1e-3 * float(base.norm()) / base.shape[-1] ** 0.5
+    noise = torch.randn(size, base.shape[-1], generator=g).to(base.device) * scale
+    # fp32 master copy (k, D) on the model's device (θ₀ and the noise are fp32)
+    theta = gram_schmidt_rows(remove_span(base.float() + noise, basis), basis).requires_grad_(True)
     optimizer = torch.optim.Adam([theta], lr=lr)
     values: list[list[float]] = []  # the k losses at each evaluation
     for _ in range(steps):
@@ -130,9 +130,7 @@ def _train_block(objective: MeanMatchObjective, base: Tensor, basis: Tensor, siz
         values.append(loss.tolist())
         if progress is not None:
             progress.update(size)
-    with torch.no_grad():
-        values.append(objective(theta.detach()).tolist())
-    return theta.detach(), [list(curve) for curve in zip(*values)]
+    return _finish(objective, theta, values)
 
 
 def melbo_ortho(
