@@ -311,9 +311,9 @@ def _trust_region_block(objective: MelboObjective, init: Tensor, basis: Tensor |
         kept = value >= f0 - 1e-6 * f0.abs()  # a row unchanged up to rounding does not count as falling
         best = _model_angle(f0, 0.5 * radius * (grad[rows] * direction[rows]).sum(-1), value, alpha)
         no_model = torch.isnan(best)
-        grown = torch.maximum(torch.minimum(best, (alpha * ANGLE_GROW_LIMIT).clamp_max(ANGLE_MAX)),
-                              alpha * ANGLE_SHRINK)
-        shrunk = torch.minimum(torch.maximum(best, alpha * ANGLE_SHRINK_FLOOR), alpha * ANGLE_SHRINK)
+        # the bounds never cross (α ≤ ANGLE_MAX), so clamp(lo, hi) = max(min(·, hi), lo)
+        grown = best.clamp(alpha * ANGLE_SHRINK, (alpha * ANGLE_GROW_LIMIT).clamp_max(ANGLE_MAX))
+        shrunk = best.clamp(alpha * ANGLE_SHRINK_FLOOR, alpha * ANGLE_SHRINK)
         angles[rows] = torch.where(kept, torch.where(no_model, (alpha * ANGLE_GROW).clamp_max(ANGLE_MAX), grown),
                                    torch.where(no_model, alpha * ANGLE_SHRINK, shrunk))
         moved = rows[kept]

@@ -181,7 +181,7 @@ def melbo_ortho(
     target_layer = model.check_layer(int(target_layer))
     if not source_layer < target_layer:
         raise InvalidArgumentError(f"need source_layer < target_layer; got {source_layer} and {target_layer}")
-    if num_vectors < 1 or num_vectors > model.d_model - 1:
+    if not 1 <= num_vectors <= model.d_model - 1:
         raise InvalidArgumentError(f"num_vectors must be between 1 and d_model − 1 = {model.d_model - 1}")
     theta0 = base_vector.directions[layer].float().to(model.device)
     base_norm = float(theta0.norm())
