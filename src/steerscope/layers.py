@@ -90,8 +90,7 @@ class LayerReplay:
             for index in range(self.start, self.end + 1):
                 group.add(self.model.layers[index].register_forward_pre_hook(partial(hook, index), with_kwargs=True,
                                                                              prepend=True))
-            # explicit position_ids go with a custom 4-D attention mask (e.g. several completions packed after one
-            # prompt)
+            # explicit position_ids go with a custom 4-D mask (e.g. several completions packed after one prompt)
             kwargs = forward_kwargs(input_ids, attention_mask if position_ids is None else None)
             if position_ids is not None:
                 kwargs.update(attention_mask=attention_mask, position_ids=position_ids)
@@ -105,15 +104,16 @@ class LayerReplay:
             raise InvalidArgumentError(f"replay batch of {rows} rows is not a multiple of the {self.batch} prompts")
         times = rows // self.batch
         if times not in self._tiled:
-            self._tiled[times] = _map_tensors(self._inputs, lambda t: t.repeat(
-                times, *[1] * (t.ndim - 1)) if t.ndim >= 2 and t.shape[0] == self.batch else t)
+            self._tiled[times] = _map_tensors(
+                self._inputs, lambda t: torch.cat([t] * times) if t.ndim >= 2 and t.shape[0] == self.batch else t)
         return self._tiled[times]
 
     def run(self, hidden: Tensor, *, until: int | None = None) -> Tensor:
         """Blocks ``start..until`` (default ``end``) on ``hidden`` (k·B, T, D); returns ``resid_post[until]``."""
         until = self.end if until is None else until
-        blocks = self.model.layers[self.start:until + 1]
-        for block, (args, kwargs) in zip(blocks, self._inputs_for(hidden.shape[0])):
+        inputs = self._inputs_for(hidden.shape[0])
+        for offset, block in enumerate(self.model.layers[self.start:until + 1]):
+            args, kwargs = inputs[offset]  # IndexError past ``end``: no inputs were captured there
             hidden = hidden.to(_block_device(block, hidden.device))  # no-op unless the model is sharded
             hidden = output_tensor(block(hidden, *args, **kwargs))
         return hidden
