@@ -9,13 +9,15 @@ the same prompts (k vectors) are laid out as ``(k·B, T, D)``: variant i, prompt
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from .errors import InvalidArgumentError, StopForward
-from .hooks import output_tensor
+from .hooks import HookGroup, output_tensor, run_until_stopped
 from .inputs import forward_kwargs
 from .models.architectures import get_submodule
 
@@ -26,18 +28,14 @@ def default_source_target(n_layers: int) -> tuple[int, int]:
     return max(0, n_layers // 4), max(1, (3 * n_layers) // 4 - 1)
 
 
-def _repeat_batch(value: Any, batch: int, times: int) -> Any:
-    """Tile every (B, ...) tensor (ndim >= 2) of an argument structure ``times`` along the batch axis."""
+def _map_tensors(value: Any, fn: Callable[[Tensor], Tensor]) -> Any:
+    """``value`` with ``fn`` applied to every tensor inside (tuples, lists, dicts); other objects unchanged."""
     if isinstance(value, Tensor):
-        if value.ndim >= 2 and value.shape[0] == batch and times > 1:
-            return value.repeat(times, *([1] * (value.ndim - 1)))
-        return value
-    if isinstance(value, tuple):
-        return tuple(_repeat_batch(v, batch, times) for v in value)
-    if isinstance(value, list):
-        return [_repeat_batch(v, batch, times) for v in value]
+        return fn(value)
+    if isinstance(value, (tuple, list)):
+        return type(value)(_map_tensors(v, fn) for v in value)
     if isinstance(value, dict):
-        return {k: _repeat_batch(v, batch, times) for k, v in value.items()}
+        return {k: _map_tensors(v, fn) for k, v in value.items()}
     return value
 
 
@@ -45,17 +43,6 @@ def _block_device(module: nn.Module, default: torch.device) -> torch.device:
     """The device a module computes on: its first parameter's (``default`` if it has none)."""
     param = next(module.parameters(), None)
     return param.device if param is not None else default
-
-
-def _to_device(value: Any, device: torch.device) -> Any:
-    """``value`` with every tensor inside (tuples, lists, dicts) moved to ``device``; other objects unchanged."""
-    if isinstance(value, Tensor):
-        return value.to(device)
-    if isinstance(value, (tuple, list)):
-        return type(value)(_to_device(v, device) for v in value)
-    if isinstance(value, dict):
-        return {k: _to_device(v, device) for k, v in value.items()}
-    return value
 
 
 class LayerReplay:
@@ -79,69 +66,64 @@ class LayerReplay:
         self.model, self.start, self.end = model, start, end
         self.batch = int(input_ids.shape[0])
         self.attention_mask = attention_mask if attention_mask is not None else torch.ones_like(input_ids)
-        self._args: list[tuple] = []
-        self._kwargs: list[dict] = []
-        # explicit position_ids go with a custom 4-D attention mask (e.g. several completions packed after one prompt)
-        self._position_ids = position_ids
-        self.hidden = self._capture(input_ids, attention_mask)
-        self._tiled: dict[int, tuple[list[tuple], list[dict]]] = {1: (self._args, self._kwargs)}
+        self._inputs: list[tuple[tuple, dict]] = []  # per block: its arguments after the hidden state
+        self._tiled: dict[int, list[tuple[tuple, dict]]] = {1: self._inputs}
+        self._capture(input_ids, attention_mask, position_ids)
 
     @torch.no_grad()
-    def _capture(self, input_ids: Tensor, attention_mask: Tensor | None) -> Tensor:
-        captured: dict[str, Tensor] = {}
-        handles = []
+    def _capture(self, input_ids: Tensor, attention_mask: Tensor | None, position_ids: Tensor | None) -> None:
+        """One forward, stopped after block ``end``: sets ``hidden`` and keeps each block's other arguments."""
 
-        def pre_hook(index: int):
-            def hook(module, args, kwargs):
-                hidden = args[0] if args else kwargs["hidden_states"]
-                if index == self.start:
-                    captured["hidden"] = hidden.detach()
-                # kept on the block's own device: a sharded model (device_map) spreads blocks over devices
-                device = _block_device(module, hidden.device)
-                rest = {k: _to_device(v, device) for k, v in kwargs.items() if k != "hidden_states"}
-                self._args.append(tuple(_to_device(a, device) for a in args[1:]))
-                self._kwargs.append(rest)
-                if index == self.end:
-                    raise StopForward
+        def hook(index: int, module, args, kwargs):
+            hidden = args[0] if args else kwargs["hidden_states"]
+            if index == self.start:
+                self.hidden = hidden.detach()
+            # kept on the block's own device: a sharded model (device_map) spreads blocks over devices
+            device = _block_device(module, hidden.device)
+            rest = {k: v for k, v in kwargs.items() if k != "hidden_states"}
+            self._inputs.append(_map_tensors((args[1:], rest), lambda t: t.to(device)))
+            if index == self.end:
+                raise StopForward
 
-            return hook
-
+        group = HookGroup()
         try:
             for index in range(self.start, self.end + 1):
-                block = self.model.layers[index]
-                handles.append(block.register_forward_pre_hook(pre_hook(index), with_kwargs=True, prepend=True))
-            kwargs = forward_kwargs(input_ids, attention_mask if self._position_ids is None else None)
-            if self._position_ids is not None:
-                kwargs.update(attention_mask=attention_mask, position_ids=self._position_ids)
-            self.model.hf(**kwargs)
-        except StopForward:
-            pass
+                group.add(self.model.layers[index].register_forward_pre_hook(partial(hook, index), with_kwargs=True,
+                                                                             prepend=True))
+            # explicit position_ids go with a custom 4-D mask (e.g. several completions packed after one prompt)
+            kwargs = forward_kwargs(input_ids, attention_mask if position_ids is None else None)
+            if position_ids is not None:
+                kwargs.update(attention_mask=attention_mask, position_ids=position_ids)
+            run_until_stopped(self.model.hf, **kwargs)
         finally:
-            for h in handles:
-                h.remove()
-        return captured["hidden"]
+            group.remove()
 
-    def _inputs_for(self, rows: int) -> tuple[list[tuple], list[dict]]:
+    def _inputs_for(self, rows: int) -> list[tuple[tuple, dict]]:
+        """The blocks' arguments for ``rows`` = k·B rows: every (B, ...) tensor (ndim >= 2) tiled k times."""
         if rows % self.batch:
             raise InvalidArgumentError(f"replay batch of {rows} rows is not a multiple of the {self.batch} prompts")
         times = rows // self.batch
         if times not in self._tiled:
-            self._tiled[times] = (
-                [_repeat_batch(a, self.batch, times) for a in self._args],
-                [_repeat_batch(k, self.batch, times) for k in self._kwargs],
-            )
+            self._tiled[times] = _map_tensors(
+                self._inputs, lambda t: torch.cat([t] * times) if t.ndim >= 2 and t.shape[0] == self.batch else t)
         return self._tiled[times]
 
     def run(self, hidden: Tensor, *, until: int | None = None) -> Tensor:
         """Blocks ``start..until`` (default ``end``) on ``hidden`` (k·B, T, D); returns ``resid_post[until]``."""
         until = self.end if until is None else until
-        args_list, kwargs_list = self._inputs_for(hidden.shape[0])
-        for offset, index in enumerate(range(self.start, until + 1)):
-            block = self.model.layers[index]
+        inputs = self._inputs_for(hidden.shape[0])
+        for offset, block in enumerate(self.model.layers[self.start:until + 1]):
+            args, kwargs = inputs[offset]  # IndexError past ``end``: no inputs were captured there
             hidden = hidden.to(_block_device(block, hidden.device))  # no-op unless the model is sharded
-            out = block(hidden, *args_list[offset], **kwargs_list[offset])
-            hidden = output_tensor(out)
+            hidden = output_tensor(block(hidden, *args, **kwargs))
         return hidden
+
+    def run_shifted(self, thetas: Tensor) -> Tensor:
+        """``run`` with each row of ``thetas`` (k, D) added at every position of ``hidden`` (padding included; it is
+        masked out of attention): (k·B, T, D), vector i on prompt b at row i·B + b. θ may be an fp32 master copy on
+        any device: it is moved to the hidden state's device and cast to its dtype where it enters."""
+        shift = thetas.to(self.hidden.device, self.hidden.dtype).repeat_interleave(self.batch, 0)[:, None, :]
+        return self.run(self.hidden.repeat(thetas.shape[0], 1, 1) + shift)
 
     def logits(self, hidden: Tensor) -> Tensor:
         """Replay to the end of ``end`` and apply the final norm and LM head: (k·B, T, vocab). Needs end = last block."""
@@ -157,11 +139,7 @@ def hidden_to_logits(model, hidden: Tensor) -> Tensor:
             f"steerscope does not know the final norm of {model.model_type!r}; set final_norm in "
             f"steerscope.models.architectures.ARCHITECTURES[{model.model_type!r}]"
         )
-    norm = get_submodule(model.hf, model.arch.final_norm)
-    hidden = norm(hidden.to(_block_device(norm, hidden.device)))
-    head = model.hf.get_output_embeddings()
-    logits = head(hidden.to(_block_device(head, hidden.device)))
+    for module in (get_submodule(model.hf, model.arch.final_norm), model.hf.get_output_embeddings()):
+        hidden = module(hidden.to(_block_device(module, hidden.device)))  # final norm, then the LM head
     cap = getattr(model.hf.config, "final_logit_softcapping", None)
-    if cap:
-        logits = torch.tanh(logits / cap) * cap
-    return logits
+    return torch.tanh(hidden / cap) * cap if cap else hidden  # hidden: now the logits

@@ -20,8 +20,7 @@ def orthonormal_rows(x: Tensor) -> Tensor:
     """Rows of x (k, D) made orthonormal by QR, signs fixed so each row keeps its direction (continuous retraction)."""
     q, r = torch.linalg.qr(x.T)  # q (D, k)
     signs = torch.sign(torch.diagonal(r))
-    signs = torch.where(signs == 0, torch.ones_like(signs), signs)
-    return (q * signs).T
+    return (q * torch.where(signs == 0, 1.0, signs)).T
 
 
 def sphere_tangent(grad: Tensor, theta: Tensor) -> Tensor:
@@ -42,21 +41,22 @@ def extend_basis(basis: Tensor | None, rows: Tensor, min_norm: float = 1e-8) -> 
     norms = rows.norm(dim=-1, keepdim=True)
     keep = norms.squeeze(-1) > min_norm
     new = rows[keep] / norms[keep]
-    if new.shape[0] > 1:
-        new = orthonormal_rows(new)
-    return new if basis is None or basis.numel() == 0 else torch.cat([basis, new])
+    return append_rows(basis, orthonormal_rows(new) if new.shape[0] > 1 else new)
+
+
+def append_rows(basis: Tensor | None, rows: Tensor) -> Tensor:
+    """``rows`` (n, D) appended to ``basis`` (m, D); a missing or empty basis gives ``rows`` itself."""
+    return rows if basis is None or basis.numel() == 0 else torch.cat([basis, rows])
 
 
 def gram_schmidt_rows(x: Tensor, basis: Tensor | None) -> Tensor:
     """Make each row orthogonal to ``basis`` and to the rows before it, keeping row norms' natural scale
     (no normalisation): row j loses its components along basis and along rows 0..j−1."""
-    out = []
-    current = basis
-    for row in x:
-        row = remove_span(row[None], current)[0]
+    out, current = [], basis
+    for row in x.split(1):  # (1, D) rows
+        row = remove_span(row, current)
         out.append(row)
         norm = row.norm()
         if norm > 1e-12:
-            unit = (row / norm)[None]
-            current = unit if current is None or current.numel() == 0 else torch.cat([current, unit])
-    return torch.stack(out)
+            current = append_rows(current, row / norm)
+    return torch.cat(out)

@@ -19,6 +19,7 @@ import logging
 import math
 import os
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 
 import torch
@@ -28,7 +29,14 @@ from ..errors import InvalidArgumentError
 from ..generate import tokenize
 from ..layers import LayerReplay, default_source_target
 from ..models.load import SteerableModel
-from ..orthogonal import extend_basis, orthonormal_rows, remove_span, sphere_tangent, stiefel_tangent
+from ..orthogonal import (
+    append_rows,
+    extend_basis,
+    orthonormal_rows,
+    remove_span,
+    sphere_tangent,
+    stiefel_tangent,
+)
 from ..results import NO_CHECKPOINT, Checkpoint, from_json, load_vector_checkpoint, open_result, read_table
 from ..vector import VectorSet
 
@@ -50,16 +58,12 @@ class MelboObjective:
         self.power, self.q = float(power), float(q if q is not None else power)
         ids, mask = tokenize(model, prompts, chat=chat)
         self.replay = LayerReplay(model, ids, mask, start=source_layer + 1, end=target_layer)
-        self.batch = ids.shape[0]
-        real = mask.bool()  # (B, T)
-        if target_positions == "all":
-            self.token_mask = real
-        else:
+        self.token_mask = mask > 0  # (B, T)
+        if target_positions != "all":
             k = int(str(target_positions).removeprefix("last:"))
             if k < 1:
                 raise InvalidArgumentError("target_positions must be 'all' or a positive number of last tokens")
-            positions = torch.arange(ids.shape[1], device=real.device)
-            self.token_mask = real & (positions >= ids.shape[1] - k)[None]
+            self.token_mask[:, :-k] = False
         with torch.no_grad():
             self.z0 = self.replay.run(self.replay.hidden)  # (B, T, D), model dtype
 
@@ -75,16 +79,12 @@ class MelboObjective:
         """Objective of each row of ``thetas`` (k, D), fp32 (k,). θ may be an fp32 master copy on any device: it is
         moved to the replay's device and cast to the model dtype where it enters the residual stream."""
         k = thetas.shape[0]
-        hidden0 = self.replay.hidden  # (B, T, D), model dtype
-        # LayerReplay tiles prompts as [p0..pB−1, p0..pB−1, ...]: row i·B + b is vector i on prompt b.
-        # θ is added at every position, padding included (padding is masked out of attention and the objective).
-        shift = thetas.to(hidden0.device, hidden0.dtype).repeat_interleave(self.batch, 0)[:, None, :]
-        z = self.replay.run(hidden0.repeat(k, 1, 1) + shift)  # (k·B, T, D)
+        # row i·B + b is vector i on prompt b; padding is masked out of attention and (token_mask) the objective
+        z = self.replay.run_shifted(thetas)  # (k·B, T, D)
         diff = z.float() - self.z0.float().repeat(k, 1, 1)  # the objective accumulates in fp32
         sq = diff.pow(2).sum(-1).clamp_min(1e-30)  # (k·B, T); clamp keeps grads finite
-        per_token = torch.where(self.token_mask.repeat(k, 1), sq.pow(self.power / 2), torch.zeros_like(sq))
-        per_prompt = per_token.sum(-1).pow(1.0 / self.q)  # (k·B,)
-        return per_prompt.view(k, self.batch).sum(-1)
+        per_token = torch.where(self.token_mask.repeat(k, 1), sq.pow(self.power / 2), 0.0)
+        return per_token.sum(-1).pow(1.0 / self.q).view(k, -1).sum(-1)  # per prompt (k·B,), summed per vector
 
 
 @dataclass
@@ -113,18 +113,14 @@ class MelboResult:
         same files, plus samples and plots). ``MelboResult.load(out_dir)`` reads them back."""
         from ..results import save_files, vector_files
 
-        norms = self.vectors.norms().tolist()
-        rows = []
-        for i, obj in enumerate(self.objectives):
-            row = {"index": i, "norm": norms[i], "objective": obj, "objective_vs_random": self.ratios[i]}
-            if self.heldout_kl:
-                row["heldout_kl"] = self.heldout_kl[i]
-            rows.append(row)
-        out = save_files(out_dir, {**vector_files(self.vectors, self.losses), "vectors.csv": rows,
-                                   "radius_sweep.csv": self.radius_sweep or None, "summary.json": self.summary()},
-                         "melbo", self.vectors.meta.method_config)
-        self.out_dir = out
-        return out
+        rows = [{"index": i, "norm": norm, "objective": obj, "objective_vs_random": ratio} for i, (norm, obj, ratio)
+                in enumerate(zip(self.vectors.norms().tolist(), self.objectives, self.ratios))]
+        for row, kl in zip(rows, self.heldout_kl):
+            row["heldout_kl"] = kl
+        self.out_dir = save_files(out_dir, {**vector_files(self.vectors, self.losses), "vectors.csv": rows,
+                                            "radius_sweep.csv": self.radius_sweep or None,
+                                            "summary.json": self.summary()}, "melbo", self.vectors.meta.method_config)
+        return self.out_dir
 
     def summary(self) -> dict:
         """summary.json: the run's settings, random level and band, per-vector objectives and how it stopped."""
@@ -178,29 +174,24 @@ def train_block(objective: MelboObjective, init: Tensor, basis: Tensor | None, *
         return _trust_region_block(objective, init, basis, radius=radius, steps=steps, tol=tol,
                                    patience=min(patience, 10), progress=progress)
     theta = init.detach().float().clone().requires_grad_(True)  # fp32 master copy, (k, D)
+    k = theta.shape[0]
     optimizer = torch.optim.AdamW([theta], lr=lr, betas=(0.9, 0.98), amsgrad=True, weight_decay=0.0)
-    history: list[list[float]] = [[] for _ in range(theta.shape[0])]
-    best = -math.inf
-    since_best = 0
+    values: list[list[float]] = []  # the k objectives at each evaluation
+    best, since_best = -math.inf, 0
     for _ in range(steps):
         optimizer.zero_grad(set_to_none=True)
         obj = objective(theta)
         (-obj.sum()).backward()
-        for i, value in enumerate(obj.detach().tolist()):
-            history[i].append(value)
+        values.append(obj.tolist())
         with torch.no_grad():
             grad = remove_span(theta.grad, basis)
-            if theta.shape[0] == 1:
-                grad = sphere_tangent(grad, theta)
-            else:
-                grad = stiefel_tangent(grad, theta / radius)
-            theta.grad.copy_(grad)
+            theta.grad.copy_(sphere_tangent(grad, theta) if k == 1 else stiefel_tangent(grad, theta / radius))
         optimizer.step()
         with torch.no_grad():
             kept = remove_span(theta, basis)
-            theta.copy_(radius * (orthonormal_rows(kept) if theta.shape[0] > 1 else kept / kept.norm()))
+            theta.copy_(radius * (orthonormal_rows(kept) if k > 1 else kept / kept.norm()))
         if progress is not None:
-            progress.update(theta.shape[0])
+            progress.update(k)
         total = float(obj.detach().sum())
         if tol > 0:
             if total > best * (1 + tol) if best > 0 else total > best:
@@ -209,11 +200,15 @@ def train_block(objective: MelboObjective, init: Tensor, basis: Tensor | None, *
                 since_best += 1
                 if since_best >= patience:
                     break
+    return _finish(objective, theta, values)
+
+
+def _finish(objective, theta: Tensor, values: list[list[float]]) -> tuple[Tensor, list[list[float]]]:
+    """End of a gradient-step block (MELBO's AdamW, MELBO-ortho): evaluate the final θ and return it with one curve
+    per vector (``values``: the k objectives at each evaluation)."""
     with torch.no_grad():
-        final = objective(theta.detach())
-    for i, value in enumerate(final.tolist()):
-        history[i].append(value)
-    return theta.detach(), history
+        values.append(objective(theta.detach()).tolist())
+    return theta.detach(), [list(curve) for curve in zip(*values)]
 
 
 # the default step rule's constants (bench/bench_melbo.py and bench/melbo_basis.py measure them): first angle;
@@ -237,7 +232,7 @@ def _model_angle(f0: Tensor, b: Tensor, f_alpha: Tensor, alpha: Tensor) -> Tenso
     s, c = torch.sin(alpha), torch.cos(alpha)
     curvature = (f_alpha - c * c * f0 - 2 * s * c * b) / (s * s).clamp_min(1e-30)
     best = 0.5 * torch.atan2(2 * b, f0 - curvature)
-    return torch.where(b > 0, best, torch.full_like(best, math.nan))
+    return torch.where(b > 0, best, math.nan)
 
 
 def _trust_region_block(objective: MelboObjective, init: Tensor, basis: Tensor | None, *, radius: float,
@@ -264,7 +259,7 @@ def _trust_region_block(objective: MelboObjective, init: Tensor, basis: Tensor |
     evaluation of that row's vector).
     """
     theta = init.detach().float().clone()  # fp32 master copy, (k, D)
-    k, device = theta.shape[0], theta.device
+    k = theta.shape[0]
     history: list[list[float]] = [[] for _ in range(k)]
     totals: list[float] = []
 
@@ -275,14 +270,14 @@ def _trust_region_block(objective: MelboObjective, init: Tensor, basis: Tensor |
         return obj.detach(), g
 
     def record(values: Tensor) -> None:
-        for i, v in enumerate(values.tolist()):
-            history[i].append(v)
+        for curve, value in zip(history, values.tolist()):
+            curve.append(value)
         totals.append(float(values.sum()))
 
     current, grad = evaluate(theta)
     record(current)
-    angles = torch.full((k,), ANGLE_START, device=device)
-    active = torch.ones(k, dtype=torch.bool, device=device)
+    angles = theta.new_full((k,), ANGLE_START)
+    active = theta.new_ones(k, dtype=torch.bool)
     # per row, at its current θ: the direction it arrived along (gradient units) and the projected gradient where
     # that direction was formed (Polak–Ribière needs both); None until the first step
     search, free_before = torch.zeros_like(theta), None
@@ -300,14 +295,15 @@ def _trust_region_block(objective: MelboObjective, init: Tensor, basis: Tensor |
             proposal = free + beta[:, None] * carried
             proposal = torch.where(((proposal * free).sum(-1) > 0)[:, None], proposal, free)
         direction, movable = _ascent_directions(proposal, frame, basis, active)
-        ascent = (direction * free).sum(-1) > 0  # Gram–Schmidt against earlier rows can spoil a conjugate one
-        if bool((movable & ~ascent).any()):
-            proposal = torch.where((movable & ~ascent)[:, None], free, proposal)
+        # Gram–Schmidt against earlier rows can spoil a conjugate direction: those rows take their plain gradient
+        spoilt = movable & ~((direction * free).sum(-1) > 0)
+        if bool(spoilt.any()):
+            proposal = torch.where(spoilt[:, None], free, proposal)
             direction, movable = _ascent_directions(proposal, frame, basis, active)
         if not bool(movable.any()):
             break  # a stationary point
         rows = movable.nonzero().squeeze(-1)
-        step = torch.where(movable, angles, torch.zeros_like(angles))[:, None]
+        step = torch.where(movable, angles, 0.0)[:, None]
         trial = _retract(torch.cos(step) * theta + (torch.sin(step) * radius) * direction, basis, radius)
         value, trial_grad = evaluate(trial[rows])  # only the rows still moving are replayed
         evaluations += 1
@@ -315,9 +311,9 @@ def _trust_region_block(objective: MelboObjective, init: Tensor, basis: Tensor |
         kept = value >= f0 - 1e-6 * f0.abs()  # a row unchanged up to rounding does not count as falling
         best = _model_angle(f0, 0.5 * radius * (grad[rows] * direction[rows]).sum(-1), value, alpha)
         no_model = torch.isnan(best)
-        grown = torch.maximum(torch.minimum(best, (alpha * ANGLE_GROW_LIMIT).clamp_max(ANGLE_MAX)),
-                              alpha * ANGLE_SHRINK)
-        shrunk = torch.minimum(torch.maximum(best, alpha * ANGLE_SHRINK_FLOOR), alpha * ANGLE_SHRINK)
+        # the bounds never cross (α ≤ ANGLE_MAX), so clamp(lo, hi) = max(min(·, hi), lo)
+        grown = best.clamp(alpha * ANGLE_SHRINK, (alpha * ANGLE_GROW_LIMIT).clamp_max(ANGLE_MAX))
+        shrunk = best.clamp(alpha * ANGLE_SHRINK_FLOOR, alpha * ANGLE_SHRINK)
         angles[rows] = torch.where(kept, torch.where(no_model, (alpha * ANGLE_GROW).clamp_max(ANGLE_MAX), grown),
                                    torch.where(no_model, alpha * ANGLE_SHRINK, shrunk))
         moved = rows[kept]
@@ -332,11 +328,10 @@ def _trust_region_block(objective: MelboObjective, init: Tensor, basis: Tensor |
         if tol > 0 and len(totals) > patience and totals[-1] <= totals[-1 - patience] * (1 + tol):
             break
         if tol > 0 and len(totals) > FREEZE_WINDOW:
-            w = FREEZE_WINDOW
             for i in active.nonzero().squeeze(-1).tolist():  # per-vector early stop
-                if history[i][-1] <= history[i][-1 - w] * (1 + tol * w / patience):
+                if history[i][-1] <= history[i][-1 - FREEZE_WINDOW] * (1 + tol * FREEZE_WINDOW / patience):
                     active[i] = False
-    gram = (theta @ theta.T) / radius**2 - torch.eye(k, device=device)
+    gram = (theta @ theta.T) / radius**2 - torch.eye(k, device=theta.device)
     if float(gram.abs().max()) > 1e-5:  # rounding built up (not seen in practice): retract and re-evaluate
         theta = _retract(theta, basis, radius)
         with torch.no_grad():
@@ -354,21 +349,18 @@ def _ascent_directions(grad: Tensor, frame: Tensor, basis: Tensor | None, active
     """
     free = remove_span(remove_span(grad, basis), frame)  # (k, D)
     scale = free.norm(dim=-1).max().clamp_min(1e-30)
-    out, done, movable = [], None, []
-    for i, row in enumerate(free):
-        if not bool(active[i]):
-            out.append(torch.zeros_like(row))
-            movable.append(False)
-            continue
-        row = remove_span(row[None], done)[0]
+    out, done = [], None
+    for row, row_active in zip(free.split(1), active.tolist()):  # (1, D) rows
+        row = remove_span(row, done)
         norm = row.norm()
-        ok = bool(norm > 1e-6 * scale)
-        movable.append(ok)
-        unit = row / norm if ok else torch.zeros_like(row)
-        out.append(unit)
-        if ok:
-            done = unit[None] if done is None else torch.cat([done, unit[None]])
-    return torch.stack(out), torch.tensor(movable, device=grad.device)
+        if row_active and norm > 1e-6 * scale:
+            row = row / norm
+            done = append_rows(done, row)
+        else:
+            row = torch.zeros_like(row)
+        out.append(row)
+    directions = torch.cat(out)
+    return directions, directions.any(-1)  # a unit row is nonzero
 
 
 def _retract(moved: Tensor, basis: Tensor | None, radius: float) -> Tensor:
@@ -416,10 +408,9 @@ def auto_radius(objective: MelboObjective, *, radii: list[float] | None = None, 
         randoms = random_objectives(objective, radius, n=8)
         rows.append({"radius": radius, "objective": trained, "random_objective": sum(randoms) / len(randoms),
                      "gain": trained / radius ** (objective.power / objective.q)})
-    log_gain = [math.log(max(r["gain"], 1e-30)) for r in rows]
-    log_r = [math.log(r["radius"]) for r in rows]
-    slopes = [(log_gain[i + 1] - log_gain[i]) / (log_r[i + 1] - log_r[i]) for i in range(len(rows) - 1)]
-    knee = max(range(len(slopes)), key=lambda i: slopes[i]) + 1
+    points = [(math.log(r["radius"]), math.log(max(r["gain"], 1e-30))) for r in rows]  # (log R, log gain)
+    slopes = [(g1 - g0) / (r1 - r0) for (r0, g0), (r1, g1) in pairwise(points)]
+    knee = max(range(len(slopes)), key=slopes.__getitem__) + 1
     for i, row in enumerate(rows):
         row["chosen"] = i == knee
     return rows[knee]["radius"], rows
@@ -511,9 +502,9 @@ def melbo(
     default_source, default_target = default_source_target(model.n_layers)
     source_layer = default_source if source_layer is None else model.check_layer(source_layer)
     target_layer = default_target if target_layer is None else model.check_layer(target_layer)
-    objective = MelboObjective(model, list(prompts), source_layer, target_layer, power=power, q=q,
+    objective = MelboObjective(model, prompts, source_layer, target_layer, power=power, q=q,
                                target_positions=target_positions, chat=chat)
-    run = checkpoint if checkpoint is not None else NO_CHECKPOINT
+    run = checkpoint or NO_CHECKPOINT  # a Checkpoint without a path is false: it keeps nothing either
 
     sweep_rows: list[dict] = []
     if radius == "auto":
@@ -525,7 +516,7 @@ def melbo(
             run.write_table("radius_sweep.csv", sweep_rows)
         log.info("auto radius: R = %.3g", radius)
     radius = float(radius)
-    if not math.isfinite(radius) or radius <= 0:
+    if not 0 < radius < math.inf:  # NaN fails too
         raise InvalidArgumentError(f"radius must be a positive number or 'auto', got {radius}")
     lr = None if lr is None else float(lr)
     # the vectors' metadata (and summary.json) hold the resolved radius and step rule
@@ -539,15 +530,13 @@ def melbo(
     k = block_size if mode == "parallel" else 1
     bar = tqdm(total=num_vectors * steps, initial=len(vectors) * steps, desc="melbo", disable=not progress)
 
-    def near_random() -> bool:
-        if min_ratio is None or len(losses) < min_ratio_patience:
-            return False
-        return all(h[-1] < min_ratio * random_level for h in losses[-min_ratio_patience:])
-
+    stop_reason = "num_vectors"
     while len(vectors) < num_vectors:
-        if near_random():
+        if min_ratio is not None and len(losses) >= min_ratio_patience and all(
+                h[-1] < min_ratio * random_level for h in losses[-min_ratio_patience:]):
             log.info("stopped after %d vectors: the last %d are within %.3gx the random level", len(vectors),
                      min_ratio_patience, min_ratio)
+            stop_reason = "min_ratio"
             break
         index = len(vectors)
         size = min(k, num_vectors - index)
@@ -561,7 +550,6 @@ def melbo(
         losses.extend(history)
         run.checkpoint(_as_set(model, vectors, method_config), losses)
     bar.close()
-    stop_reason = "num_vectors" if len(vectors) >= num_vectors else "min_ratio"
     objectives = [h[-1] for h in losses]
     result = MelboResult(vectors=_as_set(model, vectors, method_config), losses=losses, objectives=objectives,
                          random_objective=random_level, radius=radius, radius_sweep=sweep_rows,
@@ -573,7 +561,8 @@ def melbo(
     return result
 
 
-def _as_set(model, vectors: list[Tensor], method_config: dict) -> VectorSet:
+def _as_set(model, vectors: list[Tensor], method_config: dict, method: str = "melbo") -> VectorSet:
+    """The vectors found so far as one ``resid_post`` VectorSet at the source layer (MELBO and MELBO-ortho)."""
     return VectorSet({method_config["source_layer"]: torch.stack(vectors)}, "resid_post", model_type=model.model_type,
-                     model_name=model.name, method="melbo", method_config=method_config)
+                     model_name=model.name, method=method, method_config=method_config)
 

@@ -22,11 +22,13 @@ from torch import Tensor
 
 from ..errors import InvalidArgumentError
 from ..generate import tokenize
+from ..io import read_csv
 from ..layers import LayerReplay, default_source_target
 from ..models.load import SteerableModel
 from ..orthogonal import extend_basis, gram_schmidt_rows, remove_span
-from ..results import NO_CHECKPOINT, Checkpoint, load_vector_checkpoint
+from ..results import NO_CHECKPOINT, Checkpoint, from_json, load_vector_checkpoint, open_result
 from ..vector import SteeringVector, VectorSet
+from .melbo import _as_set, _finish
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +39,6 @@ class MeanMatchObjective:
     def __init__(self, model, prompts: list[str], base: Tensor, source_layer: int, target_layer: int, chat: bool):
         ids, mask = tokenize(model, prompts, chat=chat)
         self.replay = LayerReplay(model, ids, mask, start=source_layer + 1, end=target_layer)
-        self.batch = ids.shape[0]
         mask = mask.float()
         self.weights = (mask / mask.sum(-1, keepdim=True))[..., None]  # (B, T, 1) fp32: mean over real tokens
         with torch.no_grad():
@@ -45,17 +46,14 @@ class MeanMatchObjective:
 
     def _means(self, thetas: Tensor) -> Tensor:
         """Token means at the target layer (k·B, D) in fp32; θ (k, D) is cast to the model dtype where it enters."""
-        k = thetas.shape[0]
-        hidden0 = self.replay.hidden  # (B, T, D), model dtype
-        shift = thetas.to(hidden0.device, hidden0.dtype).repeat_interleave(self.batch, 0)[:, None, :]
-        z = self.replay.run(hidden0.repeat(k, 1, 1) + shift)  # (k·B, T, D)
-        return (z.float() * self.weights.to(z.device).repeat(k, 1, 1)).sum(1)  # (k·B, D)
+        z = self.replay.run_shifted(thetas)  # (k·B, T, D)
+        return (z.float() * self.weights.to(z.device).repeat(thetas.shape[0], 1, 1)).sum(1)  # (k·B, D)
 
     def __call__(self, thetas: Tensor) -> Tensor:
         k = thetas.shape[0]
         diff = self._means(thetas) - self.target.repeat(k, 1)
         dist = diff.pow(2).sum(-1).clamp_min(1e-30).sqrt()  # clamp: finite gradients at a perfect match
-        return dist.view(k, self.batch).sum(-1)
+        return dist.view(k, -1).sum(-1)
 
 
 @dataclass
@@ -82,11 +80,11 @@ class OrthoResult:
                  "final_loss": self.losses[i][-1]} for i, r in enumerate(self.analysis)]
         summary = {"num_vectors": len(self.vectors), "kl_direction": self.kl_direction, "base_norm": self.base.norm(),
                    "kl_first10_mean": self.kl_first10_mean}
-        out = save_files(out_dir, {"base_vector.safetensors": self.base, **vector_files(self.vectors, self.losses),
-                                   "ortho.csv": self.analysis, "vectors.csv": rows, "summary.json": summary},
-                         "melbo_ortho", self.vectors.meta.method_config)
-        self.out_dir = out
-        return out
+        self.out_dir = save_files(out_dir, {"base_vector.safetensors": self.base,
+                                            **vector_files(self.vectors, self.losses), "ortho.csv": self.analysis,
+                                            "vectors.csv": rows, "summary.json": summary},
+                                  "melbo_ortho", self.vectors.meta.method_config)
+        return self.out_dir
 
     def figures(self) -> dict:
         """KL to θ₀ / rescaled KL / norm per vector, and the loss curves."""
@@ -100,9 +98,6 @@ class OrthoResult:
     @classmethod
     def load(cls, out_dir: str | os.PathLike) -> OrthoResult:
         """Read a result written by ``save`` or by ``melbo_ortho(out_dir=)``; a malformed file is a RunFileError."""
-        from ..io import read_csv
-        from ..results import from_json, open_result
-
         out, summary = open_result(out_dir, "melbo_ortho")
         _, losses = load_vector_checkpoint(out)
         vectors = VectorSet.load(out / "vectors.safetensors")
@@ -119,12 +114,12 @@ def _train_block(objective: MeanMatchObjective, base: Tensor, basis: Tensor, siz
     coordinate) breaks the symmetry between the rows of a block.
     """
     g = torch.Generator().manual_seed(seed)  # drawn on the CPU: the same numbers on every device
-    noise = torch.randn(size, base.shape[-1], generator=g).to(base.device)
-    noise = noise * (1e-3 * float(base.norm()) / base.shape[-1] ** 0.5)
-    # fp32 master copy (k, D) on the model's device
-    theta = gram_schmidt_rows(remove_span(base.float() + noise, basis), basis).float().requires_grad_(True)
+    scale = 1e-3 * float(base.norm()) / base.shape[-1] ** 0.5
+    noise = torch.randn(size, base.shape[-1], generator=g).to(base.device) * scale
+    # fp32 master copy (k, D) on the model's device (θ₀ and the noise are fp32)
+    theta = gram_schmidt_rows(remove_span(base.float() + noise, basis), basis).requires_grad_(True)
     optimizer = torch.optim.Adam([theta], lr=lr)
-    history: list[list[float]] = [[] for _ in range(size)]
+    values: list[list[float]] = []  # the k losses at each evaluation
     for _ in range(steps):
         optimizer.zero_grad(set_to_none=True)
         loss = objective(theta)
@@ -132,15 +127,10 @@ def _train_block(objective: MeanMatchObjective, base: Tensor, basis: Tensor, siz
         optimizer.step()
         with torch.no_grad():
             theta.copy_(gram_schmidt_rows(theta, basis))
-        for i, value in enumerate(loss.detach().tolist()):
-            history[i].append(value)
+        values.append(loss.tolist())
         if progress is not None:
             progress.update(size)
-    with torch.no_grad():
-        final = objective(theta.detach())
-    for i, value in enumerate(final.tolist()):
-        history[i].append(value)
-    return theta.detach(), history
+    return _finish(objective, theta, values)
 
 
 def melbo_ortho(
@@ -191,15 +181,16 @@ def melbo_ortho(
     target_layer = model.check_layer(int(target_layer))
     if not source_layer < target_layer:
         raise InvalidArgumentError(f"need source_layer < target_layer; got {source_layer} and {target_layer}")
-    if num_vectors < 1 or num_vectors > model.d_model - 1:
+    if not 1 <= num_vectors <= model.d_model - 1:
         raise InvalidArgumentError(f"num_vectors must be between 1 and d_model − 1 = {model.d_model - 1}")
     theta0 = base_vector.directions[layer].float().to(model.device)
+    base_norm = float(theta0.norm())
     objective = MeanMatchObjective(model, list(prompts), theta0, source_layer, target_layer, chat)
     method_config = {"source_layer": source_layer, "target_layer": target_layer, "steps": steps, "lr": lr,
-                     "block_size": block_size, "base_norm": float(theta0.norm())}
-    run = checkpoint if checkpoint is not None else NO_CHECKPOINT
+                     "block_size": block_size, "base_norm": base_norm}
+    run = checkpoint or NO_CHECKPOINT  # a Checkpoint without a path is false: it keeps nothing either
     vectors, losses = run.restore()
-    floor = collapse_ratio * float(theta0.norm())
+    floor = collapse_ratio * base_norm
     bar = tqdm(total=num_vectors * steps, initial=len(vectors) * steps, desc="melbo-ortho", disable=not progress)
     while len(vectors) < num_vectors and not _collapsed(vectors, floor, collapse_patience):
         basis = extend_basis(None, torch.stack([theta0, *(v.to(theta0.device) for v in vectors)]).float())
@@ -208,19 +199,14 @@ def melbo_ortho(
                                       seed=seed * 1_000_003 + len(vectors), progress=bar)
         vectors.extend(found.cpu())
         losses.extend(history)
-        run.checkpoint(_as_set(model, vectors, method_config), losses)
+        run.checkpoint(_as_set(model, vectors, method_config, "melbo_ortho"), losses)
     bar.close()
     if _collapsed(vectors, floor, collapse_patience):
         log.info("vectors collapsed to ~zero norm after %d vectors; stopped", len(vectors))
-    vs = _as_set(model, vectors, method_config)
+    vs = _as_set(model, vectors, method_config, "melbo_ortho")
     return OrthoResult(vs, losses, vs.norms().tolist(), [], base_vector)
 
 
 def _collapsed(vectors: list[Tensor], floor: float, patience: int) -> bool:
     return len(vectors) >= patience and all(float(v.norm()) < floor for v in vectors[-patience:])
-
-
-def _as_set(model, vectors: list[Tensor], method_config: dict) -> VectorSet:
-    return VectorSet({method_config["source_layer"]: torch.stack(vectors)}, "resid_post", model_type=model.model_type,
-                     model_name=model.name, method="melbo_ortho", method_config=method_config)
 
