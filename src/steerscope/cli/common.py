@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import re
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
-from ..configs import finite_float, integer
+from ..configs import config_from_args, finite_float, integer
+from ..errors import InvalidArgumentError, SteerscopeError
 
 MINUS = "\u2212"
 NEGATIVE_SPEC = re.compile(r"-\d[\d.eE+-]*[:,][\d.:,eE+-]*")
@@ -128,10 +131,7 @@ def load_model_from_args(args):
 
 def read_prompts(prompts: list[str] | None, prompts_file: str | None) -> list[str]:
     """Prompts from the command line and/or a .txt (one per line) or .jsonl (``{"prompt": ...}``) file."""
-    from pathlib import Path
-
     from ..data import load_prompts, read_text_file
-    from ..errors import InvalidArgumentError
 
     out = list(prompts or [])
     if prompts_file:
@@ -167,7 +167,7 @@ def add_prompt_args(parser: argparse.ArgumentParser, *, positional: bool = True,
 
 def prompts_from_args(args, *, default_none: bool = False) -> list[str] | None:
     """The prompts of ``add_prompt_args``; None when none were given and the function has its own default."""
-    given = list(getattr(args, "prompts", None) or []) + list(getattr(args, "more_prompts", None) or [])
+    given = [*(getattr(args, "prompts", None) or []), *(getattr(args, "more_prompts", None) or [])]
     if default_none and not given and not getattr(args, "prompts_file", None):
         return None
     return read_prompts(given, getattr(args, "prompts_file", None))
@@ -175,8 +175,6 @@ def prompts_from_args(args, *, default_none: bool = False) -> list[str] | None:
 
 def prompts_file(text: str) -> list[str]:
     """argparse type: a prompts file (.txt or .jsonl), read while parsing, so a bad file fails before a model loads."""
-    from ..errors import SteerscopeError
-
     input_file(text)
     try:
         return read_prompts(None, text)
@@ -186,8 +184,6 @@ def prompts_file(text: str) -> list[str]:
 
 def say_where(out_dir, *, explore: bool = False) -> None:
     """Where a run command wrote its results, and its report when the run layer wrote one."""
-    from pathlib import Path
-
     if not out_dir:
         return
     report = Path(out_dir) / "report.html"
@@ -200,10 +196,7 @@ def say_where(out_dir, *, explore: bool = False) -> None:
 
 def _check_writable(text: str, want_dir: bool) -> str:
     """Fail unless ``text`` can be created (or overwritten) as a directory or a file."""
-    import os
     import tempfile
-    from pathlib import Path
-
     what = "directory" if want_dir else "file"
     if not text or "\0" in text:
         raise argparse.ArgumentTypeError(f"{text!r} is not a usable path")
@@ -238,30 +231,26 @@ def output_file(text: str) -> str:
     return _check_writable(text, want_dir=False)
 
 
-def input_file(text: str) -> str:
-    """argparse type: an existing, readable file."""
-    import os
-    from pathlib import Path
-
+def _existing(text: str, what: str) -> Path:
+    """``text`` as a path, failing unless it exists and is a ``what`` ("file" or "directory")."""
     path = Path(text)
     if "\0" in text or not path.exists():
-        raise argparse.ArgumentTypeError(f"file {text} does not exist; check the path")
-    if not path.is_file():
-        raise argparse.ArgumentTypeError(f"{text} is not a file")
-    if not os.access(path, os.R_OK):
+        raise argparse.ArgumentTypeError(f"{what} {text} does not exist; check the path")
+    if not (path.is_file() if what == "file" else path.is_dir()):
+        raise argparse.ArgumentTypeError(f"{text} is not a {what}")
+    return path
+
+
+def input_file(text: str) -> str:
+    """argparse type: an existing, readable file."""
+    if not os.access(_existing(text, "file"), os.R_OK):
         raise argparse.ArgumentTypeError(f"file {text} is not readable")
     return text
 
 
 def input_dir(text: str) -> str:
     """argparse type: an existing directory."""
-    from pathlib import Path
-
-    path = Path(text)
-    if "\0" in text or not path.exists():
-        raise argparse.ArgumentTypeError(f"directory {text} does not exist; check the path")
-    if not path.is_dir():
-        raise argparse.ArgumentTypeError(f"{text} is not a directory")
+    _existing(text, "directory")
     return text
 
 
@@ -271,8 +260,6 @@ VECTOR_HELP = "vector file, or FILE:INDEX for one vector of a set"
 def vector_spec(text: str) -> str:
     """argparse type: ``FILE`` or ``FILE:INDEX`` naming an existing vector file, or a result directory holding one
     (the file is read later)."""
-    from pathlib import Path
-
     head, sep, tail = text.rpartition(":")
     if sep and tail.lstrip("-").isdigit():
         if not Path(head).is_dir():
@@ -318,11 +305,6 @@ def config_and_model(args, **overrides):
     """A generated command's config (``args.config_class``, from ``flags.config_parser``; progress bar on), then its
     model. Everything checkable without the model fails first: the config's own checks, and an ``--out`` that
     already holds a run (unless ``--resume``) on the commands that can resume."""
-    from pathlib import Path
-
-    from ..configs import config_from_args
-    from ..errors import InvalidArgumentError
-
     config = config_from_args(args.config_class, args, progress=True, **overrides)
     out = getattr(args, "out_dir", None)
     if out and not getattr(args, "resume", True) and (Path(out) / "config.json").is_file():

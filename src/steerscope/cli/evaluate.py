@@ -91,8 +91,8 @@ def run_sweep(args) -> int:
     vector = load_vector(args.vector)
     config, m = config_and_model(args)
     res = sweep(m, vector, prompts, config=config)
-    if res.prompting_comparison():
-        print(f"prompting baseline: {res.prompting_comparison()}")
+    if comparison := res.prompting_comparison():
+        print(f"prompting baseline: {comparison}")
     names = [n for n in res.rows[0] if n not in ("scale", "n", "coherent")]
     print("scale  " + "  ".join(f"{n[:14]:>14}" for n in names) + "  coherent")
     for row in res.rows:
@@ -152,7 +152,7 @@ def _load_many(specs: list[str]):
             except SteerscopeError:  # not a set file: a single vector (load_vector reports real problems)
                 vs = None
             if vs is not None and len(vs) > 1:
-                vectors.extend(vs[i] for i in range(len(vs)))
+                vectors.extend(vs)
                 labels.extend(f"{path}:{i}" for i in range(len(vs)))
                 continue
         vectors.append(load_vector(spec))
@@ -170,14 +170,14 @@ def run_kl(args) -> int:
 
     prompts = prompts_from_args(args)
     vectors, labels = _load_many(args.vectors)
-    scales = args.scale
-    if isinstance(scales, list) and len(scales) != len(vectors):
+    scales = args.scale if isinstance(args.scale, list) else [args.scale] * len(vectors)
+    if len(scales) != len(vectors):
         raise InvalidArgumentError(f"--scale gives {len(scales)} values for {len(vectors)} vectors; give 1 or one each")
     reference = load_vector(args.reference) if args.reference else None
     config, m = config_and_model(args, reference=reference)
     values = kl_divergence(m, vectors, prompts, config=config)
     rows = [{"vector": label, "scale": s, "kl": float(v)} for label, s, v in
-            zip(labels, scales if isinstance(scales, list) else [scales] * len(labels), values)]
+            zip(labels, scales, values)]
     for row in rows:
         print(json.dumps(row))
     if args.out:

@@ -45,12 +45,10 @@ def run(args) -> int:
 
     from ..errors import InvalidArgumentError
     from ..generate import generate
-    from ..steer import Positions
     from ..vector import load_vector
     from .common import load_model_from_args
 
     prompts = read_prompts(args.prompts, args.prompts_file)
-    Positions.parse(args.positions)
     vector = load_vector(args.vector) if args.vector else None
     if vector is not None and args.layer is not None:
         if args.layer not in vector.directions:
