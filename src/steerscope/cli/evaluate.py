@@ -44,8 +44,7 @@ def _metric_spec(text: str) -> str:
 def _sweep_parser(subparsers, name: str, help: str):
     return config_parser(subparsers, name, "steerscope.runs:sweep", vector=VECTOR_HELP, prompts="prompts", help=help,
                          types={"metrics": _metric_spec, "tolerance": finite_float},
-                         options={"metrics": {"metavar": "SPEC"}, "completions": {"metavar": "TEXT"},
-                                  "prompt_baseline": {"metavar": "SYSTEM_PROMPT"}})
+                         options={"metrics": {"metavar": "SPEC"}, "completions": {"metavar": "TEXT"}})
 
 
 def register(commands, groups) -> None:

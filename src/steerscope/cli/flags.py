@@ -16,7 +16,6 @@ from ..configs import Config, add_config_flags
 from .common import (
     add_model_arg,
     add_prompt_args,
-    finite_float,
     float_list,
     non_negative_float,
     output_dir,
@@ -32,12 +31,12 @@ SKIP = ("progress",)
 # the shared vocabulary's flag names and other add_argument keywords
 RENAME = {"out_dir": "out", "heldout_prompts": "heldout_file", "calibration_prompts": "calibration_file"}
 OPTIONS = {"heldout_prompts": {"metavar": "FILE"}, "calibration_prompts": {"metavar": "FILE"},
-           "out_dir": {"metavar": "DIR"}}
+           "out_dir": {"metavar": "DIR"}, "prompt_baseline": {"metavar": "SYSTEM_PROMPT"}}
 # how each shared-vocabulary word is checked while parsing (a command may override one)
 TYPES: dict[str, Callable[[str], Any]] = {
     "out_dir": output_dir, "heldout_prompts": prompts_file, "calibration_prompts": prompts_file,
     "positions": positions_spec, "batch_size": positive_int, "max_new_tokens": positive_int,
-    "temperature": non_negative_float, "scale": finite_float, "scales": float_list, "steps": positive_int,
+    "temperature": non_negative_float, "scales": float_list, "steps": positive_int,
     "num_vectors": positive_int, "block_size": positive_int, "lr": positive_float, "sample_tokens": positive_int,
 }
 CHOICES = {"operator": ["add", "ablate", "clamp"], "site": ["resid_post", "resid_pre", "mlp_out", "attn_out"]}

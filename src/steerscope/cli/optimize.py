@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from .common import (
     config_and_model,
-    finite_float,
     input_file,
     non_negative_int,
     output_dir,
@@ -37,7 +36,7 @@ def register(commands, groups) -> None:
                       help="optimise a one-shot steering vector (promote / suppress completions)",
                       skip=("init",), choices={"site": ["resid_pre", "resid_post"], "operator": ["add", "clamp"]},
                       types={"max_iters": non_negative_int, "max_norm": positive_float, "init_norm": positive_float,
-                             "coldness": positive_float, "target_loss": finite_float, "patience": positive_int,
+                             "coldness": positive_float, "patience": positive_int,
                              "eps": positive_float})
     p.set_defaults(func=run)
 
