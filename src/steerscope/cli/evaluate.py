@@ -41,16 +41,16 @@ def _metric_spec(text: str) -> str:
     return text
 
 
-def _sweep_parser(subparsers, name: str, help: str):
-    return config_parser(subparsers, name, "steerscope.runs:sweep", vector=VECTOR_HELP, prompts="prompts", help=help,
-                         types={"metrics": _metric_spec, "tolerance": finite_float},
-                         options={"metrics": {"metavar": "SPEC"}, "completions": {"metavar": "TEXT"}})
+def _sweep_parser(subparsers, name: str, help: str, func) -> None:
+    config_parser(subparsers, name, "steerscope.runs:sweep", vector=VECTOR_HELP, prompts="prompts", help=help,
+                  func=func, types={"metrics": _metric_spec, "tolerance": finite_float},
+                  options={"metrics": {"metavar": "SPEC"}, "completions": {"metavar": "TEXT"}})
 
 
 def register(commands, groups) -> None:
     help_text = "generate at many scales; behaviour, coherence and the coherence window"
-    _sweep_parser(groups["eval"], "sweep", help_text).set_defaults(func=run_sweep)
-    _sweep_parser(commands, "sweep", "deprecated spelling of `eval sweep`").set_defaults(func=run_sweep_deprecated)
+    _sweep_parser(groups["eval"], "sweep", help_text, run_sweep)
+    _sweep_parser(commands, "sweep", "deprecated spelling of `eval sweep`", run_sweep_deprecated)
 
     def linearity_data(p) -> None:
         p.add_argument("adapter", metavar="ADAPTER", type=input_dir, help="PEFT LoRA adapter directory")
@@ -59,12 +59,11 @@ def register(commands, groups) -> None:
         judge.add_argument("--judge-model", help="model name at --judge-url")
         judge.add_argument("--judge-api-key-env", default="OPENAI_API_KEY", help="environment variable with the key")
 
-    lin = config_parser(groups["eval"], "linearity", "steerscope.runs:linearity_score", before=linearity_data,
-                        vector=VECTOR_HELP, prompts="prompts",
-                        help="how closely a LoRA's extracted vector reproduces the LoRA",
-                        types={"batches": positive_int},
-                        choices={"summarizer": ["keywords", "local", "http"]})
-    lin.set_defaults(func=run_linearity)
+    config_parser(groups["eval"], "linearity", "steerscope.runs:linearity_score", before=linearity_data,
+                  vector=VECTOR_HELP, prompts="prompts", func=run_linearity,
+                  help="how closely a LoRA's extracted vector reproduces the LoRA",
+                  types={"batches": positive_int},
+                  choices={"summarizer": ["keywords", "local", "http"]})
 
     def kl_data(p) -> None:
         p.add_argument("vectors", nargs="+", metavar="VECTOR", type=vector_spec,
@@ -73,13 +72,12 @@ def register(commands, groups) -> None:
         p.add_argument("--out", default=None, type=output_file, metavar="FILE",
                        help="also write the values to this JSON file")
 
-    kl = config_parser(groups["eval"], "kl", "steerscope.evaluate.kl:kl_divergence", before=kl_data,
-                       help="next-token KL of steered vs reference distributions, many vectors",
-                       skip=("reduction",),  # the CLI prints one mean per vector
-                       types={"reference": vector_spec, "score_positions": _score_positions},
-                       choices={"direction": ["forward", "reverse"]},
-                       options={"reference": {"metavar": "VECTOR"}})
-    kl.set_defaults(func=run_kl)
+    config_parser(groups["eval"], "kl", "steerscope.evaluate.kl:kl_divergence", before=kl_data, func=run_kl,
+                  help="next-token KL of steered vs reference distributions, many vectors",
+                  skip=("reduction",),  # the CLI prints one mean per vector
+                  types={"reference": vector_spec, "score_positions": _score_positions},
+                  choices={"direction": ["forward", "reverse"]},
+                  options={"reference": {"metavar": "VECTOR"}})
 
 
 def run_sweep(args) -> int:

@@ -23,10 +23,9 @@ def register(commands, groups) -> None:
         p.add_argument("--out", required=True, type=output_dir, metavar="DIR", help="adapter directory to write")
         p.add_argument("--json", action="store_true", help="print fidelity.json instead of a summary")
 
-    p = config_parser(export, "lora", "steerscope.export.peft_lora:export_lora", before=lora_data, vector=VECTOR_HELP,
-                      help="write a vector as a PEFT LoRA adapter (rank1 or exact bias) + fidelity report",
-                      types={"max_new_tokens": non_negative_int}, choices={"method": ["rank1", "bias"]})
-    p.set_defaults(func=run_lora)
+    config_parser(export, "lora", "steerscope.export.peft_lora:export_lora", before=lora_data, vector=VECTOR_HELP,
+                  help="write a vector as a PEFT LoRA adapter (rank1 or exact bias) + fidelity report", func=run_lora,
+                  types={"max_new_tokens": non_negative_int}, choices={"method": ["rank1", "bias"]})
 
     g = export.add_parser("gguf", help="write a vector as a llama.cpp control vector (--control-vector)")
     g.add_argument("vector", type=vector_spec, help="vector file, or FILE:INDEX")

@@ -42,12 +42,12 @@ TYPES: dict[str, Callable[[str], Any]] = {
 CHOICES = {"operator": ["add", "ablate", "clamp"], "site": ["resid_post", "resid_pre", "mlp_out", "attn_out"]}
 
 
-def config_parser(subparsers, name: str, target: str, *, help: str, vector: str | None = None,
-                  prompts: str | None = None, skip: tuple[str, ...] = (),
+def config_parser(subparsers, name: str, target: str, *, func: Callable[[argparse.Namespace], int], help: str,
+                  vector: str | None = None, prompts: str | None = None, skip: tuple[str, ...] = (),
                   types: dict[str, Callable[[str], Any]] | None = None, choices: dict[str, list] | None = None,
                   required: tuple[str, ...] = (), options: dict[str, dict[str, Any]] | None = None,
                   before: Callable[[argparse.ArgumentParser], None] | None = None) -> argparse.ArgumentParser:
-    """A subcommand with one flag per field of the config of ``target`` (``"module:function"``).
+    """A subcommand with one flag per field of the config of ``target`` (``"module:function"``), run by ``func``.
 
     Its arguments, in order: what ``before`` adds (positional data, output), a positional ``VECTOR`` (``vector``: its
     help), prompts (``prompts``: their help, see ``add_prompt_args``), the model flags, and the config's flags (a
@@ -55,6 +55,7 @@ def config_parser(subparsers, name: str, target: str, *, help: str, vector: str 
     command is first parsed (``Parser.defer``): importing the method's module imports torch, which ``--help`` must
     not."""
     p = subparsers.add_parser(name, help=help, description=help)
+    p.set_defaults(func=func)
 
     def build(p: argparse.ArgumentParser) -> None:
         from dataclasses import fields

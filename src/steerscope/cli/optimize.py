@@ -32,13 +32,11 @@ def _examples(p) -> None:
 
 
 def register(commands, groups) -> None:
-    p = config_parser(commands, "optimize", "steerscope.methods.one_shot:optimize_vector", before=_examples,
-                      help="optimise a one-shot steering vector (promote / suppress completions)",
-                      skip=("init",), choices={"site": ["resid_pre", "resid_post"], "operator": ["add", "clamp"]},
-                      types={"max_iters": non_negative_int, "max_norm": positive_float, "init_norm": positive_float,
-                             "coldness": positive_float, "patience": positive_int,
-                             "eps": positive_float})
-    p.set_defaults(func=run)
+    config_parser(commands, "optimize", "steerscope.methods.one_shot:optimize_vector", before=_examples, func=run,
+                  help="optimise a one-shot steering vector (promote / suppress completions)",
+                  skip=("init",), choices={"site": ["resid_pre", "resid_post"], "operator": ["add", "clamp"]},
+                  types={"max_iters": non_negative_int, "max_norm": positive_float, "init_norm": positive_float,
+                         "coldness": positive_float, "patience": positive_int, "eps": positive_float})
 
 
 def read_examples(path: str):

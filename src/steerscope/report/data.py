@@ -72,22 +72,21 @@ class RunData:
 
     def vector_indices(self) -> list[int]:
         """Every index mentioned: the vector set, the table rows, the losses or the samples."""
-        found = set(self.rows) | set(self.losses)
+        found = {*self.rows, *self.losses, *(s["vector"] for s in self.samples if s["vector"] is not None)}
         if self.vector_set is not None:
-            found |= set(range(len(self.vector_set)))
-        found |= {s["vector"] for s in self.samples if s["vector"] is not None}
+            found.update(range(len(self.vector_set)))
         return sorted(found)
 
     def table(self) -> list[dict]:
         """One row per index: ``index``, ``norm`` and ``layers`` (from the vector file), the kind's own columns
         (``rows``), then ``final_loss`` when losses exist."""
-        norms = self.vector_set.norms().tolist() if self.vector_set is not None else []
-        layers = ", ".join(map(str, self.vector_set.layers)) if self.vector_set is not None else None
+        vs = self.vector_set
+        norms, layers = (vs.norms().tolist(), ", ".join(map(str, vs.layers))) if vs is not None else ([], None)
         out = []
         for i in self.vector_indices():
             row: dict = {"index": i}
             if i < len(norms):
-                row["norm"], row["layers"] = float(norms[i]), layers
+                row["norm"], row["layers"] = norms[i], layers
             row.update({k: v for k, v in self.rows.get(i, {}).items() if v is not None or k not in row})
             if self.losses.get(i) and "final_loss" not in row:
                 row["final_loss"] = self.losses[i][-1][1]
@@ -178,10 +177,10 @@ class Files:
         ``prompt``, ``split``, ``scale``, ``completion``."""
         return [s for row in self.jsonl(name) if (s := sample(row, row.get("vector"))) is not None]
 
-    def vectors(self, name: str = VECTORS_FILE):
+    def vectors(self):
         from ..vector import VectorSet
 
-        return self.read(name, VectorSet.load)
+        return self.read(VECTORS_FILE, VectorSet.load)
 
 
 # files a producer writes without a config.json (results saved by older versions): exact names, checked in order

@@ -20,6 +20,7 @@ import json
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
+from itertools import zip_longest
 
 from ..plots import plot_losses
 from . import figures
@@ -57,8 +58,7 @@ class Page:
     def image(self, name: str, caption: str | None = None) -> dict | None:
         """The run's figure ``name`` as {uri, caption}: its PNG file, else drawn from the result (``figures()``);
         None when neither has it."""
-        path = self.run.images.get(name)
-        uri = figures.file_uri(path) if path is not None else None
+        uri = figures.file_uri(self.run.images[name]) if name in self.run.images else None
         if uri is None and self.run.result is not None and name in self.drawn:
             uri = figures.render(self.drawn[name])
         if uri is None:
@@ -202,10 +202,10 @@ def melbo_section(page: Page) -> Section | None:
 def one_shot_section(page: Page) -> Section | None:
     res = page.run.result
     examples = page.run.config.get("examples")
-    examples = [{"prompt": e.get("prompt"), "promote": " | ".join(e.get("promote") or []),
-                 "suppress": " | ".join(e.get("suppress") or []), "negate": e.get("negate"),
-                 "positions": e.get("positions")} for e in (examples if isinstance(examples, list) else [])
-                if isinstance(e, dict)]
+    # one row per example, its completion lists joined
+    examples = [{k: " | ".join(e.get(k) or []) if k in ("promote", "suppress") else e.get(k)
+                 for k in ("prompt", "promote", "suppress", "negate", "positions")}
+                for e in (examples if isinstance(examples, list) else []) if isinstance(e, dict)]
     plot = page.image("loss.png", "loss (and vector norm) per step")
     return Section("one_shot", "One-shot optimisation", "facts", {
         "facts": kv(_known(res.summary()), highlight=("final_loss",)), "figures": [plot] if plot else [],
@@ -255,9 +255,8 @@ def linearity_section(page: Page) -> Section | None:
     res = page.run.result
     facts = {k: getattr(res, k) for k in ("score", "raw_score", "embedding_shift_cosine", "control_score",
                                           "control_embedding_shift_cosine")}
-    batches = max(len(res.lora_summaries), len(res.vector_summaries))
-    summaries = [{"batch": b, "lora": _at(res.lora_summaries, b), "vector": _at(res.vector_summaries, b),
-                  "control": _at(res.control_summaries or [], b)} for b in range(batches)]
+    summaries = [{"batch": b, "lora": lora, "vector": vector, "control": _at(res.control_summaries or [], b)}
+                 for b, (lora, vector) in enumerate(zip_longest(res.lora_summaries, res.vector_summaries))]
     labels = [k for k in ("baseline", "vector", "lora", "control") if k in res.responses]
     prompts = res.responses.get("prompts", [])
     responses = [{"prompt": p, "texts": [(k, _at(res.responses[k], n)) for k in labels]} for n, p in enumerate(prompts)]
