@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import InvalidArgumentError, SteerscopeError
 from .common import (
     VECTOR_HELP,
     add_prompt_args,
@@ -31,7 +32,6 @@ def _score_positions(text: str) -> str:
 
 def _metric_spec(text: str) -> str:
     """argparse type: ``count:REGEX | contains:TEXT | module:function``, resolved now (a typo fails before loading)."""
-    from ..errors import SteerscopeError
     from ..evaluate.metrics import parse_metric
 
     try:
@@ -109,7 +109,6 @@ def run_sweep_deprecated(args) -> int:
 
 
 def run_linearity(args) -> int:
-    from ..errors import InvalidArgumentError
     from ..evaluate.judges import HTTPJudge, LocalJudge
     from ..runs import linearity_score
     from ..vector import load_vector
@@ -137,7 +136,6 @@ def run_linearity(args) -> int:
 
 
 def _load_many(specs: list[str]):
-    from ..errors import SteerscopeError
     from ..vector import VectorSet, load_vector, split_spec
 
     vectors, labels = [], []
@@ -160,7 +158,6 @@ def _load_many(specs: list[str]):
 def run_kl(args) -> int:
     import json
 
-    from ..errors import InvalidArgumentError
     from ..evaluate.kl import kl_divergence
     from ..io import write_json
     from ..vector import load_vector

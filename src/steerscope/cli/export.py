@@ -56,8 +56,7 @@ def run_lora(args) -> int:
     print(f"wrote {res.method} adapter to {res.path}")
     for layer, module in res.modules.items():
         print(f"  layer {layer}: {module}")
-    held = res.fidelity.get("heldout")
-    if held:
+    if held := res.fidelity.get("heldout"):
         print(f"  held-out fidelity ({held['n_sequences']} prompts, {held['n_tokens']} tokens): "
               f"rel. error mean {held['rel_error_mean']:.3g}, worst {held['rel_error_worst']:.3g}; "
               f"KL mean {held['kl_mean']:.3g}, max {held['kl_max']:.3g} "

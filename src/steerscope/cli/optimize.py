@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..errors import InvalidArgumentError
 from .common import (
     config_and_model,
     input_file,
@@ -45,7 +46,6 @@ def read_examples(path: str):
     from pathlib import Path
 
     from ..data import read_text_file
-    from ..errors import InvalidArgumentError
     from ..methods.one_shot import Example
 
     file = Path(path)
@@ -67,7 +67,6 @@ def read_examples(path: str):
 
 
 def run(args) -> int:
-    from ..errors import InvalidArgumentError
     from ..methods.one_shot import Example, optimize_vector
     from ..runs import write_run
 

@@ -158,13 +158,6 @@ class Files:
             self.warn(f"{name} could not be read ({type(exc).__name__}: {exc}); it is left out")
             return None
 
-    def json_object(self, name: str) -> dict | None:
-        data = self.read(name, read_json)
-        if data is not None and not isinstance(data, dict):
-            self.warn(f"{name} is not a JSON object; it is left out")
-            return None
-        return data
-
     def jsonl(self, name: str) -> list[dict]:
         rows = self.read(name, read_jsonl) or []
         good = [r for r in rows if isinstance(r, dict)]
@@ -245,7 +238,10 @@ def load_run(run_dir: str | Path) -> RunData:
         raise InvalidArgumentError(f"run directory {path} does not exist; pass the directory a run command wrote")
     run = RunData(path=path)
     files = Files(run)
-    run.config = files.json_object("config.json") or {}
+    config = files.read("config.json", read_json)
+    if config is not None and not isinstance(config, dict):
+        files.warn("config.json is not a JSON object; it is left out")
+    run.config = config if isinstance(config, dict) else {}
     run.method = _method(run, files)
     _load_result(run, files)
     VIEWS.get(run.kind, VIEWS["generic"])(run, files)
