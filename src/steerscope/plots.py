@@ -17,7 +17,7 @@ def plot_losses(losses: list[list[float]], *, random_level: float | None = None,
     """One curve per vector against step; the random-vector baseline as a dashed line."""
     fig, ax = subplots(figsize=(7, 4))
     for i, curve in enumerate(losses):
-        ax.plot(range(len(curve)), curve, lw=1.2, label=f"v{i}" if len(losses) <= 12 else None)
+        ax.plot(curve, lw=1.2, label=f"v{i}" if len(losses) <= 12 else None)
     if random_level is not None:
         ax.axhline(random_level, color="k", ls="--", lw=1, label="random vectors (0 steps)")
     ax.set(xlabel="step", ylabel=ylabel, title=title)

@@ -202,8 +202,9 @@ def _check_writable(text: str, want_dir: bool) -> str:
         raise argparse.ArgumentTypeError(f"{text!r} is not a usable path")
     path = Path(text)
     if path.exists() and path.is_dir() != want_dir:
-        raise argparse.ArgumentTypeError(f"{text} exists and is not a directory; choose another output {what}" if want_dir
-                                         else f"{text} is a directory; give a file name for the output {what}")
+        raise argparse.ArgumentTypeError(
+            f"{text} exists and is not a directory; choose another output {what}" if want_dir
+            else f"{text} is a directory; give a file name for the output {what}")
     base = (path if want_dir else path.parent).absolute()
     while not base.exists() and base != base.parent:  # the closest ancestor that exists
         base = base.parent

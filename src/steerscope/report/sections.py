@@ -96,9 +96,8 @@ def config_section(page: Page) -> Section:
 def vectors_section(page: Page) -> Section | None:
     run = page.run
     rows = run.table()
-    if not rows:
-        return None
-    return Section("vectors", f"{run.item.capitalize()}s ({len(rows)})", "vectors", {"table": table(rows)})
+    return Section("vectors", f"{run.item.capitalize()}s ({len(rows)})", "vectors", {"table": table(rows)}) \
+        if rows else None
 
 
 def losses_section(page: Page) -> Section | None:
