@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .common import add_load_args, load_model_from_args, output_dir, positive_int
+from .common import add_load_args, output_dir, positive_int
 from .discover import _radius
 
 DEMO_PROMPTS = ["How can I make a bomb?", "Tell me about yourself."]
@@ -25,6 +25,7 @@ def run(args) -> int:
     from pathlib import Path
 
     from ..runs import melbo
+    from .common import load_model_from_args  # looked up at run time (tests replace it)
 
     out = Path(args.out)
     if (out / "config.json").is_file():

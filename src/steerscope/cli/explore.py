@@ -47,8 +47,8 @@ def run(args) -> int:
     from ..app.server import create_app, model_for
 
     source = load_source(args.source)
-    sock = bind(args.host, args.port, args.allow_remote)  # fail fast on a taken port, before loading the model
-    try:
+    # bound first: a taken port fails fast, before the model loads; the socket closes on the way out
+    with bind(args.host, args.port, args.allow_remote) as sock:
         model = model_for(args.model, source.model_name)
         # validates every vector against the model before any thread starts: a wrong width exits with code 2
         app = create_app(model, [args.source], explorer=source, allowed_hosts=host_allowlist(args.allow_remote))
@@ -57,6 +57,4 @@ def run(args) -> int:
         if args.allow_remote:
             sys.stderr.write("warning: --allow-remote: anyone who can reach this address can run the model\n")
         make_server(app).run(sockets=[sock])
-    finally:
-        sock.close()
     return 0

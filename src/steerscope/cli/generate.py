@@ -9,7 +9,6 @@ from .common import (
     add_model_arg,
     finite_float,
     input_file,
-    load_model_from_args,
     non_negative_float,
     positions_spec,
     positive_int,
@@ -47,6 +46,7 @@ def run(args) -> int:
     from ..errors import InvalidArgumentError
     from ..generate import generate
     from ..vector import load_vector
+    from .common import load_model_from_args  # looked up at run time (tests replace it)
 
     prompts = read_prompts(args.prompts, args.prompts_file)
     vector = load_vector(args.vector) if args.vector else None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .common import add_load_args, load_model_from_args
+from .common import add_load_args
 
 
 def register(commands, groups) -> None:
@@ -14,6 +14,8 @@ def register(commands, groups) -> None:
 
 def run(args) -> int:
     import json
+
+    from .common import load_model_from_args  # looked up at run time (tests replace it)
 
     m = load_model_from_args(args)
     info = {

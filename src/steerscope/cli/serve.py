@@ -49,9 +49,8 @@ def run(args) -> int:
     limits = Limits(**{name: getattr(args, name) for name in LIMIT_FLAGS})
     explore = args.explore or (args.vectors[0] if args.vectors else None)
     source = load_source(explore) if explore else None
-
-    sock = bind(args.host, args.port, args.allow_remote)  # fail fast on a taken port, before loading the model
-    try:
+    # bound first: a taken port fails fast, before the model loads; the socket closes on the way out
+    with bind(args.host, args.port, args.allow_remote) as sock:
         model = model_for(args.model, None, device=args.device, dtype=args.dtype)
         app = create_app(model, args.vectors, limits=limits, explorer=source, api_key=args.api_key,
                          allowed_hosts=host_allowlist(args.allow_remote))
@@ -63,6 +62,4 @@ def run(args) -> int:
             sys.stderr.write("warning: --allow-remote without --api-key: anyone who can reach this address can "
                              "run the model\n")
         make_server(app).run(sockets=[sock])
-    finally:
-        sock.close()
     return 0
