@@ -86,10 +86,9 @@ def config_parser(subparsers, name: str, target: str, *, func: Callable[[argpars
 
 def config_of(target: str) -> type[Config]:
     """The config class of ``"module:function"``: its ``Config``, or one made from its signature."""
-    import importlib
+    import pkgutil
 
     from ..configs import signature_config
 
-    module, _, name = target.partition(":")
-    fn = getattr(importlib.import_module(module), name)
-    return getattr(fn, "Config", None) or signature_config(fn, name)
+    fn = pkgutil.resolve_name(target)
+    return getattr(fn, "Config", None) or signature_config(fn, target.partition(":")[2])

@@ -105,12 +105,13 @@ def losses_section(page: Page) -> Section | None:
     own = page.image("plots/loss_curves.png")
     if not run.losses and not own:
         return None
-    drawn = None if own else {"uri": figures.render(plot_losses([[v for _, v in p] for p in run.losses.values()],
-                                                                ylabel="loss", title=f"loss per {run.item}")),
-                              "caption": "loss curves"}
     final = [{run.item: i, "steps": len(p), "first_loss": p[0][1], "final_loss": p[-1][1]}
              for i, p in run.losses.items()]
-    return Section("losses", "Loss curves", "losses", {"figure": own or drawn, "final": table(final)})
+    # the run's own PNG, else the curves drawn here
+    return Section("losses", "Loss curves", "losses", {"figure": own or {
+        "uri": figures.render(plot_losses([[v for _, v in p] for p in run.losses.values()], ylabel="loss",
+                                          title=f"loss per {run.item}")),
+        "caption": "loss curves"}, "final": table(final)})
 
 
 def pairs(steered: dict[tuple, list], baselines: dict[tuple, str], order: list[tuple], item: str,
@@ -148,20 +149,18 @@ def _group(samples: list[Sample]):
 
 def samples_section(page: Page, extra: dict[tuple, tuple[str, str]] | None = None) -> Section | None:
     run = page.run
-    indices = run.vector_indices()
     if not run.samples:
         return None
     baselines, steered, order = _group(run.samples)
-    stats = {row["index"]: row for row in run.table()}
+    stats = {row["index"]: row for row in run.table()}  # one row per vector index, in order
     vectors = []
-    for n, i in enumerate(indices):
-        row = stats.get(i, {})
-        vectors.append({"index": i, "open": len(indices) <= OPEN_ALL or n < 3,
+    for n, (i, row) in enumerate(stats.items()):
+        vectors.append({"index": i, "open": len(stats) <= OPEN_ALL or n < 3,
                         "stats": [(k, row[k]) for k in STAT_COLUMNS if is_number(row.get(k))],
                         "pairs": pairs(steered.get(i, {}), baselines, order, run.item, extra)})
     only_baseline = [{"split": k[0], "prompt": k[1], "text": baselines[k]} for k in order if k in baselines]
     return Section("samples", "Completions: baseline vs steered", "samples", {
-        "item": run.item, "vectors": vectors, "baselines": only_baseline if not indices else []})
+        "item": run.item, "vectors": vectors, "baselines": only_baseline if not stats else []})
 
 
 def figures_section(page: Page) -> Section | None:
