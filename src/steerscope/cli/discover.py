@@ -56,7 +56,7 @@ def run_ortho(args) -> int:
     base = load_vector(args.vector)
     config, m = config_and_model(args)
     res = melbo_ortho(m, base, prompts, config=config)
-    first = res.analysis[: min(10, len(res.analysis))]
+    first = res.analysis[:10]
     print(f"{len(res.vectors)} orthogonal vectors; mean KL of the first {len(first)} to θ₀: "
           f"{sum(r['kl'] for r in first) / max(1, len(first)):.4g} nats")
     say_where(args.out_dir, explore=True)
