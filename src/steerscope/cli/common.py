@@ -52,21 +52,21 @@ class Parser(argparse.ArgumentParser):
 
 def add_model_arg(parser: argparse.ArgumentParser) -> None:
     """--model plus the loading flags, mirroring ``load_model``'s keywords, on every command that loads a model."""
-    parser.add_argument("--model", default=None, help="Hub id (cached), local dir or .gguf; default: embedded SmolLM2")
+    parser.add_argument("--model", help="Hub id (cached), local dir or .gguf; default: embedded SmolLM2")
     add_load_args(parser)
 
 
 def add_load_args(parser: argparse.ArgumentParser) -> None:
     """How to load the model: device, dtype, sharding, quantization, attention kernel (``load_model``'s keywords)."""
     group = parser.add_argument_group("model loading")
-    group.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: cuda when available)")
-    group.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16", "fp32", "bf16", "fp16"],
+    group.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: cuda when available)")
+    group.add_argument("--dtype", choices=["float32", "bfloat16", "float16", "fp32", "bf16", "fp16"],
                        help="default: float32 on CPU, bfloat16 on GPU")
-    group.add_argument("--device-map", default=None,
+    group.add_argument("--device-map",
                        help="shard the model with accelerate: auto, balanced, sequential (overrides --device)")
-    group.add_argument("--quantization", default=None, choices=["4bit", "8bit"],
+    group.add_argument("--quantization", choices=["4bit", "8bit"],
                        help="load weights quantized with bitsandbytes (CPU or CUDA)")
-    group.add_argument("--attn-implementation", default=None, help="eager, sdpa, flash_attention_2, ...")
+    group.add_argument("--attn-implementation", help="eager, sdpa, flash_attention_2, ...")
 
 
 def positive_float(text: str) -> float:
@@ -158,7 +158,7 @@ def add_prompt_args(parser: argparse.ArgumentParser, *, positional: bool = True,
     ``--prompts-file FILE``; all given are used, in that order."""
     if positional:
         parser.add_argument("prompts", nargs="*", metavar="PROMPT", help=help)
-    parser.add_argument("--prompts", nargs="+", metavar="TEXT", default=None,
+    parser.add_argument("--prompts", nargs="+", metavar="TEXT",
                         dest="more_prompts" if positional else "prompts",
                         help=None if not positional else "more prompts (the same as positional ones)")
     parser.add_argument("--prompts-file", type=input_file, metavar="FILE",

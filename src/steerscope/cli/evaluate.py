@@ -69,7 +69,7 @@ def register(commands, groups) -> None:
         p.add_argument("vectors", nargs="+", metavar="VECTOR", type=vector_spec,
                        help="vector files (a set file means all its vectors), or FILE:INDEX")
         add_prompt_args(p, positional=False)
-        p.add_argument("--out", default=None, type=output_file, metavar="FILE",
+        p.add_argument("--out", type=output_file, metavar="FILE",
                        help="also write the values to this JSON file")
 
     config_parser(groups["eval"], "kl", "steerscope.evaluate.kl:kl_divergence", before=kl_data, func=run_kl,

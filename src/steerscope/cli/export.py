@@ -31,13 +31,13 @@ def register(commands, groups) -> None:
     g.add_argument("vector", type=vector_spec, help="vector file, or FILE:INDEX")
     g.add_argument("--out", dest="path", required=True, type=output_file, help=".gguf file to write")
     g.add_argument("--scale", type=finite_float, default=1.0, help="baked into the file")
-    g.add_argument("--model-hint", default=None, help="controlvector.model_hint; default: the vector's model_type")
+    g.add_argument("--model-hint", help="controlvector.model_hint; default: the vector's model_type")
     g.set_defaults(func=run_gguf)
 
     i = export.add_parser("import-gguf", help="read a llama.cpp/repeng control-vector .gguf into a steerscope vector")
     i.add_argument("path", metavar="FILE", type=input_file, help="control-vector .gguf")
     i.add_argument("--out", required=True, type=output_file, help="steerscope .safetensors vector file to write")
-    i.add_argument("--model-type", default=None, help="record this model_type (default: the file's model_hint)")
+    i.add_argument("--model-type", help="record this model_type (default: the file's model_hint)")
     i.set_defaults(func=run_import)
 
 

@@ -25,7 +25,7 @@ def register(commands, groups) -> None:
     add_model_arg(p)
     p.add_argument("--vector", type=vector_spec, help=VECTOR_HELP)
     p.add_argument("--scale", type=finite_float, default=1.0)
-    p.add_argument("--layer", type=int, default=None, help="use only this layer of a multi-layer vector")
+    p.add_argument("--layer", type=int, help="use only this layer of a multi-layer vector")
     p.add_argument("--positions", default="all", type=positions_spec, help="all | prompt | generated | from:K | last:K")
     p.add_argument("--operator", default="add", choices=["add", "ablate", "clamp"])
     p.add_argument("--max-new-tokens", type=positive_int, default=48)

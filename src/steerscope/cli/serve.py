@@ -20,16 +20,16 @@ def register(commands, groups) -> None:
     from ..app.limits import Limits
 
     p = commands.add_parser("serve", help="OpenAI-compatible server with per-request steering vectors")
-    p.add_argument("model", nargs="?", default=None, metavar="MODEL",
+    p.add_argument("model", nargs="?", metavar="MODEL",
                    help="Hub id (cached), local dir or .gguf; default: embedded SmolLM2")
     p.add_argument("--vectors", nargs="+", default=[], metavar="DIR_OR_FILE",
                    help="run directories (vectors named RUN/INDEX) and .safetensors files (STEM or STEM/INDEX)")
     add_server_args(p, 8000)
     p.add_argument("--api-key", default=os.environ.get("STEERSCOPE_API_KEY"),
                    help="require 'Authorization: Bearer KEY' on /v1/* (default: $STEERSCOPE_API_KEY, else none)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps ...; default cuda when available")
-    p.add_argument("--dtype", default=None, help="float32, bfloat16, float16; default fp32 on CPU, bf16 on GPU")
-    p.add_argument("--explore", default=None, metavar="RUN_DIR|FILE",
+    p.add_argument("--device", help="cpu, cuda, cuda:1, mps ...; default cuda when available")
+    p.add_argument("--dtype", help="float32, bfloat16, float16; default fp32 on CPU, bf16 on GPU")
+    p.add_argument("--explore", metavar="RUN_DIR|FILE",
                    help="vectors for the explorer page at /explore/ (default: the first --vectors entry)")
     for name, (kind, text) in LIMIT_FLAGS.items():
         default = getattr(Limits(), name)
