@@ -167,10 +167,10 @@ def add_prompt_args(parser: argparse.ArgumentParser, *, positional: bool = True,
 
 def prompts_from_args(args, *, default_none: bool = False) -> list[str] | None:
     """The prompts of ``add_prompt_args``; None when none were given and the function has its own default."""
-    given = [*(getattr(args, "prompts", None) or []), *(getattr(args, "more_prompts", None) or [])]
-    if default_none and not given and not getattr(args, "prompts_file", None):
+    given = [*(args.prompts or []), *(getattr(args, "more_prompts", None) or [])]  # no more_prompts: none positional
+    if default_none and not given and not args.prompts_file:
         return None
-    return read_prompts(given, getattr(args, "prompts_file", None))
+    return read_prompts(given, args.prompts_file)
 
 
 def prompts_file(text: str) -> list[str]:
