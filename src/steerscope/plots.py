@@ -37,8 +37,7 @@ def plot_objective_vs_index(objectives: list[float], random_level: float, random
     ax = axes[0][0]
     idx = list(range(len(objectives)))
     ax.plot(idx, objectives, "o-", ms=3, lw=1, label="trained vector")
-    lo, hi = random_band
-    ax.axhspan(lo, hi, color="0.6", alpha=0.35, label="random vectors (min–max)")
+    ax.axhspan(*random_band, color="0.6", alpha=0.35, label="random vectors (min–max)")
     ax.axhline(random_level, color="k", ls="--", lw=1, label="random level (mean)")
     for k in multiples:
         ax.axhline(k * random_level, color="C3", ls=":", lw=1, label=f"{k:g}× random")
