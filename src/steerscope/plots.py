@@ -35,7 +35,7 @@ def plot_objective_vs_index(objectives: list[float], random_level: float, random
     rows = 2 if heldout_kl else 1
     fig, axes = subplots(rows, 1, figsize=(7, 3.2 * rows + 0.6), sharex=True, squeeze=False)
     ax = axes[0][0]
-    idx = list(range(len(objectives)))
+    idx = range(len(objectives))
     ax.plot(idx, objectives, "o-", ms=3, lw=1, label="trained vector")
     ax.axhspan(*random_band, color="0.6", alpha=0.35, label="random vectors (min–max)")
     ax.axhline(random_level, color="k", ls="--", lw=1, label="random level (mean)")
