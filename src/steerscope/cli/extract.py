@@ -69,7 +69,9 @@ def register(commands, groups) -> None:
                   choices={"method": ["mean_diff", "pca"]})
 
 
-def _report(v, out) -> None:
+def _save(v, out) -> None:
+    """Write the vector to ``out`` and say what it holds."""
+    v.save(out)
     norms = v.layer_norms()
     shown = ", ".join(f"{k}:{n:.3g}" for k, n in list(norms.items())[:8])
     print(f"wrote {out}: {v.method} vector, layers {v.layers[0]}..{v.layers[-1]} ({len(v.layers)}), norms {shown}"
@@ -82,8 +84,7 @@ def run_lora(args: argparse.Namespace) -> int:
     prompts = prompts_from_args(args, default_none=True)
     config, m = config_and_model(args)
     v = vector_from_lora(m, args.adapter, prompts, **config.as_kwargs())  # not @configurable: no config=
-    v.save(args.out)
-    _report(v, args.out)
+    _save(v, args.out)
     return 0
 
 
@@ -94,6 +95,5 @@ def run_contrastive(args: argparse.Namespace) -> int:
     pairs = load_pairs(args.pairs)
     config, m = config_and_model(args)
     v = contrastive_vector(m, pairs, config=config)
-    v.save(args.out)
-    _report(v, args.out)
+    _save(v, args.out)
     return 0
