@@ -96,8 +96,9 @@ def config_section(page: Page) -> Section:
 def vectors_section(page: Page) -> Section | None:
     run = page.run
     rows = run.table()
-    return Section("vectors", f"{run.item.capitalize()}s ({len(rows)})", "vectors", {"table": table(rows)}) \
-        if rows else None
+    if not rows:
+        return None
+    return Section("vectors", f"{run.item.capitalize()}s ({len(rows)})", "vectors", {"table": table(rows)})
 
 
 def losses_section(page: Page) -> Section | None:
