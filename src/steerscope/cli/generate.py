@@ -54,11 +54,7 @@ def run(args) -> int:
         if args.layer not in vector.directions:
             raise InvalidArgumentError(f"--layer {args.layer}: the vector has layers {vector.layers}")
         vector = type(vector)({args.layer: vector.directions[args.layer]}, vector.site)
-    m = load_model_from_args(args)
-    if vector is not None:
-        m.check_width(vector.d_model)
-        for layer in vector.layers:
-            m.check_layer(layer)
+    m = load_model_from_args(args)  # generate() checks the vector's width and layers before its first batch
     rows_vectors, rows_prompts, labels = [], [], []
     for prompt in prompts:
         if vector is None or not args.no_baseline:
