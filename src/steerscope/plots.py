@@ -17,12 +17,10 @@ def plot_losses(losses: list[list[float]], *, random_level: float | None = None,
     """One curve per vector against step; the random-vector baseline as a dashed line."""
     fig, ax = subplots(figsize=(7, 4))
     for i, curve in enumerate(losses):
-        ax.plot(range(len(curve)), curve, lw=1.2, label=f"v{i}" if len(losses) <= 12 else None)
+        ax.plot(curve, lw=1.2, label=f"v{i}" if len(losses) <= 12 else None)
     if random_level is not None:
         ax.axhline(random_level, color="k", ls="--", lw=1, label="random vectors (0 steps)")
-    ax.set_xlabel("step")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
+    ax.set(xlabel="step", ylabel=ylabel, title=title)
     if len(losses) <= 12 or random_level is not None:
         ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
@@ -37,16 +35,13 @@ def plot_objective_vs_index(objectives: list[float], random_level: float, random
     rows = 2 if heldout_kl else 1
     fig, axes = subplots(rows, 1, figsize=(7, 3.2 * rows + 0.6), sharex=True, squeeze=False)
     ax = axes[0][0]
-    idx = list(range(len(objectives)))
+    idx = range(len(objectives))
     ax.plot(idx, objectives, "o-", ms=3, lw=1, label="trained vector")
-    lo, hi = random_band
-    ax.axhspan(lo, hi, color="0.6", alpha=0.35, label="random vectors (min–max)")
+    ax.axhspan(*random_band, color="0.6", alpha=0.35, label="random vectors (min–max)")
     ax.axhline(random_level, color="k", ls="--", lw=1, label="random level (mean)")
     for k in multiples:
         ax.axhline(k * random_level, color="C3", ls=":", lw=1, label=f"{k:g}× random")
-    ax.set_yscale("log")
-    ax.set_ylabel("final objective")
-    ax.set_title("MELBO: objective per vector against the random band")
+    ax.set(yscale="log", ylabel="final objective", title="MELBO: objective per vector against the random band")
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3, which="both")
     if heldout_kl:
@@ -67,9 +62,8 @@ def plot_radius_sweep(rows: list[dict]):
     for r in rows:
         if r.get("chosen") in (True, "True"):
             ax.axvline(float(r["radius"]), color="C3", ls=":", label=f"chosen R = {float(r['radius']):.3g}")
-    ax.set_xlabel("radius R")
-    ax.set_ylabel("target-layer change (objective)")
-    ax.set_title("MELBO radius sweep: the knee where trained vectors jump")
+    ax.set(xlabel="radius R", ylabel="target-layer change (objective)",
+           title="MELBO radius sweep: the knee where trained vectors jump")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, which="both")
     return fig
@@ -88,8 +82,7 @@ def plot_ortho(rows: list[dict], *, direction: str):
     ax1.legend(fontsize=8)
     ax1.grid(alpha=0.3)
     ax2.plot(idx, [r["norm"] for r in rows], "-", lw=1.2)
-    ax2.set_ylabel("‖θᵢ‖")
-    ax2.set_xlabel("vector index")
+    ax2.set(ylabel="‖θᵢ‖", xlabel="vector index")
     ax2.grid(alpha=0.3)
     fig.suptitle("MELBO-ortho: vectors orthogonal to θ₀ with the same effect")
     return fig
@@ -101,7 +94,6 @@ def plot_lora_losses(rows: list[dict], index: int):
     steps = [r["step"] for r in rows]
     for ax, key, title in zip(axes, ("loss", "kl", "nll"), ("loss", "KL(P‖Q) per token", "NLL(Q, y) per token")):
         ax.plot(steps, [r[key] for r in rows])
-        ax.set_title(title)
-        ax.set_xlabel("step")
+        ax.set(title=title, xlabel="step")
     fig.suptitle(f"LoRA discovery run {index}")
     return fig

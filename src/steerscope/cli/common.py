@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import re
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
-from ..configs import finite_float, integer
+from ..configs import config_from_args, finite_float, integer
+from ..errors import InvalidArgumentError, SteerscopeError
 
 MINUS = "\u2212"
 NEGATIVE_SPEC = re.compile(r"-\d[\d.eE+-]*[:,][\d.:,eE+-]*")
@@ -49,21 +52,21 @@ class Parser(argparse.ArgumentParser):
 
 def add_model_arg(parser: argparse.ArgumentParser) -> None:
     """--model plus the loading flags, mirroring ``load_model``'s keywords, on every command that loads a model."""
-    parser.add_argument("--model", default=None, help="Hub id (cached), local dir or .gguf; default: embedded SmolLM2")
+    parser.add_argument("--model", help="Hub id (cached), local dir or .gguf; default: embedded SmolLM2")
     add_load_args(parser)
 
 
 def add_load_args(parser: argparse.ArgumentParser) -> None:
     """How to load the model: device, dtype, sharding, quantization, attention kernel (``load_model``'s keywords)."""
     group = parser.add_argument_group("model loading")
-    group.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: cuda when available)")
-    group.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16", "fp32", "bf16", "fp16"],
+    group.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: cuda when available)")
+    group.add_argument("--dtype", choices=["float32", "bfloat16", "float16", "fp32", "bf16", "fp16"],
                        help="default: float32 on CPU, bfloat16 on GPU")
-    group.add_argument("--device-map", default=None,
+    group.add_argument("--device-map",
                        help="shard the model with accelerate: auto, balanced, sequential (overrides --device)")
-    group.add_argument("--quantization", default=None, choices=["4bit", "8bit"],
+    group.add_argument("--quantization", choices=["4bit", "8bit"],
                        help="load weights quantized with bitsandbytes (CPU or CUDA)")
-    group.add_argument("--attn-implementation", default=None, help="eager, sdpa, flash_attention_2, ...")
+    group.add_argument("--attn-implementation", help="eager, sdpa, flash_attention_2, ...")
 
 
 def positive_float(text: str) -> float:
@@ -128,10 +131,7 @@ def load_model_from_args(args):
 
 def read_prompts(prompts: list[str] | None, prompts_file: str | None) -> list[str]:
     """Prompts from the command line and/or a .txt (one per line) or .jsonl (``{"prompt": ...}``) file."""
-    from pathlib import Path
-
     from ..data import load_prompts, read_text_file
-    from ..errors import InvalidArgumentError
 
     out = list(prompts or [])
     if prompts_file:
@@ -158,7 +158,7 @@ def add_prompt_args(parser: argparse.ArgumentParser, *, positional: bool = True,
     ``--prompts-file FILE``; all given are used, in that order."""
     if positional:
         parser.add_argument("prompts", nargs="*", metavar="PROMPT", help=help)
-    parser.add_argument("--prompts", nargs="+", metavar="TEXT", default=None,
+    parser.add_argument("--prompts", nargs="+", metavar="TEXT",
                         dest="more_prompts" if positional else "prompts",
                         help=None if not positional else "more prompts (the same as positional ones)")
     parser.add_argument("--prompts-file", type=input_file, metavar="FILE",
@@ -167,16 +167,14 @@ def add_prompt_args(parser: argparse.ArgumentParser, *, positional: bool = True,
 
 def prompts_from_args(args, *, default_none: bool = False) -> list[str] | None:
     """The prompts of ``add_prompt_args``; None when none were given and the function has its own default."""
-    given = list(getattr(args, "prompts", None) or []) + list(getattr(args, "more_prompts", None) or [])
-    if default_none and not given and not getattr(args, "prompts_file", None):
+    given = [*(args.prompts or []), *(getattr(args, "more_prompts", None) or [])]  # no more_prompts: none positional
+    if default_none and not given and not args.prompts_file:
         return None
-    return read_prompts(given, getattr(args, "prompts_file", None))
+    return read_prompts(given, args.prompts_file)
 
 
 def prompts_file(text: str) -> list[str]:
     """argparse type: a prompts file (.txt or .jsonl), read while parsing, so a bad file fails before a model loads."""
-    from ..errors import SteerscopeError
-
     input_file(text)
     try:
         return read_prompts(None, text)
@@ -186,8 +184,6 @@ def prompts_file(text: str) -> list[str]:
 
 def say_where(out_dir, *, explore: bool = False) -> None:
     """Where a run command wrote its results, and its report when the run layer wrote one."""
-    from pathlib import Path
-
     if not out_dir:
         return
     report = Path(out_dir) / "report.html"
@@ -200,19 +196,15 @@ def say_where(out_dir, *, explore: bool = False) -> None:
 
 def _check_writable(text: str, want_dir: bool) -> str:
     """Fail unless ``text`` can be created (or overwritten) as a directory or a file."""
-    import os
     import tempfile
-    from pathlib import Path
-
     what = "directory" if want_dir else "file"
     if not text or "\0" in text:
         raise argparse.ArgumentTypeError(f"{text!r} is not a usable path")
     path = Path(text)
-    if path.exists():
-        if want_dir and not path.is_dir():
-            raise argparse.ArgumentTypeError(f"{text} exists and is not a directory; choose another output {what}")
-        if not want_dir and path.is_dir():
-            raise argparse.ArgumentTypeError(f"{text} is a directory; give a file name for the output {what}")
+    if path.exists() and path.is_dir() != want_dir:
+        raise argparse.ArgumentTypeError(
+            f"{text} exists and is not a directory; choose another output {what}" if want_dir
+            else f"{text} is a directory; give a file name for the output {what}")
     base = (path if want_dir else path.parent).absolute()
     while not base.exists() and base != base.parent:  # the closest ancestor that exists
         base = base.parent
@@ -238,30 +230,26 @@ def output_file(text: str) -> str:
     return _check_writable(text, want_dir=False)
 
 
-def input_file(text: str) -> str:
-    """argparse type: an existing, readable file."""
-    import os
-    from pathlib import Path
-
+def _existing(text: str, what: str) -> Path:
+    """``text`` as a path, failing unless it exists and is a ``what`` ("file" or "directory")."""
     path = Path(text)
     if "\0" in text or not path.exists():
-        raise argparse.ArgumentTypeError(f"file {text} does not exist; check the path")
-    if not path.is_file():
-        raise argparse.ArgumentTypeError(f"{text} is not a file")
-    if not os.access(path, os.R_OK):
+        raise argparse.ArgumentTypeError(f"{what} {text} does not exist; check the path")
+    if not (path.is_file() if what == "file" else path.is_dir()):
+        raise argparse.ArgumentTypeError(f"{text} is not a {what}")
+    return path
+
+
+def input_file(text: str) -> str:
+    """argparse type: an existing, readable file."""
+    if not os.access(_existing(text, "file"), os.R_OK):
         raise argparse.ArgumentTypeError(f"file {text} is not readable")
     return text
 
 
 def input_dir(text: str) -> str:
     """argparse type: an existing directory."""
-    from pathlib import Path
-
-    path = Path(text)
-    if "\0" in text or not path.exists():
-        raise argparse.ArgumentTypeError(f"directory {text} does not exist; check the path")
-    if not path.is_dir():
-        raise argparse.ArgumentTypeError(f"{text} is not a directory")
+    _existing(text, "directory")
     return text
 
 
@@ -271,8 +259,6 @@ VECTOR_HELP = "vector file, or FILE:INDEX for one vector of a set"
 def vector_spec(text: str) -> str:
     """argparse type: ``FILE`` or ``FILE:INDEX`` naming an existing vector file, or a result directory holding one
     (the file is read later)."""
-    from pathlib import Path
-
     head, sep, tail = text.rpartition(":")
     if sep and tail.lstrip("-").isdigit():
         if not Path(head).is_dir():
@@ -318,11 +304,6 @@ def config_and_model(args, **overrides):
     """A generated command's config (``args.config_class``, from ``flags.config_parser``; progress bar on), then its
     model. Everything checkable without the model fails first: the config's own checks, and an ``--out`` that
     already holds a run (unless ``--resume``) on the commands that can resume."""
-    from pathlib import Path
-
-    from ..configs import config_from_args
-    from ..errors import InvalidArgumentError
-
     config = config_from_args(args.config_class, args, progress=True, **overrides)
     out = getattr(args, "out_dir", None)
     if out and not getattr(args, "resume", True) and (Path(out) / "config.json").is_file():

@@ -25,7 +25,7 @@ def run(args) -> int:
     from pathlib import Path
 
     from ..runs import melbo
-    from .common import load_model_from_args
+    from .common import load_model_from_args  # looked up at run time (tests replace it)
 
     out = Path(args.out)
     if (out / "config.json").is_file():

@@ -22,21 +22,18 @@ def _target_positions(text: str):
 
 
 def register(commands, groups) -> None:
-    p = config_parser(groups["discover"], "melbo", "steerscope.runs:melbo", required=("out_dir",),
-                      help="MELBO: unsupervised orthogonal steering vectors",
-                      prompts="training prompts (default: the shipped melbo_prompts)",
-                      types={"radius": _radius, "target_positions": _target_positions,
-                             "min_ratio_patience": positive_int},
-                      choices={"mode": ["sequential", "parallel"]})
-    p.set_defaults(func=run_melbo)
-
-    p = config_parser(groups["discover"], "ortho", "steerscope.runs:melbo_ortho", required=("out_dir",),
-                      help="MELBO-ortho: vectors orthogonal to θ₀ with the same effect",
-                      vector="θ₀: vector file, or FILE:INDEX of a MELBO run's vectors", prompts="training prompts",
-                      types={"collapse_patience": positive_int, "moving_average": positive_int,
-                             "sample_vectors": non_negative_int},
-                      choices={"kl_direction": ["forward", "reverse"]})
-    p.set_defaults(func=run_ortho)
+    config_parser(groups["discover"], "melbo", "steerscope.runs:melbo", required=("out_dir",), func=run_melbo,
+                  help="MELBO: unsupervised orthogonal steering vectors",
+                  prompts="training prompts (default: the shipped melbo_prompts)",
+                  types={"radius": _radius, "target_positions": _target_positions,
+                         "min_ratio_patience": positive_int},
+                  choices={"mode": ["sequential", "parallel"]})
+    config_parser(groups["discover"], "ortho", "steerscope.runs:melbo_ortho", required=("out_dir",), func=run_ortho,
+                  help="MELBO-ortho: vectors orthogonal to θ₀ with the same effect",
+                  vector="θ₀: vector file, or FILE:INDEX of a MELBO run's vectors", prompts="training prompts",
+                  types={"collapse_patience": positive_int, "moving_average": positive_int,
+                         "sample_vectors": non_negative_int},
+                  choices={"kl_direction": ["forward", "reverse"]})
 
 
 def run_melbo(args) -> int:
@@ -59,7 +56,7 @@ def run_ortho(args) -> int:
     base = load_vector(args.vector)
     config, m = config_and_model(args)
     res = melbo_ortho(m, base, prompts, config=config)
-    first = res.analysis[: min(10, len(res.analysis))]
+    first = res.analysis[:10]
     print(f"{len(res.vectors)} orthogonal vectors; mean KL of the first {len(first)} to θ₀: "
           f"{sum(r['kl'] for r in first) / max(1, len(first)):.4g} nats")
     say_where(args.out_dir, explore=True)

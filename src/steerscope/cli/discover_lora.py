@@ -10,13 +10,12 @@ from .flags import config_parser
 
 
 def register(commands, groups) -> None:
-    p = config_parser(groups["discover"], "lora", "steerscope.runs:discover_lora", required=("out_dir",),
-                      help="train LoRA adapters that move away from the base model coherently (-KL + NLL)",
-                      prompts="training prompts (default: the shipped honesty_train set, 400 prompts)",
-                      types={"rank": _pos, "epochs": _pos, "max_steps": _pos, "stop_kl": positive_float,
-                             "temperature": positive_float, "runs": _pos, "eval_size": _pos,
-                             "num_samples": non_negative_int})
-    p.set_defaults(func=run)
+    config_parser(groups["discover"], "lora", "steerscope.runs:discover_lora", required=("out_dir",), func=run,
+                  help="train LoRA adapters that move away from the base model coherently (-KL + NLL)",
+                  prompts="training prompts (default: the shipped honesty_train set, 400 prompts)",
+                  types={"rank": _pos, "epochs": _pos, "max_steps": _pos, "stop_kl": positive_float,
+                         "temperature": positive_float, "runs": _pos, "eval_size": _pos,
+                         "num_samples": non_negative_int})
 
 
 def run(args: argparse.Namespace) -> int:

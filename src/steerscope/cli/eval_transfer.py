@@ -7,12 +7,10 @@ from .flags import config_parser
 
 
 def register(commands, groups) -> None:
-    p = config_parser(groups["eval"], "transfer", "steerscope.runs:evaluate_transfer", vector=VECTOR_HELP,
-                      help="how a vector moves held-out prompts: Δ log-prob and hit rate per scale",
-                      prompts="held-out prompts (default: the shipped one_shot_heldout set of 30 prompts)",
-                      options={"targets": {"metavar": "TEXT"}, "match": {"metavar": "TEXT"},
-                               "prompt_baseline": {"metavar": "SYSTEM_PROMPT"}})
-    p.set_defaults(func=run)
+    config_parser(groups["eval"], "transfer", "steerscope.runs:evaluate_transfer", vector=VECTOR_HELP, func=run,
+                  help="how a vector moves held-out prompts: Δ log-prob and hit rate per scale",
+                  prompts="held-out prompts (default: the shipped one_shot_heldout set of 30 prompts)",
+                  options={"targets": {"metavar": "TEXT"}, "match": {"metavar": "TEXT"}})
 
 
 def run(args) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import InvalidArgumentError, SteerscopeError
 from .common import (
     VECTOR_HELP,
     add_prompt_args,
@@ -31,7 +32,6 @@ def _score_positions(text: str) -> str:
 
 def _metric_spec(text: str) -> str:
     """argparse type: ``count:REGEX | contains:TEXT | module:function``, resolved now (a typo fails before loading)."""
-    from ..errors import SteerscopeError
     from ..evaluate.metrics import parse_metric
 
     try:
@@ -41,17 +41,16 @@ def _metric_spec(text: str) -> str:
     return text
 
 
-def _sweep_parser(subparsers, name: str, help: str):
-    return config_parser(subparsers, name, "steerscope.runs:sweep", vector=VECTOR_HELP, prompts="prompts", help=help,
-                         types={"metrics": _metric_spec, "tolerance": finite_float},
-                         options={"metrics": {"metavar": "SPEC"}, "completions": {"metavar": "TEXT"},
-                                  "prompt_baseline": {"metavar": "SYSTEM_PROMPT"}})
+def _sweep_parser(subparsers, name: str, help: str, func) -> None:
+    config_parser(subparsers, name, "steerscope.runs:sweep", vector=VECTOR_HELP, prompts="prompts", help=help,
+                  func=func, types={"metrics": _metric_spec, "tolerance": finite_float},
+                  options={"metrics": {"metavar": "SPEC"}, "completions": {"metavar": "TEXT"}})
 
 
 def register(commands, groups) -> None:
     help_text = "generate at many scales; behaviour, coherence and the coherence window"
-    _sweep_parser(groups["eval"], "sweep", help_text).set_defaults(func=run_sweep)
-    _sweep_parser(commands, "sweep", "deprecated spelling of `eval sweep`").set_defaults(func=run_sweep_deprecated)
+    _sweep_parser(groups["eval"], "sweep", help_text, run_sweep)
+    _sweep_parser(commands, "sweep", "deprecated spelling of `eval sweep`", run_sweep_deprecated)
 
     def linearity_data(p) -> None:
         p.add_argument("adapter", metavar="ADAPTER", type=input_dir, help="PEFT LoRA adapter directory")
@@ -60,27 +59,25 @@ def register(commands, groups) -> None:
         judge.add_argument("--judge-model", help="model name at --judge-url")
         judge.add_argument("--judge-api-key-env", default="OPENAI_API_KEY", help="environment variable with the key")
 
-    lin = config_parser(groups["eval"], "linearity", "steerscope.runs:linearity_score", before=linearity_data,
-                        vector=VECTOR_HELP, prompts="prompts",
-                        help="how closely a LoRA's extracted vector reproduces the LoRA",
-                        types={"batches": positive_int},
-                        choices={"summarizer": ["keywords", "local", "http"]})
-    lin.set_defaults(func=run_linearity)
+    config_parser(groups["eval"], "linearity", "steerscope.runs:linearity_score", before=linearity_data,
+                  vector=VECTOR_HELP, prompts="prompts", func=run_linearity,
+                  help="how closely a LoRA's extracted vector reproduces the LoRA",
+                  types={"batches": positive_int},
+                  choices={"summarizer": ["keywords", "local", "http"]})
 
     def kl_data(p) -> None:
         p.add_argument("vectors", nargs="+", metavar="VECTOR", type=vector_spec,
                        help="vector files (a set file means all its vectors), or FILE:INDEX")
         add_prompt_args(p, positional=False)
-        p.add_argument("--out", default=None, type=output_file, metavar="FILE",
+        p.add_argument("--out", type=output_file, metavar="FILE",
                        help="also write the values to this JSON file")
 
-    kl = config_parser(groups["eval"], "kl", "steerscope.evaluate.kl:kl_divergence", before=kl_data,
-                       help="next-token KL of steered vs reference distributions, many vectors",
-                       skip=("reduction",),  # the CLI prints one mean per vector
-                       types={"reference": vector_spec, "score_positions": _score_positions},
-                       choices={"direction": ["forward", "reverse"]},
-                       options={"reference": {"metavar": "VECTOR"}})
-    kl.set_defaults(func=run_kl)
+    config_parser(groups["eval"], "kl", "steerscope.evaluate.kl:kl_divergence", before=kl_data, func=run_kl,
+                  help="next-token KL of steered vs reference distributions, many vectors",
+                  skip=("reduction",),  # the CLI prints one mean per vector
+                  types={"reference": vector_spec, "score_positions": _score_positions},
+                  choices={"direction": ["forward", "reverse"]},
+                  options={"reference": {"metavar": "VECTOR"}})
 
 
 def run_sweep(args) -> int:
@@ -91,8 +88,8 @@ def run_sweep(args) -> int:
     vector = load_vector(args.vector)
     config, m = config_and_model(args)
     res = sweep(m, vector, prompts, config=config)
-    if res.prompting_comparison():
-        print(f"prompting baseline: {res.prompting_comparison()}")
+    if comparison := res.prompting_comparison():
+        print(f"prompting baseline: {comparison}")
     names = [n for n in res.rows[0] if n not in ("scale", "n", "coherent")]
     print("scale  " + "  ".join(f"{n[:14]:>14}" for n in names) + "  coherent")
     for row in res.rows:
@@ -112,7 +109,6 @@ def run_sweep_deprecated(args) -> int:
 
 
 def run_linearity(args) -> int:
-    from ..errors import InvalidArgumentError
     from ..evaluate.judges import HTTPJudge, LocalJudge
     from ..runs import linearity_score
     from ..vector import load_vector
@@ -140,7 +136,6 @@ def run_linearity(args) -> int:
 
 
 def _load_many(specs: list[str]):
-    from ..errors import SteerscopeError
     from ..vector import VectorSet, load_vector, split_spec
 
     vectors, labels = [], []
@@ -152,7 +147,7 @@ def _load_many(specs: list[str]):
             except SteerscopeError:  # not a set file: a single vector (load_vector reports real problems)
                 vs = None
             if vs is not None and len(vs) > 1:
-                vectors.extend(vs[i] for i in range(len(vs)))
+                vectors.extend(vs)
                 labels.extend(f"{path}:{i}" for i in range(len(vs)))
                 continue
         vectors.append(load_vector(spec))
@@ -163,21 +158,20 @@ def _load_many(specs: list[str]):
 def run_kl(args) -> int:
     import json
 
-    from ..errors import InvalidArgumentError
     from ..evaluate.kl import kl_divergence
     from ..io import write_json
     from ..vector import load_vector
 
     prompts = prompts_from_args(args)
     vectors, labels = _load_many(args.vectors)
-    scales = args.scale
-    if isinstance(scales, list) and len(scales) != len(vectors):
+    scales = args.scale if isinstance(args.scale, list) else [args.scale] * len(vectors)
+    if len(scales) != len(vectors):
         raise InvalidArgumentError(f"--scale gives {len(scales)} values for {len(vectors)} vectors; give 1 or one each")
     reference = load_vector(args.reference) if args.reference else None
     config, m = config_and_model(args, reference=reference)
     values = kl_divergence(m, vectors, prompts, config=config)
     rows = [{"vector": label, "scale": s, "kl": float(v)} for label, s, v in
-            zip(labels, scales if isinstance(scales, list) else [scales] * len(labels), values)]
+            zip(labels, scales, values)]
     for row in rows:
         print(json.dumps(row))
     if args.out:

@@ -6,14 +6,14 @@ the run's vectors also registered for the OpenAI endpoints under /v1.
 
 from __future__ import annotations
 
+import argparse
+
 from .common import add_model_arg
 
 DEFAULT_PORT = 8765
 
 
 def port_number(text: str) -> int:
-    import argparse
-
     try:
         value = int(text)
     except ValueError:
@@ -23,15 +23,19 @@ def port_number(text: str) -> int:
     return value
 
 
+def add_server_args(p: argparse.ArgumentParser, port: int) -> None:
+    """--host, --port and --allow-remote (``explore`` and ``serve``)."""
+    p.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (loopback only)")
+    p.add_argument("--port", type=port_number, default=port, help=f"default {port}; 0 picks a free port")
+    p.add_argument("--allow-remote", action="store_true",
+                   help="allow a non-loopback --host (anyone who can reach it can run the model)")
+
+
 def register(commands, groups) -> None:
     p = commands.add_parser("explore", help="local web page: compare steered and unsteered completions by hand")
     p.add_argument("source", metavar="RUN_DIR|VECTOR_FILE", help="a run directory or a .safetensors vector file")
     add_model_arg(p)
-    p.add_argument("--port", type=port_number, default=DEFAULT_PORT,
-                   help=f"default {DEFAULT_PORT}; 0 picks a free port")
-    p.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (loopback only)")
-    p.add_argument("--allow-remote", action="store_true",
-                   help="allow a non-loopback --host (anyone who can reach it can run the model)")
+    add_server_args(p, DEFAULT_PORT)
     p.set_defaults(func=run)
 
 
@@ -43,8 +47,8 @@ def run(args) -> int:
     from ..app.server import create_app, model_for
 
     source = load_source(args.source)
-    sock = bind(args.host, args.port, args.allow_remote)  # fail fast on a taken port, before loading the model
-    try:
+    # bound first: a taken port fails fast, before the model loads; the socket closes on the way out
+    with bind(args.host, args.port, args.allow_remote) as sock:
         model = model_for(args.model, source.model_name)
         # validates every vector against the model before any thread starts: a wrong width exits with code 2
         app = create_app(model, [args.source], explorer=source, allowed_hosts=host_allowlist(args.allow_remote))
@@ -53,6 +57,4 @@ def run(args) -> int:
         if args.allow_remote:
             sys.stderr.write("warning: --allow-remote: anyone who can reach this address can run the model\n")
         make_server(app).run(sockets=[sock])
-    finally:
-        sock.close()
     return 0

@@ -23,22 +23,21 @@ def register(commands, groups) -> None:
         p.add_argument("--out", required=True, type=output_dir, metavar="DIR", help="adapter directory to write")
         p.add_argument("--json", action="store_true", help="print fidelity.json instead of a summary")
 
-    p = config_parser(export, "lora", "steerscope.export.peft_lora:export_lora", before=lora_data, vector=VECTOR_HELP,
-                      help="write a vector as a PEFT LoRA adapter (rank1 or exact bias) + fidelity report",
-                      types={"max_new_tokens": non_negative_int}, choices={"method": ["rank1", "bias"]})
-    p.set_defaults(func=run_lora)
+    config_parser(export, "lora", "steerscope.export.peft_lora:export_lora", before=lora_data, vector=VECTOR_HELP,
+                  help="write a vector as a PEFT LoRA adapter (rank1 or exact bias) + fidelity report", func=run_lora,
+                  types={"max_new_tokens": non_negative_int}, choices={"method": ["rank1", "bias"]})
 
     g = export.add_parser("gguf", help="write a vector as a llama.cpp control vector (--control-vector)")
     g.add_argument("vector", type=vector_spec, help="vector file, or FILE:INDEX")
     g.add_argument("--out", dest="path", required=True, type=output_file, help=".gguf file to write")
     g.add_argument("--scale", type=finite_float, default=1.0, help="baked into the file")
-    g.add_argument("--model-hint", default=None, help="controlvector.model_hint; default: the vector's model_type")
+    g.add_argument("--model-hint", help="controlvector.model_hint; default: the vector's model_type")
     g.set_defaults(func=run_gguf)
 
     i = export.add_parser("import-gguf", help="read a llama.cpp/repeng control-vector .gguf into a steerscope vector")
     i.add_argument("path", metavar="FILE", type=input_file, help="control-vector .gguf")
     i.add_argument("--out", required=True, type=output_file, help="steerscope .safetensors vector file to write")
-    i.add_argument("--model-type", default=None, help="record this model_type (default: the file's model_hint)")
+    i.add_argument("--model-type", help="record this model_type (default: the file's model_hint)")
     i.set_defaults(func=run_import)
 
 
@@ -57,8 +56,7 @@ def run_lora(args) -> int:
     print(f"wrote {res.method} adapter to {res.path}")
     for layer, module in res.modules.items():
         print(f"  layer {layer}: {module}")
-    held = res.fidelity.get("heldout")
-    if held:
+    if held := res.fidelity.get("heldout"):
         print(f"  held-out fidelity ({held['n_sequences']} prompts, {held['n_tokens']} tokens): "
               f"rel. error mean {held['rel_error_mean']:.3g}, worst {held['rel_error_worst']:.3g}; "
               f"KL mean {held['kl_mean']:.3g}, max {held['kl_max']:.3g} "

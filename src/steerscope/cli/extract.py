@@ -52,11 +52,10 @@ def register(commands, groups) -> None:
         p.add_argument("adapter", metavar="ADAPTER", type=input_dir, help="PEFT LoRA adapter directory for this model")
         _out(p)
 
-    p = config_parser(groups["extract"], "lora", "steerscope.methods.from_lora:vector_from_lora", before=lora_data,
-                      help="steering vector = mean residual shift a LoRA adapter causes",
-                      prompts="prompts (default: the first 32 shipped held-out honesty prompts)",
-                      types={"max_new_tokens": non_negative_int}, choices={"per_layer": ["total", "increment"]})
-    p.set_defaults(func=run_lora)
+    config_parser(groups["extract"], "lora", "steerscope.methods.from_lora:vector_from_lora", before=lora_data,
+                  help="steering vector = mean residual shift a LoRA adapter causes", func=run_lora,
+                  prompts="prompts (default: the first 32 shipped held-out honesty prompts)",
+                  types={"max_new_tokens": non_negative_int}, choices={"per_layer": ["total", "increment"]})
 
     def contrastive_data(p) -> None:
         p.add_argument("pairs", metavar="PAIRS", type=pairs_spec,
@@ -64,14 +63,15 @@ def register(commands, groups) -> None:
                             "e.g. contrastive_happy_sad")
         _out(p)
 
-    c = config_parser(groups["extract"], "contrastive", "steerscope.methods.contrastive:contrastive_vector",
-                      before=contrastive_data, help="CAA mean difference or PCA of contrastive pairs",
-                      types={"layers": layer_list}, options={"layers": {"nargs": None, "metavar": "all|8,10,12|5:15"}},
-                      choices={"method": ["mean_diff", "pca"]})
-    c.set_defaults(func=run_contrastive)
+    config_parser(groups["extract"], "contrastive", "steerscope.methods.contrastive:contrastive_vector",
+                  before=contrastive_data, help="CAA mean difference or PCA of contrastive pairs", func=run_contrastive,
+                  types={"layers": layer_list}, options={"layers": {"nargs": None, "metavar": "all|8,10,12|5:15"}},
+                  choices={"method": ["mean_diff", "pca"]})
 
 
-def _report(v, out) -> None:
+def _save(v, out) -> None:
+    """Write the vector to ``out`` and say what it holds."""
+    v.save(out)
     norms = v.layer_norms()
     shown = ", ".join(f"{k}:{n:.3g}" for k, n in list(norms.items())[:8])
     print(f"wrote {out}: {v.method} vector, layers {v.layers[0]}..{v.layers[-1]} ({len(v.layers)}), norms {shown}"
@@ -84,8 +84,7 @@ def run_lora(args: argparse.Namespace) -> int:
     prompts = prompts_from_args(args, default_none=True)
     config, m = config_and_model(args)
     v = vector_from_lora(m, args.adapter, prompts, **config.as_kwargs())  # not @configurable: no config=
-    v.save(args.out)
-    _report(v, args.out)
+    _save(v, args.out)
     return 0
 
 
@@ -96,6 +95,5 @@ def run_contrastive(args: argparse.Namespace) -> int:
     pairs = load_pairs(args.pairs)
     config, m = config_and_model(args)
     v = contrastive_vector(m, pairs, config=config)
-    v.save(args.out)
-    _report(v, args.out)
+    _save(v, args.out)
     return 0

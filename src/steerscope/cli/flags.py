@@ -16,7 +16,6 @@ from ..configs import Config, add_config_flags
 from .common import (
     add_model_arg,
     add_prompt_args,
-    finite_float,
     float_list,
     non_negative_float,
     output_dir,
@@ -32,23 +31,23 @@ SKIP = ("progress",)
 # the shared vocabulary's flag names and other add_argument keywords
 RENAME = {"out_dir": "out", "heldout_prompts": "heldout_file", "calibration_prompts": "calibration_file"}
 OPTIONS = {"heldout_prompts": {"metavar": "FILE"}, "calibration_prompts": {"metavar": "FILE"},
-           "out_dir": {"metavar": "DIR"}}
+           "out_dir": {"metavar": "DIR"}, "prompt_baseline": {"metavar": "SYSTEM_PROMPT"}}
 # how each shared-vocabulary word is checked while parsing (a command may override one)
 TYPES: dict[str, Callable[[str], Any]] = {
     "out_dir": output_dir, "heldout_prompts": prompts_file, "calibration_prompts": prompts_file,
     "positions": positions_spec, "batch_size": positive_int, "max_new_tokens": positive_int,
-    "temperature": non_negative_float, "scale": finite_float, "scales": float_list, "steps": positive_int,
+    "temperature": non_negative_float, "scales": float_list, "steps": positive_int,
     "num_vectors": positive_int, "block_size": positive_int, "lr": positive_float, "sample_tokens": positive_int,
 }
 CHOICES = {"operator": ["add", "ablate", "clamp"], "site": ["resid_post", "resid_pre", "mlp_out", "attn_out"]}
 
 
-def config_parser(subparsers, name: str, target: str, *, help: str, vector: str | None = None,
-                  prompts: str | None = None, skip: tuple[str, ...] = (),
+def config_parser(subparsers, name: str, target: str, *, func: Callable[[argparse.Namespace], int], help: str,
+                  vector: str | None = None, prompts: str | None = None, skip: tuple[str, ...] = (),
                   types: dict[str, Callable[[str], Any]] | None = None, choices: dict[str, list] | None = None,
                   required: tuple[str, ...] = (), options: dict[str, dict[str, Any]] | None = None,
                   before: Callable[[argparse.ArgumentParser], None] | None = None) -> argparse.ArgumentParser:
-    """A subcommand with one flag per field of the config of ``target`` (``"module:function"``).
+    """A subcommand with one flag per field of the config of ``target`` (``"module:function"``), run by ``func``.
 
     Its arguments, in order: what ``before`` adds (positional data, output), a positional ``VECTOR`` (``vector``: its
     help), prompts (``prompts``: their help, see ``add_prompt_args``), the model flags, and the config's flags (a
@@ -56,6 +55,7 @@ def config_parser(subparsers, name: str, target: str, *, help: str, vector: str 
     command is first parsed (``Parser.defer``): importing the method's module imports torch, which ``--help`` must
     not."""
     p = subparsers.add_parser(name, help=help, description=help)
+    p.set_defaults(func=func)
 
     def build(p: argparse.ArgumentParser) -> None:
         from dataclasses import fields
@@ -86,10 +86,9 @@ def config_parser(subparsers, name: str, target: str, *, help: str, vector: str 
 
 def config_of(target: str) -> type[Config]:
     """The config class of ``"module:function"``: its ``Config``, or one made from its signature."""
-    import importlib
+    import pkgutil
 
     from ..configs import signature_config
 
-    module, _, name = target.partition(":")
-    fn = getattr(importlib.import_module(module), name)
-    return getattr(fn, "Config", None) or signature_config(fn, name)
+    fn = pkgutil.resolve_name(target)
+    return getattr(fn, "Config", None) or signature_config(fn, target.partition(":")[2])

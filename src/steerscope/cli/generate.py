@@ -25,7 +25,7 @@ def register(commands, groups) -> None:
     add_model_arg(p)
     p.add_argument("--vector", type=vector_spec, help=VECTOR_HELP)
     p.add_argument("--scale", type=finite_float, default=1.0)
-    p.add_argument("--layer", type=int, default=None, help="use only this layer of a multi-layer vector")
+    p.add_argument("--layer", type=int, help="use only this layer of a multi-layer vector")
     p.add_argument("--positions", default="all", type=positions_spec, help="all | prompt | generated | from:K | last:K")
     p.add_argument("--operator", default="add", choices=["add", "ablate", "clamp"])
     p.add_argument("--max-new-tokens", type=positive_int, default=48)
@@ -45,22 +45,16 @@ def run(args) -> int:
 
     from ..errors import InvalidArgumentError
     from ..generate import generate
-    from ..steer import Positions
     from ..vector import load_vector
-    from .common import load_model_from_args
+    from .common import load_model_from_args  # looked up at run time (tests replace it)
 
     prompts = read_prompts(args.prompts, args.prompts_file)
-    Positions.parse(args.positions)
     vector = load_vector(args.vector) if args.vector else None
     if vector is not None and args.layer is not None:
         if args.layer not in vector.directions:
             raise InvalidArgumentError(f"--layer {args.layer}: the vector has layers {vector.layers}")
         vector = type(vector)({args.layer: vector.directions[args.layer]}, vector.site)
-    m = load_model_from_args(args)
-    if vector is not None:
-        m.check_width(vector.d_model)
-        for layer in vector.layers:
-            m.check_layer(layer)
+    m = load_model_from_args(args)  # generate() checks the vector's width and layers before its first batch
     rows_vectors, rows_prompts, labels = [], [], []
     for prompt in prompts:
         if vector is None or not args.no_baseline:

@@ -7,7 +7,7 @@ from .common import add_load_args
 
 def register(commands, groups) -> None:
     p = commands.add_parser("info", help="show a model's layers, width and architecture")
-    p.add_argument("model", nargs="?", default=None, help="Hub id (cached), local dir or .gguf; default: embedded")
+    p.add_argument("model", nargs="?", help="Hub id (cached), local dir or .gguf; default: embedded")
     add_load_args(p)
     p.set_defaults(func=run)
 
@@ -15,7 +15,7 @@ def register(commands, groups) -> None:
 def run(args) -> int:
     import json
 
-    from .common import load_model_from_args
+    from .common import load_model_from_args  # looked up at run time (tests replace it)
 
     m = load_model_from_args(args)
     info = {

@@ -30,11 +30,12 @@ GROUPS = {
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="steerscope", description="Find, optimise, extract, evaluate and ship steering vectors.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    # subcommand parsers are Parsers too: argparse makes them of the parent's class
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     groups = {}
     for name, help_text in GROUPS.items():
         group_parser = commands.add_parser(name, help=help_text)
-        groups[name] = group_parser.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", parser_class=Parser)
+        groups[name] = group_parser.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
         group_parser.set_defaults(func=lambda args, p=group_parser: (p.print_help(), 2)[1])
     for module_name in COMMAND_MODULES:  # an import error surfaces: a command never disappears silently
         importlib.import_module(f"steerscope.cli.{module_name}").register(commands, groups)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from ..errors import InvalidArgumentError
 from .common import (
     config_and_model,
-    finite_float,
     input_file,
     non_negative_int,
     output_dir,
@@ -33,13 +33,11 @@ def _examples(p) -> None:
 
 
 def register(commands, groups) -> None:
-    p = config_parser(commands, "optimize", "steerscope.methods.one_shot:optimize_vector", before=_examples,
-                      help="optimise a one-shot steering vector (promote / suppress completions)",
-                      skip=("init",), choices={"site": ["resid_pre", "resid_post"], "operator": ["add", "clamp"]},
-                      types={"max_iters": non_negative_int, "max_norm": positive_float, "init_norm": positive_float,
-                             "coldness": positive_float, "target_loss": finite_float, "patience": positive_int,
-                             "eps": positive_float})
-    p.set_defaults(func=run)
+    config_parser(commands, "optimize", "steerscope.methods.one_shot:optimize_vector", before=_examples, func=run,
+                  help="optimise a one-shot steering vector (promote / suppress completions)",
+                  skip=("init",), choices={"site": ["resid_pre", "resid_post"], "operator": ["add", "clamp"]},
+                  types={"max_iters": non_negative_int, "max_norm": positive_float, "init_norm": positive_float,
+                         "coldness": positive_float, "patience": positive_int, "eps": positive_float})
 
 
 def read_examples(path: str):
@@ -48,7 +46,6 @@ def read_examples(path: str):
     from pathlib import Path
 
     from ..data import read_text_file
-    from ..errors import InvalidArgumentError
     from ..methods.one_shot import Example
 
     file = Path(path)
@@ -70,7 +67,6 @@ def read_examples(path: str):
 
 
 def run(args) -> int:
-    from ..errors import InvalidArgumentError
     from ..methods.one_shot import Example, optimize_vector
     from ..runs import write_run
 

@@ -72,22 +72,21 @@ class RunData:
 
     def vector_indices(self) -> list[int]:
         """Every index mentioned: the vector set, the table rows, the losses or the samples."""
-        found = set(self.rows) | set(self.losses)
+        found = {*self.rows, *self.losses, *(s["vector"] for s in self.samples if s["vector"] is not None)}
         if self.vector_set is not None:
-            found |= set(range(len(self.vector_set)))
-        found |= {s["vector"] for s in self.samples if s["vector"] is not None}
+            found.update(range(len(self.vector_set)))
         return sorted(found)
 
     def table(self) -> list[dict]:
         """One row per index: ``index``, ``norm`` and ``layers`` (from the vector file), the kind's own columns
         (``rows``), then ``final_loss`` when losses exist."""
-        norms = self.vector_set.norms().tolist() if self.vector_set is not None else []
-        layers = ", ".join(map(str, self.vector_set.layers)) if self.vector_set is not None else None
+        vs = self.vector_set
+        norms, layers = (vs.norms().tolist(), ", ".join(map(str, vs.layers))) if vs is not None else ([], None)
         out = []
         for i in self.vector_indices():
             row: dict = {"index": i}
             if i < len(norms):
-                row["norm"], row["layers"] = float(norms[i]), layers
+                row["norm"], row["layers"] = norms[i], layers
             row.update({k: v for k, v in self.rows.get(i, {}).items() if v is not None or k not in row})
             if self.losses.get(i) and "final_loss" not in row:
                 row["final_loss"] = self.losses[i][-1][1]
@@ -159,13 +158,6 @@ class Files:
             self.warn(f"{name} could not be read ({type(exc).__name__}: {exc}); it is left out")
             return None
 
-    def json_object(self, name: str) -> dict | None:
-        data = self.read(name, read_json)
-        if data is not None and not isinstance(data, dict):
-            self.warn(f"{name} is not a JSON object; it is left out")
-            return None
-        return data
-
     def jsonl(self, name: str) -> list[dict]:
         rows = self.read(name, read_jsonl) or []
         good = [r for r in rows if isinstance(r, dict)]
@@ -178,10 +170,10 @@ class Files:
         ``prompt``, ``split``, ``scale``, ``completion``."""
         return [s for row in self.jsonl(name) if (s := sample(row, row.get("vector"))) is not None]
 
-    def vectors(self, name: str = VECTORS_FILE):
+    def vectors(self):
         from ..vector import VectorSet
 
-        return self.read(name, VectorSet.load)
+        return self.read(VECTORS_FILE, VectorSet.load)
 
 
 # files a producer writes without a config.json (results saved by older versions): exact names, checked in order
@@ -246,7 +238,10 @@ def load_run(run_dir: str | Path) -> RunData:
         raise InvalidArgumentError(f"run directory {path} does not exist; pass the directory a run command wrote")
     run = RunData(path=path)
     files = Files(run)
-    run.config = files.json_object("config.json") or {}
+    config = files.read("config.json", read_json)
+    if config is not None and not isinstance(config, dict):
+        files.warn("config.json is not a JSON object; it is left out")
+    run.config = config if isinstance(config, dict) else {}
     run.method = _method(run, files)
     _load_result(run, files)
     VIEWS.get(run.kind, VIEWS["generic"])(run, files)

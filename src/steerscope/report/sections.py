@@ -20,6 +20,7 @@ import json
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
+from itertools import zip_longest
 
 from ..plots import plot_losses
 from . import figures
@@ -57,8 +58,7 @@ class Page:
     def image(self, name: str, caption: str | None = None) -> dict | None:
         """The run's figure ``name`` as {uri, caption}: its PNG file, else drawn from the result (``figures()``);
         None when neither has it."""
-        path = self.run.images.get(name)
-        uri = figures.file_uri(path) if path is not None else None
+        uri = figures.file_uri(self.run.images[name]) if name in self.run.images else None
         if uri is None and self.run.result is not None and name in self.drawn:
             uri = figures.render(self.drawn[name])
         if uri is None:
@@ -106,12 +106,13 @@ def losses_section(page: Page) -> Section | None:
     own = page.image("plots/loss_curves.png")
     if not run.losses and not own:
         return None
-    drawn = None if own else {"uri": figures.render(plot_losses([[v for _, v in p] for p in run.losses.values()],
-                                                                ylabel="loss", title=f"loss per {run.item}")),
-                              "caption": "loss curves"}
     final = [{run.item: i, "steps": len(p), "first_loss": p[0][1], "final_loss": p[-1][1]}
              for i, p in run.losses.items()]
-    return Section("losses", "Loss curves", "losses", {"figure": own or drawn, "final": table(final)})
+    # the run's own PNG, else the curves drawn here
+    return Section("losses", "Loss curves", "losses", {"figure": own or {
+        "uri": figures.render(plot_losses([[v for _, v in p] for p in run.losses.values()], ylabel="loss",
+                                          title=f"loss per {run.item}")),
+        "caption": "loss curves"}, "final": table(final)})
 
 
 def pairs(steered: dict[tuple, list], baselines: dict[tuple, str], order: list[tuple], item: str,
@@ -149,20 +150,18 @@ def _group(samples: list[Sample]):
 
 def samples_section(page: Page, extra: dict[tuple, tuple[str, str]] | None = None) -> Section | None:
     run = page.run
-    indices = run.vector_indices()
     if not run.samples:
         return None
     baselines, steered, order = _group(run.samples)
-    stats = {row["index"]: row for row in run.table()}
+    stats = {row["index"]: row for row in run.table()}  # one row per vector index, in order
     vectors = []
-    for n, i in enumerate(indices):
-        row = stats.get(i, {})
-        vectors.append({"index": i, "open": len(indices) <= OPEN_ALL or n < 3,
+    for n, (i, row) in enumerate(stats.items()):
+        vectors.append({"index": i, "open": len(stats) <= OPEN_ALL or n < 3,
                         "stats": [(k, row[k]) for k in STAT_COLUMNS if is_number(row.get(k))],
                         "pairs": pairs(steered.get(i, {}), baselines, order, run.item, extra)})
     only_baseline = [{"split": k[0], "prompt": k[1], "text": baselines[k]} for k in order if k in baselines]
     return Section("samples", "Completions: baseline vs steered", "samples", {
-        "item": run.item, "vectors": vectors, "baselines": only_baseline if not indices else []})
+        "item": run.item, "vectors": vectors, "baselines": only_baseline if not stats else []})
 
 
 def figures_section(page: Page) -> Section | None:
@@ -202,10 +201,10 @@ def melbo_section(page: Page) -> Section | None:
 def one_shot_section(page: Page) -> Section | None:
     res = page.run.result
     examples = page.run.config.get("examples")
-    examples = [{"prompt": e.get("prompt"), "promote": " | ".join(e.get("promote") or []),
-                 "suppress": " | ".join(e.get("suppress") or []), "negate": e.get("negate"),
-                 "positions": e.get("positions")} for e in (examples if isinstance(examples, list) else [])
-                if isinstance(e, dict)]
+    # one row per example, its completion lists joined
+    examples = [{k: " | ".join(e.get(k) or []) if k in ("promote", "suppress") else e.get(k)
+                 for k in ("prompt", "promote", "suppress", "negate", "positions")}
+                for e in (examples if isinstance(examples, list) else []) if isinstance(e, dict)]
     plot = page.image("loss.png", "loss (and vector norm) per step")
     return Section("one_shot", "One-shot optimisation", "facts", {
         "facts": kv(_known(res.summary()), highlight=("final_loss",)), "figures": [plot] if plot else [],
@@ -255,9 +254,8 @@ def linearity_section(page: Page) -> Section | None:
     res = page.run.result
     facts = {k: getattr(res, k) for k in ("score", "raw_score", "embedding_shift_cosine", "control_score",
                                           "control_embedding_shift_cosine")}
-    batches = max(len(res.lora_summaries), len(res.vector_summaries))
-    summaries = [{"batch": b, "lora": _at(res.lora_summaries, b), "vector": _at(res.vector_summaries, b),
-                  "control": _at(res.control_summaries or [], b)} for b in range(batches)]
+    summaries = [{"batch": b, "lora": lora, "vector": vector, "control": _at(res.control_summaries or [], b)}
+                 for b, (lora, vector) in enumerate(zip_longest(res.lora_summaries, res.vector_summaries))]
     labels = [k for k in ("baseline", "vector", "lora", "control") if k in res.responses]
     prompts = res.responses.get("prompts", [])
     responses = [{"prompt": p, "texts": [(k, _at(res.responses[k], n)) for k in labels]} for n, p in enumerate(prompts)]
