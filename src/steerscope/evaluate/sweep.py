@@ -15,7 +15,7 @@ import logging
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from ..errors import InvalidArgumentError
@@ -60,22 +60,20 @@ class SweepResult:
         vector beats simply asking (None without a prompt baseline or an objective)."""
         if not self.prompt_rows or self.objective is None:
             return None
-        best = self.row(self.best_scale) if self.best_scale is not None else None
         value = {r["condition"]: r.get(self.objective) for r in self.prompt_rows}
-        steered = best.get(self.objective) if best else None
+        steered = None if self.best_scale is None else self.row(self.best_scale).get(self.objective)
         prompted = value.get("prompted")
         beats = None
-        if steered is not None and prompted is not None and not (math.isnan(steered) or math.isnan(prompted)):
+        if all(x is not None and not math.isnan(x) for x in (steered, prompted)):
             beats = steered > prompted if self.maximize else steered < prompted
         return {"objective": self.objective, "unsteered": self.row(0.0).get(self.objective),
                 "steered_best_scale": self.best_scale, "steered": steered, "prompted": prompted,
                 "prompted_plus_steered": value.get("prompted+steered"), "vector_beats_prompting": beats}
 
     def to_json(self) -> dict:
-        return {"rows": self.rows, "window": list(self.window), "best_scale": self.best_scale,
-                "tolerance": self.tolerance, "objective": self.objective, "maximize": self.maximize,
-                "config": self.config, "prompt_rows": self.prompt_rows,
-                "prompting_comparison": self.prompting_comparison()}
+        """Every field but ``samples`` (saved as samples.jsonl), in field order, and the prompting comparison."""
+        return {**{f.name: getattr(self, f.name) for f in fields(self) if f.name != "samples"},
+                "window": list(self.window), "prompting_comparison": self.prompting_comparison()}
 
     def save(self, out_dir: str | os.PathLike) -> Path:
         """Write config.json, sweep.csv, sweep.json and samples.jsonl into ``out_dir`` (``ss.write_run`` adds the
@@ -145,13 +143,25 @@ def _metric_table(metrics) -> dict[str, Callable[[str], float]]:
     return table
 
 
-def _measures(text: str, perplexity: float, table: dict, logprob: float | None) -> dict:
-    """One response's coherence measures, behaviour metrics and (given completions) ``completion_logprob``."""
-    sample = {"perplexity": perplexity, "distinct_2": distinct_n(text, 2), "repetition_rate": repetition_rate(text),
-              "empty": is_empty(text), **{name: float(fn(text)) for name, fn in table.items()}}
-    if logprob is not None:
-        sample["completion_logprob"] = logprob
-    return sample
+def _measures(model, texts, prompts, table, gen, batch_size, completions, lp_prompts, lp_chat, vectors, scales):
+    """Each response's coherence measures (perplexity under the *unsteered* model, given its original prompt),
+    behaviour metrics and, given completions, ``completion_logprob``: the mean log-prob of its completion after
+    ``lp_prompts`` under the row's own steering."""
+    batch_size = max(1, batch_size // 2)
+    ppl = perplexities(model, prompts, texts, chat=gen["chat"], batch_size=batch_size)
+    lp = [None] * len(texts)
+    if completions is not None:
+        lp = mean_logprobs(model, lp_prompts, completions, chat=lp_chat, vectors=vectors, scales=scales,
+                           positions=gen["positions"], batch_size=batch_size)
+    samples = []
+    for text, perplexity, logprob in zip(texts, ppl, lp):
+        sample = {"perplexity": perplexity, "distinct_2": distinct_n(text, 2),
+                  "repetition_rate": repetition_rate(text), "empty": is_empty(text),
+                  **{name: float(fn(text)) for name, fn in table.items()}}
+        if logprob is not None:
+            sample["completion_logprob"] = logprob
+        samples.append(sample)
+    return samples
 
 
 def _aggregate(group: list[dict], names: list[str]) -> dict:
@@ -273,17 +283,11 @@ def sweep(
     keys = [(s, i) for s in scales for i in range(len(prompts))]
     texts = [responses[k] for k in keys]
     row_prompts = [prompts[i] for _, i in keys]
-    # coherence: every response scored by the *unsteered* model
-    ppl = perplexities(model, row_prompts, texts, chat=chat, batch_size=max(1, batch_size // 2))
-    lp = None
-    if completions is not None:
-        lp = mean_logprobs(model, row_prompts, [completions[i] for _, i in keys], chat=chat,
-                           vectors=[None if s == 0 else vector for s, _ in keys], scales=[s for s, _ in keys],
-                           positions=positions, batch_size=max(1, batch_size // 2))
-
-    samples = [{"scale": s, "prompt_index": i, "prompt": prompts[i], "response": text,
-                **_measures(text, ppl[n], table, lp[n] if lp is not None else None)}
-               for n, ((s, i), text) in enumerate(zip(keys, texts))]
+    measures = _measures(model, texts, row_prompts, table, gen, batch_size,
+                         None if completions is None else [completions[i] for _, i in keys], row_prompts, chat,
+                         [None if s == 0 else vector for s, _ in keys], [s for s, _ in keys])
+    samples = [{"scale": s, "prompt_index": i, "prompt": prompts[i], "response": text, **m}
+               for (s, i), text, m in zip(keys, texts, measures)]
     rows = [{"scale": s, **_aggregate([x for x in samples if x["scale"] == s], table_names)} for s in scales]
     baseline = next(r for r in rows if r["scale"] == 0)
     for row in rows:
@@ -295,16 +299,17 @@ def sweep(
                                  vector.layers, "vector_norm": vector.norm(), "site": vector.site,
                                  "model_name": getattr(model, "name", None), "batch_size": batch_size, **gen})
     if prompt_baseline:
-        result.prompt_rows, prompted_samples = _prompted_rows(
-            model, vector, prompts, prompt_baseline, scales, result.best_scale, table, completions, gen, batch_size)
-        result.samples.extend(prompted_samples)
+        result.prompt_rows, prompted_samples = _prompted_rows(model, vector, prompts, prompt_baseline, scales,
+                                                              result.best_scale, table, table_names, completions,
+                                                              gen, batch_size)
+        result.samples += prompted_samples
         result.config["prompt_baseline"] = prompt_baseline
         log.info("prompting baseline: %s", result.prompting_comparison())
     log.info("sweep: window %s, best scale %s", window, result.best_scale)
     return result
 
 
-def _prompted_rows(model, vector, prompts, system, scales, best_scale, table, completions, gen, batch_size):
+def _prompted_rows(model, vector, prompts, system, scales, best_scale, table, names, completions, gen, batch_size):
     """Rows (and samples) for the prompted and prompted + steered conditions, measured like the sweep's rows."""
     from .prompting import prompted_scale, system_prompted
 
@@ -314,21 +319,14 @@ def _prompted_rows(model, vector, prompts, system, scales, best_scale, table, co
     row_vectors, row_scales = [None] * n + [vector] * n, [0.0] * n + [steer_scale] * n  # prompted, then steered
     outs = generate(model, texts * 2, vectors=row_vectors, scales=row_scales, batch_size=batch_size,
                     **{**gen, "chat": prompted_chat})
-    ppl = perplexities(model, prompts * 2, outs, chat=gen["chat"], batch_size=max(1, batch_size // 2))
-    lp = None
-    if completions is not None:
-        lp = mean_logprobs(model, texts * 2, list(completions) * 2, chat=prompted_chat, vectors=row_vectors,
-                           scales=row_scales, positions=gen["positions"], batch_size=max(1, batch_size // 2))
-    names = [*table, *(["completion_logprob"] if lp is not None else [])]
+    measures = _measures(model, outs, prompts * 2, table, gen, batch_size,
+                         None if completions is None else completions * 2, texts * 2, prompted_chat, row_vectors,
+                         row_scales)
     rows, samples = [], []
     for c, (condition, scale) in enumerate([("prompted", 0.0), ("prompted+steered", steer_scale)]):
-        group = []
-        for i in range(n):
-            k = c * n + i
-            group.append({"condition": condition, "scale": scale, "prompt_index": i, "prompt": prompts[i],
-                          "system_prompt": system, "response": outs[k],
-                          **_measures(outs[k], ppl[k], table, lp[k] if lp is not None else None)})
+        group = [{"condition": condition, "scale": scale, "prompt_index": i, "prompt": prompts[i],
+                  "system_prompt": system, "response": outs[c * n + i], **measures[c * n + i]} for i in range(n)]
         rows.append({"condition": condition, "scale": scale, **_aggregate(group, names)})
-        samples.extend(group)
+        samples += group
     return rows, samples
 
