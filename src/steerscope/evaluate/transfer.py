@@ -139,18 +139,17 @@ def _check(vector, prompts, targets, match, scales) -> tuple[list[str], list[str
 
 @torch.no_grad()
 def _target_logprobs(model, vector, groups, prompts, targets, *, positions, operator, chat, batch_size, progress):
-    """{(group index, prompt index): mean log p(target) over targets}, one per-row-steered forward per chunk."""
+    """[group][prompt]: mean log p(target) over targets, one per-row-steered forward per chunk."""
     from tqdm.auto import tqdm
 
     jobs = [(g, p, t) for g in range(len(groups)) for p in range(len(prompts)) for t in range(len(targets))]
-    sums: dict[tuple[int, int], float] = {}
+    sums = [[0.0] * len(prompts) for _ in groups]
     last = model.n_layers - 1
     starts = range(0, len(jobs), batch_size)
     for start in tqdm(starts, desc="target log-probs", disable=not progress or len(starts) < 2, leave=False):
         chunk = jobs[start : start + batch_size]
         batch = pack_completions(model, [(prompts[p], targets[t]) for _, p, t in chunk], chat=chat)
-        vecs = [vector if groups[g] is not None else None for g, _, _ in chunk]
-        scales = [groups[g] if groups[g] is not None else 0.0 for g, _, _ in chunk]
+        vecs, scales = _steering(vector, [groups[g] for g, _, _ in chunk])
         # "prompt"/"last:k" must not count the target as prompt
         with prompt_lengths(batch.prompt_len), steer(model, vecs, scales, positions=positions, operator=operator):
             hidden = capture(model, batch.ids, batch.mask, [last], "resid_post")[last]  # (N, T, D)
@@ -159,23 +158,32 @@ def _target_logprobs(model, vector, groups, prompts, targets, *, positions, oper
         # cpu-ok: host-side per-completion sums (read with .tolist() right below)
         per_row = torch.zeros(batch.completions, dtype=lp.dtype).index_add(0, batch.token_completion.cpu(), lp.cpu())
         for (g, p, _), value in zip(chunk, per_row.tolist()):
-            sums[(g, p)] = sums.get((g, p), 0.0) + value / len(targets)
+            sums[g][p] += value / len(targets)
     return sums
 
 
+def _steering(vector, row_groups: list[float | None]) -> tuple[list, list[float]]:
+    """Per-row vectors and scales for rows of the given groups (a scale; None = unsteered)."""
+    return [None if s is None else vector for s in row_groups], [0.0 if s is None else s for s in row_groups]
+
+
 def _measure_groups(model, vector, groups, prompts, targets, *, do_generate, max_new_tokens, **kwargs):
-    """Mean target log-probs {(group, prompt): lp} and, with ``do_generate``, greedy generations {(group, prompt):
-    text} of every group (a scale; None = unsteered) on every prompt. ``kwargs``: positions, operator, chat,
+    """Mean target log-probs [group][prompt] and, with ``do_generate``, greedy generations [group][prompt] (else
+    None) of every group (a scale; None = unsteered) on every prompt. ``kwargs``: positions, operator, chat,
     batch_size, progress."""
     lps = _target_logprobs(model, vector, groups, prompts, targets, **kwargs)
     if not do_generate:
-        return lps, {}
-    keys = [(g, p) for g in range(len(groups)) for p in range(len(prompts))]
-    texts = generate(model, [prompts[p] for _, p in keys],
-                     vectors=[vector if groups[g] is not None else None for g, _ in keys],
-                     scales=[groups[g] if groups[g] is not None else 0.0 for g, _ in keys],
-                     max_new_tokens=max_new_tokens, **kwargs)
-    return lps, dict(zip(keys, texts))
+        return lps, [None] * len(groups)
+    n = len(prompts)
+    vecs, scales = _steering(vector, [s for s in groups for _ in prompts])
+    texts = generate(model, prompts * len(groups), vectors=vecs, scales=scales, max_new_tokens=max_new_tokens,
+                     **kwargs)
+    return lps, [texts[g * n:(g + 1) * n] for g in range(len(groups))]
+
+
+def _hits(texts: list[str] | None, needles: list[str]) -> list[bool] | None:
+    """Whether each generation contains any of the (lower-cased) match strings; None without generations."""
+    return None if texts is None else [any(x in text.lower() for x in needles) for text in texts]
 
 
 def _summary(logprobs: list[float], base: list[float], hits: list[bool] | None) -> dict:
@@ -199,13 +207,9 @@ def _prompted_summary(model, vector, prompts, system, steer_scale, targets, need
     texts, prompted_chat = system_prompted(model, prompts, system, chat=chat)
     lps, gens = _measure_groups(model, vector, [None, steer_scale], texts, targets, do_generate=do_generate,
                                 chat=prompted_chat, **kwargs)
-    out = []
-    for g, (condition, scale) in enumerate((("prompted", 0.0), ("prompted+steered", steer_scale))):
-        generations = [gens[(g, p)] for p in range(len(prompts))] if do_generate else []
-        hits = [any(x in text.lower() for x in needles) for text in generations] if do_generate else None
-        out.append({"condition": condition, "scale": scale, "system_prompt": system,
-                    **_summary([lps[(g, p)] for p in range(len(prompts))], base, hits), "generations": generations})
-    return out
+    return [{"condition": condition, "scale": scale, "system_prompt": system,
+             **_summary(lps[g], base, _hits(gens[g], needles)), "generations": gens[g] or []}
+            for g, (condition, scale) in enumerate((("prompted", 0.0), ("prompted+steered", steer_scale)))]
 
 
 def evaluate_transfer(
@@ -258,23 +262,19 @@ def evaluate_transfer(
                 "do_generate": do_generate, "max_new_tokens": max_new_tokens}
     lps, gens = _measure_groups(model, vector, groups, prompts, targets, chat=chat, **settings)
     needles = [m.lower() for m in match]
-    base = [lps[(0, p)] for p in range(len(prompts))]
-
-    def hits(g: int) -> list[bool] | None:  # None without generations
-        return [any(n in gens[(g, p)].lower() for n in needles) for p in range(len(prompts))] if do_generate else None
-
+    base = lps[0]
     rows, summary = [], []
     for s in scales:
         g = group_of[s]
-        logprobs, hit = [lps[(g, p)] for p in range(len(prompts))], hits(g)
+        hit = _hits(gens[g], needles)
         for p, prompt in enumerate(prompts):
-            rows.append({"scale": s, "prompt": prompt, "logprob": logprobs[p], "base_logprob": base[p],
-                         "delta_logprob": logprobs[p] - base[p], "generation": gens.get((g, p)),
-                         "hit": hit[p] if hit is not None else None})
-        summary.append({"scale": s, **_summary(logprobs, base, hit)})
+            rows.append({"scale": s, "prompt": prompt, "logprob": lps[g][p], "base_logprob": base[p],
+                         "delta_logprob": lps[g][p] - base[p], "generation": gens[g] and gens[g][p],
+                         "hit": hit and hit[p]})
+        summary.append({"scale": s, **_summary(lps[g], base, hit)})
     summary.sort(key=lambda r: r["scale"])
-    baseline = {"mean_logprob": sum(base) / len(prompts),
-                "hit_rate": (sum(hits(0)) / len(prompts)) if do_generate else None}
+    base_summary = _summary(base, base, _hits(gens[0], needles))
+    baseline = {"mean_logprob": base_summary["mean_logprob"], "hit_rate": base_summary["hit_rate"]}
     config = {"targets": targets, "match": match, "scales": scales, "max_new_tokens": max_new_tokens,
               "positions": positions, "operator": operator, "chat": chat, "n_prompts": len(prompts),
               "vector_site": vector.site, "vector_layers": vector.layers, "vector_norm": vector.norm(),
