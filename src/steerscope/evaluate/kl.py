@@ -13,6 +13,7 @@ where ``P_i`` is the steered model's next-token distribution and ``P_ref`` the r
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 from collections.abc import Sequence
@@ -88,10 +89,8 @@ class _LogProbs:
         kwargs = forward_kwargs(ids, mask)
         if self.keep is not None and self.supports_keep:
             kwargs["logits_to_keep"] = self.keep  # only the last K positions reach the LM head: less memory
-        if any(v is not None for v in vectors):
-            with steer(self.model, vectors, scales, **self.steer_kwargs):
-                logits = self.model.hf(**kwargs).logits
-        else:
+        steering = any(v is not None for v in vectors)
+        with steer(self.model, vectors, scales, **self.steer_kwargs) if steering else contextlib.nullcontext():
             logits = self.model.hf(**kwargs).logits
         span = self.valid.shape[1]
         return torch.log_softmax(logits[:, -span:].float(), dim=-1)  # (B, span, V)
@@ -180,10 +179,8 @@ def kl_divergence(
         logp = run(prompt_idx.to(ids.device), [vecs[i] for i in vec_idx.tolist()],
                    [vec_scales[i] for i in vec_idx.tolist()])
         logq = ref[prompt_idx.to(ref.device)]
-        if direction == "forward":
-            kl = (logp.exp() * (logp - logq)).sum(-1)  # (B, span)
-        else:
-            kl = (logq.exp() * (logq - logp)).sum(-1)
+        p, q = (logp, logq) if direction == "forward" else (logq, logp)
+        kl = (p.exp() * (p - q)).sum(-1)  # (B, span): KL(P || Q)
         valid = run.valid[prompt_idx.to(ids.device)].to(kl.dtype)  # (B, span)
         per_row = (kl * valid).sum(-1) / valid.sum(-1).clamp_min(1.0)
         out[start:start + len(pairs)] = per_row.clamp_min(0.0).cpu()  # tiny negative values are float noise

@@ -17,7 +17,7 @@ import logging
 import math
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -77,12 +77,9 @@ class LinearityResult:
     control_summaries: list[str | None] | None = None
 
     def to_json(self) -> dict:
-        return {"score": self.score, "raw_score": self.raw_score, "similarity": self.similarity.tolist(),
-                "matching": [list(p) for p in self.matching], "embedding_shift_cosine": self.embedding_shift_cosine,
-                "lora_summaries": self.lora_summaries, "vector_summaries": self.vector_summaries,
-                "responses": self.responses, "config": self.config, "control_score": self.control_score,
-                "control_embedding_shift_cosine": self.control_embedding_shift_cosine,
-                "control_summaries": self.control_summaries}
+        """Every field, in field order (the similarity matrix as nested lists)."""
+        return {**{f.name: getattr(self, f.name) for f in fields(self)}, "similarity": self.similarity.tolist(),
+                "matching": [list(p) for p in self.matching]}
 
     def save(self, out_dir: str | os.PathLike) -> Path:
         """config.json (method, version, settings) and linearity.json; ``load`` reads them back (``ss.write_run`` adds
@@ -113,19 +110,19 @@ class LinearityResult:
 
         from ..io import subplots
 
-        k = self.similarity.shape[0]
+        k, cols = self.similarity.shape
         fig, ax = subplots(figsize=(1.0 + 0.7 * k, 0.8 + 0.7 * k))
         im = ax.imshow(self.similarity, vmin=-0.2, vmax=1.0, cmap="viridis")
         for i, j in self.matching:  # matched pairs: boxed, with their value
             ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", lw=2))
         for i in range(k):
-            for j in range(self.similarity.shape[1]):
+            for j in range(cols):
                 value = self.similarity[i, j]
                 ax.text(j, i, "–" if not np.isfinite(value) else f"{value:.2f}", ha="center", va="center",
                         color="white" if np.isfinite(value) and value < 0.6 else "black", fontsize=8)
         ax.set_xlabel("vector batch")
         ax.set_ylabel("LoRA batch")
-        ax.set_xticks(range(self.similarity.shape[1]))
+        ax.set_xticks(range(cols))
         ax.set_yticks(range(k))
         title = f"linearity {self.score:.2f} · shift cos {self.embedding_shift_cosine:.2f}"
         if self.control_score is not None:
@@ -227,15 +224,12 @@ def score_texts(lora_out: Sequence[str], vector_out: Sequence[str], baseline: Se
     """
     rng = np.random.default_rng(seed)
     n = len(baseline)
-    lora_split = split_batches(lora_out, batches, rng)
-    vector_split = split_batches(vector_out, batches, rng)
-    control_splits = [split_batches(c, batches, rng) for c in controls]
-    lora_summaries = _summarise(summarizer, lora_split, baseline)
-    vector_summaries = _summarise(summarizer, vector_split, baseline)
-    control_summaries = [_summarise(summarizer, c, baseline) for c in control_splits]
+    splits = [split_batches(outs, batches, rng) for outs in (lora_out, vector_out, *controls)]
+    summaries = [_summarise(summarizer, split, baseline) for split in splits]
+    lora_split, vector_split, *control_splits = splits
+    lora_summaries, vector_summaries, *control_summaries = summaries
     embed = load_embedder(embedder)
-    summaries = [*lora_summaries, *vector_summaries, *(x for c in control_summaries for x in c)]
-    present = list(dict.fromkeys(s for s in summaries if s is not None))
+    present = list(dict.fromkeys(s for group in summaries for s in group if s is not None))
     table = dict(zip(present, embed(present))) if present else {}
     sim = _similarity(lora_summaries, vector_summaries, table)
     raw, matching = matched_similarity(sim)

@@ -12,6 +12,7 @@ import importlib
 import math
 import re
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 
 import torch
 
@@ -80,10 +81,9 @@ def load_callable(spec: str) -> TextMetric:
 
 def parse_metric(spec: str) -> tuple[str, TextMetric]:
     """``count:REGEX`` | ``contains:TEXT`` | ``module:function`` -> (name, metric)."""
-    if spec.startswith("count:"):
-        return spec, regex_count(spec[len("count:"):])
-    if spec.startswith("contains:"):
-        return spec, target_rate(spec[len("contains:"):])
+    for prefix, make in (("count:", regex_count), ("contains:", target_rate)):
+        if spec.startswith(prefix):
+            return spec, make(spec.removeprefix(prefix))
     return spec, load_callable(spec)
 
 
@@ -92,24 +92,26 @@ def words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
+def _ngrams(text: str, n: int) -> list[tuple]:
+    toks = words(text)
+    return [tuple(toks[i:i + n]) for i in range(len(toks) - n + 1)]
+
+
 def distinct_n(text: str, n: int = 2) -> float:
     """Unique n-grams / all n-grams within one response; NaN when it has fewer than n tokens."""
-    toks = words(text)
-    grams = [tuple(toks[i:i + n]) for i in range(len(toks) - n + 1)]
+    grams = _ngrams(text, n)
     return len(set(grams)) / len(grams) if grams else math.nan
 
 
 def repetition_rate(text: str, n: int = 3) -> float:
     """Fraction of n-grams that already occurred earlier in the same response (0 for fresh text, →1 for loops)."""
-    toks = words(text)
+    grams = _ngrams(text, n)
     seen: set[tuple] = set()
-    repeats = total = 0
-    for i in range(len(toks) - n + 1):
-        gram = tuple(toks[i:i + n])
+    repeats = 0
+    for gram in grams:
         repeats += gram in seen
-        total += 1
         seen.add(gram)
-    return repeats / total if total else 0.0
+    return repeats / len(grams) if grams else 0.0
 
 
 def is_empty(text: str) -> float:
@@ -167,10 +169,8 @@ def response_logprobs(
         ids, mask = ids.to(model.device), mask.to(model.device)
         vecs = [row_vectors[i] for i in rows]
         with prompt_lengths(torch.tensor(plens, device=model.device)):  # so positions="generated" works
-            if any(v is not None for v in vecs):
-                with steer(model, vecs, [row_scales[i] for i in rows], positions=positions):
-                    logits = model.hf(**forward_kwargs(ids, mask)).logits
-            else:
+            steering = any(v is not None for v in vecs)
+            with steer(model, vecs, [row_scales[i] for i in rows], positions=positions) if steering else nullcontext():
                 logits = model.hf(**forward_kwargs(ids, mask)).logits
         logits = logits[:, :-1].float()  # (B, T-1, V) predicts tokens 1..T-1
         target = ids[:, 1:]
