@@ -16,6 +16,7 @@ Judge tasks (difference summaries, blind pairwise comparison) live in ``judge_ta
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -148,10 +149,8 @@ class HTTPJudge:
     def _sleep(self, retry: int, retry_after: str | None) -> None:
         delay = self.backoff * (2 ** retry) * random.uniform(0.5, 1.0)  # jitter spreads concurrent retries
         if retry_after:
-            try:
+            with contextlib.suppress(ValueError):
                 delay = max(delay, float(retry_after))
-            except ValueError:
-                pass
         time.sleep(min(delay, self.max_backoff))
 
     def _post(self, client, request: dict, attempt: int) -> str | None:
@@ -166,26 +165,25 @@ class HTTPJudge:
                 resp = client.post(self.url, json=request, headers=self._headers(), timeout=self.timeout)
             except (httpx.TimeoutException, httpx.TransportError) as exc:
                 refused = exc if isinstance(exc, httpx.ConnectError) else None
-                log.info("judge request failed (%s); retry %d/%d", type(exc).__name__, retry + 1, self.max_retries)
-                if retry < self.max_retries:
-                    self._sleep(retry, None)
-                continue
-            if resp.status_code == 429 or resp.status_code >= 500:
-                log.info("judge endpoint answered %d; retry %d/%d", resp.status_code, retry + 1, self.max_retries)
-                if retry < self.max_retries:
-                    self._sleep(retry, resp.headers.get("retry-after"))
-                continue
-            if resp.status_code in (401, 403):
-                raise JudgeError(self._auth_message(resp.status_code))
-            if resp.status_code >= 400:
-                raise JudgeError(f"{self.url} answered HTTP {resp.status_code}: {resp.text[:200]} "
-                                 f"(check base_url and the model name {self.model!r})")
-            try:
-                content = resp.json()["choices"][0]["message"]["content"]
-            except (ValueError, KeyError, IndexError, TypeError):
-                log.info("judge returned a malformed body: %r", resp.text[:120])
-                return None
-            return content if isinstance(content, str) else None
+                failure, retry_after = f"request failed ({type(exc).__name__})", None
+            else:
+                status = resp.status_code
+                if status in (401, 403):
+                    raise JudgeError(self._auth_message(status))
+                if 400 <= status < 500 and status != 429:
+                    raise JudgeError(f"{self.url} answered HTTP {status}: {resp.text[:200]} "
+                                     f"(check base_url and the model name {self.model!r})")
+                if status < 400:
+                    try:
+                        content = resp.json()["choices"][0]["message"]["content"]
+                    except (ValueError, KeyError, IndexError, TypeError):
+                        log.info("judge returned a malformed body: %r", resp.text[:120])
+                        return None
+                    return content if isinstance(content, str) else None
+                failure, retry_after = f"endpoint answered {status}", resp.headers.get("retry-after")  # 429, 5xx
+            log.info("judge %s; retry %d/%d", failure, retry + 1, self.max_retries)
+            if retry < self.max_retries:
+                self._sleep(retry, retry_after)
         if refused is not None:  # nothing listens there: no answer will ever come, so say so instead of None
             raise JudgeError(f"cannot connect to the judge at {self.url} ({refused}); is the server running? "
                              "check the base URL (--judge-url)")
@@ -275,11 +273,8 @@ class LocalJudge:
                     got[j] = text
                     if self.cache:
                         self.cache.put(keyed[j], attempt, text)
-            still = []
             for i, text in zip(pending, got):
                 if text is not None and (validate is None or validate(text)):
                     answers[i] = text
-                else:
-                    still.append(i)
-            pending = still
+            pending = [i for i in pending if answers[i] is None]
         return answers

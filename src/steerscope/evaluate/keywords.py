@@ -78,8 +78,7 @@ class KeywordSummarizer:
 
     def keywords(self, texts: Sequence[str], baseline: Sequence[str]) -> list[tuple[str, float]]:
         """[(term, z)] best first, only terms clearly more typical of ``texts`` (z >= ``min_z``)."""
-        batch = Counter(t for text in texts for t in terms(text, self.ngrams))
-        base = Counter(t for text in baseline for t in terms(text, self.ngrams))
+        batch, base = (Counter(t for text in group for t in terms(text, self.ngrams)) for group in (texts, baseline))
         z = log_odds_z(batch, base, self.prior_scale)
         for floor in (self.min_count, 1):
             ranked = sorted(((w, s) for w, s in z.items() if s >= self.min_z and batch[w] >= floor),
@@ -99,8 +98,4 @@ class KeywordSummarizer:
         return chosen
 
     def __call__(self, batches: Sequence[Sequence[str]], baseline: Sequence[str]) -> list[str | None]:
-        out = []
-        for texts in batches:
-            words = [w for w, _ in self.keywords(texts, baseline)]
-            out.append(", ".join(words) if words else "no distinctive words")
-        return out
+        return [", ".join(w for w, _ in self.keywords(texts, baseline)) or "no distinctive words" for texts in batches]

@@ -64,7 +64,7 @@ def coherence_window(rows: list[Mapping], tolerance: Mapping[str, float]) -> tup
     """
     ordered = sorted(rows, key=lambda r: r["scale"])
     scales = [r["scale"] for r in ordered]
-    if 0 not in scales and 0.0 not in scales:
+    if 0 not in scales:  # 0.0 == 0
         raise InvalidArgumentError("the sweep needs a row at scale 0 (the baseline) to define the window")
     zero = scales.index(0)
     baseline = ordered[zero]
