@@ -162,19 +162,15 @@ def kl_divergence(
     n_prompts = len(prompts)
 
     # reference log-probs, one row per prompt: (P, span, V)
-    ref_chunks = []
-    for start in range(0, n_prompts, batch_size):
-        rows = torch.arange(start, min(start + batch_size, n_prompts), device=ids.device)
-        ref_chunks.append(run(rows, [reference] * len(rows), [reference_scale] * len(rows)))
-    ref = torch.cat(ref_chunks)
+    ref = torch.cat([run(rows, [reference] * len(rows), [reference_scale] * len(rows))
+                     for rows in torch.arange(n_prompts, device=ids.device).split(batch_size)])
 
     # every (vector, prompt) pair is one row; rows are chunked across vectors so small prompt sets batch well
     total = len(vecs) * n_prompts
     out = torch.zeros(total, dtype=torch.float32)  # cpu-ok: the documented result is a float32 CPU tensor
-    starts = range(0, total, batch_size)
-    for start in tqdm(starts, desc="KL", disable=not progress or len(starts) < 2):
-        # cpu-ok: host-side row bookkeeping (indexes Python lists); moved where it indexes device tensors
-        pairs = torch.arange(start, min(start + batch_size, total))
+    # cpu-ok: host-side row bookkeeping (indexes Python lists); moved where it indexes device tensors
+    chunks = torch.arange(total).split(batch_size)
+    for pairs in tqdm(chunks, desc="KL", disable=not progress or len(chunks) < 2):
         vec_idx, prompt_idx = pairs // n_prompts, pairs % n_prompts
         logp = run(prompt_idx.to(ids.device), [vecs[i] for i in vec_idx.tolist()],
                    [vec_scales[i] for i in vec_idx.tolist()])
@@ -183,7 +179,7 @@ def kl_divergence(
         kl = (p.exp() * (p - q)).sum(-1)  # (B, span): KL(P || Q)
         valid = run.valid[prompt_idx.to(ids.device)].to(kl.dtype)  # (B, span)
         per_row = (kl * valid).sum(-1) / valid.sum(-1).clamp_min(1.0)
-        out[start:start + len(pairs)] = per_row.clamp_min(0.0).cpu()  # tiny negative values are float noise
+        out[pairs] = per_row.clamp_min(0.0).cpu()  # tiny negative values are float noise
     table = out.view(len(vecs), n_prompts)
     return table if reduction == "none" else table.mean(-1)
 
@@ -201,9 +197,6 @@ def kl_to_base(model, vectors: VectorSet, base: SteeringVector, prompts: list[st
     rescale = [base_norm / max(float(n), 1e-12) for n in norms]
     kl_rescaled = kl_divergence(model, vectors, prompts, reference=base, direction=direction, scales=rescale,
                                 chat=chat, progress=progress)
-    rows = []
-    for i in range(len(vectors)):
-        lo = max(0, i - window + 1)
-        rows.append({"index": i, "norm": float(norms[i]), "kl": float(kl[i]),
-                     "kl_moving_avg": float(kl[lo:i + 1].mean()), "kl_rescaled": float(kl_rescaled[i])})
-    return rows
+    return [{"index": i, "norm": float(norms[i]), "kl": float(kl[i]),
+             "kl_moving_avg": float(kl[max(0, i - window + 1):i + 1].mean()), "kl_rescaled": float(kl_rescaled[i])}
+            for i in range(len(vectors))]

@@ -12,6 +12,7 @@ role, or prepends it when the tokenizer has no template) and removes a leading B
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 
 log = logging.getLogger(__name__)
@@ -63,3 +64,12 @@ def prompted_scale(scales: Sequence[float], best_scale: float | None) -> float:
         return float(best_scale)
     positive = [s for s in scales if s > 0]
     return float(max(positive)) if positive else float(max(scales, key=abs))
+
+
+def plot_prompted(ax, rows: Sequence[dict], key: str) -> None:
+    """What simply asking achieves: each prompting-baseline row's ``key`` as a horizontal line (NaN/None skipped)."""
+    for row, style in zip(rows, ("-.", ":")):
+        value = row.get(key)
+        if value is not None and not math.isnan(value):
+            label = row["condition"] + (f" (scale {row['scale']:g})" if row["scale"] else "")
+            ax.axhline(value, color="tab:purple", ls=style, lw=1.2, label=label)

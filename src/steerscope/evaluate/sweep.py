@@ -93,6 +93,7 @@ class SweepResult:
     def plot(self):
         """Figure: behaviour metric (left axis) and perplexity (right axis, log) against scale; the window shaded."""
         from ..io import subplots
+        from .prompting import plot_prompted
 
         scales = [r["scale"] for r in self.rows]
         fig, ax = subplots(figsize=(7, 4))
@@ -112,12 +113,8 @@ class SweepResult:
                       label="incoherent")
         twin.set_yscale("log")
         twin.set_ylabel("perplexity under unsteered model (log)", color="tab:red")
-        if self.objective:  # the prompting baseline: what simply asking achieves, as horizontal lines
-            for row, style in zip(self.prompt_rows, ("-.", ":")):
-                value = row.get(self.objective)
-                if value is not None and not math.isnan(value):
-                    label = row["condition"] + (f" (scale {row['scale']:g})" if row["scale"] else "")
-                    ax.axhline(value, color="tab:purple", ls=style, lw=1.2, label=label)
+        if self.objective:
+            plot_prompted(ax, self.prompt_rows, self.objective)
         handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
         ax.legend(handles=handles, loc="upper left", fontsize=8)
         ax.set_title(f"window [{self.window[0]:g}, {self.window[1]:g}]")

@@ -67,6 +67,7 @@ class TransferResult:
     def plot(self):
         """Figure with Δ log-prob (mean ± s.e.m.) and hit rate against scale."""
         from ..io import subplots
+        from .prompting import plot_prompted
 
         scales = [r["scale"] for r in self.summary]
         fig, (ax1, ax2) = subplots(1, 2, figsize=(10, 3.8))
@@ -83,11 +84,8 @@ class TransferResult:
             ylim=(-0.03, 1.03),
             title="generation contains target",
         )
-        for row, style in zip(self.prompted, ("-.", ":")):  # what simply asking achieves
-            label = row["condition"] + (f" (scale {row['scale']:g})" if row["scale"] else "")
-            ax1.axhline(row["mean_delta_logprob"], color="tab:purple", ls=style, lw=1.2, label=label)
-            if row.get("hit_rate") is not None:
-                ax2.axhline(row["hit_rate"], color="tab:purple", ls=style, lw=1.2, label=label)
+        plot_prompted(ax1, self.prompted, "mean_delta_logprob")
+        plot_prompted(ax2, self.prompted, "hit_rate")
         if self.prompted:
             ax1.legend(loc="best", fontsize=8)
         ax2.legend(loc="best")
