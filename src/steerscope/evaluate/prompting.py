@@ -11,11 +11,8 @@ role, or prepends it when the tokenizer has no template) and removes a leading B
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Sequence
-
-log = logging.getLogger(__name__)
 
 
 def _adds_bos(tokenizer) -> bool:

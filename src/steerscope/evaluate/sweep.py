@@ -196,7 +196,7 @@ def _generate_all(model, vector, prompts, scales, gen: dict, batch_size: int, ch
         outs = generate(model, [prompts[i] for _, i in chunk],
                         vectors=[None if s == 0 else vector for s, _ in chunk], scales=[s for s, _ in chunk],
                         batch_size=len(chunk), **gen)
-        done.update({key: text for key, text in zip(chunk, outs)})
+        done.update(zip(chunk, outs))
         checkpoint.write_table(CHECKPOINT, [{"fingerprint": fingerprint}] +
                                [{"scale": s, "prompt_index": i, "response": t} for (s, i), t in done.items()])
     return done
@@ -268,7 +268,7 @@ def sweep(
     if completions is not None and len(completions) != len(prompts):
         raise InvalidArgumentError(f"got {len(completions)} completions for {len(prompts)} prompts; give one per prompt")
     table_names = [*table, *(["completion_logprob"] if completions is not None else [])]
-    objective = objective or (table_names[0] if table_names else None)
+    objective = objective or next(iter(table_names), None)
     if objective is not None and objective not in table_names:
         raise InvalidArgumentError(f"objective {objective!r} is not one of the metrics: {', '.join(table_names)}")
     tol = resolve_tolerance(tolerance)
