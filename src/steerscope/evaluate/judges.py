@@ -154,7 +154,7 @@ class HTTPJudge:
                 delay = max(delay, float(retry_after))
         time.sleep(min(delay, self.max_backoff))
 
-    def _post(self, client, request: dict, attempt: int) -> str | None:
+    def _post(self, client, request: dict) -> str | None:
         """One answer: retried on transient failures; None when the body is malformed or retries ran out."""
         import httpx
 
@@ -209,7 +209,7 @@ class HTTPJudge:
                     for messages in requests]
         limits = httpx.Limits(max_connections=self.max_concurrency)
         with httpx.Client(limits=limits) as client, ThreadPoolExecutor(self.max_concurrency) as pool:
-            ask = lambda req, attempt: self._post(client, req["body"], attempt)
+            ask = lambda req, attempt: self._post(client, req["body"])  # the attempt only keys the cache
             return list(pool.map(lambda p: _ask_with_attempts(p, self.attempts, ask, self.cache, validate), payloads))
 
 

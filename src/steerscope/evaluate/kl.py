@@ -68,31 +68,6 @@ def _scale_list(scales, n: int) -> list[float]:
     return [float(scales)] * n
 
 
-class _LogProbs:
-    """Runs padded prompt rows (optionally steered per row) and returns log-probs at the scored positions."""
-
-    def __init__(self, model, ids: Tensor, mask: Tensor, keep: int | None, steer_kwargs: dict) -> None:
-        self.model, self.ids, self.mask, self.keep = model, ids, mask, keep
-        self.steer_kwargs = steer_kwargs
-        self.supports_keep = "logits_to_keep" in inspect.signature(model.hf.forward).parameters
-        length = ids.shape[1]
-        span = length if keep is None else min(keep, length)
-        # (P, span): which scored positions are real tokens (left padding shows up as 0 in the window)
-        self.valid = mask[:, length - span:].bool()
-
-    @torch.no_grad()
-    def __call__(self, prompt_rows: Tensor, vectors: list[SteeringVector | None], scales: list[float]) -> Tensor:
-        ids, mask = self.ids[prompt_rows], self.mask[prompt_rows]  # (B, T)
-        kwargs = forward_kwargs(ids, mask)
-        if self.keep is not None and self.supports_keep:
-            kwargs["logits_to_keep"] = self.keep  # only the last K positions reach the LM head: less memory
-        steering = any(v is not None for v in vectors)
-        with steer(self.model, vectors, scales, **self.steer_kwargs) if steering else contextlib.nullcontext():
-            logits = self.model.hf(**kwargs).logits
-        span = self.valid.shape[1]
-        return torch.log_softmax(logits[:, -span:].float(), dim=-1)  # (B, span, V)
-
-
 @configurable("kl", name="KLConfig")
 @renamed(scales="scale", steer_positions="positions")
 def kl_divergence(
@@ -155,7 +130,23 @@ def kl_divergence(
     vec_scales = _scale_list(scale, len(vecs))
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     ids, mask = tokenize(model, prompts, chat=chat)  # (P, T), tokenised once and gathered per chunk
-    run = _LogProbs(model, ids, mask, keep, {"site": site, "positions": positions, "operator": operator})
+    span = ids.shape[1] if keep is None else min(keep, ids.shape[1])
+    # (P, span): which scored positions are real tokens (left padding shows up as 0 in the window)
+    valid = mask[:, ids.shape[1] - span:].bool()
+    supports_keep = "logits_to_keep" in inspect.signature(model.hf.forward).parameters
+
+    @torch.no_grad()
+    def run(prompt_rows: Tensor, row_vectors: list[SteeringVector | None], row_scales: list[float]) -> Tensor:
+        """Log-probs (B, span, V) at the scored positions of the padded prompt rows, optionally steered per row."""
+        kwargs = forward_kwargs(ids[prompt_rows], mask[prompt_rows])
+        if keep is not None and supports_keep:
+            kwargs["logits_to_keep"] = keep  # only the last K positions reach the LM head: less memory
+        steering = any(v is not None for v in row_vectors)
+        with (steer(model, row_vectors, row_scales, site=site, positions=positions, operator=operator) if steering
+              else contextlib.nullcontext()):
+            logits = model.hf(**kwargs).logits
+        return torch.log_softmax(logits[:, -span:].float(), dim=-1)
+
     n_prompts = len(prompts)
 
     # reference log-probs, one row per prompt: (P, span, V)
@@ -174,8 +165,8 @@ def kl_divergence(
         logq = ref[prompt_idx.to(ref.device)]
         p, q = (logp, logq) if direction == "forward" else (logq, logp)
         kl = (p.exp() * (p - q)).sum(-1)  # (B, span): KL(P || Q)
-        valid = run.valid[prompt_idx.to(ids.device)].to(kl.dtype)  # (B, span)
-        per_row = (kl * valid).sum(-1) / valid.sum(-1).clamp_min(1.0)
+        real = valid[prompt_idx.to(ids.device)].to(kl.dtype)  # (B, span)
+        per_row = (kl * real).sum(-1) / real.sum(-1).clamp_min(1.0)
         out[pairs] = per_row.clamp_min(0.0).cpu()  # tiny negative values are float noise
     table = out.view(len(vecs), n_prompts)
     return table if reduction == "none" else table.mean(-1)

@@ -109,7 +109,7 @@ class SweepResult:
         twin.plot(scales, [_nan(r.get("perplexity")) for r in self.rows], "s-", color="tab:red", label="perplexity")
         bad = [r for r in self.rows if not r.get("coherent", True) and r.get("perplexity") is not None]
         if bad:  # whichever measure failed (perplexity, repetition or empty responses), mark the scale
-            twin.plot([r["scale"] for r in bad], [_nan(r["perplexity"]) for r in bad], "kx", ms=9,
+            twin.plot([r["scale"] for r in bad], [r["perplexity"] for r in bad], "kx", ms=9,
                       label="incoherent")
         twin.set_yscale("log")
         twin.set_ylabel("perplexity under unsteered model (log)", color="tab:red")

@@ -15,7 +15,7 @@ import logging
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -71,9 +71,8 @@ class TransferResult:
 
         scales = [r["scale"] for r in self.summary]
         fig, (ax1, ax2) = subplots(1, 2, figsize=(10, 3.8))
-        mean = [r["mean_delta_logprob"] for r in self.summary]
-        sem = [r["sem_delta_logprob"] or 0.0 for r in self.summary]
-        ax1.errorbar(scales, mean, yerr=sem, marker="o", capsize=3)
+        ax1.errorbar(scales, [r["mean_delta_logprob"] for r in self.summary],
+                     yerr=[r["sem_delta_logprob"] or 0.0 for r in self.summary], marker="o", capsize=3)
         ax1.axhline(0, color="grey", lw=0.8, ls="--")
         ax1.set(xlabel="scale", ylabel="Δ log p(target) vs unsteered", title="teacher-forced log-prob")
         ax2.plot(scales, [r["hit_rate"] for r in self.summary], marker="o")
@@ -111,7 +110,7 @@ class TransferResult:
 
         rows = [{k: v for k, v in r.items() if k != "generation"} for r in self.rows]
         prompted = [{k: v for k, v in r.items() if k != "generations"} for r in self.prompted]
-        data = {"summary": self.summary, "baseline": self.baseline, "config": self.config, "prompted": self.prompted}
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "rows"}  # rows: generations.jsonl
         return save_files(out_dir, {"transfer.csv": self.summary, "transfer_rows.csv": rows,
                                     "generations.jsonl": self.rows, "transfer.json": data,
                                     "transfer_prompted.csv": prompted or None}, "transfer", self.config)
