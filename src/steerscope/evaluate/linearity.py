@@ -45,8 +45,7 @@ def matched_similarity(similarity: np.ndarray) -> tuple[float, list[tuple[int, i
     from scipy.optimize import linear_sum_assignment
 
     s = np.asarray(similarity, dtype=np.float64)
-    rows = [i for i in range(s.shape[0]) if np.isfinite(s[i]).any()]
-    cols = [j for j in range(s.shape[1]) if np.isfinite(s[:, j]).any()]
+    rows, cols = (np.flatnonzero(np.isfinite(s).any(axis)).tolist() for axis in (1, 0))  # not all-NaN
     if not rows or not cols:
         return math.nan, []
     sub = np.nan_to_num(s[np.ix_(rows, cols)], nan=-1.0)
@@ -223,7 +222,6 @@ def score_texts(lora_out: Sequence[str], vector_out: Sequence[str], baseline: Se
     generations (bench/linearity_trained.py).
     """
     rng = np.random.default_rng(seed)
-    n = len(baseline)
     splits = [split_batches(outs, batches, rng) for outs in (lora_out, vector_out, *controls)]
     summaries = [_summarise(summarizer, split, baseline) for split in splits]
     lora_split, vector_split, *control_splits = splits
@@ -235,9 +233,9 @@ def score_texts(lora_out: Sequence[str], vector_out: Sequence[str], baseline: Se
     raw, matching = matched_similarity(sim)
 
     texts = [*baseline, *lora_out, *vector_out, *(t for c in controls for t in c)]
-    vectors = np.asarray(embed(texts), dtype=np.float64)  # (n·(3 + controls), d)
-    emb = {t: vectors[i] for i, t in enumerate(texts)}
-    base_mean = vectors[:n].mean(0)
+    vectors = embed(texts)  # (n·(3 + controls), d) float64
+    emb = dict(zip(texts, vectors))
+    base_mean = vectors[:len(baseline)].mean(0)
 
     def mean_shift(group: Sequence[str]) -> np.ndarray:
         return np.mean([emb[t] for t in group], axis=0) - base_mean

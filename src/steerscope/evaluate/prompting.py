@@ -14,6 +14,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from ..inputs import format_prompt
+
 
 def _adds_bos(tokenizer) -> bool:
     bos = getattr(tokenizer, "bos_token_id", None)
@@ -46,8 +48,7 @@ def system_prompted(model, prompts: Sequence[str], system: str, *, chat: bool = 
             text = tok.apply_chat_template([{"role": "system", "content": system}, {"role": "user", "content": p}],
                                            tokenize=False, add_generation_prompt=True)
         except (TemplateError, ValueError):  # templates without a system role (e.g. Gemma) raise: fold it into the user turn
-            text = tok.apply_chat_template([{"role": "user", "content": f"{system}\n\n{p}"}], tokenize=False,
-                                           add_generation_prompt=True)
+            text = format_prompt(model, f"{system}\n\n{p}")
         texts.append(text)
     bos = getattr(tok, "bos_token", None)
     if bos and _adds_bos(tok):

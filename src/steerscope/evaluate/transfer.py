@@ -189,8 +189,8 @@ def _summary(logprobs: list[float], base: list[float], hits: list[bool] | None) 
     n = len(logprobs)
     deltas = [lp - b for lp, b in zip(logprobs, base)]
     mean = sum(deltas) / n
-    sd = math.sqrt(sum((d - mean) ** 2 for d in deltas) / (n - 1)) if n > 1 else None
-    return {"mean_delta_logprob": mean, "sem_delta_logprob": sd / math.sqrt(n) if sd is not None else None,
+    sem = math.sqrt(sum((d - mean) ** 2 for d in deltas) / (n - 1)) / math.sqrt(n) if n > 1 else None
+    return {"mean_delta_logprob": mean, "sem_delta_logprob": sem,
             "mean_logprob": sum(logprobs) / n, "hit_rate": sum(hits) / n if hits is not None else None,
             "n_prompts": n}
 
