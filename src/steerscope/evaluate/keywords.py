@@ -26,10 +26,7 @@ _TOKEN = re.compile(r"[^\W_]+(?:'[^\W_]+)?")
 def terms(text: str, ngrams: Sequence[int] = (1, 2)) -> list[str]:
     """Lower-cased word n-grams of ``text`` (words: letters/digits with inner apostrophes)."""
     toks = _TOKEN.findall(text.lower())
-    out: list[str] = []
-    for n in ngrams:
-        out.extend(" ".join(toks[i:i + n]) for i in range(len(toks) - n + 1))
-    return out
+    return [" ".join(toks[i:i + n]) for n in ngrams for i in range(len(toks) - n + 1)]
 
 
 def log_odds_z(batch: Counter, baseline: Counter, prior_scale: float = 1.0) -> dict[str, float]:
@@ -89,7 +86,7 @@ class KeywordSummarizer:
         covered: set[str] = set()
         for w, s in ranked:
             words = w.split()
-            if all(x in covered for x in words):
+            if covered.issuperset(words):
                 continue
             chosen.append((w, s))
             covered.update(words)

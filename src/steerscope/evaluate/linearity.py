@@ -114,11 +114,9 @@ class LinearityResult:
         im = ax.imshow(self.similarity, vmin=-0.2, vmax=1.0, cmap="viridis")
         for i, j in self.matching:  # matched pairs: boxed, with their value
             ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", lw=2))
-        for i in range(k):
-            for j in range(cols):
-                value = self.similarity[i, j]
-                ax.text(j, i, "–" if not np.isfinite(value) else f"{value:.2f}", ha="center", va="center",
-                        color="white" if np.isfinite(value) and value < 0.6 else "black", fontsize=8)
+        for (i, j), value in np.ndenumerate(self.similarity):
+            ax.text(j, i, "–" if not np.isfinite(value) else f"{value:.2f}", ha="center", va="center",
+                    color="white" if np.isfinite(value) and value < 0.6 else "black", fontsize=8)
         ax.set_xlabel("vector batch")
         ax.set_ylabel("LoRA batch")
         ax.set_xticks(range(cols))
@@ -195,7 +193,7 @@ def _similarity(rows: list[str | None], cols: list[str | None], table: dict) -> 
     for i, a in enumerate(rows):
         for j, b in enumerate(cols):
             if a is not None and b is not None:
-                sim[i, j] = float(cosine_matrix(table[a][None], table[b][None])[0, 0])
+                sim[i, j] = cosine_matrix(table[a][None], table[b][None])[0, 0]
     return sim
 
 

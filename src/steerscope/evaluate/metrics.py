@@ -150,7 +150,7 @@ def response_logprobs(
     row_vectors = list(vectors) if isinstance(vectors, (list, tuple)) else [vectors] * n
     row_scales = [float(s) for s in scales] if isinstance(scales, (list, tuple)) else [float(scales)] * n
     tok = model.tokenizer
-    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    pad = tok.pad_token_id or 0  # None: no pad token
     out: list[tuple[float, int]] = []
     for start in range(0, n, batch_size):
         end = start + batch_size
@@ -158,7 +158,7 @@ def response_logprobs(
         for prompt, response in zip(prompts[start:end], responses[start:end]):
             p_ids = tokenize(model, [prompt], chat=chat)[0][0].tolist()
             r_ids = tok(response, add_special_tokens=False)["input_ids"] if response else []
-            seqs.append(p_ids + list(r_ids))
+            seqs.append(p_ids + r_ids)
             plens.append(len(p_ids))
         width = max(len(s) for s in seqs)
         ids = torch.full((len(seqs), width), pad, dtype=torch.long)  # cpu-ok: host-built, moved below
@@ -173,8 +173,7 @@ def response_logprobs(
             with steer(model, vecs, row_scales[start:end], positions=positions) if steering else nullcontext():
                 logits = model.hf(**forward_kwargs(ids, mask)).logits
         logits = logits[:, :-1].float()  # (B, T-1, V) predicts tokens 1..T-1
-        target = ids[:, 1:]
-        lp = logits.gather(-1, target[..., None])[..., 0] - logits.logsumexp(-1)  # (B, T-1)
+        lp = logits.gather(-1, ids[:, 1:, None])[..., 0] - logits.logsumexp(-1)  # (B, T-1)
         for r, s in enumerate(seqs):
             k = len(s) - plens[r]  # response tokens sit at the end of the row
             out.append((float(lp[r, lp.shape[1] - k:].sum()) if k else 0.0, k))

@@ -150,15 +150,10 @@ def _measures(model, texts, prompts, table, gen, batch_size, completions, lp_pro
     if completions is not None:
         lp = mean_logprobs(model, lp_prompts, completions, chat=lp_chat, vectors=vectors, scales=scales,
                            positions=gen["positions"], batch_size=batch_size)
-    samples = []
-    for text, perplexity, logprob in zip(texts, ppl, lp):
-        sample = {"perplexity": perplexity, "distinct_2": distinct_n(text, 2),
-                  "repetition_rate": repetition_rate(text), "empty": is_empty(text),
-                  **{name: float(fn(text)) for name, fn in table.items()}}
-        if logprob is not None:
-            sample["completion_logprob"] = logprob
-        samples.append(sample)
-    return samples
+    return [{"perplexity": perplexity, "distinct_2": distinct_n(text, 2), "repetition_rate": repetition_rate(text),
+             "empty": is_empty(text), **{name: float(fn(text)) for name, fn in table.items()},
+             **({} if logprob is None else {"completion_logprob": logprob})}
+            for text, perplexity, logprob in zip(texts, ppl, lp)]
 
 
 def _aggregate(group: list[dict], names: list[str]) -> dict:

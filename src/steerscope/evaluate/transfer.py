@@ -253,8 +253,8 @@ def evaluate_transfer(
         raise InvalidArgumentError(f"unknown operator {operator!r}; choose add, ablate or clamp")
     model.check_width(vector.d_model)
     # group None = unsteered baseline; an added vector at scale 0 is the baseline too, so it is not rerun
-    groups: list[float | None] = [None] + [s for s in scales if not (operator == "add" and s == 0.0)]
-    group_of = {s: (0 if operator == "add" and s == 0.0 else groups.index(s)) for s in scales}
+    group_of = {s: None if operator == "add" and s == 0.0 else s for s in scales}
+    groups = list(dict.fromkeys([None, *group_of.values()]))
     settings = {"positions": positions, "operator": operator, "batch_size": batch_size, "progress": progress,
                 "do_generate": do_generate, "max_new_tokens": max_new_tokens}
     lps, gens = _measure_groups(model, vector, groups, prompts, targets, chat=chat, **settings)
@@ -262,7 +262,7 @@ def evaluate_transfer(
     base = lps[0]
     rows, summary = [], []
     for s in scales:
-        g = group_of[s]
+        g = groups.index(group_of[s])
         hit = _hits(gens[g], needles)
         for p, prompt in enumerate(prompts):
             rows.append({"scale": s, "prompt": prompt, "logprob": lps[g][p], "base_logprob": base[p],
