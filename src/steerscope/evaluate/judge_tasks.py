@@ -120,12 +120,13 @@ def pairwise_compare(judge: Judge, prompts: Sequence[str], responses_a: Sequence
     requests = [pairwise_request(p, a if o == "A" else b, b if o == "A" else a, behaviour)
                 for p, a, b, o in zip(prompts, responses_a, responses_b, orders)]
     answers = judge.complete(requests, validate=lambda t: parse_choice(t) is not None)
-    records = []
+    records, wins, n = [], 0, 0
     for prompt, order, answer in zip(prompts, orders, answers):
         choice = parse_choice(answer) if answer is not None else None
         winner = None if choice is None else ("a" if choice == order else "b")
+        if winner is not None:
+            n += 1
+            wins += winner == "a"
         records.append({"prompt": prompt, "a_shown_as": order, "answer": answer, "winner": winner})
-    winners = [r["winner"] for r in records if r["winner"] is not None]
-    n, wins = len(winners), winners.count("a")
     return PairwiseResult(win_rate=wins / n if n else math.nan, ci=wilson_interval(wins, n), n=n,
                           n_missing=len(prompts) - n, behaviour=behaviour, records=records)
