@@ -22,9 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InvalidArgumentError, SteerscopeError
+from ..errors import InvalidArgumentError, RunFileError, SteerscopeError
 from ..generate import generate
-from ..models.load import SteerableModel
+from ..models.load import SteerableModel, wrap_model
+from ..results import from_json, json_value, open_result, save_files
 from ..vector import SteeringVector
 from .embed import cosine, cosine_matrix, load_embedder
 from .keywords import KeywordSummarizer
@@ -83,8 +84,6 @@ class LinearityResult:
     def save(self, out_dir: str | os.PathLike) -> Path:
         """config.json (method, version, settings) and linearity.json; ``load`` reads them back (``ss.write_run`` adds
         the heatmap)."""
-        from ..results import save_files
-
         return save_files(out_dir, {"linearity.json": self.to_json()}, "linearity", self.config)
 
     def figures(self) -> dict:
@@ -93,9 +92,6 @@ class LinearityResult:
     @classmethod
     def load(cls, out_dir: str | os.PathLike) -> LinearityResult:
         """Read a result written by ``save`` / ``linearity_score(out_dir=)``; a malformed file is a RunFileError."""
-        from ..errors import RunFileError
-        from ..results import from_json, json_value, open_result
-
         out, data = open_result(out_dir, "linearity", "linearity.json")
         where = out / "linearity.json"
         similarity = json_value(data.get("similarity"), list[list[float]], f"{where}: similarity")
@@ -135,8 +131,6 @@ def lora_active(model, adapter):
     the LoRA off for baseline/vector generation. A directory is loaded into ``model.hf`` and unloaded afterwards,
     leaving ``model`` exactly as it was; an already-wrapped ``PeftModel`` is used (and left) as given."""
     from peft import PeftModel
-
-    from ..models.load import SteerableModel, wrap_model
 
     if isinstance(adapter, SteerableModel):
         yield adapter, contextlib.nullcontext

@@ -24,6 +24,7 @@ from ..models.load import SteerableModel
 from ..results import NO_CHECKPOINT, Checkpoint, from_json, open_result, read_table, save_files
 from ..vector import SteeringVector
 from .metrics import distinct_n, is_empty, mean_logprobs, nanmean, parse_metric, perplexities, repetition_rate
+from .prompting import plot_prompted, prompted_scale, system_prompted
 from .window import best_in_window, coherence_window, is_coherent, resolve_tolerance
 
 log = logging.getLogger(__name__)
@@ -93,7 +94,6 @@ class SweepResult:
     def plot(self):
         """Figure: behaviour metric (left axis) and perplexity (right axis, log) against scale; the window shaded."""
         from ..io import subplots
-        from .prompting import plot_prompted
 
         scales = [r["scale"] for r in self.rows]
         fig, ax = subplots(figsize=(7, 4))
@@ -303,8 +303,6 @@ def sweep(
 
 def _prompted_rows(model, vector, prompts, system, scales, best_scale, table, names, completions, gen, batch_size):
     """Rows (and samples) for the prompted and prompted + steered conditions, measured like the sweep's rows."""
-    from .prompting import prompted_scale, system_prompted
-
     texts, prompted_chat = system_prompted(model, prompts, system, chat=gen["chat"])
     steer_scale = prompted_scale(scales, best_scale)
     n = len(prompts)

@@ -27,8 +27,10 @@ from ..hooks import capture
 from ..inputs import prompt_lengths
 from ..layers import hidden_to_logits
 from ..models.load import SteerableModel
+from ..results import from_json, open_result, read_table, save_files
 from ..steer import Positions, steer
 from ..vector import SteeringVector
+from .prompting import plot_prompted, prompted_scale, system_prompted
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +69,6 @@ class TransferResult:
     def plot(self):
         """Figure with Δ log-prob (mean ± s.e.m.) and hit rate against scale."""
         from ..io import subplots
-        from .prompting import plot_prompted
 
         scales = [r["scale"] for r in self.summary]
         fig, (ax1, ax2) = subplots(1, 2, figsize=(10, 3.8))
@@ -95,8 +96,6 @@ class TransferResult:
     @classmethod
     def load(cls, out_dir: str | os.PathLike) -> TransferResult:
         """Read a result written by ``save`` / ``evaluate_transfer(out_dir=)``; a malformed file is a RunFileError."""
-        from ..results import from_json, open_result, read_table
-
         out, data = open_result(out_dir, "transfer", "transfer.json")
         return from_json(cls, data, out / "transfer.json", rows=read_table(out / "generations.jsonl"))
 
@@ -106,8 +105,6 @@ class TransferResult:
     def save(self, out_dir: str | os.PathLike) -> Path:
         """config.json (method + version), transfer.csv (per scale), transfer_rows.csv, transfer.json and
         generations.jsonl; ``TransferResult.load(out_dir)`` reads it back (``ss.write_run`` adds the figure)."""
-        from ..results import save_files
-
         rows = [{k: v for k, v in r.items() if k != "generation"} for r in self.rows]
         prompted = [{k: v for k, v in r.items() if k != "generations"} for r in self.prompted]
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "rows"}  # rows: generations.jsonl
@@ -199,8 +196,6 @@ def _prompted_summary(model, vector, prompts, system, steer_scale, targets, need
                       **kwargs) -> list[dict]:
     """Summary rows of the prompted and prompted + steered conditions (Δ log-prob against ``base``, the
     unprompted unsteered log-probs)."""
-    from .prompting import system_prompted
-
     texts, prompted_chat = system_prompted(model, prompts, system, chat=chat)
     lps, gens = _measure_groups(model, vector, [None, steer_scale], texts, targets, do_generate=do_generate,
                                 chat=prompted_chat, **kwargs)
@@ -280,7 +275,7 @@ def evaluate_transfer(
     if prompt_baseline:
         config["prompt_baseline"] = prompt_baseline
         best = max((r for r in summary if r["scale"] > 0), key=lambda r: r["mean_delta_logprob"], default=None)
-        steer_scale = best["scale"] if best is not None else max(scales, key=abs)
+        steer_scale = prompted_scale(scales, None if best is None else best["scale"])
         result.prompted = _prompted_summary(model, vector, prompts, prompt_baseline, steer_scale, targets, needles,
                                             base=base, chat=chat, **settings)
     log.info("transfer: %s", [(r["scale"], round(r["mean_delta_logprob"], 3), r["hit_rate"]) for r in summary])
