@@ -179,12 +179,11 @@ def kl_to_base(model, vectors: VectorSet, base: SteeringVector, prompts: list[st
                window: int = 25, chat: bool = True, progress: bool = False) -> list[dict]:
     """MELBO-ortho's curves: per vector, its norm, KL to θ₀ (``base``) at the first generated token, the moving
     average of that KL over ``window`` vectors, and the KL with the vector rescaled to ‖θ₀‖."""
-    norms = vectors.norms()
-    base_norm = base.norm()
-    kl = kl_divergence(model, vectors, prompts, reference=base, direction=direction, chat=chat, progress=progress)
-    rescale = [base_norm / max(float(n), 1e-12) for n in norms]
-    kl_rescaled = kl_divergence(model, vectors, prompts, reference=base, direction=direction, scales=rescale,
-                                chat=chat, progress=progress)
+    norms, base_norm = vectors.norms(), base.norm()
+    settings = {"reference": base, "direction": direction, "chat": chat, "progress": progress}
+    kl = kl_divergence(model, vectors, prompts, **settings)
+    kl_rescaled = kl_divergence(model, vectors, prompts, scale=[base_norm / max(float(n), 1e-12) for n in norms],
+                                **settings)
     return [{"index": i, "norm": float(norms[i]), "kl": float(kl[i]),
              "kl_moving_avg": float(kl[max(0, i - window + 1):i + 1].mean()), "kl_rescaled": float(kl_rescaled[i])}
             for i in range(len(vectors))]

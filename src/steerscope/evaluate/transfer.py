@@ -11,6 +11,7 @@ a vector per row for the log-probs, ``generate()`` with per-row vectors/scales f
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import os
@@ -136,13 +137,13 @@ def _target_logprobs(model, vector, groups, prompts, targets, *, positions, oper
     """[group][prompt]: mean log p(target) over targets, one per-row-steered forward per chunk."""
     from tqdm.auto import tqdm
 
-    jobs = [(g, p, t) for g in range(len(groups)) for p in range(len(prompts)) for t in range(len(targets))]
+    jobs = list(itertools.product(range(len(groups)), range(len(prompts)), targets))  # (group, prompt, target)
     sums = [[0.0] * len(prompts) for _ in groups]
     last = model.n_layers - 1
     starts = range(0, len(jobs), batch_size)
     for start in tqdm(starts, desc="target log-probs", disable=not progress or len(starts) < 2, leave=False):
         chunk = jobs[start : start + batch_size]
-        batch = pack_completions(model, [(prompts[p], targets[t]) for _, p, t in chunk], chat=chat)
+        batch = pack_completions(model, [(prompts[p], t) for _, p, t in chunk], chat=chat)
         vecs, scales = _steering(vector, [groups[g] for g, _, _ in chunk])
         # "prompt"/"last:k" must not count the target as prompt
         with prompt_lengths(batch.prompt_len), steer(model, vecs, scales, positions=positions, operator=operator):

@@ -23,12 +23,10 @@ DEFAULT_TOLERANCE: dict[str, float] = {
 
 def resolve_tolerance(tolerance: float | Mapping[str, float] | None) -> dict[str, float]:
     """A float sets the relative perplexity tolerance; a dict overrides any of ``DEFAULT_TOLERANCE``'s keys."""
-    out = dict(DEFAULT_TOLERANCE)
-    if tolerance is None:
-        return out
     if isinstance(tolerance, (int, float)):
         tolerance = {"perplexity": float(tolerance)}
-    for key, value in tolerance.items():
+    out = dict(DEFAULT_TOLERANCE)
+    for key, value in (tolerance or {}).items():
         if key not in DEFAULT_TOLERANCE:
             raise InvalidArgumentError(f"unknown tolerance {key!r}; use {', '.join(DEFAULT_TOLERANCE)}")
         if not math.isfinite(float(value)) or float(value) < 0:
