@@ -245,12 +245,11 @@ class LocalJudge:
         from ..generate import generate
 
         m = self.model
-        if all(len(ms) == 1 and ms[0]["role"] == "user" for ms in messages_list):  # the usual case: one user turn, formatted by generate() itself
-            texts, chat = [ms[0]["content"] for ms in messages_list], True
+        if all(len(ms) == 1 and ms[0]["role"] == "user" for ms in messages_list):
+            texts, chat = [ms[0]["content"] for ms in messages_list], True  # one user turn: generate() formats it
         elif getattr(m.tokenizer, "chat_template", None):
-            texts = [m.tokenizer.apply_chat_template(ms, tokenize=False, add_generation_prompt=True)
-                     for ms in messages_list]
-            chat = False
+            texts, chat = [m.tokenizer.apply_chat_template(ms, tokenize=False, add_generation_prompt=True)
+                           for ms in messages_list], False
         else:
             texts, chat = ["\n\n".join(x["content"] for x in ms) for ms in messages_list], False
         return generate(m, texts, max_new_tokens=self.max_new_tokens, chat=chat, batch_size=self.batch_size,

@@ -113,10 +113,7 @@ class LinearityResult:
         for (i, j), value in np.ndenumerate(self.similarity):
             ax.text(j, i, "–" if not np.isfinite(value) else f"{value:.2f}", ha="center", va="center",
                     color="white" if np.isfinite(value) and value < 0.6 else "black", fontsize=8)
-        ax.set_xlabel("vector batch")
-        ax.set_ylabel("LoRA batch")
-        ax.set_xticks(range(cols))
-        ax.set_yticks(range(k))
+        ax.set(xlabel="vector batch", ylabel="LoRA batch", xticks=range(cols), yticks=range(k))
         title = f"linearity {self.score:.2f} · shift cos {self.embedding_shift_cosine:.2f}"
         if self.control_score is not None:
             title += f"\nrandom-vector control {self.control_score:.2f} · {self.control_embedding_shift_cosine:.2f}"
@@ -147,7 +144,7 @@ def lora_active(model, adapter):
         raise InvalidArgumentError(f"{path} is not a PEFT adapter directory (no adapter_config.json)")
     if isinstance(model.hf, PeftModel) or hasattr(model.hf, "peft_config"):
         raise SteerscopeError("the model already carries PEFT adapters; pass an unwrapped model")
-    wrapped = PeftModel.from_pretrained(model.hf, str(path), is_trainable=False)  # injects LoRA layers in place
+    wrapped = PeftModel.from_pretrained(model.hf, path, is_trainable=False)  # injects LoRA layers in place
     try:
         yield model, wrapped.disable_adapter
     finally:
@@ -224,7 +221,7 @@ def score_texts(lora_out: Sequence[str], vector_out: Sequence[str], baseline: Se
     sim = _similarity(lora_summaries, vector_summaries, table)
     raw, matching = matched_similarity(sim)
 
-    texts = [*baseline, *lora_out, *vector_out, *(t for c in controls for t in c)]
+    texts = [t for group in (baseline, lora_out, vector_out, *controls) for t in group]
     vectors = embed(texts)  # (n·(3 + controls), d) float64
     emb = dict(zip(texts, vectors))
     base_mean = vectors[:len(baseline)].mean(0)

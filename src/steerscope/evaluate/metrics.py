@@ -160,13 +160,9 @@ def response_logprobs(
             r_ids = tok(response, add_special_tokens=False)["input_ids"] if response else []
             seqs.append(p_ids + r_ids)
             plens.append(len(p_ids))
-        width = max(len(s) for s in seqs)
-        ids = torch.full((len(seqs), width), pad, dtype=torch.long)  # cpu-ok: host-built, moved below
-        mask = torch.zeros_like(ids)
-        for r, s in enumerate(seqs):  # left padding, as everywhere in steerscope
-            ids[r, width - len(s):] = torch.tensor(s)  # cpu-ok: host-built row
-            mask[r, width - len(s):] = 1
-        ids, mask = ids.to(model.device), mask.to(model.device)
+        width = max(len(s) for s in seqs)  # left padding, as everywhere in steerscope
+        ids = torch.tensor([[pad] * (width - len(s)) + s for s in seqs], device=model.device)
+        mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs], device=model.device)
         vecs = row_vectors[start:end]
         with prompt_lengths(torch.tensor(plens, device=model.device)):  # so positions="generated" works
             steering = any(v is not None for v in vecs)

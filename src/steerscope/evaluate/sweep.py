@@ -281,7 +281,7 @@ def sweep(
     samples = [{"scale": s, "prompt_index": i, "prompt": prompts[i], "response": text, **m}
                for (s, i), text, m in zip(keys, texts, measures)]
     rows = [{"scale": s, **_aggregate([x for x in samples if x["scale"] == s], table_names)} for s in scales]
-    baseline = next(r for r in rows if r["scale"] == 0)
+    baseline = rows[scales.index(0.0)]
     for row in rows:
         row["coherent"] = is_coherent(row, baseline, tol)
     window = coherence_window(rows, tol)
