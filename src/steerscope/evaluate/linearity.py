@@ -49,8 +49,7 @@ def matched_similarity(similarity: np.ndarray) -> tuple[float, list[tuple[int, i
     rows, cols = (np.flatnonzero(np.isfinite(s).any(axis)).tolist() for axis in (1, 0))  # not all-NaN
     if not rows or not cols:
         return math.nan, []
-    sub = np.nan_to_num(s[np.ix_(rows, cols)], nan=-1.0)
-    r, c = linear_sum_assignment(sub, maximize=True)
+    r, c = linear_sum_assignment(np.nan_to_num(s[np.ix_(rows, cols)], nan=-1.0), maximize=True)
     pairs = [(rows[i], cols[j]) for i, j in zip(r, c)]
     return float(np.mean([s[i, j] for i, j in pairs])), pairs
 
@@ -180,12 +179,9 @@ def random_like(vector: SteeringVector, seed: int = 0) -> SteeringVector:
 
 
 def _similarity(rows: list[str | None], cols: list[str | None], table: dict) -> np.ndarray:
-    sim = np.full((len(rows), len(cols)), np.nan)
-    for i, a in enumerate(rows):
-        for j, b in enumerate(cols):
-            if a is not None and b is not None:
-                sim[i, j] = cosine_matrix(table[a][None], table[b][None])[0, 0]
-    return sim
+    """Cosine of every (row, column) pair of summaries; NaN where either is missing."""
+    return np.array([[np.nan if a is None or b is None else cosine_matrix(table[a][None], table[b][None])[0, 0]
+                      for b in cols] for a in rows])
 
 
 def _clip01(x: float) -> float:

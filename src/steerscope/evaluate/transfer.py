@@ -114,16 +114,21 @@ class TransferResult:
                                     "transfer_prompted.csv": prompted or None}, "transfer", self.config)
 
 
+def _texts(value) -> list:
+    """One string or a sequence of them, as a list."""
+    return [value] if isinstance(value, str) else list(value)
+
+
 def _check(vector, prompts, targets, match, scales) -> tuple[list[str], list[str], list[str], list[float]]:
     if not isinstance(vector, SteeringVector):
         raise InvalidArgumentError("evaluate_transfer needs a SteeringVector (use VectorSet[i] for one of a set)")
-    prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+    prompts = _texts(prompts)
     if not prompts or any(not isinstance(p, str) or not p.strip() for p in prompts):
         raise InvalidArgumentError("give at least one non-empty held-out prompt")
-    targets = [targets] if isinstance(targets, str) else list(targets or [])
+    targets = _texts(targets or [])
     if not targets or any(not isinstance(t, str) or not t for t in targets):
         raise InvalidArgumentError("targets must be a non-empty list of non-empty strings, e.g. ['Sure, here is']")
-    match = targets if match is None else ([match] if isinstance(match, str) else list(match))
+    match = targets if match is None else _texts(match)
     if not match or any(not isinstance(t, str) or not t.strip() for t in match):
         raise InvalidArgumentError("match must be a non-empty list of non-empty strings")
     scales = [float(s) for s in scales]
