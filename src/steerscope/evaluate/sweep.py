@@ -97,7 +97,7 @@ class SweepResult:
 
         scales = [r["scale"] for r in self.rows]
         fig, ax = subplots(figsize=(7, 4))
-        ax.axvspan(self.window[0], self.window[1], color="tab:green", alpha=0.12, label="coherence window")
+        ax.axvspan(*self.window, color="tab:green", alpha=0.12, label="coherence window")
         if self.objective:
             ax.plot(scales, [_nan(r.get(self.objective)) for r in self.rows], "o-", color="tab:blue",
                     label=self.objective)
@@ -113,8 +113,7 @@ class SweepResult:
                       label="incoherent")
         twin.set_yscale("log")
         twin.set_ylabel("perplexity under unsteered model (log)", color="tab:red")
-        if self.objective:
-            plot_prompted(ax, self.prompt_rows, self.objective)
+        plot_prompted(ax, self.prompt_rows, self.objective)  # no objective: row.get(None) is None, nothing drawn
         handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
         ax.legend(handles=handles, loc="upper left", fontsize=8)
         ax.set_title(f"window [{self.window[0]:g}, {self.window[1]:g}]")

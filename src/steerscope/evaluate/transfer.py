@@ -174,11 +174,10 @@ def _measure_groups(model, vector, groups, prompts, targets, *, do_generate, max
     lps = _target_logprobs(model, vector, groups, prompts, targets, **kwargs)
     if not do_generate:
         return lps, [None] * len(groups)
-    n = len(prompts)
     vecs, scales = _steering(vector, [s for s in groups for _ in prompts])
     texts = generate(model, prompts * len(groups), vectors=vecs, scales=scales, max_new_tokens=max_new_tokens,
                      **kwargs)
-    return lps, [texts[g * n:(g + 1) * n] for g in range(len(groups))]
+    return lps, [texts[i:i + len(prompts)] for i in range(0, len(texts), len(prompts))]
 
 
 def _hits(texts: list[str] | None, needles: list[str]) -> list[bool] | None:
@@ -198,13 +197,12 @@ def _summary(logprobs: list[float], base: list[float], hits: list[bool] | None) 
             "n_prompts": n}
 
 
-def _prompted_summary(model, vector, prompts, system, steer_scale, targets, needles, *, base, chat, do_generate,
+def _prompted_summary(model, vector, prompts, system, steer_scale, targets, needles, *, base, chat,
                       **kwargs) -> list[dict]:
     """Summary rows of the prompted and prompted + steered conditions (Δ log-prob against ``base``, the
     unprompted unsteered log-probs)."""
     texts, prompted_chat = system_prompted(model, prompts, system, chat=chat)
-    lps, gens = _measure_groups(model, vector, [None, steer_scale], texts, targets, do_generate=do_generate,
-                                chat=prompted_chat, **kwargs)
+    lps, gens = _measure_groups(model, vector, [None, steer_scale], texts, targets, chat=prompted_chat, **kwargs)
     return [{"condition": condition, "scale": scale, "system_prompt": system,
              **_summary(lps[g], base, _hits(gens[g], needles)), "generations": gens[g] or []}
             for g, (condition, scale) in enumerate((("prompted", 0.0), ("prompted+steered", steer_scale)))]
