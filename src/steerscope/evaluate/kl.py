@@ -160,12 +160,12 @@ def kl_divergence(
     chunks = torch.arange(total).split(batch_size)
     for pairs in tqdm(chunks, desc="KL", disable=not progress or len(chunks) < 2):
         vec_idx, prompt_idx = pairs // n_prompts, pairs % n_prompts
-        logp = run(prompt_idx.to(ids.device), [vecs[i] for i in vec_idx.tolist()],
-                   [vec_scales[i] for i in vec_idx.tolist()])
+        rows = prompt_idx.to(ids.device)
+        logp = run(rows, [vecs[i] for i in vec_idx.tolist()], [vec_scales[i] for i in vec_idx.tolist()])
         logq = ref[prompt_idx.to(ref.device)]
         p, q = (logp, logq) if direction == "forward" else (logq, logp)
         kl = (p.exp() * (p - q)).sum(-1)  # (B, span): KL(P || Q)
-        real = valid[prompt_idx.to(ids.device)].to(kl.dtype)  # (B, span)
+        real = valid[rows].to(kl.dtype)  # (B, span)
         per_row = (kl * real).sum(-1) / real.sum(-1).clamp_min(1.0)
         out[pairs] = per_row.clamp_min(0.0).cpu()  # tiny negative values are float noise
     table = out.view(len(vecs), n_prompts)

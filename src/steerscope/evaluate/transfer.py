@@ -197,17 +197,6 @@ def _summary(logprobs: list[float], base: list[float], hits: list[bool] | None) 
             "n_prompts": n}
 
 
-def _prompted_summary(model, vector, prompts, system, steer_scale, targets, needles, *, base, chat,
-                      **kwargs) -> list[dict]:
-    """Summary rows of the prompted and prompted + steered conditions (Δ log-prob against ``base``, the
-    unprompted unsteered log-probs)."""
-    texts, prompted_chat = system_prompted(model, prompts, system, chat=chat)
-    lps, gens = _measure_groups(model, vector, [None, steer_scale], texts, targets, chat=prompted_chat, **kwargs)
-    return [{"condition": condition, "scale": scale, "system_prompt": system,
-             **_summary(lps[g], base, _hits(gens[g], needles)), "generations": gens[g] or []}
-            for g, (condition, scale) in enumerate((("prompted", 0.0), ("prompted+steered", steer_scale)))]
-
-
 def evaluate_transfer(
     model: SteerableModel,
     vector: SteeringVector,
@@ -280,8 +269,14 @@ def evaluate_transfer(
         config["prompt_baseline"] = prompt_baseline
         best = max((r for r in summary if r["scale"] > 0), key=lambda r: r["mean_delta_logprob"], default=None)
         steer_scale = prompted_scale(scales, None if best is None else best["scale"])
-        result.prompted = _prompted_summary(model, vector, prompts, prompt_baseline, steer_scale, targets, needles,
-                                            base=base, chat=chat, **settings)
+        # the prompted model, then prompted + steered: Δ log-prob against the unprompted unsteered log-probs
+        texts, prompted_chat = system_prompted(model, prompts, prompt_baseline, chat=chat)
+        prompted_lps, prompted_gens = _measure_groups(model, vector, [None, steer_scale], texts, targets,
+                                                      chat=prompted_chat, **settings)
+        conditions = [("prompted", 0.0), ("prompted+steered", steer_scale)]
+        result.prompted = [{"condition": condition, "scale": scale, "system_prompt": prompt_baseline,
+                            **_summary(prompted_lps[g], base, _hits(prompted_gens[g], needles)),
+                            "generations": prompted_gens[g] or []} for g, (condition, scale) in enumerate(conditions)]
     log.info("transfer: %s", [(r["scale"], round(r["mean_delta_logprob"], 3), r["hit_rate"]) for r in summary])
     return result
 
