@@ -22,7 +22,7 @@ def _adds_bos(tokenizer) -> bool:
     if bos is None:
         return False
     ids = tokenizer("a", add_special_tokens=True)["input_ids"]
-    return bool(ids) and ids[0] == bos
+    return ids[:1] == [bos]
 
 
 def system_prompted(model, prompts: Sequence[str], system: str, *, chat: bool = True) -> tuple[list[str], bool]:
@@ -58,10 +58,10 @@ def system_prompted(model, prompts: Sequence[str], system: str, *, chat: bool = 
 
 def prompted_scale(scales: Sequence[float], best_scale: float | None) -> float:
     """The scale of the prompted + steered condition: the best scale found, else the largest positive one."""
-    if best_scale is not None and best_scale != 0:
+    if best_scale:  # neither None nor 0
         return float(best_scale)
     positive = [s for s in scales if s > 0]
-    return float(max(positive)) if positive else float(max(scales, key=abs))
+    return float(max(positive) if positive else max(scales, key=abs))
 
 
 def plot_prompted(ax, rows: Sequence[dict], key: str) -> None:

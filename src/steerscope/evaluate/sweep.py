@@ -158,12 +158,13 @@ def _measures(model, texts, prompts, table, gen, batch_size, completions, lp_pro
 def _aggregate(group: list[dict], names: list[str]) -> dict:
     """One condition's row from its samples: mean of each metric in ``names``, geometric-mean perplexity over
     non-empty responses, mean distinct-2, repetition and empty rates."""
+    def mean(key: str) -> float:
+        return nanmean([x[key] for x in group])
+
     logs = [math.log(x["perplexity"]) for x in group if math.isfinite(x["perplexity"])]
-    return {**{name: nanmean([x[name] for x in group]) for name in names},
-            "perplexity": math.exp(sum(logs) / len(logs)) if logs else math.nan,
-            "distinct_2": nanmean([x["distinct_2"] for x in group]),
-            "repetition_rate": nanmean([x["repetition_rate"] for x in group]),
-            "empty_rate": nanmean([x["empty"] for x in group]), "n": len(group)}
+    return {**{name: mean(name) for name in names}, "perplexity": math.exp(sum(logs) / len(logs)) if logs else math.nan,
+            "distinct_2": mean("distinct_2"), "repetition_rate": mean("repetition_rate"), "empty_rate": mean("empty"),
+            "n": len(group)}
 
 
 def _fingerprint(vector: SteeringVector, prompts: list[str], settings: dict) -> str:
