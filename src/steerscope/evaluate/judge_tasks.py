@@ -117,7 +117,7 @@ def pairwise_compare(judge: Judge, prompts: Sequence[str], responses_a: Sequence
         raise InvalidArgumentError("pairwise_compare needs one prompt and two responses per comparison")
     rng = random.Random(seed)
     orders = ["A" if rng.random() < 0.5 else "B" for _ in prompts]  # where system a is shown
-    requests = [pairwise_request(p, a if o == "A" else b, b if o == "A" else a, behaviour)
+    requests = [pairwise_request(p, *((a, b) if o == "A" else (b, a)), behaviour)
                 for p, a, b, o in zip(prompts, responses_a, responses_b, orders)]
     answers = judge.complete(requests, validate=lambda t: parse_choice(t) is not None)
     records, wins, n = [], 0, 0

@@ -172,7 +172,7 @@ def response_logprobs(
         lp = logits.gather(-1, ids[:, 1:, None])[..., 0] - logits.logsumexp(-1)  # (B, T-1)
         for r, s in enumerate(seqs):
             k = len(s) - plens[r]  # response tokens sit at the end of the row
-            out.append((float(lp[r, lp.shape[1] - k:].sum()) if k else 0.0, k))
+            out.append((float(lp[r, -k:].sum()) if k else 0.0, k))
     return out
 
 
