@@ -259,11 +259,11 @@ class LocalJudge:
         requests = [list(r) for r in requests]
         answers: list[str | None] = [None] * len(requests)
         pending = list(range(len(requests)))
-        params = {"model": self.name, "max_new_tokens": self.max_new_tokens}
         for attempt in range(self.attempts):
             if not pending:
                 break
-            keyed = [{"messages": requests[i], **params} for i in pending]
+            keyed = [{"messages": requests[i], "model": self.name, "max_new_tokens": self.max_new_tokens}
+                     for i in pending]
             got = [self.cache.get(k, attempt) if self.cache else None for k in keyed]
             missing = [j for j, g in enumerate(got) if g is None]
             if missing:  # one batched generate for everything not cached

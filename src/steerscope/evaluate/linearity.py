@@ -154,7 +154,7 @@ def _summarise(summarizer, batches: list[list[str]], baseline: list[str]) -> lis
     from .judge_tasks import describe_differences
     from .judges import Judge
 
-    if summarizer is None or summarizer == "keywords":
+    if summarizer in (None, "keywords"):
         return KeywordSummarizer()(batches, baseline)
     if isinstance(summarizer, Judge):
         return describe_differences(summarizer, batches, baseline)

@@ -131,11 +131,8 @@ def _metric_table(metrics) -> dict[str, Callable[[str], float]]:
         return dict(metrics)
     table = {}
     for m in [metrics] if isinstance(metrics, str) or callable(metrics) else metrics:
-        if callable(m):
-            table[getattr(m, "__name__", f"metric{len(table)}")] = m
-        else:
-            name, fn = parse_metric(str(m))
-            table[name] = fn
+        name, fn = (getattr(m, "__name__", f"metric{len(table)}"), m) if callable(m) else parse_metric(str(m))
+        table[name] = fn
     return table
 
 
@@ -255,7 +252,7 @@ def sweep(
     if not isinstance(vector, SteeringVector):
         raise InvalidArgumentError("sweep takes one SteeringVector; load one with ss.load_vector('file[:index]')")
     scales = sorted({float(s) for s in scales} | {0.0})
-    if any(not math.isfinite(s) for s in scales):
+    if not all(map(math.isfinite, scales)):
         raise InvalidArgumentError("scales must be finite numbers")
     table = _metric_table(metrics)
     if isinstance(completions, str):

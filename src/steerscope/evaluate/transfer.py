@@ -132,7 +132,7 @@ def _check(vector, prompts, targets, match, scales) -> tuple[list[str], list[str
     if not match or any(not isinstance(t, str) or not t.strip() for t in match):
         raise InvalidArgumentError("match must be a non-empty list of non-empty strings")
     scales = [float(s) for s in scales]
-    if not scales or not all(math.isfinite(s) for s in scales):
+    if not scales or not all(map(math.isfinite, scales)):
         raise InvalidArgumentError(f"scales must be finite numbers, got {scales}")
     return prompts, targets, match, list(dict.fromkeys(scales))
 
