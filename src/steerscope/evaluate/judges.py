@@ -134,8 +134,7 @@ class HTTPJudge:
         if max_concurrency < 1 or attempts < 1 or max_retries < 0 or timeout <= 0:
             raise InvalidArgumentError("need max_concurrency >= 1, attempts >= 1, max_retries >= 0 and timeout > 0")
         self.url = base_url.rstrip("/") + "/chat/completions"
-        self.model, self.name = model, f"http:{model}"
-        self.api_key_env = api_key_env
+        self.model, self.name, self.api_key_env = model, f"http:{model}", api_key_env
         self.timeout, self.max_retries, self.backoff, self.max_backoff = timeout, max_retries, backoff, max_backoff
         self.max_concurrency, self.attempts = max_concurrency, attempts
         self.params = {"temperature": temperature, "max_tokens": max_tokens, **(extra_body or {})}

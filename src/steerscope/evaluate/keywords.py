@@ -39,7 +39,7 @@ def log_odds_z(batch: Counter, baseline: Counter, prior_scale: float = 1.0) -> d
         >>> max(z, key=z.get)
         'ship'
     """
-    n, m = sum(batch.values()), sum(baseline.values())
+    n, m = batch.total(), baseline.total()
     total = n + m
     if total == 0:
         return {}

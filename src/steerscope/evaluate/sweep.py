@@ -172,17 +172,17 @@ def _fingerprint(vector: SteeringVector, prompts: list[str], settings: dict) -> 
     return h.hexdigest()[:16]
 
 
-def _generate_all(model, vector, prompts, scales, gen: dict, batch_size: int, checkpoint: Checkpoint,
+def _generate_all(model, vector, prompts, keys, gen: dict, batch_size: int, checkpoint: Checkpoint,
                   fingerprint: str, progress: bool) -> dict[tuple[float, int], str]:
-    """{(scale, prompt_index): response}; per-row scales in batches; checkpointed after every batch."""
+    """{(scale, prompt_index): response} for every key; per-row scales in batches; checkpointed after every batch."""
     from tqdm.auto import tqdm
 
     done: dict[tuple[float, int], str] = {}
     lines = checkpoint.read_table(CHECKPOINT)
     if lines and lines[0].get("fingerprint") == fingerprint:
         done = {(r["scale"], r["prompt_index"]): r["response"] for r in lines[1:]}
-        log.info("resuming sweep: %d of %d responses already generated", len(done), len(scales) * len(prompts))
-    todo = [(s, i) for s in scales for i in range(len(prompts)) if (s, i) not in done]
+        log.info("resuming sweep: %d of %d responses already generated", len(done), len(keys))
+    todo = [key for key in keys if key not in done]
     for start in tqdm(range(0, len(todo), batch_size), desc="sweep", disable=not progress):
         chunk = todo[start:start + batch_size]
         outs = generate(model, [prompts[i] for _, i in chunk],
@@ -267,9 +267,9 @@ def sweep(
     gen = {"max_new_tokens": max_new_tokens, "seed": seed, "do_sample": do_sample, "temperature": temperature,
            "chat": chat, "positions": positions, "operator": operator}
     fingerprint = _fingerprint(vector, prompts, {"scales": scales, **gen})
-    responses = _generate_all(model, vector, prompts, scales, gen, batch_size, checkpoint or NO_CHECKPOINT,
-                              fingerprint, progress)
     keys = [(s, i) for s in scales for i in range(len(prompts))]
+    responses = _generate_all(model, vector, prompts, keys, gen, batch_size, checkpoint or NO_CHECKPOINT,
+                              fingerprint, progress)
     texts = [responses[k] for k in keys]
     row_prompts = [prompts[i] for _, i in keys]
     measures = _measures(model, texts, row_prompts, table, gen, batch_size,

@@ -67,7 +67,7 @@ def coherence_window(rows: list[Mapping], tolerance: Mapping[str, float]) -> tup
     zero = scales.index(0)
     baseline = ordered[zero]
     lo = hi = zero
-    while lo - 1 >= 0 and is_coherent(ordered[lo - 1], baseline, tolerance):
+    while lo > 0 and is_coherent(ordered[lo - 1], baseline, tolerance):
         lo -= 1
     while hi + 1 < len(ordered) and is_coherent(ordered[hi + 1], baseline, tolerance):
         hi += 1
