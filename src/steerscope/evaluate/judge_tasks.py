@@ -6,6 +6,7 @@ not parse is retried by the judge and finally recorded as missing (``None``), wh
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import random
@@ -26,8 +27,8 @@ def _clip(text: str, limit: int) -> str:
 
 def difference_request(steered: Sequence[str], baseline: Sequence[str], *, max_chars: int = 300) -> list[dict]:
     """Chat request asking how the STEERED responses differ from the BASELINE ones."""
-    base = "\n".join(f"{i + 1}. {_clip(t, max_chars) or '(empty)'}" for i, t in enumerate(baseline))
-    steer = "\n".join(f"{i + 1}. {_clip(t, max_chars) or '(empty)'}" for i, t in enumerate(steered))
+    base, steer = ("\n".join(f"{i + 1}. {_clip(t, max_chars) or '(empty)'}" for i, t in enumerate(texts))
+                   for texts in (baseline, steered))
     content = (
         "Below are responses of a language model under two conditions.\n\n"
         f"BASELINE responses:\n{base}\n\nSTEERED responses:\n{steer}\n\n"
@@ -58,12 +59,11 @@ def describe_differences(judge: Judge, steered_batches: Sequence[Sequence[str]],
 def parse_choice(text: str) -> str | None:
     """'A' or 'B' from a judge answer (``{"answer": "B"}``, ``B``, ``Response A.``); None if it does not say."""
     stripped = text.strip()
-    try:
+    with contextlib.suppress(ValueError):
         data = json.loads(stripped)
-        if isinstance(data, dict) and str(data.get("answer", "")).strip().upper() in ("A", "B"):
-            return str(data["answer"]).strip().upper()
-    except ValueError:
-        pass
+        answer = str(data.get("answer", "")).strip().upper() if isinstance(data, dict) else None
+        if answer in ("A", "B"):
+            return answer
     match = _LETTER.match(stripped)
     return match.group(1).upper() if match else None
 
@@ -117,7 +117,7 @@ def pairwise_compare(judge: Judge, prompts: Sequence[str], responses_a: Sequence
         raise InvalidArgumentError("pairwise_compare needs one prompt and two responses per comparison")
     rng = random.Random(seed)
     orders = ["A" if rng.random() < 0.5 else "B" for _ in prompts]  # where system a is shown
-    requests = [pairwise_request(p, a if o == "A" else b, b if o == "A" else a, behaviour)
+    requests = [pairwise_request(p, *((a, b) if o == "A" else (b, a)), behaviour)
                 for p, a, b, o in zip(prompts, responses_a, responses_b, orders)]
     answers = judge.complete(requests, validate=lambda t: parse_choice(t) is not None)
     records, wins, n = [], 0, 0

@@ -16,6 +16,7 @@ Judge tasks (difference summaries, blind pairwise comparison) live in ``judge_ta
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -70,11 +71,12 @@ class JudgeCache:
         text = json.dumps({"request": request, "attempt": attempt}, sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(text.encode()).hexdigest()
 
-    def _path(self, key: str) -> Path:
+    def _path(self, request: dict, attempt: int) -> Path:
+        key = self.key(request, attempt)
         return self.dir / key[:2] / f"{key}.json"
 
     def get(self, request: dict, attempt: int) -> str | None:
-        path = self._path(self.key(request, attempt))
+        path = self._path(request, attempt)
         if not path.is_file():
             return None
         try:
@@ -83,7 +85,7 @@ class JudgeCache:
             return None  # a damaged entry is just a miss
 
     def put(self, request: dict, attempt: int, answer: str) -> None:
-        write_json(self._path(self.key(request, attempt)), {"request": request, "attempt": attempt, "answer": answer})
+        write_json(self._path(request, attempt), {"request": request, "attempt": attempt, "answer": answer})
 
 
 def _ask_with_attempts(request: dict, attempts: int, ask: Callable[[dict, int], str | None],
@@ -132,8 +134,7 @@ class HTTPJudge:
         if max_concurrency < 1 or attempts < 1 or max_retries < 0 or timeout <= 0:
             raise InvalidArgumentError("need max_concurrency >= 1, attempts >= 1, max_retries >= 0 and timeout > 0")
         self.url = base_url.rstrip("/") + "/chat/completions"
-        self.model, self.name = model, f"http:{model}"
-        self.api_key_env = api_key_env
+        self.model, self.name, self.api_key_env = model, f"http:{model}", api_key_env
         self.timeout, self.max_retries, self.backoff, self.max_backoff = timeout, max_retries, backoff, max_backoff
         self.max_concurrency, self.attempts = max_concurrency, attempts
         self.params = {"temperature": temperature, "max_tokens": max_tokens, **(extra_body or {})}
@@ -148,13 +149,11 @@ class HTTPJudge:
     def _sleep(self, retry: int, retry_after: str | None) -> None:
         delay = self.backoff * (2 ** retry) * random.uniform(0.5, 1.0)  # jitter spreads concurrent retries
         if retry_after:
-            try:
+            with contextlib.suppress(ValueError):
                 delay = max(delay, float(retry_after))
-            except ValueError:
-                pass
         time.sleep(min(delay, self.max_backoff))
 
-    def _post(self, client, request: dict, attempt: int) -> str | None:
+    def _post(self, client, request: dict) -> str | None:
         """One answer: retried on transient failures; None when the body is malformed or retries ran out."""
         import httpx
 
@@ -166,26 +165,25 @@ class HTTPJudge:
                 resp = client.post(self.url, json=request, headers=self._headers(), timeout=self.timeout)
             except (httpx.TimeoutException, httpx.TransportError) as exc:
                 refused = exc if isinstance(exc, httpx.ConnectError) else None
-                log.info("judge request failed (%s); retry %d/%d", type(exc).__name__, retry + 1, self.max_retries)
-                if retry < self.max_retries:
-                    self._sleep(retry, None)
-                continue
-            if resp.status_code == 429 or resp.status_code >= 500:
-                log.info("judge endpoint answered %d; retry %d/%d", resp.status_code, retry + 1, self.max_retries)
-                if retry < self.max_retries:
-                    self._sleep(retry, resp.headers.get("retry-after"))
-                continue
-            if resp.status_code in (401, 403):
-                raise JudgeError(self._auth_message(resp.status_code))
-            if resp.status_code >= 400:
-                raise JudgeError(f"{self.url} answered HTTP {resp.status_code}: {resp.text[:200]} "
-                                 f"(check base_url and the model name {self.model!r})")
-            try:
-                content = resp.json()["choices"][0]["message"]["content"]
-            except (ValueError, KeyError, IndexError, TypeError):
-                log.info("judge returned a malformed body: %r", resp.text[:120])
-                return None
-            return content if isinstance(content, str) else None
+                failure, retry_after = f"request failed ({type(exc).__name__})", None
+            else:
+                status = resp.status_code
+                if status in (401, 403):
+                    raise JudgeError(self._auth_message(status))
+                if 400 <= status < 500 and status != 429:
+                    raise JudgeError(f"{self.url} answered HTTP {status}: {resp.text[:200]} "
+                                     f"(check base_url and the model name {self.model!r})")
+                if status < 400:
+                    try:
+                        content = resp.json()["choices"][0]["message"]["content"]
+                    except (ValueError, KeyError, IndexError, TypeError):
+                        log.info("judge returned a malformed body: %r", resp.text[:120])
+                        return None
+                    return content if isinstance(content, str) else None
+                failure, retry_after = f"endpoint answered {status}", resp.headers.get("retry-after")  # 429, 5xx
+            log.info("judge %s; retry %d/%d", failure, retry + 1, self.max_retries)
+            if retry < self.max_retries:
+                self._sleep(retry, retry_after)
         if refused is not None:  # nothing listens there: no answer will ever come, so say so instead of None
             raise JudgeError(f"cannot connect to the judge at {self.url} ({refused}); is the server running? "
                              "check the base URL (--judge-url)")
@@ -210,7 +208,7 @@ class HTTPJudge:
                     for messages in requests]
         limits = httpx.Limits(max_connections=self.max_concurrency)
         with httpx.Client(limits=limits) as client, ThreadPoolExecutor(self.max_concurrency) as pool:
-            ask = lambda req, attempt: self._post(client, req["body"], attempt)
+            ask = lambda req, attempt: self._post(client, req["body"])  # the attempt only keys the cache
             return list(pool.map(lambda p: _ask_with_attempts(p, self.attempts, ask, self.cache, validate), payloads))
 
 
@@ -246,13 +244,11 @@ class LocalJudge:
         from ..generate import generate
 
         m = self.model
-        simple = all(len(ms) == 1 and ms[0]["role"] == "user" for ms in messages_list)
-        if simple:  # the usual case: one user turn, formatted by generate() itself
-            texts, chat = [ms[0]["content"] for ms in messages_list], True
+        if all(len(ms) == 1 and ms[0]["role"] == "user" for ms in messages_list):
+            texts, chat = [ms[0]["content"] for ms in messages_list], True  # one user turn: generate() formats it
         elif getattr(m.tokenizer, "chat_template", None):
-            texts = [m.tokenizer.apply_chat_template(ms, tokenize=False, add_generation_prompt=True)
-                     for ms in messages_list]
-            chat = False
+            texts, chat = [m.tokenizer.apply_chat_template(ms, tokenize=False, add_generation_prompt=True)
+                           for ms in messages_list], False
         else:
             texts, chat = ["\n\n".join(x["content"] for x in ms) for ms in messages_list], False
         return generate(m, texts, max_new_tokens=self.max_new_tokens, chat=chat, batch_size=self.batch_size,
@@ -262,11 +258,11 @@ class LocalJudge:
         requests = [list(r) for r in requests]
         answers: list[str | None] = [None] * len(requests)
         pending = list(range(len(requests)))
-        params = {"model": self.name, "max_new_tokens": self.max_new_tokens}
         for attempt in range(self.attempts):
             if not pending:
                 break
-            keyed = [{"messages": requests[i], **params} for i in pending]
+            keyed = [{"messages": requests[i], "model": self.name, "max_new_tokens": self.max_new_tokens}
+                     for i in pending]
             got = [self.cache.get(k, attempt) if self.cache else None for k in keyed]
             missing = [j for j, g in enumerate(got) if g is None]
             if missing:  # one batched generate for everything not cached
@@ -275,11 +271,8 @@ class LocalJudge:
                     got[j] = text
                     if self.cache:
                         self.cache.put(keyed[j], attempt, text)
-            still = []
             for i, text in zip(pending, got):
                 if text is not None and (validate is None or validate(text)):
                     answers[i] = text
-                else:
-                    still.append(i)
-            pending = still
+            pending = [i for i in pending if answers[i] is None]
         return answers

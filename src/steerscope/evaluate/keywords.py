@@ -26,10 +26,7 @@ _TOKEN = re.compile(r"[^\W_]+(?:'[^\W_]+)?")
 def terms(text: str, ngrams: Sequence[int] = (1, 2)) -> list[str]:
     """Lower-cased word n-grams of ``text`` (words: letters/digits with inner apostrophes)."""
     toks = _TOKEN.findall(text.lower())
-    out: list[str] = []
-    for n in ngrams:
-        out.extend(" ".join(toks[i:i + n]) for i in range(len(toks) - n + 1))
-    return out
+    return [" ".join(toks[i:i + n]) for n in ngrams for i in range(len(toks) - n + 1)]
 
 
 def log_odds_z(batch: Counter, baseline: Counter, prior_scale: float = 1.0) -> dict[str, float]:
@@ -42,7 +39,7 @@ def log_odds_z(batch: Counter, baseline: Counter, prior_scale: float = 1.0) -> d
         >>> max(z, key=z.get)
         'ship'
     """
-    n, m = sum(batch.values()), sum(baseline.values())
+    n, m = batch.total(), baseline.total()
     total = n + m
     if total == 0:
         return {}
@@ -78,8 +75,7 @@ class KeywordSummarizer:
 
     def keywords(self, texts: Sequence[str], baseline: Sequence[str]) -> list[tuple[str, float]]:
         """[(term, z)] best first, only terms clearly more typical of ``texts`` (z >= ``min_z``)."""
-        batch = Counter(t for text in texts for t in terms(text, self.ngrams))
-        base = Counter(t for text in baseline for t in terms(text, self.ngrams))
+        batch, base = (Counter(t for text in group for t in terms(text, self.ngrams)) for group in (texts, baseline))
         z = log_odds_z(batch, base, self.prior_scale)
         for floor in (self.min_count, 1):
             ranked = sorted(((w, s) for w, s in z.items() if s >= self.min_z and batch[w] >= floor),
@@ -90,7 +86,7 @@ class KeywordSummarizer:
         covered: set[str] = set()
         for w, s in ranked:
             words = w.split()
-            if all(x in covered for x in words):
+            if covered.issuperset(words):
                 continue
             chosen.append((w, s))
             covered.update(words)
@@ -99,8 +95,4 @@ class KeywordSummarizer:
         return chosen
 
     def __call__(self, batches: Sequence[Sequence[str]], baseline: Sequence[str]) -> list[str | None]:
-        out = []
-        for texts in batches:
-            words = [w for w, _ in self.keywords(texts, baseline)]
-            out.append(", ".join(words) if words else "no distinctive words")
-        return out
+        return [", ".join(w for w, _ in self.keywords(texts, baseline)) or "no distinctive words" for texts in batches]

@@ -13,8 +13,8 @@ where ``P_i`` is the steered model's next-token distribution and ``P_ref`` the r
 
 from __future__ import annotations
 
+import contextlib
 import inspect
-import logging
 from collections.abc import Sequence
 
 import torch
@@ -26,8 +26,6 @@ from ..generate import forward_kwargs, tokenize
 from ..models.load import SteerableModel
 from ..steer import steer
 from ..vector import SteeringVector, VectorSet
-
-log = logging.getLogger(__name__)
 
 DIRECTIONS = ("forward", "reverse")
 
@@ -49,7 +47,7 @@ def _parse_positions(spec: str | int) -> int | None:
 
 def _as_vector_list(vectors) -> list[SteeringVector | None]:
     if isinstance(vectors, VectorSet):
-        return [vectors[i] for i in range(len(vectors))]
+        return list(vectors)
     if isinstance(vectors, SteeringVector) or vectors is None:
         return [vectors]
     out = list(vectors)
@@ -68,33 +66,6 @@ def _scale_list(scales, n: int) -> list[float]:
             raise InvalidArgumentError(f"got {len(values)} scales for {n} vectors; give one scale or one per vector")
         return values
     return [float(scales)] * n
-
-
-class _LogProbs:
-    """Runs padded prompt rows (optionally steered per row) and returns log-probs at the scored positions."""
-
-    def __init__(self, model, ids: Tensor, mask: Tensor, keep: int | None, steer_kwargs: dict) -> None:
-        self.model, self.ids, self.mask, self.keep = model, ids, mask, keep
-        self.steer_kwargs = steer_kwargs
-        self.supports_keep = "logits_to_keep" in inspect.signature(model.hf.forward).parameters
-        length = ids.shape[1]
-        span = length if keep is None else min(keep, length)
-        # (P, span): which scored positions are real tokens (left padding shows up as 0 in the window)
-        self.valid = mask[:, length - span:].bool()
-
-    @torch.no_grad()
-    def __call__(self, prompt_rows: Tensor, vectors: list[SteeringVector | None], scales: list[float]) -> Tensor:
-        ids, mask = self.ids[prompt_rows], self.mask[prompt_rows]  # (B, T)
-        kwargs = forward_kwargs(ids, mask)
-        if self.keep is not None and self.supports_keep:
-            kwargs["logits_to_keep"] = self.keep  # only the last K positions reach the LM head: less memory
-        if any(v is not None for v in vectors):
-            with steer(self.model, vectors, scales, **self.steer_kwargs):
-                logits = self.model.hf(**kwargs).logits
-        else:
-            logits = self.model.hf(**kwargs).logits
-        span = self.valid.shape[1]
-        return torch.log_softmax(logits[:, -span:].float(), dim=-1)  # (B, span, V)
 
 
 @configurable("kl", name="KLConfig")
@@ -159,34 +130,44 @@ def kl_divergence(
     vec_scales = _scale_list(scale, len(vecs))
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     ids, mask = tokenize(model, prompts, chat=chat)  # (P, T), tokenised once and gathered per chunk
-    run = _LogProbs(model, ids, mask, keep, {"site": site, "positions": positions, "operator": operator})
+    span = ids.shape[1] if keep is None else min(keep, ids.shape[1])
+    # (P, span): which scored positions are real tokens (left padding shows up as 0 in the window)
+    valid = mask[:, ids.shape[1] - span:].bool()
+    supports_keep = "logits_to_keep" in inspect.signature(model.hf.forward).parameters
+
+    @torch.no_grad()
+    def run(prompt_rows: Tensor, row_vectors: list[SteeringVector | None], row_scales: list[float]) -> Tensor:
+        """Log-probs (B, span, V) at the scored positions of the padded prompt rows, optionally steered per row."""
+        kwargs = forward_kwargs(ids[prompt_rows], mask[prompt_rows])
+        if keep is not None and supports_keep:
+            kwargs["logits_to_keep"] = keep  # only the last K positions reach the LM head: less memory
+        steering = any(v is not None for v in row_vectors)
+        with (steer(model, row_vectors, row_scales, site=site, positions=positions, operator=operator) if steering
+              else contextlib.nullcontext()):
+            logits = model.hf(**kwargs).logits
+        return torch.log_softmax(logits[:, -span:].float(), dim=-1)
+
     n_prompts = len(prompts)
 
     # reference log-probs, one row per prompt: (P, span, V)
-    ref_chunks = []
-    for start in range(0, n_prompts, batch_size):
-        rows = torch.arange(start, min(start + batch_size, n_prompts), device=ids.device)
-        ref_chunks.append(run(rows, [reference] * len(rows), [reference_scale] * len(rows)))
-    ref = torch.cat(ref_chunks)
+    ref = torch.cat([run(rows, [reference] * len(rows), [reference_scale] * len(rows))
+                     for rows in torch.arange(n_prompts, device=ids.device).split(batch_size)])
 
     # every (vector, prompt) pair is one row; rows are chunked across vectors so small prompt sets batch well
     total = len(vecs) * n_prompts
     out = torch.zeros(total, dtype=torch.float32)  # cpu-ok: the documented result is a float32 CPU tensor
-    starts = range(0, total, batch_size)
-    for start in tqdm(starts, desc="KL", disable=not progress or len(starts) < 2):
-        # cpu-ok: host-side row bookkeeping (indexes Python lists); moved where it indexes device tensors
-        pairs = torch.arange(start, min(start + batch_size, total))
+    # cpu-ok: host-side row bookkeeping (indexes Python lists); moved where it indexes device tensors
+    chunks = torch.arange(total).split(batch_size)
+    for pairs in tqdm(chunks, desc="KL", disable=not progress or len(chunks) < 2):
         vec_idx, prompt_idx = pairs // n_prompts, pairs % n_prompts
-        logp = run(prompt_idx.to(ids.device), [vecs[i] for i in vec_idx.tolist()],
-                   [vec_scales[i] for i in vec_idx.tolist()])
+        rows = prompt_idx.to(ids.device)
+        logp = run(rows, [vecs[i] for i in vec_idx.tolist()], [vec_scales[i] for i in vec_idx.tolist()])
         logq = ref[prompt_idx.to(ref.device)]
-        if direction == "forward":
-            kl = (logp.exp() * (logp - logq)).sum(-1)  # (B, span)
-        else:
-            kl = (logq.exp() * (logq - logp)).sum(-1)
-        valid = run.valid[prompt_idx.to(ids.device)].to(kl.dtype)  # (B, span)
-        per_row = (kl * valid).sum(-1) / valid.sum(-1).clamp_min(1.0)
-        out[start:start + len(pairs)] = per_row.clamp_min(0.0).cpu()  # tiny negative values are float noise
+        p, q = (logp, logq) if direction == "forward" else (logq, logp)
+        kl = (p.exp() * (p - q)).sum(-1)  # (B, span): KL(P || Q)
+        real = valid[rows].to(kl.dtype)  # (B, span)
+        per_row = (kl * real).sum(-1) / real.sum(-1).clamp_min(1.0)
+        out[pairs] = per_row.clamp_min(0.0).cpu()  # tiny negative values are float noise
     table = out.view(len(vecs), n_prompts)
     return table if reduction == "none" else table.mean(-1)
 
@@ -198,15 +179,11 @@ def kl_to_base(model, vectors: VectorSet, base: SteeringVector, prompts: list[st
                window: int = 25, chat: bool = True, progress: bool = False) -> list[dict]:
     """MELBO-ortho's curves: per vector, its norm, KL to θ₀ (``base``) at the first generated token, the moving
     average of that KL over ``window`` vectors, and the KL with the vector rescaled to ‖θ₀‖."""
-    norms = vectors.norms()
-    base_norm = base.norm()
-    kl = kl_divergence(model, vectors, prompts, reference=base, direction=direction, chat=chat, progress=progress)
-    rescale = [base_norm / max(float(n), 1e-12) for n in norms]
-    kl_rescaled = kl_divergence(model, vectors, prompts, reference=base, direction=direction, scales=rescale,
-                                chat=chat, progress=progress)
-    rows = []
-    for i in range(len(vectors)):
-        lo = max(0, i - window + 1)
-        rows.append({"index": i, "norm": float(norms[i]), "kl": float(kl[i]),
-                     "kl_moving_avg": float(kl[lo:i + 1].mean()), "kl_rescaled": float(kl_rescaled[i])})
-    return rows
+    norms, base_norm = vectors.norms(), base.norm()
+    settings = {"reference": base, "direction": direction, "chat": chat, "progress": progress}
+    kl = kl_divergence(model, vectors, prompts, **settings)
+    kl_rescaled = kl_divergence(model, vectors, prompts, scale=[base_norm / max(float(n), 1e-12) for n in norms],
+                                **settings)
+    return [{"index": i, "norm": float(norms[i]), "kl": float(kl[i]),
+             "kl_moving_avg": float(kl[max(0, i - window + 1):i + 1].mean()), "kl_rescaled": float(kl_rescaled[i])}
+            for i in range(len(vectors))]

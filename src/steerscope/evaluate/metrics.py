@@ -12,6 +12,7 @@ import importlib
 import math
 import re
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 
 import torch
 
@@ -80,10 +81,9 @@ def load_callable(spec: str) -> TextMetric:
 
 def parse_metric(spec: str) -> tuple[str, TextMetric]:
     """``count:REGEX`` | ``contains:TEXT`` | ``module:function`` -> (name, metric)."""
-    if spec.startswith("count:"):
-        return spec, regex_count(spec[len("count:"):])
-    if spec.startswith("contains:"):
-        return spec, target_rate(spec[len("contains:"):])
+    for prefix, make in (("count:", regex_count), ("contains:", target_rate)):
+        if spec.startswith(prefix):
+            return spec, make(spec.removeprefix(prefix))
     return spec, load_callable(spec)
 
 
@@ -92,24 +92,26 @@ def words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
+def _ngrams(text: str, n: int) -> list[tuple]:
+    toks = words(text)
+    return [tuple(toks[i:i + n]) for i in range(len(toks) - n + 1)]
+
+
 def distinct_n(text: str, n: int = 2) -> float:
     """Unique n-grams / all n-grams within one response; NaN when it has fewer than n tokens."""
-    toks = words(text)
-    grams = [tuple(toks[i:i + n]) for i in range(len(toks) - n + 1)]
+    grams = _ngrams(text, n)
     return len(set(grams)) / len(grams) if grams else math.nan
 
 
 def repetition_rate(text: str, n: int = 3) -> float:
     """Fraction of n-grams that already occurred earlier in the same response (0 for fresh text, →1 for loops)."""
-    toks = words(text)
+    grams = _ngrams(text, n)
     seen: set[tuple] = set()
-    repeats = total = 0
-    for i in range(len(toks) - n + 1):
-        gram = tuple(toks[i:i + n])
+    repeats = 0
+    for gram in grams:
         repeats += gram in seen
-        total += 1
         seen.add(gram)
-    return repeats / total if total else 0.0
+    return repeats / len(grams) if grams else 0.0
 
 
 def is_empty(text: str) -> float:
@@ -148,36 +150,29 @@ def response_logprobs(
     row_vectors = list(vectors) if isinstance(vectors, (list, tuple)) else [vectors] * n
     row_scales = [float(s) for s in scales] if isinstance(scales, (list, tuple)) else [float(scales)] * n
     tok = model.tokenizer
-    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    pad = tok.pad_token_id or 0  # None: no pad token
     out: list[tuple[float, int]] = []
     for start in range(0, n, batch_size):
-        rows = range(start, min(start + batch_size, n))
+        end = start + batch_size
         seqs, plens = [], []
-        for i in rows:
-            p_ids = tokenize(model, [prompts[i]], chat=chat)[0][0].tolist()
-            r_ids = tok(responses[i], add_special_tokens=False)["input_ids"] if responses[i] else []
-            seqs.append(p_ids + list(r_ids))
+        for prompt, response in zip(prompts[start:end], responses[start:end]):
+            p_ids = tokenize(model, [prompt], chat=chat)[0][0].tolist()
+            r_ids = tok(response, add_special_tokens=False)["input_ids"] if response else []
+            seqs.append(p_ids + r_ids)
             plens.append(len(p_ids))
-        width = max(len(s) for s in seqs)
-        ids = torch.full((len(seqs), width), pad, dtype=torch.long)  # cpu-ok: host-built, moved below
-        mask = torch.zeros_like(ids)
-        for r, s in enumerate(seqs):  # left padding, as everywhere in steerscope
-            ids[r, width - len(s):] = torch.tensor(s)  # cpu-ok: host-built row
-            mask[r, width - len(s):] = 1
-        ids, mask = ids.to(model.device), mask.to(model.device)
-        vecs = [row_vectors[i] for i in rows]
+        width = max(len(s) for s in seqs)  # left padding, as everywhere in steerscope
+        ids = torch.tensor([[pad] * (width - len(s)) + s for s in seqs], device=model.device)
+        mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs], device=model.device)
+        vecs = row_vectors[start:end]
         with prompt_lengths(torch.tensor(plens, device=model.device)):  # so positions="generated" works
-            if any(v is not None for v in vecs):
-                with steer(model, vecs, [row_scales[i] for i in rows], positions=positions):
-                    logits = model.hf(**forward_kwargs(ids, mask)).logits
-            else:
+            steering = any(v is not None for v in vecs)
+            with steer(model, vecs, row_scales[start:end], positions=positions) if steering else nullcontext():
                 logits = model.hf(**forward_kwargs(ids, mask)).logits
         logits = logits[:, :-1].float()  # (B, T-1, V) predicts tokens 1..T-1
-        target = ids[:, 1:]
-        lp = logits.gather(-1, target[..., None])[..., 0] - logits.logsumexp(-1)  # (B, T-1)
+        lp = logits.gather(-1, ids[:, 1:, None])[..., 0] - logits.logsumexp(-1)  # (B, T-1)
         for r, s in enumerate(seqs):
             k = len(s) - plens[r]  # response tokens sit at the end of the row
-            out.append((float(lp[r, lp.shape[1] - k:].sum()) if k else 0.0, k))
+            out.append((float(lp[r, -k:].sum()) if k else 0.0, k))
     return out
 
 

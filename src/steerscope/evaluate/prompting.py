@@ -11,10 +11,10 @@ role, or prepends it when the tokenizer has no template) and removes a leading B
 
 from __future__ import annotations
 
-import logging
+import math
 from collections.abc import Sequence
 
-log = logging.getLogger(__name__)
+from ..inputs import format_prompt
 
 
 def _adds_bos(tokenizer) -> bool:
@@ -22,7 +22,7 @@ def _adds_bos(tokenizer) -> bool:
     if bos is None:
         return False
     ids = tokenizer("a", add_special_tokens=True)["input_ids"]
-    return bool(ids) and ids[0] == bos
+    return ids[:1] == [bos]
 
 
 def system_prompted(model, prompts: Sequence[str], system: str, *, chat: bool = True) -> tuple[list[str], bool]:
@@ -48,8 +48,7 @@ def system_prompted(model, prompts: Sequence[str], system: str, *, chat: bool = 
             text = tok.apply_chat_template([{"role": "system", "content": system}, {"role": "user", "content": p}],
                                            tokenize=False, add_generation_prompt=True)
         except (TemplateError, ValueError):  # templates without a system role (e.g. Gemma) raise: fold it into the user turn
-            text = tok.apply_chat_template([{"role": "user", "content": f"{system}\n\n{p}"}], tokenize=False,
-                                           add_generation_prompt=True)
+            text = format_prompt(model, f"{system}\n\n{p}")
         texts.append(text)
     bos = getattr(tok, "bos_token", None)
     if bos and _adds_bos(tok):
@@ -59,7 +58,16 @@ def system_prompted(model, prompts: Sequence[str], system: str, *, chat: bool = 
 
 def prompted_scale(scales: Sequence[float], best_scale: float | None) -> float:
     """The scale of the prompted + steered condition: the best scale found, else the largest positive one."""
-    if best_scale is not None and best_scale != 0:
+    if best_scale:  # neither None nor 0
         return float(best_scale)
     positive = [s for s in scales if s > 0]
-    return float(max(positive)) if positive else float(max(scales, key=abs))
+    return float(max(positive) if positive else max(scales, key=abs))
+
+
+def plot_prompted(ax, rows: Sequence[dict], key: str) -> None:
+    """What simply asking achieves: each prompting-baseline row's ``key`` as a horizontal line (NaN/None skipped)."""
+    for row, style in zip(rows, ("-.", ":")):
+        value = row.get(key)
+        if value is not None and not math.isnan(value):
+            label = row["condition"] + (f" (scale {row['scale']:g})" if row["scale"] else "")
+            ax.axhline(value, color="tab:purple", ls=style, lw=1.2, label=label)

@@ -15,7 +15,7 @@ import logging
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from ..errors import InvalidArgumentError
@@ -24,6 +24,7 @@ from ..models.load import SteerableModel
 from ..results import NO_CHECKPOINT, Checkpoint, from_json, open_result, read_table, save_files
 from ..vector import SteeringVector
 from .metrics import distinct_n, is_empty, mean_logprobs, nanmean, parse_metric, perplexities, repetition_rate
+from .prompting import plot_prompted, prompted_scale, system_prompted
 from .window import best_in_window, coherence_window, is_coherent, resolve_tolerance
 
 log = logging.getLogger(__name__)
@@ -60,22 +61,20 @@ class SweepResult:
         vector beats simply asking (None without a prompt baseline or an objective)."""
         if not self.prompt_rows or self.objective is None:
             return None
-        best = self.row(self.best_scale) if self.best_scale is not None else None
         value = {r["condition"]: r.get(self.objective) for r in self.prompt_rows}
-        steered = best.get(self.objective) if best else None
+        steered = None if self.best_scale is None else self.row(self.best_scale).get(self.objective)
         prompted = value.get("prompted")
         beats = None
-        if steered is not None and prompted is not None and not (math.isnan(steered) or math.isnan(prompted)):
+        if all(x is not None and not math.isnan(x) for x in (steered, prompted)):
             beats = steered > prompted if self.maximize else steered < prompted
         return {"objective": self.objective, "unsteered": self.row(0.0).get(self.objective),
                 "steered_best_scale": self.best_scale, "steered": steered, "prompted": prompted,
                 "prompted_plus_steered": value.get("prompted+steered"), "vector_beats_prompting": beats}
 
     def to_json(self) -> dict:
-        return {"rows": self.rows, "window": list(self.window), "best_scale": self.best_scale,
-                "tolerance": self.tolerance, "objective": self.objective, "maximize": self.maximize,
-                "config": self.config, "prompt_rows": self.prompt_rows,
-                "prompting_comparison": self.prompting_comparison()}
+        """Every field but ``samples`` (saved as samples.jsonl), in field order, and the prompting comparison."""
+        return {**{f.name: getattr(self, f.name) for f in fields(self) if f.name != "samples"},
+                "window": list(self.window), "prompting_comparison": self.prompting_comparison()}
 
     def save(self, out_dir: str | os.PathLike) -> Path:
         """Write config.json, sweep.csv, sweep.json and samples.jsonl into ``out_dir`` (``ss.write_run`` adds the
@@ -98,7 +97,7 @@ class SweepResult:
 
         scales = [r["scale"] for r in self.rows]
         fig, ax = subplots(figsize=(7, 4))
-        ax.axvspan(self.window[0], self.window[1], color="tab:green", alpha=0.12, label="coherence window")
+        ax.axvspan(*self.window, color="tab:green", alpha=0.12, label="coherence window")
         if self.objective:
             ax.plot(scales, [_nan(r.get(self.objective)) for r in self.rows], "o-", color="tab:blue",
                     label=self.objective)
@@ -110,16 +109,11 @@ class SweepResult:
         twin.plot(scales, [_nan(r.get("perplexity")) for r in self.rows], "s-", color="tab:red", label="perplexity")
         bad = [r for r in self.rows if not r.get("coherent", True) and r.get("perplexity") is not None]
         if bad:  # whichever measure failed (perplexity, repetition or empty responses), mark the scale
-            twin.plot([r["scale"] for r in bad], [_nan(r["perplexity"]) for r in bad], "kx", ms=9,
+            twin.plot([r["scale"] for r in bad], [r["perplexity"] for r in bad], "kx", ms=9,
                       label="incoherent")
         twin.set_yscale("log")
         twin.set_ylabel("perplexity under unsteered model (log)", color="tab:red")
-        if self.objective:  # the prompting baseline: what simply asking achieves, as horizontal lines
-            for row, style in zip(self.prompt_rows, ("-.", ":")):
-                value = row.get(self.objective)
-                if value is not None and not math.isnan(value):
-                    label = row["condition"] + (f" (scale {row['scale']:g})" if row["scale"] else "")
-                    ax.axhline(value, color="tab:purple", ls=style, lw=1.2, label=label)
+        plot_prompted(ax, self.prompt_rows, self.objective)  # no objective: row.get(None) is None, nothing drawn
         handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
         ax.legend(handles=handles, loc="upper left", fontsize=8)
         ax.set_title(f"window [{self.window[0]:g}, {self.window[1]:g}]")
@@ -137,32 +131,37 @@ def _metric_table(metrics) -> dict[str, Callable[[str], float]]:
         return dict(metrics)
     table = {}
     for m in [metrics] if isinstance(metrics, str) or callable(metrics) else metrics:
-        if callable(m):
-            table[getattr(m, "__name__", f"metric{len(table)}")] = m
-        else:
-            name, fn = parse_metric(str(m))
-            table[name] = fn
+        name, fn = (getattr(m, "__name__", f"metric{len(table)}"), m) if callable(m) else parse_metric(str(m))
+        table[name] = fn
     return table
 
 
-def _measures(text: str, perplexity: float, table: dict, logprob: float | None) -> dict:
-    """One response's coherence measures, behaviour metrics and (given completions) ``completion_logprob``."""
-    sample = {"perplexity": perplexity, "distinct_2": distinct_n(text, 2), "repetition_rate": repetition_rate(text),
-              "empty": is_empty(text), **{name: float(fn(text)) for name, fn in table.items()}}
-    if logprob is not None:
-        sample["completion_logprob"] = logprob
-    return sample
+def _measures(model, texts, prompts, table, gen, batch_size, completions, lp_prompts, lp_chat, vectors, scales):
+    """Each response's coherence measures (perplexity under the *unsteered* model, given its original prompt),
+    behaviour metrics and, given completions, ``completion_logprob``: the mean log-prob of its completion after
+    ``lp_prompts`` under the row's own steering."""
+    batch_size = max(1, batch_size // 2)
+    ppl = perplexities(model, prompts, texts, chat=gen["chat"], batch_size=batch_size)
+    lp = [None] * len(texts)
+    if completions is not None:
+        lp = mean_logprobs(model, lp_prompts, completions, chat=lp_chat, vectors=vectors, scales=scales,
+                           positions=gen["positions"], batch_size=batch_size)
+    return [{"perplexity": perplexity, "distinct_2": distinct_n(text, 2), "repetition_rate": repetition_rate(text),
+             "empty": is_empty(text), **{name: float(fn(text)) for name, fn in table.items()},
+             **({} if logprob is None else {"completion_logprob": logprob})}
+            for text, perplexity, logprob in zip(texts, ppl, lp)]
 
 
 def _aggregate(group: list[dict], names: list[str]) -> dict:
     """One condition's row from its samples: mean of each metric in ``names``, geometric-mean perplexity over
     non-empty responses, mean distinct-2, repetition and empty rates."""
+    def mean(key: str) -> float:
+        return nanmean([x[key] for x in group])
+
     logs = [math.log(x["perplexity"]) for x in group if math.isfinite(x["perplexity"])]
-    return {**{name: nanmean([x[name] for x in group]) for name in names},
-            "perplexity": math.exp(sum(logs) / len(logs)) if logs else math.nan,
-            "distinct_2": nanmean([x["distinct_2"] for x in group]),
-            "repetition_rate": nanmean([x["repetition_rate"] for x in group]),
-            "empty_rate": nanmean([x["empty"] for x in group]), "n": len(group)}
+    return {**{name: mean(name) for name in names}, "perplexity": math.exp(sum(logs) / len(logs)) if logs else math.nan,
+            "distinct_2": mean("distinct_2"), "repetition_rate": mean("repetition_rate"), "empty_rate": mean("empty"),
+            "n": len(group)}
 
 
 def _fingerprint(vector: SteeringVector, prompts: list[str], settings: dict) -> str:
@@ -173,23 +172,23 @@ def _fingerprint(vector: SteeringVector, prompts: list[str], settings: dict) -> 
     return h.hexdigest()[:16]
 
 
-def _generate_all(model, vector, prompts, scales, gen: dict, batch_size: int, checkpoint: Checkpoint,
+def _generate_all(model, vector, prompts, keys, gen: dict, batch_size: int, checkpoint: Checkpoint,
                   fingerprint: str, progress: bool) -> dict[tuple[float, int], str]:
-    """{(scale, prompt_index): response}; per-row scales in batches; checkpointed after every batch."""
+    """{(scale, prompt_index): response} for every key; per-row scales in batches; checkpointed after every batch."""
     from tqdm.auto import tqdm
 
     done: dict[tuple[float, int], str] = {}
     lines = checkpoint.read_table(CHECKPOINT)
     if lines and lines[0].get("fingerprint") == fingerprint:
         done = {(r["scale"], r["prompt_index"]): r["response"] for r in lines[1:]}
-        log.info("resuming sweep: %d of %d responses already generated", len(done), len(scales) * len(prompts))
-    todo = [(s, i) for s in scales for i in range(len(prompts)) if (s, i) not in done]
+        log.info("resuming sweep: %d of %d responses already generated", len(done), len(keys))
+    todo = [key for key in keys if key not in done]
     for start in tqdm(range(0, len(todo), batch_size), desc="sweep", disable=not progress):
         chunk = todo[start:start + batch_size]
         outs = generate(model, [prompts[i] for _, i in chunk],
                         vectors=[None if s == 0 else vector for s, _ in chunk], scales=[s for s, _ in chunk],
                         batch_size=len(chunk), **gen)
-        done.update({key: text for key, text in zip(chunk, outs)})
+        done.update(zip(chunk, outs))
         checkpoint.write_table(CHECKPOINT, [{"fingerprint": fingerprint}] +
                                [{"scale": s, "prompt_index": i, "response": t} for (s, i), t in done.items()])
     return done
@@ -253,7 +252,7 @@ def sweep(
     if not isinstance(vector, SteeringVector):
         raise InvalidArgumentError("sweep takes one SteeringVector; load one with ss.load_vector('file[:index]')")
     scales = sorted({float(s) for s in scales} | {0.0})
-    if any(not math.isfinite(s) for s in scales):
+    if not all(map(math.isfinite, scales)):
         raise InvalidArgumentError("scales must be finite numbers")
     table = _metric_table(metrics)
     if isinstance(completions, str):
@@ -261,31 +260,25 @@ def sweep(
     if completions is not None and len(completions) != len(prompts):
         raise InvalidArgumentError(f"got {len(completions)} completions for {len(prompts)} prompts; give one per prompt")
     table_names = [*table, *(["completion_logprob"] if completions is not None else [])]
-    objective = objective or (table_names[0] if table_names else None)
+    objective = objective or next(iter(table_names), None)
     if objective is not None and objective not in table_names:
         raise InvalidArgumentError(f"objective {objective!r} is not one of the metrics: {', '.join(table_names)}")
     tol = resolve_tolerance(tolerance)
     gen = {"max_new_tokens": max_new_tokens, "seed": seed, "do_sample": do_sample, "temperature": temperature,
            "chat": chat, "positions": positions, "operator": operator}
     fingerprint = _fingerprint(vector, prompts, {"scales": scales, **gen})
-    responses = _generate_all(model, vector, prompts, scales, gen, batch_size, checkpoint or NO_CHECKPOINT,
-                              fingerprint, progress)
     keys = [(s, i) for s in scales for i in range(len(prompts))]
+    responses = _generate_all(model, vector, prompts, keys, gen, batch_size, checkpoint or NO_CHECKPOINT,
+                              fingerprint, progress)
     texts = [responses[k] for k in keys]
     row_prompts = [prompts[i] for _, i in keys]
-    # coherence: every response scored by the *unsteered* model
-    ppl = perplexities(model, row_prompts, texts, chat=chat, batch_size=max(1, batch_size // 2))
-    lp = None
-    if completions is not None:
-        lp = mean_logprobs(model, row_prompts, [completions[i] for _, i in keys], chat=chat,
-                           vectors=[None if s == 0 else vector for s, _ in keys], scales=[s for s, _ in keys],
-                           positions=positions, batch_size=max(1, batch_size // 2))
-
-    samples = [{"scale": s, "prompt_index": i, "prompt": prompts[i], "response": text,
-                **_measures(text, ppl[n], table, lp[n] if lp is not None else None)}
-               for n, ((s, i), text) in enumerate(zip(keys, texts))]
+    measures = _measures(model, texts, row_prompts, table, gen, batch_size,
+                         None if completions is None else [completions[i] for _, i in keys], row_prompts, chat,
+                         [None if s == 0 else vector for s, _ in keys], [s for s, _ in keys])
+    samples = [{"scale": s, "prompt_index": i, "prompt": prompts[i], "response": text, **m}
+               for (s, i), text, m in zip(keys, texts, measures)]
     rows = [{"scale": s, **_aggregate([x for x in samples if x["scale"] == s], table_names)} for s in scales]
-    baseline = next(r for r in rows if r["scale"] == 0)
+    baseline = rows[scales.index(0.0)]
     for row in rows:
         row["coherent"] = is_coherent(row, baseline, tol)
     window = coherence_window(rows, tol)
@@ -295,40 +288,32 @@ def sweep(
                                  vector.layers, "vector_norm": vector.norm(), "site": vector.site,
                                  "model_name": getattr(model, "name", None), "batch_size": batch_size, **gen})
     if prompt_baseline:
-        result.prompt_rows, prompted_samples = _prompted_rows(
-            model, vector, prompts, prompt_baseline, scales, result.best_scale, table, completions, gen, batch_size)
-        result.samples.extend(prompted_samples)
+        result.prompt_rows, prompted_samples = _prompted_rows(model, vector, prompts, prompt_baseline, scales,
+                                                              result.best_scale, table, table_names, completions,
+                                                              gen, batch_size)
+        result.samples += prompted_samples
         result.config["prompt_baseline"] = prompt_baseline
         log.info("prompting baseline: %s", result.prompting_comparison())
     log.info("sweep: window %s, best scale %s", window, result.best_scale)
     return result
 
 
-def _prompted_rows(model, vector, prompts, system, scales, best_scale, table, completions, gen, batch_size):
+def _prompted_rows(model, vector, prompts, system, scales, best_scale, table, names, completions, gen, batch_size):
     """Rows (and samples) for the prompted and prompted + steered conditions, measured like the sweep's rows."""
-    from .prompting import prompted_scale, system_prompted
-
     texts, prompted_chat = system_prompted(model, prompts, system, chat=gen["chat"])
     steer_scale = prompted_scale(scales, best_scale)
     n = len(prompts)
     row_vectors, row_scales = [None] * n + [vector] * n, [0.0] * n + [steer_scale] * n  # prompted, then steered
     outs = generate(model, texts * 2, vectors=row_vectors, scales=row_scales, batch_size=batch_size,
                     **{**gen, "chat": prompted_chat})
-    ppl = perplexities(model, prompts * 2, outs, chat=gen["chat"], batch_size=max(1, batch_size // 2))
-    lp = None
-    if completions is not None:
-        lp = mean_logprobs(model, texts * 2, list(completions) * 2, chat=prompted_chat, vectors=row_vectors,
-                           scales=row_scales, positions=gen["positions"], batch_size=max(1, batch_size // 2))
-    names = [*table, *(["completion_logprob"] if lp is not None else [])]
+    measures = _measures(model, outs, prompts * 2, table, gen, batch_size,
+                         None if completions is None else completions * 2, texts * 2, prompted_chat, row_vectors,
+                         row_scales)
     rows, samples = [], []
     for c, (condition, scale) in enumerate([("prompted", 0.0), ("prompted+steered", steer_scale)]):
-        group = []
-        for i in range(n):
-            k = c * n + i
-            group.append({"condition": condition, "scale": scale, "prompt_index": i, "prompt": prompts[i],
-                          "system_prompt": system, "response": outs[k],
-                          **_measures(outs[k], ppl[k], table, lp[k] if lp is not None else None)})
+        group = [{"condition": condition, "scale": scale, "prompt_index": i, "prompt": prompts[i],
+                  "system_prompt": system, "response": outs[c * n + i], **measures[c * n + i]} for i in range(n)]
         rows.append({"condition": condition, "scale": scale, **_aggregate(group, names)})
-        samples.extend(group)
+        samples += group
     return rows, samples
 

@@ -11,11 +11,12 @@ a vector per row for the log-probs, ``generate()`` with per-row vectors/scales f
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -27,8 +28,10 @@ from ..hooks import capture
 from ..inputs import prompt_lengths
 from ..layers import hidden_to_logits
 from ..models.load import SteerableModel
+from ..results import from_json, open_result, read_table, save_files
 from ..steer import Positions, steer
 from ..vector import SteeringVector
+from .prompting import plot_prompted, prompted_scale, system_prompted
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +73,8 @@ class TransferResult:
 
         scales = [r["scale"] for r in self.summary]
         fig, (ax1, ax2) = subplots(1, 2, figsize=(10, 3.8))
-        mean = [r["mean_delta_logprob"] for r in self.summary]
-        sem = [r["sem_delta_logprob"] or 0.0 for r in self.summary]
-        ax1.errorbar(scales, mean, yerr=sem, marker="o", capsize=3)
+        ax1.errorbar(scales, [r["mean_delta_logprob"] for r in self.summary],
+                     yerr=[r["sem_delta_logprob"] or 0.0 for r in self.summary], marker="o", capsize=3)
         ax1.axhline(0, color="grey", lw=0.8, ls="--")
         ax1.set(xlabel="scale", ylabel="Δ log p(target) vs unsteered", title="teacher-forced log-prob")
         ax2.plot(scales, [r["hit_rate"] for r in self.summary], marker="o")
@@ -83,11 +85,8 @@ class TransferResult:
             ylim=(-0.03, 1.03),
             title="generation contains target",
         )
-        for row, style in zip(self.prompted, ("-.", ":")):  # what simply asking achieves
-            label = row["condition"] + (f" (scale {row['scale']:g})" if row["scale"] else "")
-            ax1.axhline(row["mean_delta_logprob"], color="tab:purple", ls=style, lw=1.2, label=label)
-            if row.get("hit_rate") is not None:
-                ax2.axhline(row["hit_rate"], color="tab:purple", ls=style, lw=1.2, label=label)
+        plot_prompted(ax1, self.prompted, "mean_delta_logprob")
+        plot_prompted(ax2, self.prompted, "hit_rate")
         if self.prompted:
             ax1.legend(loc="best", fontsize=8)
         ax2.legend(loc="best")
@@ -98,8 +97,6 @@ class TransferResult:
     @classmethod
     def load(cls, out_dir: str | os.PathLike) -> TransferResult:
         """Read a result written by ``save`` / ``evaluate_transfer(out_dir=)``; a malformed file is a RunFileError."""
-        from ..results import from_json, open_result, read_table
-
         out, data = open_result(out_dir, "transfer", "transfer.json")
         return from_json(cls, data, out / "transfer.json", rows=read_table(out / "generations.jsonl"))
 
@@ -109,48 +106,50 @@ class TransferResult:
     def save(self, out_dir: str | os.PathLike) -> Path:
         """config.json (method + version), transfer.csv (per scale), transfer_rows.csv, transfer.json and
         generations.jsonl; ``TransferResult.load(out_dir)`` reads it back (``ss.write_run`` adds the figure)."""
-        from ..results import save_files
-
         rows = [{k: v for k, v in r.items() if k != "generation"} for r in self.rows]
         prompted = [{k: v for k, v in r.items() if k != "generations"} for r in self.prompted]
-        data = {"summary": self.summary, "baseline": self.baseline, "config": self.config, "prompted": self.prompted}
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "rows"}  # rows: generations.jsonl
         return save_files(out_dir, {"transfer.csv": self.summary, "transfer_rows.csv": rows,
                                     "generations.jsonl": self.rows, "transfer.json": data,
                                     "transfer_prompted.csv": prompted or None}, "transfer", self.config)
 
 
+def _texts(value) -> list:
+    """One string or a sequence of them, as a list."""
+    return [value] if isinstance(value, str) else list(value)
+
+
 def _check(vector, prompts, targets, match, scales) -> tuple[list[str], list[str], list[str], list[float]]:
     if not isinstance(vector, SteeringVector):
         raise InvalidArgumentError("evaluate_transfer needs a SteeringVector (use VectorSet[i] for one of a set)")
-    prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+    prompts = _texts(prompts)
     if not prompts or any(not isinstance(p, str) or not p.strip() for p in prompts):
         raise InvalidArgumentError("give at least one non-empty held-out prompt")
-    targets = [targets] if isinstance(targets, str) else list(targets or [])
+    targets = _texts(targets or [])
     if not targets or any(not isinstance(t, str) or not t for t in targets):
         raise InvalidArgumentError("targets must be a non-empty list of non-empty strings, e.g. ['Sure, here is']")
-    match = targets if match is None else ([match] if isinstance(match, str) else list(match))
+    match = targets if match is None else _texts(match)
     if not match or any(not isinstance(t, str) or not t.strip() for t in match):
         raise InvalidArgumentError("match must be a non-empty list of non-empty strings")
     scales = [float(s) for s in scales]
-    if not scales or not all(math.isfinite(s) for s in scales):
+    if not scales or not all(map(math.isfinite, scales)):
         raise InvalidArgumentError(f"scales must be finite numbers, got {scales}")
     return prompts, targets, match, list(dict.fromkeys(scales))
 
 
 @torch.no_grad()
 def _target_logprobs(model, vector, groups, prompts, targets, *, positions, operator, chat, batch_size, progress):
-    """{(group index, prompt index): mean log p(target) over targets}, one per-row-steered forward per chunk."""
+    """[group][prompt]: mean log p(target) over targets, one per-row-steered forward per chunk."""
     from tqdm.auto import tqdm
 
-    jobs = [(g, p, t) for g in range(len(groups)) for p in range(len(prompts)) for t in range(len(targets))]
-    sums: dict[tuple[int, int], float] = {}
+    jobs = list(itertools.product(range(len(groups)), range(len(prompts)), targets))  # (group, prompt, target)
+    sums = [[0.0] * len(prompts) for _ in groups]
     last = model.n_layers - 1
     starts = range(0, len(jobs), batch_size)
     for start in tqdm(starts, desc="target log-probs", disable=not progress or len(starts) < 2, leave=False):
         chunk = jobs[start : start + batch_size]
-        batch = pack_completions(model, [(prompts[p], targets[t]) for _, p, t in chunk], chat=chat)
-        vecs = [vector if groups[g] is not None else None for g, _, _ in chunk]
-        scales = [groups[g] if groups[g] is not None else 0.0 for g, _, _ in chunk]
+        batch = pack_completions(model, [(prompts[p], t) for _, p, t in chunk], chat=chat)
+        vecs, scales = _steering(vector, [groups[g] for g, _, _ in chunk])
         # "prompt"/"last:k" must not count the target as prompt
         with prompt_lengths(batch.prompt_len), steer(model, vecs, scales, positions=positions, operator=operator):
             hidden = capture(model, batch.ids, batch.mask, [last], "resid_post")[last]  # (N, T, D)
@@ -159,23 +158,31 @@ def _target_logprobs(model, vector, groups, prompts, targets, *, positions, oper
         # cpu-ok: host-side per-completion sums (read with .tolist() right below)
         per_row = torch.zeros(batch.completions, dtype=lp.dtype).index_add(0, batch.token_completion.cpu(), lp.cpu())
         for (g, p, _), value in zip(chunk, per_row.tolist()):
-            sums[(g, p)] = sums.get((g, p), 0.0) + value / len(targets)
+            sums[g][p] += value / len(targets)
     return sums
 
 
+def _steering(vector, row_groups: list[float | None]) -> tuple[list, list[float]]:
+    """Per-row vectors and scales for rows of the given groups (a scale; None = unsteered)."""
+    return [None if s is None else vector for s in row_groups], [0.0 if s is None else s for s in row_groups]
+
+
 def _measure_groups(model, vector, groups, prompts, targets, *, do_generate, max_new_tokens, **kwargs):
-    """Mean target log-probs {(group, prompt): lp} and, with ``do_generate``, greedy generations {(group, prompt):
-    text} of every group (a scale; None = unsteered) on every prompt. ``kwargs``: positions, operator, chat,
+    """Mean target log-probs [group][prompt] and, with ``do_generate``, greedy generations [group][prompt] (else
+    None) of every group (a scale; None = unsteered) on every prompt. ``kwargs``: positions, operator, chat,
     batch_size, progress."""
     lps = _target_logprobs(model, vector, groups, prompts, targets, **kwargs)
     if not do_generate:
-        return lps, {}
-    keys = [(g, p) for g in range(len(groups)) for p in range(len(prompts))]
-    texts = generate(model, [prompts[p] for _, p in keys],
-                     vectors=[vector if groups[g] is not None else None for g, _ in keys],
-                     scales=[groups[g] if groups[g] is not None else 0.0 for g, _ in keys],
-                     max_new_tokens=max_new_tokens, **kwargs)
-    return lps, dict(zip(keys, texts))
+        return lps, [None] * len(groups)
+    vecs, scales = _steering(vector, [s for s in groups for _ in prompts])
+    texts = generate(model, prompts * len(groups), vectors=vecs, scales=scales, max_new_tokens=max_new_tokens,
+                     **kwargs)
+    return lps, [texts[i:i + len(prompts)] for i in range(0, len(texts), len(prompts))]
+
+
+def _hits(texts: list[str] | None, needles: list[str]) -> list[bool] | None:
+    """Whether each generation contains any of the (lower-cased) match strings; None without generations."""
+    return None if texts is None else [any(x in text.lower() for x in needles) for text in texts]
 
 
 def _summary(logprobs: list[float], base: list[float], hits: list[bool] | None) -> dict:
@@ -184,28 +191,10 @@ def _summary(logprobs: list[float], base: list[float], hits: list[bool] | None) 
     n = len(logprobs)
     deltas = [lp - b for lp, b in zip(logprobs, base)]
     mean = sum(deltas) / n
-    sd = math.sqrt(sum((d - mean) ** 2 for d in deltas) / (n - 1)) if n > 1 else None
-    return {"mean_delta_logprob": mean, "sem_delta_logprob": sd / math.sqrt(n) if sd is not None else None,
+    sem = math.sqrt(sum((d - mean) ** 2 for d in deltas) / (n - 1)) / math.sqrt(n) if n > 1 else None
+    return {"mean_delta_logprob": mean, "sem_delta_logprob": sem,
             "mean_logprob": sum(logprobs) / n, "hit_rate": sum(hits) / n if hits is not None else None,
             "n_prompts": n}
-
-
-def _prompted_summary(model, vector, prompts, system, steer_scale, targets, needles, *, base, chat, do_generate,
-                      **kwargs) -> list[dict]:
-    """Summary rows of the prompted and prompted + steered conditions (Δ log-prob against ``base``, the
-    unprompted unsteered log-probs)."""
-    from .prompting import system_prompted
-
-    texts, prompted_chat = system_prompted(model, prompts, system, chat=chat)
-    lps, gens = _measure_groups(model, vector, [None, steer_scale], texts, targets, do_generate=do_generate,
-                                chat=prompted_chat, **kwargs)
-    out = []
-    for g, (condition, scale) in enumerate((("prompted", 0.0), ("prompted+steered", steer_scale))):
-        generations = [gens[(g, p)] for p in range(len(prompts))] if do_generate else []
-        hits = [any(x in text.lower() for x in needles) for text in generations] if do_generate else None
-        out.append({"condition": condition, "scale": scale, "system_prompt": system,
-                    **_summary([lps[(g, p)] for p in range(len(prompts))], base, hits), "generations": generations})
-    return out
 
 
 def evaluate_transfer(
@@ -252,29 +241,25 @@ def evaluate_transfer(
         raise InvalidArgumentError(f"unknown operator {operator!r}; choose add, ablate or clamp")
     model.check_width(vector.d_model)
     # group None = unsteered baseline; an added vector at scale 0 is the baseline too, so it is not rerun
-    groups: list[float | None] = [None] + [s for s in scales if not (operator == "add" and s == 0.0)]
-    group_of = {s: (0 if operator == "add" and s == 0.0 else groups.index(s)) for s in scales}
+    group_of = {s: None if operator == "add" and s == 0.0 else s for s in scales}
+    groups = list(dict.fromkeys([None, *group_of.values()]))
     settings = {"positions": positions, "operator": operator, "batch_size": batch_size, "progress": progress,
                 "do_generate": do_generate, "max_new_tokens": max_new_tokens}
     lps, gens = _measure_groups(model, vector, groups, prompts, targets, chat=chat, **settings)
     needles = [m.lower() for m in match]
-    base = [lps[(0, p)] for p in range(len(prompts))]
-
-    def hits(g: int) -> list[bool] | None:  # None without generations
-        return [any(n in gens[(g, p)].lower() for n in needles) for p in range(len(prompts))] if do_generate else None
-
+    base = lps[0]
     rows, summary = [], []
     for s in scales:
-        g = group_of[s]
-        logprobs, hit = [lps[(g, p)] for p in range(len(prompts))], hits(g)
+        g = groups.index(group_of[s])
+        hit = _hits(gens[g], needles)
         for p, prompt in enumerate(prompts):
-            rows.append({"scale": s, "prompt": prompt, "logprob": logprobs[p], "base_logprob": base[p],
-                         "delta_logprob": logprobs[p] - base[p], "generation": gens.get((g, p)),
-                         "hit": hit[p] if hit is not None else None})
-        summary.append({"scale": s, **_summary(logprobs, base, hit)})
+            rows.append({"scale": s, "prompt": prompt, "logprob": lps[g][p], "base_logprob": base[p],
+                         "delta_logprob": lps[g][p] - base[p], "generation": gens[g] and gens[g][p],
+                         "hit": hit and hit[p]})
+        summary.append({"scale": s, **_summary(lps[g], base, hit)})
     summary.sort(key=lambda r: r["scale"])
-    baseline = {"mean_logprob": sum(base) / len(prompts),
-                "hit_rate": (sum(hits(0)) / len(prompts)) if do_generate else None}
+    base_summary = _summary(base, base, _hits(gens[0], needles))
+    baseline = {"mean_logprob": base_summary["mean_logprob"], "hit_rate": base_summary["hit_rate"]}
     config = {"targets": targets, "match": match, "scales": scales, "max_new_tokens": max_new_tokens,
               "positions": positions, "operator": operator, "chat": chat, "n_prompts": len(prompts),
               "vector_site": vector.site, "vector_layers": vector.layers, "vector_norm": vector.norm(),
@@ -283,9 +268,15 @@ def evaluate_transfer(
     if prompt_baseline:
         config["prompt_baseline"] = prompt_baseline
         best = max((r for r in summary if r["scale"] > 0), key=lambda r: r["mean_delta_logprob"], default=None)
-        steer_scale = best["scale"] if best is not None else max(scales, key=abs)
-        result.prompted = _prompted_summary(model, vector, prompts, prompt_baseline, steer_scale, targets, needles,
-                                            base=base, chat=chat, **settings)
+        steer_scale = prompted_scale(scales, None if best is None else best["scale"])
+        # the prompted model, then prompted + steered: Δ log-prob against the unprompted unsteered log-probs
+        texts, prompted_chat = system_prompted(model, prompts, prompt_baseline, chat=chat)
+        prompted_lps, prompted_gens = _measure_groups(model, vector, [None, steer_scale], texts, targets,
+                                                      chat=prompted_chat, **settings)
+        conditions = [("prompted", 0.0), ("prompted+steered", steer_scale)]
+        result.prompted = [{"condition": condition, "scale": scale, "system_prompt": prompt_baseline,
+                            **_summary(prompted_lps[g], base, _hits(prompted_gens[g], needles)),
+                            "generations": prompted_gens[g] or []} for g, (condition, scale) in enumerate(conditions)]
     log.info("transfer: %s", [(r["scale"], round(r["mean_delta_logprob"], 3), r["hit_rate"]) for r in summary])
     return result
 

@@ -23,12 +23,10 @@ DEFAULT_TOLERANCE: dict[str, float] = {
 
 def resolve_tolerance(tolerance: float | Mapping[str, float] | None) -> dict[str, float]:
     """A float sets the relative perplexity tolerance; a dict overrides any of ``DEFAULT_TOLERANCE``'s keys."""
-    out = dict(DEFAULT_TOLERANCE)
-    if tolerance is None:
-        return out
     if isinstance(tolerance, (int, float)):
         tolerance = {"perplexity": float(tolerance)}
-    for key, value in tolerance.items():
+    out = dict(DEFAULT_TOLERANCE)
+    for key, value in (tolerance or {}).items():
         if key not in DEFAULT_TOLERANCE:
             raise InvalidArgumentError(f"unknown tolerance {key!r}; use {', '.join(DEFAULT_TOLERANCE)}")
         if not math.isfinite(float(value)) or float(value) < 0:
@@ -64,12 +62,12 @@ def coherence_window(rows: list[Mapping], tolerance: Mapping[str, float]) -> tup
     """
     ordered = sorted(rows, key=lambda r: r["scale"])
     scales = [r["scale"] for r in ordered]
-    if 0 not in scales and 0.0 not in scales:
+    if 0 not in scales:  # 0.0 == 0
         raise InvalidArgumentError("the sweep needs a row at scale 0 (the baseline) to define the window")
     zero = scales.index(0)
     baseline = ordered[zero]
     lo = hi = zero
-    while lo - 1 >= 0 and is_coherent(ordered[lo - 1], baseline, tolerance):
+    while lo > 0 and is_coherent(ordered[lo - 1], baseline, tolerance):
         lo -= 1
     while hi + 1 < len(ordered) and is_coherent(ordered[hi + 1], baseline, tolerance):
         hi += 1
@@ -79,8 +77,7 @@ def coherence_window(rows: list[Mapping], tolerance: Mapping[str, float]) -> tup
 def best_in_window(rows: list[Mapping], window: tuple[float, float], objective: str | None,
                    maximize: bool = True) -> float | None:
     """Scale inside ``window`` with the best ``objective`` value (ties: the smaller |scale|); None if undefined."""
-    if objective is None:
-        return None
+    # no objective: r.get(None) is None, so nothing qualifies
     inside = [r for r in rows if window[0] <= r["scale"] <= window[1]
               and r.get(objective) is not None and math.isfinite(r[objective])]
     if not inside:
