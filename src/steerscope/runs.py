@@ -60,8 +60,10 @@ def write_run(result, out_dir: str | os.PathLike, *, model=None, samples: dict |
 
 # --- the public methods: a pure method (methods/) + the run layer's keywords -----------------------------------------
 
-def _public(pure, method: str, run_args: dict[str, tuple], finish, *, resume_ignores: tuple = (), check=None):
-    """``pure`` (a method from ``methods/``, which takes ``checkpoint=``) with the run layer's keywords added.
+def _public(pure, method: str, run_args: dict[str, tuple], finish, *, resume_ignores: tuple = (), check=None,
+            renames: dict[str, str] | None = None, name: str | None = None):
+    """``pure`` (a method from ``methods/``, which takes ``checkpoint=``) with the run layer's keywords added, made
+    ``@configurable(method, name=name)`` (and ``@renamed(**renames)`` for old keyword spellings).
 
     ``run_args``: ``{name: (default, annotation, doc)}``, inserted before ``progress``; ``finish(model, result, run,
     args, run_values)`` measures, writes and returns the result; ``check(run_values)`` validates the run layer's
@@ -70,10 +72,12 @@ def _public(pure, method: str, run_args: dict[str, tuple], finish, *, resume_ign
     import functools
     import inspect
 
+    from .configs import configurable, renamed
+
     pure_sig = inspect.signature(pure)
     takes_checkpoint = "checkpoint" in pure_sig.parameters
-    extra = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
-             for name, (default, annotation, _doc) in run_args.items()]
+    extra = [inspect.Parameter(arg, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+             for arg, (default, annotation, _doc) in run_args.items()]
     params = [p for p in pure_sig.parameters.values() if p.name != "checkpoint"]
     at = [p.name for p in params].index("progress")
     sig = pure_sig.replace(parameters=params[:at] + extra + params[at:])
@@ -82,8 +86,8 @@ def _public(pure, method: str, run_args: dict[str, tuple], finish, *, resume_ign
     def public(*args, **kwargs):
         bound = sig.bind(*args, **kwargs)
         bound.apply_defaults()
-        values = dict(bound.arguments)
-        runs = {name: values.pop(name) for name in run_args}
+        values = bound.arguments
+        runs = {arg: values.pop(arg) for arg in run_args}
         if check is not None:
             check(runs)
         model = values["model"]
@@ -96,9 +100,9 @@ def _public(pure, method: str, run_args: dict[str, tuple], finish, *, resume_ign
 
     public.__signature__ = sig
     public.__annotations__ = {**{k: v for k, v in pure.__annotations__.items() if k != "checkpoint"},
-                              **{name: ann for name, (_d, ann, _doc) in run_args.items()}}
-    public.__doc__ = _with_args(pure.__doc__ or "", {name: doc for name, (_d, _a, doc) in run_args.items()})
-    return public
+                              **{p.name: p.annotation for p in extra}}
+    public.__doc__ = _with_args(pure.__doc__ or "", {arg: doc for arg, (_d, _a, doc) in run_args.items()})
+    return configurable(method, name=name)(renamed(**renames)(public) if renames else public)
 
 
 def _with_args(doc: str, extra: dict[str, str]) -> str:
@@ -147,14 +151,13 @@ def _finish_melbo(model, result, run, args, runs):
 
     heldout = list(runs["heldout_prompts"]) if runs["heldout_prompts"] is not None else default_heldout_prompts()
     if runs["heldout_kl"]:  # next-token KL(steered ‖ unsteered) at the first generated token, mean per vector
-        kl = kl_divergence(model, result.vectors, heldout, chat=args["chat"], progress=args["progress"])
-        result.heldout_kl = [float(x) for x in kl]
+        result.heldout_kl = [float(x) for x in kl_divergence(model, result.vectors, heldout, chat=args["chat"],
+                                                             progress=args["progress"])]
     result.out_dir = run.path
     from .methods.melbo import training_prompts
 
-    prompts = training_prompts(args["prompts"])
-    _write(run, result, model=model, samples={"samples.jsonl": (result.vectors, {"train": list(prompts),
-                                                                               "heldout": heldout})},
+    splits = {"train": training_prompts(args["prompts"]), "heldout": heldout}
+    _write(run, result, model=model, samples={"samples.jsonl": (result.vectors, splits)},
            max_new_tokens=runs["sample_tokens"], chat=args["chat"], report=runs["report"])
     return result
 
@@ -192,7 +195,6 @@ def _finish_evaluation(model, result, run, args, runs):
 
 
 def _build():
-    from .configs import configurable, renamed
     from .evaluate import linearity, transfer
     from .evaluate import sweep as sweep_module
     from .methods import lora_discovery, ortho
@@ -206,30 +208,28 @@ def _build():
     report = (True, "bool", "write ``report.html`` at the end of the run")
     sample_tokens = (40, "int", "length of the greedy samples written to the run directory")
     heldout = (None, "list[str] | None", "prompts for the samples and the held-out KL (default: shipped chat prompts)")
-    melbo_fn = _public(melbo_module.melbo, "melbo", {
-        "out_dir": out_dir, "resume": resume, "heldout_prompts": heldout,
-        "heldout_kl": (True, "bool", ("measure each vector's next-token KL(steered ‖ unsteered) at the first "
-                                      "generated token of the held-out prompts (``result.heldout_kl``)")),
-        "sample_tokens": sample_tokens, "report": report}, _finish_melbo)
-    ortho_fn = _public(ortho.melbo_ortho, "melbo_ortho", {
-        "out_dir": out_dir, "resume": resume,
-        "heldout_prompts": (None, "list[str] | None", "prompts for the KL analysis (default: the training prompts)"),
-        "kl_direction": ("forward", "str", "``forward`` = KL(Pᵢ‖P₀) (default), ``reverse`` = KL(P₀‖Pᵢ)"),
-        "moving_average": (25, "int", "window (vectors) of the KL curve's moving average"),
-        "sample_vectors": (8, "int", "how many of the vectors get samples in the run directory"),
-        "sample_tokens": sample_tokens, "report": report}, _finish_ortho, check=_check_ortho)
-    lora_fn = _public(lora_discovery.discover_lora, "lora_discovery",
-                      {"out_dir": out_dir, "resume": resume, "report": report}, _finish_lora, resume_ignores=("runs",))
-    evaluations = [configurable(method, name=name)(_public(fn, method, args, _finish_evaluation))
-                   for fn, method, name, args in (
-                       (sweep_module.sweep, "sweep", "SweepConfig",
-                        {"out_dir": out_dir, "resume": resume, "report": report}),
-                       (transfer.evaluate_transfer, "transfer", "TransferConfig", {"out_dir": out_dir, "report": report}),
-                       (linearity.linearity_score, "linearity", "LinearityConfig", {"out_dir": out_dir, "report": report}))]
-    return (*evaluations, configurable("melbo", name="MelboConfig")(melbo_fn),
-            configurable("melbo_ortho", name="OrthoConfig")(renamed(kl_prompts="heldout_prompts")(ortho_fn)),
-            configurable("lora_discovery", name="LoraDiscoveryConfig")(
-                renamed(held_out_prompts="heldout_prompts")(lora_fn)))
+    evaluations = [_public(fn, method, args, _finish_evaluation) for fn, method, args in (
+        (sweep_module.sweep, "sweep", {"out_dir": out_dir, "resume": resume, "report": report}),
+        (transfer.evaluate_transfer, "transfer", {"out_dir": out_dir, "report": report}),
+        (linearity.linearity_score, "linearity", {"out_dir": out_dir, "report": report}))]
+    return (
+        *evaluations,
+        _public(melbo_module.melbo, "melbo", {
+            "out_dir": out_dir, "resume": resume, "heldout_prompts": heldout,
+            "heldout_kl": (True, "bool", ("measure each vector's next-token KL(steered ‖ unsteered) at the first "
+                                          "generated token of the held-out prompts (``result.heldout_kl``)")),
+            "sample_tokens": sample_tokens, "report": report}, _finish_melbo),
+        _public(ortho.melbo_ortho, "melbo_ortho", {
+            "out_dir": out_dir, "resume": resume,
+            "heldout_prompts": (None, "list[str] | None", "prompts for the KL analysis (default: the training prompts)"),
+            "kl_direction": ("forward", "str", "``forward`` = KL(Pᵢ‖P₀) (default), ``reverse`` = KL(P₀‖Pᵢ)"),
+            "moving_average": (25, "int", "window (vectors) of the KL curve's moving average"),
+            "sample_vectors": (8, "int", "how many of the vectors get samples in the run directory"),
+            "sample_tokens": sample_tokens, "report": report},
+            _finish_ortho, check=_check_ortho, name="OrthoConfig", renames={"kl_prompts": "heldout_prompts"}),
+        _public(lora_discovery.discover_lora, "lora_discovery", {"out_dir": out_dir, "resume": resume, "report": report},
+                _finish_lora, resume_ignores=("runs",), renames={"held_out_prompts": "heldout_prompts"}),
+    )
 
 
 sweep, evaluate_transfer, linearity_score, melbo, melbo_ortho, discover_lora = _build()
