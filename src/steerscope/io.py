@@ -78,10 +78,9 @@ def write_csv(path: str | os.PathLike, rows: list[dict], fieldnames: list[str] |
 
     def write(tmp: str) -> None:
         with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=fieldnames, extrasaction="ignore")
+            writer = csv.DictWriter(f, fieldnames=fieldnames)
             writer.writeheader()
-            for row in rows:
-                writer.writerow({k: ("" if json_safe(row.get(k)) is None else json_safe(row.get(k))) for k in fieldnames})
+            writer.writerows({k: json_safe(row.get(k)) for k in fieldnames} for row in rows)  # None: an empty cell
 
     return atomic_write(path, write)
 
@@ -126,8 +125,7 @@ def subplots(*args, **kwargs):
     """
     from matplotlib.figure import Figure
 
-    figsize = kwargs.pop("figsize", None)
-    fig = Figure(figsize=figsize)
+    fig = Figure(figsize=kwargs.pop("figsize", None))
     return fig, fig.subplots(*args, **kwargs)
 
 
