@@ -64,29 +64,20 @@ def need(value: Any, kind: type, where: Any) -> Any:
     return value
 
 
-def ensure_config(out_dir: Path, method: str, settings: dict | None = None) -> None:
-    """Write ``config.json`` unless the directory has one (a run directory's fuller one stays)."""
-
-    if not (Path(out_dir) / "config.json").is_file():
-        write_json(Path(out_dir) / "config.json", result_config(method, settings))
-
-
 def save_files(out_dir, files: dict[str, Any], method: str | None = None, settings: dict | None = None) -> Path:
     """Create ``out_dir`` and write ``files`` into it in order, each as its suffix says: ``.json`` a JSON value,
     ``.csv`` / ``.jsonl`` a table of rows, ``.safetensors`` a vector or vector set (its ``save``); a None value is
-    not written (a table a result leaves out when empty). With ``method``, ``config.json`` first (``ensure_config``).
+    not written (a table a result leaves out when empty). With ``method``, ``config.json`` first (``result_config``),
+    unless the directory has one (a run directory's fuller one stays).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    if method is not None:
-        ensure_config(out, method, settings)
-    writers = {".json": write_json, ".csv": write_csv, ".jsonl": write_jsonl}
+    if method is not None and not (out / "config.json").is_file():
+        write_json(out / "config.json", result_config(method, settings))
+    writers = {".json": write_json, ".csv": write_csv, ".jsonl": write_jsonl,
+               ".safetensors": lambda path, vectors: vectors.save(path)}
     for name, value in files.items():
-        if value is None:
-            continue
-        if name.endswith(".safetensors"):
-            value.save(out / name)
-        else:
+        if value is not None:
             writers[Path(name).suffix](out / name, value)
     return out
 
@@ -220,14 +211,13 @@ class Checkpoint:
         path = Path(out_dir)
         existing = path / "config.json"
         if not existing.is_file():
-            path.mkdir(parents=True, exist_ok=True)
-            write_json(existing, config)
+            write_json(existing, config)  # creates the directory
             return cls(path, config)
         if not resume:
             raise InvalidArgumentError(f"{path} already holds a run; pass resume=True (--resume) to continue it or "
                                        "choose another output directory")
         old = need(read_json(existing), dict, existing)
-        changed = [k for k in (list(settings) if keys is None else keys) if old.get(k) != config.get(k)]
+        changed = [k for k in (settings if keys is None else keys) if old.get(k) != config.get(k)]
         if changed:
             raise InvalidArgumentError(f"cannot resume {path}: settings differ from the original run "
                                        f"({', '.join(changed)}); use the same settings or a new output directory")
@@ -270,16 +260,16 @@ class Checkpoint:
         if not self.path:
             raise InvalidArgumentError("this method saves what it makes as it goes (e.g. one PEFT adapter per run): "
                                        "pass out_dir=")
-        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=self.path))
+        tmp, target = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=self.path)), self.path / name
         try:
             write(tmp)
-            if (self.path / name).exists():
-                shutil.rmtree(self.path / name)
-            os.replace(tmp, self.path / name)
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(tmp, target)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        return self.path / name
+        return target
 
 
 def _remove_stale_temp_files(run_dir: Path) -> None:
