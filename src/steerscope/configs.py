@@ -70,7 +70,7 @@ class Config:
 
         # settings nested: a method's own keyword may be called "method" (export_lora's rank1/bias)
         return {"method": self.method_name, "config_version": CONFIG_VERSION, "steerscope_version": __version__,
-                "settings": {k: _jsonable(v) for k, v in self.as_kwargs().items()}}
+                "settings": _jsonable(self.as_kwargs())}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True, allow_nan=False) + "\n"
@@ -94,7 +94,7 @@ class Config:
         if not isinstance(settings, dict):
             raise InvalidArgumentError(f"a {cls.method_name} config needs a 'settings' object")
         fields = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(settings) - set(fields))
+        unknown = sorted(settings.keys() - fields)
         if unknown:
             warnings.warn(f"{cls.method_name} config: ignoring unknown settings {', '.join(unknown)} (written by "
                           f"steerscope {data.get('steerscope_version', '?')})", stacklevel=2)
@@ -154,7 +154,6 @@ def signature_config(fn: Callable, method: str, *, name: str | None = None) -> t
     from it still carry the function's own names and defaults."""
     sig = inspect.signature(fn)
     hints = typing.get_type_hints(fn)
-    docs = field_docs(fn.__doc__ or "")
     specs = []
     for p in sig.parameters.values():
         if p.kind is not inspect.Parameter.KEYWORD_ONLY or p.name == "config":
@@ -164,9 +163,9 @@ def signature_config(fn: Callable, method: str, *, name: str | None = None) -> t
         else:  # no default: a required keyword (e.g. optimize_vector's layer)
             spec = dataclasses.field(default=dataclasses.MISSING if p.default is p.empty else p.default)
         specs.append((p.name, hints.get(p.name, Any), spec))
-    cls_name = name or "".join(part.title() for part in method.split("_")) + "Config"
-    cls = dataclasses.make_dataclass(cls_name, specs, bases=(Config,), frozen=True, kw_only=True,
-                                     namespace={"method_name": method, "field_docs": docs,
+    cls = dataclasses.make_dataclass(name or "".join(part.title() for part in method.split("_")) + "Config", specs,
+                                     bases=(Config,), frozen=True, kw_only=True,
+                                     namespace={"method_name": method, "field_docs": field_docs(fn.__doc__ or ""),
                                                 "__module__": fn.__module__})
     cls.__doc__ = f"Settings of ``{fn.__name__}`` (fields = its keyword arguments, same defaults)."
     return cls
@@ -197,7 +196,7 @@ def field_docs(doc: str) -> dict[str, str]:
             current = [n.strip() for n in re.split(r"[,/]", head.group(1))]
             for n in current:
                 out[n] = head.group(2).strip()
-        elif current and item_indent is not None and indent > item_indent:
+        elif current and indent > item_indent:  # current is set only once item_indent is
             for n in current:
                 out[n] = f"{out[n]} {line.strip()}"
         else:
@@ -226,8 +225,7 @@ def add_config_flags(parser: argparse.ArgumentParser | Any, cls: type[Config], *
     ``options`` any other ``add_argument`` keywords (``nargs``, ``metavar``). Returns ``{field: flag}``."""
     rename, types, choices, options = rename or {}, types or {}, choices or {}, options or {}
     defaults = config_defaults(cls)
-    unknown = (set(rename) | set(types) | set(choices) | set(options) | set(required) | set(skip)) - {
-        f.name for f in dataclasses.fields(cls)}
+    unknown = set().union(rename, types, choices, options, required, skip) - {f.name for f in dataclasses.fields(cls)}
     if unknown:
         raise ValueError(f"{cls.__name__} has no fields {sorted(unknown)}")
     flags = {}
@@ -236,15 +234,14 @@ def add_config_flags(parser: argparse.ArgumentParser | Any, cls: type[Config], *
             continue
         flags[f.name] = flag = "--" + rename.get(f.name, f.name).replace("_", "-")
         inner, optional = strip_optional(f.type)
-        union = typing.get_origin(inner) in (typing.Union, types_module.UnionType)
-        members = typing.get_args(inner) if union else (inner,)
+        members = typing.get_args(inner) if typing.get_origin(inner) in _UNIONS else (inner,)
         sequence = next((m for m in members if typing.get_origin(m) in (list, tuple, abc.Sequence)), None)
         literal = typing.get_args(inner) if typing.get_origin(inner) is typing.Literal else ()
         if sequence is not None:
             kind = (typing.get_args(sequence) or (str,))[0]
         else:
             kind = type(literal[0]) if literal else inner
-        kind = next((k for k in (int, float, bool) if kind is k), str)  # any other annotation reads the string
+        kind = kind if kind in (int, float, bool) else str  # any other annotation reads the string
         doc = cls.field_docs.get(f.name, "").replace("``", "")
         shown = f" (default: {_shown(defaults[f.name])})" if f.name in defaults else " (required)"
         kwargs: dict[str, Any] = {"dest": f.name, "default": defaults.get(f.name),
@@ -305,7 +302,7 @@ def _none_or(parse: Callable[[str], Any]) -> Callable[[str], Any]:
 def strip_optional(tp: Any) -> tuple[Any, bool]:
     """(``tp`` without None, whether it took None): ``int | None`` gives ``(int, True)``, ``int | str | None``
     gives ``(int | str, True)``."""
-    if typing.get_origin(tp) not in (typing.Union, types_module.UnionType):
+    if typing.get_origin(tp) not in _UNIONS:
         return tp, False
     args = tuple(a for a in typing.get_args(tp) if a is not type(None))
     return typing.Union[args], len(args) < len(typing.get_args(tp))  # noqa: UP007 (built from a tuple)
@@ -329,6 +326,8 @@ def integer(text: str) -> int:
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
 
+
+_UNIONS = (typing.Union, types_module.UnionType)  # the origins of ``X | Y`` and ``Optional[X]``
 
 # how a flag reads the field types it knows (any other field takes the string)
 _PARSERS: dict[Any, Callable[[str], Any]] = {int: integer, float: finite_float}
