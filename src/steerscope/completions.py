@@ -78,11 +78,8 @@ class PackedBatch:
         computes them when the prompt length is known (``PROMPT_LENGTHS``), so the replayed loss and a full
         steered forward agree.
         """
-        rows = [
-            Positions.parse(p).mask(self.position_ids[r : r + 1], self.prompt_len[r : r + 1])
-            for r, p in enumerate(positions)
-        ]
-        return torch.cat(rows).unsqueeze(-1).to(torch.float32)
+        return torch.cat([Positions.parse(p).mask(self.position_ids[r : r + 1], self.prompt_len[r : r + 1])
+                          for r, p in enumerate(positions)]).unsqueeze(-1).to(torch.float32)
 
 
 def completion_token_ids(model, completion: str) -> list[int]:

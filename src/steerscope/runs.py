@@ -135,7 +135,9 @@ def _describe(value):
 
 
 def _write(run: Checkpoint, result, **kwargs) -> None:
-    """``write_run(result, run.path, **kwargs)``; nothing when the run has no directory."""
+    """A method's result records its run directory (``result.out_dir``, None without one); then
+    ``write_run(result, run.path, **kwargs)``, nothing when the run has no directory."""
+    result.out_dir = run.path
     if run:
         write_run(result, run.path, **kwargs)
 
@@ -153,7 +155,6 @@ def _finish_melbo(model, result, run, args, runs):
     if runs["heldout_kl"]:  # next-token KL(steered ‖ unsteered) at the first generated token, mean per vector
         result.heldout_kl = [float(x) for x in kl_divergence(model, result.vectors, heldout, chat=args["chat"],
                                                              progress=args["progress"])]
-    result.out_dir = run.path
     from .methods.melbo import training_prompts
 
     splits = {"train": training_prompts(args["prompts"]), "heldout": heldout}
@@ -170,7 +171,6 @@ def _finish_ortho(model, result, run, args, runs):
     result.analysis = kl_to_base(model, vs, result.base, runs["heldout_prompts"] or list(args["prompts"]),
                                  direction=runs["kl_direction"], window=runs["moving_average"], chat=args["chat"],
                                  progress=args["progress"])
-    result.out_dir = run.path
     shown = VectorSet({k: t[:runs["sample_vectors"]] for k, t in vs.tensors.items()}, vs.site)
     train = {"train": list(args["prompts"])}
     _write(run, result, model=model, max_new_tokens=runs["sample_tokens"], chat=args["chat"], report=runs["report"],
@@ -179,7 +179,6 @@ def _finish_ortho(model, result, run, args, runs):
 
 
 def _finish_lora(model, result, run, args, runs):
-    result.out_dir = run.path
     # summary.json (adapter paths relative to the run directory), each run's loss figure, the report
     _write(run, result, report=runs["report"])
     return result
@@ -187,7 +186,7 @@ def _finish_lora(model, result, run, args, runs):
 
 def _finish_evaluation(model, result, run, args, runs):
     if run:
-        _write(run, result, report=runs["report"])  # config.json (the run's), data, figure, report
+        write_run(result, run.path, report=runs["report"])  # config.json (the run's), data, figure, report
         from .evaluate.sweep import CHECKPOINT  # a sweep's responses so far: now in samples.jsonl
 
         (run.path / CHECKPOINT).unlink(missing_ok=True)
