@@ -124,8 +124,7 @@ def configurable(method: str, *, name: str | None = None) -> Callable:
 
     def decorate(fn: Callable) -> Callable:
         sig = inspect.signature(fn)
-        cls = signature_config(fn, method, name=name)
-        _REGISTRY[method] = cls
+        _REGISTRY[method] = cls = signature_config(fn, method, name=name)
 
         @functools.wraps(fn)
         def wrapper(*args, config: Config | None = None, **kwargs):
@@ -136,11 +135,9 @@ def configurable(method: str, *, name: str | None = None) -> Callable:
                 kwargs = {**config.as_kwargs(), **kwargs}
             return fn(*args, **kwargs)
 
-        params = list(sig.parameters.values())
-        if "config" not in sig.parameters:
-            params.append(inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default=None,
-                                            annotation=f"{cls.__name__} | None"))
-        wrapper.__signature__ = sig.replace(parameters=params)
+        config = inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default=None,
+                                   annotation=f"{cls.__name__} | None")
+        wrapper.__signature__ = sig.replace(parameters=[*sig.parameters.values(), config])
         wrapper.Config = cls
         return wrapper
 
@@ -204,8 +201,9 @@ def field_docs(doc: str) -> dict[str, str]:
     return out
 
 
-def config_defaults(cls: type[Config]) -> dict[str, Any]:
-    """``{field: default}`` (fields without a default, like ``optimize_vector``'s ``layer``, are left out)."""
+def config_defaults(cls: type) -> dict[str, Any]:
+    """``{field: default}`` of a config (or any dataclass); fields without a default, like ``optimize_vector``'s
+    ``layer``, are left out."""
     return {f.name: f.default_factory() if f.default is dataclasses.MISSING else f.default
             for f in dataclasses.fields(cls)
             if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
@@ -230,9 +228,10 @@ def add_config_flags(parser: argparse.ArgumentParser | Any, cls: type[Config], *
         raise ValueError(f"{cls.__name__} has no fields {sorted(unknown)}")
     flags = {}
     for f in dataclasses.fields(cls):
-        if f.name in skip:
+        name = f.name
+        if name in skip:
             continue
-        flags[f.name] = flag = "--" + rename.get(f.name, f.name).replace("_", "-")
+        flags[name] = flag = "--" + rename.get(name, name).replace("_", "-")
         inner, optional = strip_optional(f.type)
         members = typing.get_args(inner) if typing.get_origin(inner) in _UNIONS else (inner,)
         sequence = next((m for m in members if typing.get_origin(m) in (list, tuple, abc.Sequence)), None)
@@ -242,18 +241,18 @@ def add_config_flags(parser: argparse.ArgumentParser | Any, cls: type[Config], *
         else:
             kind = type(literal[0]) if literal else inner
         kind = kind if kind in (int, float, bool) else str  # any other annotation reads the string
-        doc = cls.field_docs.get(f.name, "").replace("``", "")
-        shown = f" (default: {_shown(defaults[f.name])})" if f.name in defaults else " (required)"
-        kwargs: dict[str, Any] = {"dest": f.name, "default": defaults.get(f.name),
+        doc = cls.field_docs.get(name, "").replace("``", "")
+        shown = f" (default: {_shown(defaults[name])})" if name in defaults else " (required)"
+        kwargs: dict[str, Any] = {"dest": name, "default": defaults.get(name),
                                   "help": f"{doc}{shown}".strip().replace("%", "%%"),
-                                  "required": f.name not in defaults or f.name in required}
-        if f.name in choices or literal:
-            kwargs["choices"] = list(choices.get(f.name, literal))
-        extra = options.get(f.name, {})
-        if kind is bool and sequence is None and f.name not in types and "nargs" not in extra:
+                                  "required": name not in defaults or name in required}
+        if name in choices or literal:
+            kwargs["choices"] = list(choices.get(name, literal))
+        extra = options.get(name, {})
+        if kind is bool and sequence is None and name not in types and "nargs" not in extra:
             kwargs["action"] = argparse.BooleanOptionalAction
         else:
-            parse = types.get(f.name) or _PARSERS.get(kind, str)
+            parse = types.get(name) or _PARSERS.get(kind, str)
             kwargs["type"] = _none_or(parse) if optional else parse
             if sequence is not None and "nargs" not in extra:
                 kwargs.update(nargs="+", action=_ManyAction, collapse=kind in members,

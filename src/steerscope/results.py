@@ -18,7 +18,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from .configs import SCALAR_TYPES, strip_optional
+from .configs import SCALAR_TYPES, config_defaults, strip_optional
 from .errors import InvalidArgumentError, RunFileError
 from .io import read_csv, read_json, read_jsonl, write_csv, write_json, write_jsonl
 from .vector import VectorSet
@@ -101,13 +101,10 @@ def from_json(cls: type, data: dict, where: Any, **given: Any) -> Any:
     """``cls(**given, ...)``: the dataclass ``cls`` with every field not ``given`` (those read from other files)
     taken from the JSON object ``data`` (read from ``where``) and checked against its annotation (``json_value``).
     A field absent from ``data`` keeps its default; one without a default is read as null."""
-    hints = typing.get_type_hints(cls)
-    values = {}
-    for f in dataclasses.fields(cls):
-        has_default = f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
-        if f.name not in given and (f.name in data or not has_default):
-            values[f.name] = json_value(data.get(f.name), hints[f.name], f"{where}: {f.name}")
-    return cls(**given, **values)
+    hints, defaults = typing.get_type_hints(cls), config_defaults(cls)
+    return cls(**given, **{f.name: json_value(data.get(f.name), hints[f.name], f"{where}: {f.name}")
+                           for f in dataclasses.fields(cls)
+                           if f.name not in given and (f.name in data or f.name not in defaults)})
 
 
 # what a JSON value must be for an annotation (bool is an int in Python, never a number here)
@@ -191,14 +188,16 @@ class Checkpoint:
     + loss curves after every vector/block, ``commit_dir`` a whole unit (e.g. a PEFT adapter) in one rename.
     """
 
-    def __init__(self, path: Path | None, config: dict, resuming: bool = False):
-        self.path, self.config, self.resuming = path, config, resuming
+    def __init__(self, path: Path | None, resuming: bool = False):
+        self.path, self.resuming = path, resuming
 
     @classmethod
     def open(cls, out_dir, model, method: str, settings: dict, *, resume: bool = False,
              keys: list[str] | None = None) -> Checkpoint:
         """Create ``out_dir`` with its config.json, or reopen it to resume (``keys``: the settings that must match;
         default all of ``settings``). ``out_dir=None``: a run that writes nothing. Refuses to overwrite a run."""
+        if out_dir is None:
+            return cls(None)
         from datetime import datetime, timezone
 
         from . import __version__
@@ -206,13 +205,11 @@ class Checkpoint:
         config = {"method": method, "model_name": model.name, "model_type": model.model_type,
                   "n_layers": model.n_layers, "d_model": model.d_model, "steerscope_version": __version__,
                   "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), **settings}
-        if out_dir is None:
-            return cls(None, config)
         path = Path(out_dir)
         existing = path / "config.json"
         if not existing.is_file():
             write_json(existing, config)  # creates the directory
-            return cls(path, config)
+            return cls(path)
         if not resume:
             raise InvalidArgumentError(f"{path} already holds a run; pass resume=True (--resume) to continue it or "
                                        "choose another output directory")
@@ -223,7 +220,7 @@ class Checkpoint:
                                        f"({', '.join(changed)}); use the same settings or a new output directory")
         log.info("resuming run in %s", path)
         _remove_stale_temp_files(path)
-        return cls(path, config, resuming=True)
+        return cls(path, resuming=True)
 
     def __bool__(self) -> bool:
         return self.path is not None
@@ -287,7 +284,7 @@ def _remove_stale_temp_files(run_dir: Path) -> None:
             pass
 
 
-NO_CHECKPOINT = Checkpoint(None, {})
+NO_CHECKPOINT = Checkpoint(None)
 
 
 def vector_files(vectors: VectorSet, losses: list[list[float]]) -> dict[str, Any]:
