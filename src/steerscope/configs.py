@@ -337,16 +337,18 @@ _PARSERS: dict[Any, Callable[[str], Any]] = {int: integer, float: finite_float}
 SCALAR_TYPES = {float: (int, float), int: (int,), str: (str,), bool: (bool,)}
 
 
-def _jsonable(value: Any) -> Any:
+def _jsonable(value: Any, other: Callable[[Any], Any] = repr) -> Any:
+    """``value`` as JSON types, containers element by element; ``other(x)`` describes any other object (made
+    JSON-able in turn); the default ``repr`` records callables and objects for the reader, not reloadable."""
     if isinstance(value, Path):
         return str(value)
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [_jsonable(v, other) for v in value]
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): _jsonable(v, other) for k, v in value.items()}
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
-    return repr(value)  # callables and objects: recorded for the reader, not reloadable
+    return _jsonable(other(value))
 
 
 def renamed(**old_to_new: str) -> Callable:

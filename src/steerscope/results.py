@@ -14,11 +14,16 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
+import shutil
+import tempfile
 import typing
+import warnings
 from pathlib import Path
 from typing import Any
 
-from .configs import SCALAR_TYPES, config_defaults, strip_optional
+from . import __version__
+from .configs import SCALAR_TYPES, _jsonable, config_defaults, strip_optional
 from .errors import InvalidArgumentError, RunFileError
 from .io import read_csv, read_json, read_jsonl, write_csv, write_json, write_jsonl
 from .vector import VectorSet
@@ -30,9 +35,6 @@ RESULT_VERSION = 1
 
 def result_config(method: str, settings: dict | None = None) -> dict:
     """The ``config.json`` a result writes: method, versions and the settings it ran with."""
-    from . import __version__
-    from .configs import _jsonable
-
     return {**_jsonable(dict(settings or {})), "method": method, "result_version": RESULT_VERSION,
             "steerscope_version": __version__}
 
@@ -51,8 +53,6 @@ def check_result_config(out_dir: Path, method: str) -> None:
         raise RunFileError(f"{out_dir} holds a {found!r} result, not {method!r}; load it with that result type")
     version = data.get("result_version", RESULT_VERSION)
     if isinstance(version, int) and version > RESULT_VERSION:
-        import warnings
-
         warnings.warn(f"{path} was written by a newer steerscope (result version {version}); reading what this "
                       "version knows", stacklevel=3)
 
@@ -200,8 +200,6 @@ class Checkpoint:
             return cls(None)
         from datetime import datetime, timezone
 
-        from . import __version__
-
         config = {"method": method, "model_name": model.name, "model_type": model.model_type,
                   "n_layers": model.n_layers, "d_model": model.d_model, "steerscope_version": __version__,
                   "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), **settings}
@@ -219,7 +217,16 @@ class Checkpoint:
             raise InvalidArgumentError(f"cannot resume {path}: settings differ from the original run "
                                        f"({', '.join(changed)}); use the same settings or a new output directory")
         log.info("resuming run in %s", path)
-        _remove_stale_temp_files(path)
+        # what a killed process left behind: units commit_dir never renamed (.NAME.XXXX.partial) and temp files of
+        # atomic writes (.NAME.XXXX.tmp; never a real file)
+        for tmp in path.glob(".*.partial"):
+            shutil.rmtree(tmp, ignore_errors=True)
+        for tmp in list(path.glob(".*.tmp")) + list(path.glob("*/.*.tmp")):
+            try:
+                tmp.unlink()
+                log.info("removed %s, left by an interrupted write", tmp)
+            except OSError:
+                pass
         return cls(path, resuming=True)
 
     def __bool__(self) -> bool:
@@ -235,9 +242,7 @@ class Checkpoint:
 
     def read_table(self, name: str) -> list[dict] | None:
         """A table (``.csv`` or ``.jsonl``) an interrupted run wrote (None when not resuming or absent)."""
-        if not (self.resuming and (self.path / name).is_file()):
-            return None
-        return read_table(self.path / name)
+        return read_table(self.path / name) if self.resuming and (self.path / name).is_file() else None
 
     def write_table(self, name: str, rows: list[dict]) -> None:
         if self.path:
@@ -250,10 +255,6 @@ class Checkpoint:
     def commit_dir(self, name: str, write) -> Path:
         """``write(tmp)`` fills a hidden temp directory, which then replaces ``name`` in one rename: a crash never
         leaves half a unit (e.g. half an adapter) where resume would trust it."""
-        import os
-        import shutil
-        import tempfile
-
         if not self.path:
             raise InvalidArgumentError("this method saves what it makes as it goes (e.g. one PEFT adapter per run): "
                                        "pass out_dir=")
@@ -267,21 +268,6 @@ class Checkpoint:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return target
-
-
-def _remove_stale_temp_files(run_dir: Path) -> None:
-    """Delete what a killed process left behind: temp files of atomic writes (``.NAME.XXXX.tmp``; never a real
-    file) and units ``commit_dir`` never renamed (``.NAME.XXXX.partial``)."""
-    import shutil
-
-    for tmp in run_dir.glob(".*.partial"):
-        shutil.rmtree(tmp, ignore_errors=True)
-    for tmp in list(run_dir.glob(".*.tmp")) + list(run_dir.glob("*/.*.tmp")):
-        try:
-            tmp.unlink()
-            log.info("removed %s, left by an interrupted write", tmp)
-        except OSError:
-            pass
 
 
 NO_CHECKPOINT = Checkpoint(None)

@@ -91,12 +91,13 @@ def _public(pure, method: str, run_args: dict[str, tuple], finish, *, resume_ign
         if check is not None:
             check(runs)
         model = values["model"]
-        settings = {k: _describe(v) for k, v in {**values, **runs}.items()
-                    if k not in ("model", "progress", "out_dir", "resume", "report")}
-        run = Checkpoint.open(runs.get("out_dir"), model, method, configs._jsonable(settings),
-                              resume=runs.get("resume", False), keys=[k for k in settings if k not in resume_ignores])
-        result = pure(**values, **({"checkpoint": run} if takes_checkpoint else {}))
-        return finish(model, result, run, values, runs)
+        settings = configs._jsonable({k: v for k, v in {**values, **runs}.items()
+                                      if k not in ("model", "progress", "out_dir", "resume", "report")}, _describe)
+        run = Checkpoint.open(runs["out_dir"], model, method, settings, resume=runs.get("resume", False),
+                              keys=[k for k in settings if k not in resume_ignores])
+        if takes_checkpoint:
+            values["checkpoint"] = run
+        return finish(model, pure(**values), run, values, runs)
 
     public.__signature__ = sig
     public.__annotations__ = {**{k: v for k, v in pure.__annotations__.items() if k != "checkpoint"},
@@ -119,19 +120,15 @@ def _with_args(doc: str, extra: dict[str, str]) -> str:
 
 
 def _describe(value):
-    """A setting as config.json records it and resume compares it: a vector by its site, layers and norm, a
-    function by its name."""
+    """A setting JSON has no type for, as config.json records it and resume compares it: a vector by its site,
+    layers and norm, a function by its name, anything else by its repr."""
     from .vector import SteeringVector
 
     if isinstance(value, SteeringVector):
         return {"site": value.site, "layers": value.layers, "norm": round(value.norm(), 6)}
-    if isinstance(value, dict):
-        return {k: _describe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_describe(v) for v in value]
     if callable(value) and hasattr(value, "__qualname__"):  # a metric function: its name, not its address
         return f"{value.__module__}:{value.__qualname__}"
-    return value
+    return repr(value)
 
 
 def _write(run: Checkpoint, result, **kwargs) -> None:
