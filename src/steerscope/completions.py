@@ -208,8 +208,8 @@ def completion_losses(
     completion's length.
     """
     p = logprobs.exp()
-    is_sup = suppress.to(p.device)[batch.token_completion]  # (M,)
-    per_token = torch.where(is_sup, -torch.log1p(-p + eps), -torch.log(p + eps))
+    # (M,): each token's completion is suppressed or promoted
+    per_token = torch.where(suppress.to(p.device)[batch.token_completion], -torch.log1p(-p + eps), -torch.log(p + eps))
     per_completion = torch.zeros(batch.completions, device=p.device, dtype=p.dtype).index_add(
         0, batch.token_completion, per_token)
     if normalize_by_length:

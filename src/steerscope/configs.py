@@ -55,9 +55,8 @@ class Config:
             value = getattr(self, f.name)
             kind, optional = strip_optional(f.type)
             # None is the "choose for me" default of many fields; the function validates the rest
-            wrong = not isinstance(value, SCALAR_TYPES.get(kind, object)) or (
-                isinstance(value, bool) and kind in (int, float))
-            if value is not None and wrong:
+            if value is not None and (not isinstance(value, SCALAR_TYPES.get(kind, object)) or (
+                    isinstance(value, bool) and kind in (int, float))):
                 raise InvalidArgumentError(f"{self.method_name} config: {f.name} must be {kind.__name__}"
                                            f"{' or None' if optional else ''}, got {value!r}")
 
@@ -264,8 +263,7 @@ def add_config_flags(parser: argparse.ArgumentParser | Any, cls: type[Config], *
 def config_from_args(cls: type[Config], args: argparse.Namespace, **overrides: Any) -> Config:
     """The config a parsed command line describes (fields missing from ``args`` keep their defaults)."""
     names = {f.name for f in dataclasses.fields(cls)}
-    values = {k: v for k, v in vars(args).items() if k in names}
-    return cls(**{**values, **overrides})
+    return cls(**{**{k: v for k, v in vars(args).items() if k in names}, **overrides})
 
 
 class _ManyAction(argparse.Action):

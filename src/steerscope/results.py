@@ -26,7 +26,7 @@ from . import __version__
 from .configs import SCALAR_TYPES, _jsonable, config_defaults, strip_optional
 from .errors import InvalidArgumentError, RunFileError
 from .io import read_csv, read_json, read_jsonl, write_csv, write_json, write_jsonl
-from .vector import VectorSet
+from .vector import VectorSet, _now
 
 log = logging.getLogger(__name__)
 
@@ -198,11 +198,9 @@ class Checkpoint:
         default all of ``settings``). ``out_dir=None``: a run that writes nothing. Refuses to overwrite a run."""
         if out_dir is None:
             return cls(None)
-        from datetime import datetime, timezone
-
         config = {"method": method, "model_name": model.name, "model_type": model.model_type,
                   "n_layers": model.n_layers, "d_model": model.d_model, "steerscope_version": __version__,
-                  "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), **settings}
+                  "created_at": _now(), **settings}
         path = Path(out_dir)
         existing = path / "config.json"
         if not existing.is_file():

@@ -175,15 +175,13 @@ def _finish_ortho(model, result, run, args, runs):
     return result
 
 
-def _finish_lora(model, result, run, args, runs):
-    # summary.json (adapter paths relative to the run directory), each run's loss figure, the report
-    _write(run, result, report=runs["report"])
-    return result
-
-
-def _finish_evaluation(model, result, run, args, runs):
+def _finish_plain(model, result, run, args, runs):
+    """Evaluations and LoRA discovery (whose result already names its run directory): the result as the run
+    directory, nothing measured or sampled on top."""
     if run:
-        write_run(result, run.path, report=runs["report"])  # config.json (the run's), data, figure, report
+        # config.json (the run's), data, figures, the report; LoRA: summary.json (adapter paths relative to the
+        # run directory), each run's loss figure, the report
+        write_run(result, run.path, report=runs["report"])
         from .evaluate.sweep import CHECKPOINT  # a sweep's responses so far: now in samples.jsonl
 
         (run.path / CHECKPOINT).unlink(missing_ok=True)
@@ -204,7 +202,7 @@ def _build():
     report = (True, "bool", "write ``report.html`` at the end of the run")
     sample_tokens = (40, "int", "length of the greedy samples written to the run directory")
     heldout = (None, "list[str] | None", "prompts for the samples and the held-out KL (default: shipped chat prompts)")
-    evaluations = [_public(fn, method, args, _finish_evaluation) for fn, method, args in (
+    evaluations = [_public(fn, method, args, _finish_plain) for fn, method, args in (
         (sweep_module.sweep, "sweep", {"out_dir": out_dir, "resume": resume, "report": report}),
         (transfer.evaluate_transfer, "transfer", {"out_dir": out_dir, "report": report}),
         (linearity.linearity_score, "linearity", {"out_dir": out_dir, "report": report}))]
@@ -224,7 +222,7 @@ def _build():
             "sample_tokens": sample_tokens, "report": report},
             _finish_ortho, check=_check_ortho, name="OrthoConfig", renames={"kl_prompts": "heldout_prompts"}),
         _public(lora_discovery.discover_lora, "lora_discovery", {"out_dir": out_dir, "resume": resume, "report": report},
-                _finish_lora, resume_ignores=("runs",), renames={"held_out_prompts": "heldout_prompts"}),
+                _finish_plain, resume_ignores=("runs",), renames={"held_out_prompts": "heldout_prompts"}),
     )
 
 
