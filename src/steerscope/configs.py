@@ -148,10 +148,9 @@ def signature_config(fn: Callable, method: str, *, name: str | None = None) -> t
 
     Also usable on a function that is not ``@configurable`` (the CLI of ``vector_from_lora``): the flags generated
     from it still carry the function's own names and defaults."""
-    sig = inspect.signature(fn)
     hints = typing.get_type_hints(fn)
     specs = []
-    for p in sig.parameters.values():
+    for p in inspect.signature(fn).parameters.values():
         if p.kind is not inspect.Parameter.KEYWORD_ONLY or p.name == "config":
             continue
         if isinstance(p.default, (list, dict, set)):  # mutable: each config gets its own copy

@@ -56,7 +56,7 @@ def _read_text(path: str | os.PathLike, newline: str | None = None) -> str:
         raise RunFileError(f"cannot read {path} ({exc})") from None
 
 
-def _parse_json(text: str, where: str):
+def _parse_json(text: str, where: str | os.PathLike):
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
@@ -69,7 +69,7 @@ def _parse_json(text: str, where: str):
 
 def read_json(path: str | os.PathLike):
     """Parse a JSON file. Any problem (missing, not UTF-8, corrupt, too deep) is a ``RunFileError``."""
-    return _parse_json(_read_text(path), str(path))
+    return _parse_json(_read_text(path), path)
 
 
 def write_csv(path: str | os.PathLike, rows: list[dict], fieldnames: list[str] | None = None) -> Path:
@@ -96,7 +96,7 @@ def read_csv(path: str | os.PathLike) -> list[dict]:
         except ValueError:
             return cell
 
-    text = _read_text(path, newline="")
+    text = _read_text(path, newline="")  # outside the try: its RunFileError is a ValueError
     try:
         rows = list(csv.DictReader(io.StringIO(text, newline="")))
     except (csv.Error, ValueError) as exc:

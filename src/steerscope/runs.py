@@ -202,10 +202,12 @@ def _build():
     report = (True, "bool", "write ``report.html`` at the end of the run")
     sample_tokens = (40, "int", "length of the greedy samples written to the run directory")
     heldout = (None, "list[str] | None", "prompts for the samples and the held-out KL (default: shipped chat prompts)")
+    resumable = {"out_dir": out_dir, "resume": resume, "report": report}
+    not_resumable = {"out_dir": out_dir, "report": report}
     evaluations = [_public(fn, method, args, _finish_plain) for fn, method, args in (
-        (sweep_module.sweep, "sweep", {"out_dir": out_dir, "resume": resume, "report": report}),
-        (transfer.evaluate_transfer, "transfer", {"out_dir": out_dir, "report": report}),
-        (linearity.linearity_score, "linearity", {"out_dir": out_dir, "report": report}))]
+        (sweep_module.sweep, "sweep", resumable),
+        (transfer.evaluate_transfer, "transfer", not_resumable),
+        (linearity.linearity_score, "linearity", not_resumable))]
     return (
         *evaluations,
         _public(melbo_module.melbo, "melbo", {
@@ -221,8 +223,7 @@ def _build():
             "sample_vectors": (8, "int", "how many of the vectors get samples in the run directory"),
             "sample_tokens": sample_tokens, "report": report},
             _finish_ortho, check=_check_ortho, name="OrthoConfig", renames={"kl_prompts": "heldout_prompts"}),
-        _public(lora_discovery.discover_lora, "lora_discovery", {"out_dir": out_dir, "resume": resume, "report": report},
-                _finish_plain, resume_ignores=("runs",), renames={"held_out_prompts": "heldout_prompts"}),
+        _public(lora_discovery.discover_lora, "lora_discovery", resumable, _finish_plain, resume_ignores=("runs",), renames={"held_out_prompts": "heldout_prompts"}),
     )
 
 
