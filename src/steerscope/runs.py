@@ -21,11 +21,13 @@ import os
 import re
 from pathlib import Path
 
-from . import configs
+from .configs import _jsonable, configurable, renamed
 from .errors import InvalidArgumentError
+from .evaluate.kl import kl_divergence, kl_to_base
 from .io import save_figure
 from .results import Checkpoint
-from .vector import VectorSet
+from .samples import default_heldout_prompts, write_samples
+from .vector import SteeringVector, VectorSet
 
 
 def write_run(result, out_dir: str | os.PathLike, *, model=None, samples: dict | None = None,
@@ -47,8 +49,6 @@ def write_run(result, out_dir: str | os.PathLike, *, model=None, samples: dict |
     if samples:
         if model is None:
             raise InvalidArgumentError("write_run needs model= to generate samples")
-        from .samples import write_samples
-
         for name, (vectors, splits) in samples.items():
             write_samples(model, vectors, splits, out / name, max_new_tokens=max_new_tokens, chat=chat)
     if report:
@@ -72,8 +72,6 @@ def _public(pure, method: str, run_args: dict[str, tuple], finish, *, resume_ign
     import functools
     import inspect
 
-    from .configs import configurable, renamed
-
     pure_sig = inspect.signature(pure)
     takes_checkpoint = "checkpoint" in pure_sig.parameters
     extra = [inspect.Parameter(arg, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
@@ -91,7 +89,7 @@ def _public(pure, method: str, run_args: dict[str, tuple], finish, *, resume_ign
         if check is not None:
             check(runs)
         model = values["model"]
-        settings = configs._jsonable({k: v for k, v in {**values, **runs}.items()
+        settings = _jsonable({k: v for k, v in {**values, **runs}.items()
                                       if k not in ("model", "progress", "out_dir", "resume", "report")}, _describe)
         run = Checkpoint.open(runs["out_dir"], model, method, settings, resume=runs.get("resume", False),
                               keys=[k for k in settings if k not in resume_ignores])
@@ -122,8 +120,6 @@ def _with_args(doc: str, extra: dict[str, str]) -> str:
 def _describe(value):
     """A setting JSON has no type for, as config.json records it and resume compares it: a vector by its site,
     layers and norm, a function by its name, anything else by its repr."""
-    from .vector import SteeringVector
-
     if isinstance(value, SteeringVector):
         return {"site": value.site, "layers": value.layers, "norm": round(value.norm(), 6)}
     if callable(value) and hasattr(value, "__qualname__"):  # a metric function: its name, not its address
@@ -145,9 +141,6 @@ def _check_ortho(runs: dict) -> None:
 
 
 def _finish_melbo(model, result, run, args, runs):
-    from .evaluate.kl import kl_divergence
-    from .samples import default_heldout_prompts
-
     heldout = list(runs["heldout_prompts"]) if runs["heldout_prompts"] is not None else default_heldout_prompts()
     if runs["heldout_kl"]:  # next-token KL(steered ‖ unsteered) at the first generated token, mean per vector
         result.heldout_kl = [float(x) for x in kl_divergence(model, result.vectors, heldout, chat=args["chat"],
@@ -161,8 +154,6 @@ def _finish_melbo(model, result, run, args, runs):
 
 
 def _finish_ortho(model, result, run, args, runs):
-    from .evaluate.kl import kl_to_base
-
     vs = result.vectors
     result.kl_direction = runs["kl_direction"]
     result.analysis = kl_to_base(model, vs, result.base, runs["heldout_prompts"] or list(args["prompts"]),
