@@ -104,14 +104,11 @@ def _pack(model, groups: Sequence[tuple[str, Sequence[str]]], chat: bool, shared
     rows = [(prompt_ids[prompt], [completion_token_ids(model, c) for c in comps]) for prompt, comps in groups]
     width = max(len(p) + sum(len(c) for c in cs) for p, cs in rows)
     n = len(rows)
-    pad = model.tokenizer.pad_token_id
-    # cpu-ok: the packing tensors below are filled on the host from Python lists and moved to the device once
-    ids = torch.full((n, width), 0 if pad is None else int(pad), dtype=torch.long)
-    # the mask (1 = real token) is read off ``segment`` after the loop
-    pos = torch.full((n, width), -1, dtype=torch.long)  # cpu-ok: host-built, moved below
-    segment = torch.full(  # cpu-ok: host-built, only used to build attn4d
-        (n, width), -2, dtype=torch.long
-    )  # -1 prompt, i = completion i of the row, -2 padding
+    # token ids (padding: the pad token, or 0 without one), position ids (-1 at padding) and each token's segment
+    # (-1 prompt, i = completion i of the row, -2 padding; it gives the mask and attn4d after the loop)
+    # cpu-ok: the packing tensors are filled on the host from Python lists and moved to the device once
+    ids, pos, segment = (torch.full((n, width), fill, dtype=torch.long) for fill in (
+        int(model.tokenizer.pad_token_id or 0), -1, -2))
     pred, targets, owner, plens, clens, crow = [], [], [], [], [], []
     for r, (p, cs) in enumerate(rows):
         seq = p + [t for c in cs for t in c]

@@ -23,7 +23,6 @@ import dataclasses
 import functools
 import inspect
 import json
-import logging
 import math
 import re
 import types as types_module
@@ -35,8 +34,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from .errors import InvalidArgumentError
-
-log = logging.getLogger(__name__)
 
 CONFIG_VERSION = 1
 _REGISTRY: dict[str, type[Config]] = {}

@@ -6,7 +6,6 @@ batched ``model.generate`` per chunk: this is what every evaluation in steerscop
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from contextlib import nullcontext
 
@@ -22,8 +21,6 @@ from .inputs import (  # noqa: F401 (format_prompt, forward_kwargs, position_ids
 from .models.load import SteerableModel
 from .steer import steer
 from .vector import SteeringVector
-
-log = logging.getLogger(__name__)
 
 
 def _per_row(value, n: int, what: str) -> list:

@@ -42,12 +42,12 @@ def result_config(method: str, settings: dict | None = None) -> dict:
 def check_result_config(out_dir: Path, method: str) -> None:
     """Refuse a directory whose ``config.json`` names another method (one without config.json is an older result)."""
 
-    path = Path(out_dir) / "config.json"
-    if not Path(out_dir).is_dir():
+    path = out_dir / "config.json"
+    if not out_dir.is_dir():
         raise RunFileError(f"{out_dir} is not a directory; give the directory a {method} result was saved to")
     if not path.is_file():
         return
-    data = need(read_json(path), dict, path)
+    data = read_object(path)
     found = data.get("method")
     if found not in (None, method):
         raise RunFileError(f"{out_dir} holds a {found!r} result, not {method!r}; load it with that result type")
@@ -62,6 +62,11 @@ def need(value: Any, kind: type, where: Any) -> Any:
     if not isinstance(value, kind):
         raise RunFileError(f"{where}: expected a JSON {kind.__name__}, got {type(value).__name__}")
     return value
+
+
+def read_object(path: Path) -> dict:
+    """The JSON object in ``path``; anything else there is a RunFileError."""
+    return need(read_json(path), dict, path)
 
 
 def save_files(out_dir, files: dict[str, Any], method: str | None = None, settings: dict | None = None) -> Path:
@@ -87,7 +92,7 @@ def open_result(out_dir, method: str, summary: str = "summary.json") -> tuple[Pa
 
     out = Path(out_dir)
     check_result_config(out, method)
-    return out, need(read_json(out / summary), dict, out / summary)
+    return out, read_object(out / summary)
 
 
 def read_table(path: Path) -> list:
@@ -175,7 +180,7 @@ def load_result(out_dir):
     path = Path(out_dir) / "config.json"
     if not path.is_file():
         raise RunFileError(f"{out_dir} has no config.json; give a directory a steerscope result was saved to")
-    return result_type(need(read_json(path), dict, path).get("method"), path).load(out_dir)
+    return result_type(read_object(path).get("method"), path).load(out_dir)
 
 
 class Checkpoint:
@@ -209,7 +214,7 @@ class Checkpoint:
         if not resume:
             raise InvalidArgumentError(f"{path} already holds a run; pass resume=True (--resume) to continue it or "
                                        "choose another output directory")
-        old = need(read_json(existing), dict, existing)
+        old = read_object(existing)
         changed = [k for k in (settings if keys is None else keys) if old.get(k) != config.get(k)]
         if changed:
             raise InvalidArgumentError(f"cannot resume {path}: settings differ from the original run "
