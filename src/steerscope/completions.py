@@ -129,21 +129,24 @@ def _pack(model, groups: Sequence[tuple[str, Sequence[str]]], chat: bool, shared
             crow.append(r)
             cursor += len(c)
     mask = (segment != -2).long()
+    device = model.device
     attn4d = None
     if shared:
         q, k = segment[:, :, None], segment[:, None, :]  # (R, T, 1), (R, 1, T)
+        # a real query sees the real keys up to it that are its row's prompt or its own completion (a padding query
+        # sees no real key: left padding puts only padding before it)
         # cpu-ok: host-built causal mask, moved below
-        allowed = torch.ones(width, width, dtype=torch.bool).tril() & (k != -2) & (q != -2) & ((k == -1) | (k == q))
+        allowed = torch.ones(width, width, dtype=torch.bool).tril() & (k != -2) & ((k == -1) | (k == q))
         allowed |= torch.eye(  # cpu-ok: host-built mask
             width, dtype=torch.bool
         )  # padding queries see themselves: no all-masked softmax rows
-        attn4d = torch.zeros((n, 1, width, width), dtype=model.dtype)  # cpu-ok: moved to the device below
-        attn4d.masked_fill_(~allowed[:, None], torch.finfo(model.dtype).min)
-    device = model.device
+        # cpu-ok: filled on the host, then moved to the device
+        attn4d = torch.zeros((n, 1, width, width), dtype=model.dtype).masked_fill(
+            ~allowed[:, None], torch.finfo(model.dtype).min).to(device)
     return PackedBatch(  # in field order: ids, mask, position_ids, then prompt_len ... token_completion
         *(t.to(device) for t in (ids, mask, pos)),
         *(torch.tensor(values, device=device) for values in (plens, clens, crow, pred, targets, owner)),
-        attn4d=None if attn4d is None else attn4d.to(device),
+        attn4d=attn4d,
     )
 
 
