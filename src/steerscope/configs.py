@@ -175,7 +175,7 @@ def field_docs(doc: str) -> dict[str, str]:
     base = len(match.group(1))
     out: dict[str, str] = {}
     current: list[str] = []
-    item_indent = None
+    item_indent = math.inf  # the first ``name:`` line sets it
     for line in match.group(2).splitlines():
         if not line.strip():
             continue
@@ -183,12 +183,12 @@ def field_docs(doc: str) -> dict[str, str]:
         if indent <= base:
             break
         head = re.match(r"^\s*([A-Za-z_][\w]*(?:\s*[,/]\s*[A-Za-z_][\w]*)*):\s*(.*)$", line)
-        if head and (item_indent is None or indent <= item_indent):
+        if head and indent <= item_indent:
             item_indent = indent
             current = [n.strip() for n in re.split(r"[,/]", head.group(1))]
             for n in current:
                 out[n] = head.group(2).strip()
-        elif current and indent > item_indent:  # current is set only once item_indent is
+        elif current and indent > item_indent:
             for n in current:
                 out[n] = f"{out[n]} {line.strip()}"
         else:

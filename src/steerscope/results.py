@@ -301,7 +301,7 @@ def load_vector_checkpoint(run_dir: Path):
             raise RunFileError(f"{run_dir / 'losses.csv'}:{n}: expected numbers in the 'vector' and 'loss' columns; "
                                "the run directory is corrupt (delete losses.csv to resume without loss curves)")
         if 0 <= int(vector) < len(vectors):
-            losses[int(vector)].append(float("nan") if loss is None else loss)
+            losses[int(vector)].append(math.nan if loss is None else loss)
     return vectors, losses
 
 

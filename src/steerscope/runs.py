@@ -90,7 +90,7 @@ def _public(pure, method: str, run_args: dict[str, tuple], finish, *, resume_ign
             check(runs)
         model = values["model"]
         settings = _jsonable({k: v for k, v in {**values, **runs}.items()
-                                      if k not in ("model", "progress", "out_dir", "resume", "report")}, _describe)
+                              if k not in ("model", "progress", "out_dir", "resume", "report")}, _describe)
         run = Checkpoint.open(runs["out_dir"], model, method, settings, resume=runs.get("resume", False),
                               keys=[k for k in settings if k not in resume_ignores])
         if takes_checkpoint:
@@ -127,12 +127,15 @@ def _describe(value):
     return repr(value)
 
 
-def _write(run: Checkpoint, result, **kwargs) -> None:
-    """A method's result records its run directory (``result.out_dir``, None without one); then
-    ``write_run(result, run.path, **kwargs)``, nothing when the run has no directory."""
+def _write(run: Checkpoint, result, args: dict, runs: dict, samples: dict):
+    """A method's result records its run directory (``result.out_dir``, None without one); then ``write_run`` with
+    the call's samples (``sample_tokens`` long, ``chat`` as the call) and report, nothing when the run has no
+    directory. Returns the result."""
     result.out_dir = run.path
     if run:
-        write_run(result, run.path, **kwargs)
+        write_run(result, run.path, model=args["model"], samples=samples, max_new_tokens=runs["sample_tokens"],
+                  chat=args["chat"], report=runs["report"])
+    return result
 
 
 def _check_ortho(runs: dict) -> None:
@@ -148,9 +151,7 @@ def _finish_melbo(model, result, run, args, runs):
     from .methods.melbo import training_prompts
 
     splits = {"train": training_prompts(args["prompts"]), "heldout": heldout}
-    _write(run, result, model=model, samples={"samples.jsonl": (result.vectors, splits)},
-           max_new_tokens=runs["sample_tokens"], chat=args["chat"], report=runs["report"])
-    return result
+    return _write(run, result, args, runs, {"samples.jsonl": (result.vectors, splits)})
 
 
 def _finish_ortho(model, result, run, args, runs):
@@ -161,9 +162,8 @@ def _finish_ortho(model, result, run, args, runs):
                                  progress=args["progress"])
     shown = VectorSet({k: t[:runs["sample_vectors"]] for k, t in vs.tensors.items()}, vs.site)
     train = {"train": list(args["prompts"])}
-    _write(run, result, model=model, max_new_tokens=runs["sample_tokens"], chat=args["chat"], report=runs["report"],
-           samples={"samples.jsonl": (shown, train), "base_samples.jsonl": (VectorSet.from_vectors([result.base]), train)})
-    return result
+    return _write(run, result, args, runs, {"samples.jsonl": (shown, train),
+                                            "base_samples.jsonl": (VectorSet.from_vectors([result.base]), train)})
 
 
 def _finish_plain(model, result, run, args, runs):
