@@ -79,7 +79,7 @@ class PackedBatch:
         steered forward agree.
         """
         return torch.cat([Positions.parse(p).mask(self.position_ids[r : r + 1], self.prompt_len[r : r + 1])
-                          for r, p in enumerate(positions)]).unsqueeze(-1).to(torch.float32)
+                          for r, p in enumerate(positions)]).unsqueeze(-1).float()
 
 
 def completion_token_ids(model, completion: str) -> list[int]:
@@ -179,9 +179,7 @@ def sliding_window(model) -> int | None:
     """The model's sliding attention window, or None when all its attention is full causal attention."""
     config = getattr(model.hf.config, "get_text_config", lambda: model.hf.config)()
     window = getattr(config, "sliding_window", None)
-    if not window or getattr(config, "use_sliding_window", True) is False:
-        return None
-    return int(window)
+    return None if not window or getattr(config, "use_sliding_window", True) is False else int(window)
 
 
 def gather_hidden(hidden: Tensor, batch: PackedBatch) -> Tensor:

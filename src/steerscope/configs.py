@@ -73,10 +73,9 @@ class Config:
 
     def save(self, path: str | Path) -> Path:
         """Write sorted JSON atomically."""
-        from .vector import atomic_write
+        from .io import write_text
 
-        text = self.to_json()
-        return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+        return write_text(path, self.to_json())
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Config:
@@ -258,8 +257,8 @@ def add_config_flags(parser: argparse.ArgumentParser | Any, cls: type[Config], *
 
 def config_from_args(cls: type[Config], args: argparse.Namespace, **overrides: Any) -> Config:
     """The config a parsed command line describes (fields missing from ``args`` keep their defaults)."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{**{k: v for k, v in vars(args).items() if k in names}, **overrides})
+    return cls(**{**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)},
+                  **overrides})
 
 
 class _ManyAction(argparse.Action):

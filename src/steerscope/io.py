@@ -23,6 +23,7 @@ __all__ = [
     "write_csv",
     "write_json",
     "write_jsonl",
+    "write_text",
 ]
 
 
@@ -41,9 +42,12 @@ def json_safe(value):
     return value
 
 
-def write_json(path: str | os.PathLike, data) -> Path:
-    text = json.dumps(json_safe(data), indent=2, sort_keys=True) + "\n"
+def write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def write_json(path: str | os.PathLike, data) -> Path:
+    return write_text(path, json.dumps(json_safe(data), indent=2, sort_keys=True) + "\n")
 
 
 def _read_text(path: str | os.PathLike, newline: str | None = None) -> str:
@@ -106,8 +110,7 @@ def read_csv(path: str | os.PathLike) -> list[dict]:
 
 
 def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> Path:
-    text = "".join(json.dumps(json_safe(r), sort_keys=True) + "\n" for r in rows)
-    return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+    return write_text(path, "".join(json.dumps(json_safe(r), sort_keys=True) + "\n" for r in rows))
 
 
 def read_jsonl(path: str | os.PathLike) -> list:

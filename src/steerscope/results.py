@@ -99,7 +99,7 @@ def read_table(path: Path) -> list:
     """The rows of a table (``.csv``) or the values of a ``.jsonl`` file a result may leave out: [] when absent."""
     if not path.is_file():
         return []
-    return read_jsonl(path) if path.suffix == ".jsonl" else read_csv(path)
+    return (read_jsonl if path.suffix == ".jsonl" else read_csv)(path)
 
 
 def from_json(cls: type, data: dict, where: Any, **given: Any) -> Any:

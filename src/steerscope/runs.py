@@ -23,8 +23,12 @@ from pathlib import Path
 
 from .configs import _jsonable, configurable, renamed
 from .errors import InvalidArgumentError
+from .evaluate import linearity, transfer
+from .evaluate import sweep as sweep_module
 from .evaluate.kl import kl_divergence, kl_to_base
 from .io import save_figure
+from .methods import lora_discovery, ortho
+from .methods import melbo as melbo_module
 from .results import Checkpoint
 from .samples import default_heldout_prompts, write_samples
 from .vector import SteeringVector, VectorSet
@@ -86,7 +90,7 @@ def _public(pure, method: str, run_args: dict[str, tuple], finish, *, resume_ign
         bound.apply_defaults()
         values = bound.arguments
         runs = {arg: values.pop(arg) for arg in run_args}
-        if check is not None:
+        if check:
             check(runs)
         model = values["model"]
         settings = _jsonable({k: v for k, v in {**values, **runs}.items()
@@ -112,9 +116,9 @@ def _with_args(doc: str, extra: dict[str, str]) -> str:
     indent = section.group(1) + "    "
     # the entry: its first line, the deeper continuation lines and blank lines up to the next entry
     args = re.sub(rf"^{indent}checkpoint:.*\n?(?:{indent} .*\n?|\s*\n)*", "", section.group(), flags=re.MULTILINE)
-    entries = "".join(f"\n{indent}{name}: {text}" for name, text in extra.items())
     rest = doc[section.end():]
-    return doc[:section.start()] + args.rstrip() + entries + ("\n\n" + rest if rest.strip() else "")
+    return (doc[:section.start()] + args.rstrip() + "".join(f"\n{indent}{name}: {text}" for name, text in extra.items())
+            + ("\n\n" + rest if rest.strip() else ""))
 
 
 def _describe(value):
@@ -148,9 +152,7 @@ def _finish_melbo(model, result, run, args, runs):
     if runs["heldout_kl"]:  # next-token KL(steered ‖ unsteered) at the first generated token, mean per vector
         result.heldout_kl = [float(x) for x in kl_divergence(model, result.vectors, heldout, chat=args["chat"],
                                                              progress=args["progress"])]
-    from .methods.melbo import training_prompts
-
-    splits = {"train": training_prompts(args["prompts"]), "heldout": heldout}
+    splits = {"train": melbo_module.training_prompts(args["prompts"]), "heldout": heldout}
     return _write(run, result, args, runs, {"samples.jsonl": (result.vectors, splits)})
 
 
@@ -158,7 +160,7 @@ def _finish_ortho(model, result, run, args, runs):
     vs = result.vectors
     result.kl_direction = runs["kl_direction"]
     result.analysis = kl_to_base(model, vs, result.base, runs["heldout_prompts"] or list(args["prompts"]),
-                                 direction=runs["kl_direction"], window=runs["moving_average"], chat=args["chat"],
+                                 direction=result.kl_direction, window=runs["moving_average"], chat=args["chat"],
                                  progress=args["progress"])
     shown = VectorSet({k: t[:runs["sample_vectors"]] for k, t in vs.tensors.items()}, vs.site)
     train = {"train": list(args["prompts"])}
@@ -173,18 +175,11 @@ def _finish_plain(model, result, run, args, runs):
         # config.json (the run's), data, figures, the report; LoRA: summary.json (adapter paths relative to the
         # run directory), each run's loss figure, the report
         write_run(result, run.path, report=runs["report"])
-        from .evaluate.sweep import CHECKPOINT  # a sweep's responses so far: now in samples.jsonl
-
-        (run.path / CHECKPOINT).unlink(missing_ok=True)
+        (run.path / sweep_module.CHECKPOINT).unlink(missing_ok=True)  # a sweep's responses so far: now in samples.jsonl
     return result
 
 
 def _build():
-    from .evaluate import linearity, transfer
-    from .evaluate import sweep as sweep_module
-    from .methods import lora_discovery, ortho
-    from .methods import melbo as melbo_module
-
     # the run layer's keywords: (default, annotation, doc)
     out_dir = (None, "str | os.PathLike | None", ("run directory: config.json, checkpoints, the result's files, "
                                                   "figures, samples, report.html; None: nothing is written"))
@@ -195,12 +190,10 @@ def _build():
     heldout = (None, "list[str] | None", "prompts for the samples and the held-out KL (default: shipped chat prompts)")
     resumable = {"out_dir": out_dir, "resume": resume, "report": report}
     not_resumable = {"out_dir": out_dir, "report": report}
-    evaluations = [_public(fn, method, args, _finish_plain) for fn, method, args in (
-        (sweep_module.sweep, "sweep", resumable),
-        (transfer.evaluate_transfer, "transfer", not_resumable),
-        (linearity.linearity_score, "linearity", not_resumable))]
     return (
-        *evaluations,
+        _public(sweep_module.sweep, "sweep", resumable, _finish_plain),
+        _public(transfer.evaluate_transfer, "transfer", not_resumable, _finish_plain),
+        _public(linearity.linearity_score, "linearity", not_resumable, _finish_plain),
         _public(melbo_module.melbo, "melbo", {
             "out_dir": out_dir, "resume": resume, "heldout_prompts": heldout,
             "heldout_kl": (True, "bool", ("measure each vector's next-token KL(steered ‖ unsteered) at the first "
@@ -214,7 +207,8 @@ def _build():
             "sample_vectors": (8, "int", "how many of the vectors get samples in the run directory"),
             "sample_tokens": sample_tokens, "report": report},
             _finish_ortho, check=_check_ortho, name="OrthoConfig", renames={"kl_prompts": "heldout_prompts"}),
-        _public(lora_discovery.discover_lora, "lora_discovery", resumable, _finish_plain, resume_ignores=("runs",), renames={"held_out_prompts": "heldout_prompts"}),
+        _public(lora_discovery.discover_lora, "lora_discovery", resumable, _finish_plain, resume_ignores=("runs",),
+                renames={"held_out_prompts": "heldout_prompts"}),
     )
 
 
