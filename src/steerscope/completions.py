@@ -59,11 +59,11 @@ class PackedBatch:
 
     @property
     def rows(self) -> int:
-        return int(self.ids.shape[0])
+        return len(self.ids)
 
     @property
     def completions(self) -> int:
-        return int(self.completion_len.shape[0])
+        return len(self.completion_len)
 
     def forward_inputs(self) -> tuple[Tensor, Tensor | None]:
         """(attention mask, explicit position ids or None) to run this batch through the model."""
@@ -78,11 +78,8 @@ class PackedBatch:
         computes them when the prompt length is known (``PROMPT_LENGTHS``), so the replayed loss and a full
         steered forward agree.
         """
-        rows = [
-            Positions.parse(p).mask(self.position_ids[r : r + 1], self.prompt_len[r : r + 1])
-            for r, p in enumerate(positions)
-        ]
-        return torch.cat(rows).unsqueeze(-1).to(torch.float32)
+        return torch.cat([Positions.parse(p).mask(self.position_ids[r : r + 1], self.prompt_len[r : r + 1])
+                          for r, p in enumerate(positions)]).unsqueeze(-1).float()
 
 
 def completion_token_ids(model, completion: str) -> list[int]:
@@ -95,76 +92,61 @@ def completion_token_ids(model, completion: str) -> list[int]:
     return list(ids)
 
 
-def _prompt_ids(model, prompt: str, chat: bool) -> list[int]:
-    ids, mask = tokenize(model, [prompt], chat=chat)
-    return ids[0][mask[0].bool()].tolist()
-
-
 def _pack(model, groups: Sequence[tuple[str, Sequence[str]]], chat: bool, shared: bool) -> PackedBatch:
     """Rows of prompt + completions; ``shared`` packs every completion of a group after one copy of its prompt."""
     if not groups or any(not comps for _, comps in groups):
         raise InvalidArgumentError("nothing to pack: give at least one (prompt, completion) pair")
-    cache: dict[str, list[int]] = {}
-    rows = []  # (prompt ids, [completion ids])
-    for prompt, comps in groups:
-        if prompt not in cache:
-            cache[prompt] = _prompt_ids(model, prompt, chat)
-        rows.append((cache[prompt], [completion_token_ids(model, c) for c in comps]))
+    prompt_ids: dict[str, list[int]] = {}  # each distinct prompt tokenised once
+    for prompt, _ in groups:
+        if prompt not in prompt_ids:
+            ids, mask = tokenize(model, [prompt], chat=chat)
+            prompt_ids[prompt] = ids[0][mask[0].bool()].tolist()
+    rows = [(prompt_ids[prompt], [completion_token_ids(model, c) for c in comps]) for prompt, comps in groups]
     width = max(len(p) + sum(len(c) for c in cs) for p, cs in rows)
     n = len(rows)
-    pad = model.tokenizer.pad_token_id
-    # cpu-ok: the packing tensors below are filled on the host from Python lists and moved to the device once
-    ids = torch.full((n, width), 0 if pad is None else int(pad), dtype=torch.long)
-    mask = torch.zeros((n, width), dtype=torch.long)  # cpu-ok: host-built, moved below
-    pos = torch.full((n, width), -1, dtype=torch.long)  # cpu-ok: host-built, moved below
-    segment = torch.full(  # cpu-ok: host-built, only used to build attn4d
-        (n, width), -2, dtype=torch.long
-    )  # -1 prompt, i = completion i of the row, -2 padding
+    # token ids (padding: the pad token, or 0 without one), position ids (-1 at padding) and each token's segment
+    # (-1 prompt, i = completion i of the row, -2 padding; it gives the mask and attn4d after the loop)
+    # cpu-ok: the packing tensors are filled on the host from Python lists and moved to the device once
+    ids, pos, segment = (torch.full((n, width), fill, dtype=torch.long) for fill in (
+        int(model.tokenizer.pad_token_id or 0), -1, -2))
     pred, targets, owner, plens, clens, crow = [], [], [], [], [], []
     for r, (p, cs) in enumerate(rows):
         seq = p + [t for c in cs for t in c]
         offset = width - len(seq)  # left padding
         ids[r, offset:] = torch.tensor(seq)  # cpu-ok: host-built row
-        mask[r, offset:] = 1
         pos[r, offset : offset + len(p)] = torch.arange(len(p))  # cpu-ok: host-built row
         segment[r, offset : offset + len(p)] = -1
         plens.append(len(p))
         cursor = offset + len(p)
         for i, c in enumerate(cs):
-            k = len(clens)
             pos[r, cursor : cursor + len(c)] = torch.arange(len(p), len(p) + len(c))  # cpu-ok: host-built
             segment[r, cursor : cursor + len(c)] = i
-            for j, token in enumerate(c):
-                # the first token is predicted by the last prompt token, the others by the previous token
-                src = offset + len(p) - 1 if j == 0 else cursor + j - 1
-                pred.append(r * width + src)
-                targets.append(token)
-                owner.append(k)
+            # the first token is predicted by the last prompt token, the others by the previous token
+            pred += [r * width + src for src in (offset + len(p) - 1, *range(cursor, cursor + len(c) - 1))]
+            targets += c
+            owner += [len(clens)] * len(c)
             clens.append(len(c))
             crow.append(r)
             cursor += len(c)
+    mask = (segment != -2).long()
+    device = model.device
     attn4d = None
     if shared:
         q, k = segment[:, :, None], segment[:, None, :]  # (R, T, 1), (R, 1, T)
-        causal = torch.ones(width, width, dtype=torch.bool).tril()  # cpu-ok: host-built mask, moved below
-        allowed = causal & (k != -2) & (q != -2) & ((k == -1) | (k == q))
+        # a real query sees the real keys up to it that are its row's prompt or its own completion (a padding query
+        # sees no real key: left padding puts only padding before it)
+        # cpu-ok: host-built causal mask, moved below
+        allowed = torch.ones(width, width, dtype=torch.bool).tril() & (k != -2) & ((k == -1) | (k == q))
         allowed |= torch.eye(  # cpu-ok: host-built mask
             width, dtype=torch.bool
         )  # padding queries see themselves: no all-masked softmax rows
-        attn4d = torch.zeros((n, 1, width, width), dtype=model.dtype)  # cpu-ok: moved to the device below
-        attn4d.masked_fill_(~allowed[:, None], torch.finfo(model.dtype).min)
-    device = model.device
-    return PackedBatch(
-        ids=ids.to(device),
-        mask=mask.to(device),
-        position_ids=pos.to(device),
-        prompt_len=torch.tensor(plens, device=device),
-        completion_len=torch.tensor(clens, device=device),
-        completion_row=torch.tensor(crow, device=device),
-        pred_index=torch.tensor(pred, device=device),
-        target_ids=torch.tensor(targets, device=device),
-        token_completion=torch.tensor(owner, device=device),
-        attn4d=None if attn4d is None else attn4d.to(device),
+        # cpu-ok: filled on the host, then moved to the device
+        attn4d = torch.zeros((n, 1, width, width), dtype=model.dtype).masked_fill(
+            ~allowed[:, None], torch.finfo(model.dtype).min).to(device)
+    return PackedBatch(  # in field order: ids, mask, position_ids, then prompt_len ... token_completion
+        *(t.to(device) for t in (ids, mask, pos)),
+        *(torch.tensor(values, device=device) for values in (plens, clens, crow, pred, targets, owner)),
+        attn4d=attn4d,
     )
 
 
@@ -176,8 +158,6 @@ def pack_completions(model, pairs: Sequence[tuple[str, str]], *, chat: bool = Tr
         >>> b.rows, b.completions
         (2, 2)
     """
-    if not pairs:
-        raise InvalidArgumentError("nothing to pack: give at least one (prompt, completion) pair")
     return _pack(model, [(p, [c]) for p, c in pairs], chat, shared=False)
 
 
@@ -199,9 +179,7 @@ def sliding_window(model) -> int | None:
     """The model's sliding attention window, or None when all its attention is full causal attention."""
     config = getattr(model.hf.config, "get_text_config", lambda: model.hf.config)()
     window = getattr(config, "sliding_window", None)
-    if not window or getattr(config, "use_sliding_window", True) is False:
-        return None
-    return int(window)
+    return None if not window or getattr(config, "use_sliding_window", True) is False else int(window)
 
 
 def gather_hidden(hidden: Tensor, batch: PackedBatch) -> Tensor:
@@ -228,10 +206,10 @@ def completion_losses(
     completion's length.
     """
     p = logprobs.exp()
-    is_sup = suppress.to(p.device)[batch.token_completion]  # (M,)
-    per_token = torch.where(is_sup, -torch.log1p(-p + eps), -torch.log(p + eps))
-    per_completion = torch.zeros(batch.completions, device=p.device, dtype=p.dtype)
-    per_completion = per_completion.index_add(0, batch.token_completion, per_token)
+    # (M,): each token's completion is suppressed or promoted
+    per_token = torch.where(suppress.to(p.device)[batch.token_completion], -torch.log1p(-p + eps), -torch.log(p + eps))
+    per_completion = torch.zeros(batch.completions, device=p.device, dtype=p.dtype).index_add(
+        0, batch.token_completion, per_token)
     if normalize_by_length:
         per_completion = per_completion / batch.completion_len.to(per_completion.dtype)
     return per_completion

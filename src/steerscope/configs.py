@@ -23,7 +23,6 @@ import dataclasses
 import functools
 import inspect
 import json
-import logging
 import math
 import re
 import types as types_module
@@ -35,8 +34,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from .errors import InvalidArgumentError
-
-log = logging.getLogger(__name__)
 
 CONFIG_VERSION = 1
 _REGISTRY: dict[str, type[Config]] = {}
@@ -55,9 +52,8 @@ class Config:
             value = getattr(self, f.name)
             kind, optional = strip_optional(f.type)
             # None is the "choose for me" default of many fields; the function validates the rest
-            wrong = not isinstance(value, SCALAR_TYPES.get(kind, object)) or (
-                isinstance(value, bool) and kind in (int, float))
-            if value is not None and wrong:
+            if value is not None and (not isinstance(value, SCALAR_TYPES.get(kind, object)) or (
+                    isinstance(value, bool) and kind in (int, float))):
                 raise InvalidArgumentError(f"{self.method_name} config: {f.name} must be {kind.__name__}"
                                            f"{' or None' if optional else ''}, got {value!r}")
 
@@ -70,17 +66,16 @@ class Config:
 
         # settings nested: a method's own keyword may be called "method" (export_lora's rank1/bias)
         return {"method": self.method_name, "config_version": CONFIG_VERSION, "steerscope_version": __version__,
-                "settings": {k: _jsonable(v) for k, v in self.as_kwargs().items()}}
+                "settings": _jsonable(self.as_kwargs())}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True, allow_nan=False) + "\n"
 
     def save(self, path: str | Path) -> Path:
         """Write sorted JSON atomically."""
-        from .vector import atomic_write
+        from .io import write_text
 
-        text = self.to_json()
-        return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+        return write_text(path, self.to_json())
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Config:
@@ -94,7 +89,7 @@ class Config:
         if not isinstance(settings, dict):
             raise InvalidArgumentError(f"a {cls.method_name} config needs a 'settings' object")
         fields = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(settings) - set(fields))
+        unknown = sorted(settings.keys() - fields)
         if unknown:
             warnings.warn(f"{cls.method_name} config: ignoring unknown settings {', '.join(unknown)} (written by "
                           f"steerscope {data.get('steerscope_version', '?')})", stacklevel=2)
@@ -124,8 +119,7 @@ def configurable(method: str, *, name: str | None = None) -> Callable:
 
     def decorate(fn: Callable) -> Callable:
         sig = inspect.signature(fn)
-        cls = signature_config(fn, method, name=name)
-        _REGISTRY[method] = cls
+        _REGISTRY[method] = cls = signature_config(fn, method, name=name)
 
         @functools.wraps(fn)
         def wrapper(*args, config: Config | None = None, **kwargs):
@@ -136,11 +130,9 @@ def configurable(method: str, *, name: str | None = None) -> Callable:
                 kwargs = {**config.as_kwargs(), **kwargs}
             return fn(*args, **kwargs)
 
-        params = list(sig.parameters.values())
-        if "config" not in sig.parameters:
-            params.append(inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default=None,
-                                            annotation=f"{cls.__name__} | None"))
-        wrapper.__signature__ = sig.replace(parameters=params)
+        config = inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default=None,
+                                   annotation=f"{cls.__name__} | None")
+        wrapper.__signature__ = sig.replace(parameters=[*sig.parameters.values(), config])
         wrapper.Config = cls
         return wrapper
 
@@ -152,11 +144,9 @@ def signature_config(fn: Callable, method: str, *, name: str | None = None) -> t
 
     Also usable on a function that is not ``@configurable`` (the CLI of ``vector_from_lora``): the flags generated
     from it still carry the function's own names and defaults."""
-    sig = inspect.signature(fn)
     hints = typing.get_type_hints(fn)
-    docs = field_docs(fn.__doc__ or "")
     specs = []
-    for p in sig.parameters.values():
+    for p in inspect.signature(fn).parameters.values():
         if p.kind is not inspect.Parameter.KEYWORD_ONLY or p.name == "config":
             continue
         if isinstance(p.default, (list, dict, set)):  # mutable: each config gets its own copy
@@ -164,9 +154,9 @@ def signature_config(fn: Callable, method: str, *, name: str | None = None) -> t
         else:  # no default: a required keyword (e.g. optimize_vector's layer)
             spec = dataclasses.field(default=dataclasses.MISSING if p.default is p.empty else p.default)
         specs.append((p.name, hints.get(p.name, Any), spec))
-    cls_name = name or "".join(part.title() for part in method.split("_")) + "Config"
-    cls = dataclasses.make_dataclass(cls_name, specs, bases=(Config,), frozen=True, kw_only=True,
-                                     namespace={"method_name": method, "field_docs": docs,
+    cls = dataclasses.make_dataclass(name or "".join(part.title() for part in method.split("_")) + "Config", specs,
+                                     bases=(Config,), frozen=True, kw_only=True,
+                                     namespace={"method_name": method, "field_docs": field_docs(fn.__doc__ or ""),
                                                 "__module__": fn.__module__})
     cls.__doc__ = f"Settings of ``{fn.__name__}`` (fields = its keyword arguments, same defaults)."
     return cls
@@ -184,7 +174,7 @@ def field_docs(doc: str) -> dict[str, str]:
     base = len(match.group(1))
     out: dict[str, str] = {}
     current: list[str] = []
-    item_indent = None
+    item_indent = math.inf  # the first ``name:`` line sets it
     for line in match.group(2).splitlines():
         if not line.strip():
             continue
@@ -192,12 +182,12 @@ def field_docs(doc: str) -> dict[str, str]:
         if indent <= base:
             break
         head = re.match(r"^\s*([A-Za-z_][\w]*(?:\s*[,/]\s*[A-Za-z_][\w]*)*):\s*(.*)$", line)
-        if head and (item_indent is None or indent <= item_indent):
+        if head and indent <= item_indent:
             item_indent = indent
             current = [n.strip() for n in re.split(r"[,/]", head.group(1))]
             for n in current:
                 out[n] = head.group(2).strip()
-        elif current and item_indent is not None and indent > item_indent:
+        elif current and indent > item_indent:
             for n in current:
                 out[n] = f"{out[n]} {line.strip()}"
         else:
@@ -205,8 +195,9 @@ def field_docs(doc: str) -> dict[str, str]:
     return out
 
 
-def config_defaults(cls: type[Config]) -> dict[str, Any]:
-    """``{field: default}`` (fields without a default, like ``optimize_vector``'s ``layer``, are left out)."""
+def config_defaults(cls: type) -> dict[str, Any]:
+    """``{field: default}`` of a config (or any dataclass); fields without a default, like ``optimize_vector``'s
+    ``layer``, are left out."""
     return {f.name: f.default_factory() if f.default is dataclasses.MISSING else f.default
             for f in dataclasses.fields(cls)
             if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
@@ -226,37 +217,36 @@ def add_config_flags(parser: argparse.ArgumentParser | Any, cls: type[Config], *
     ``options`` any other ``add_argument`` keywords (``nargs``, ``metavar``). Returns ``{field: flag}``."""
     rename, types, choices, options = rename or {}, types or {}, choices or {}, options or {}
     defaults = config_defaults(cls)
-    unknown = (set(rename) | set(types) | set(choices) | set(options) | set(required) | set(skip)) - {
-        f.name for f in dataclasses.fields(cls)}
+    unknown = set().union(rename, types, choices, options, required, skip) - {f.name for f in dataclasses.fields(cls)}
     if unknown:
         raise ValueError(f"{cls.__name__} has no fields {sorted(unknown)}")
     flags = {}
     for f in dataclasses.fields(cls):
-        if f.name in skip:
+        name = f.name
+        if name in skip:
             continue
-        flags[f.name] = flag = "--" + rename.get(f.name, f.name).replace("_", "-")
+        flags[name] = flag = "--" + rename.get(name, name).replace("_", "-")
         inner, optional = strip_optional(f.type)
-        union = typing.get_origin(inner) in (typing.Union, types_module.UnionType)
-        members = typing.get_args(inner) if union else (inner,)
+        members = typing.get_args(inner) if typing.get_origin(inner) in _UNIONS else (inner,)
         sequence = next((m for m in members if typing.get_origin(m) in (list, tuple, abc.Sequence)), None)
         literal = typing.get_args(inner) if typing.get_origin(inner) is typing.Literal else ()
         if sequence is not None:
             kind = (typing.get_args(sequence) or (str,))[0]
         else:
             kind = type(literal[0]) if literal else inner
-        kind = next((k for k in (int, float, bool) if kind is k), str)  # any other annotation reads the string
-        doc = cls.field_docs.get(f.name, "").replace("``", "")
-        shown = f" (default: {_shown(defaults[f.name])})" if f.name in defaults else " (required)"
-        kwargs: dict[str, Any] = {"dest": f.name, "default": defaults.get(f.name),
+        kind = kind if kind in (int, float, bool) else str  # any other annotation reads the string
+        doc = cls.field_docs.get(name, "").replace("``", "")
+        shown = f" (default: {_shown(defaults[name])})" if name in defaults else " (required)"
+        kwargs: dict[str, Any] = {"dest": name, "default": defaults.get(name),
                                   "help": f"{doc}{shown}".strip().replace("%", "%%"),
-                                  "required": f.name not in defaults or f.name in required}
-        if f.name in choices or literal:
-            kwargs["choices"] = list(choices.get(f.name, literal))
-        extra = options.get(f.name, {})
-        if kind is bool and sequence is None and f.name not in types and "nargs" not in extra:
+                                  "required": name not in defaults or name in required}
+        if name in choices or literal:
+            kwargs["choices"] = list(choices.get(name, literal))
+        extra = options.get(name, {})
+        if kind is bool and sequence is None and name not in types and "nargs" not in extra:
             kwargs["action"] = argparse.BooleanOptionalAction
         else:
-            parse = types.get(f.name) or _PARSERS.get(kind, str)
+            parse = types.get(name) or _PARSERS.get(kind, str)
             kwargs["type"] = _none_or(parse) if optional else parse
             if sequence is not None and "nargs" not in extra:
                 kwargs.update(nargs="+", action=_ManyAction, collapse=kind in members,
@@ -267,9 +257,8 @@ def add_config_flags(parser: argparse.ArgumentParser | Any, cls: type[Config], *
 
 def config_from_args(cls: type[Config], args: argparse.Namespace, **overrides: Any) -> Config:
     """The config a parsed command line describes (fields missing from ``args`` keep their defaults)."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    values = {k: v for k, v in vars(args).items() if k in names}
-    return cls(**{**values, **overrides})
+    return cls(**{**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)},
+                  **overrides})
 
 
 class _ManyAction(argparse.Action):
@@ -305,7 +294,7 @@ def _none_or(parse: Callable[[str], Any]) -> Callable[[str], Any]:
 def strip_optional(tp: Any) -> tuple[Any, bool]:
     """(``tp`` without None, whether it took None): ``int | None`` gives ``(int, True)``, ``int | str | None``
     gives ``(int | str, True)``."""
-    if typing.get_origin(tp) not in (typing.Union, types_module.UnionType):
+    if typing.get_origin(tp) not in _UNIONS:
         return tp, False
     args = tuple(a for a in typing.get_args(tp) if a is not type(None))
     return typing.Union[args], len(args) < len(typing.get_args(tp))  # noqa: UP007 (built from a tuple)
@@ -330,6 +319,8 @@ def integer(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
 
 
+_UNIONS = (typing.Union, types_module.UnionType)  # the origins of ``X | Y`` and ``Optional[X]``
+
 # how a flag reads the field types it knows (any other field takes the string)
 _PARSERS: dict[Any, Callable[[str], Any]] = {int: integer, float: finite_float}
 
@@ -339,16 +330,18 @@ _PARSERS: dict[Any, Callable[[str], Any]] = {int: integer, float: finite_float}
 SCALAR_TYPES = {float: (int, float), int: (int,), str: (str,), bool: (bool,)}
 
 
-def _jsonable(value: Any) -> Any:
+def _jsonable(value: Any, other: Callable[[Any], Any] = repr) -> Any:
+    """``value`` as JSON types, containers element by element; ``other(x)`` describes any other object (made
+    JSON-able in turn); the default ``repr`` records callables and objects for the reader, not reloadable."""
     if isinstance(value, Path):
         return str(value)
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [_jsonable(v, other) for v in value]
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): _jsonable(v, other) for k, v in value.items()}
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
-    return repr(value)  # callables and objects: recorded for the reader, not reloadable
+    return _jsonable(other(value))
 
 
 def renamed(**old_to_new: str) -> Callable:

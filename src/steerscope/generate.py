@@ -6,10 +6,8 @@ batched ``model.generate`` per chunk: this is what every evaluation in steerscop
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
-
-from torch import Tensor
+from contextlib import nullcontext
 
 from .errors import InvalidArgumentError
 from .inputs import (  # noqa: F401 (format_prompt, forward_kwargs, position_ids re-exported)
@@ -23,8 +21,6 @@ from .inputs import (  # noqa: F401 (format_prompt, forward_kwargs, position_ids
 from .models.load import SteerableModel
 from .steer import steer
 from .vector import SteeringVector
-
-log = logging.getLogger(__name__)
 
 
 def _per_row(value, n: int, what: str) -> list:
@@ -76,6 +72,8 @@ def generate(
     row_vectors = _per_row(vectors, len(prompts), "vectors")
     row_scales = _per_row(scales, len(prompts), "scales")
     tok = model.tokenizer
+    sampling = ({"temperature": temperature, "top_p": top_p} if do_sample
+                else {"temperature": None, "top_p": None, "top_k": None})
     outputs: list[str] = []
     # a forked RNG: sampling is reproducible and the caller's global RNG state is left untouched
     with forked_rng(model, seed):
@@ -84,23 +82,10 @@ def generate(
             chunk = slice(start, start + batch_size)
             ids, mask = tokenize(model, prompts[chunk], chat=chat)
             vecs = row_vectors[chunk]
-            kwargs = dict(
-                max_new_tokens=max_new_tokens,
-                min_new_tokens=min_new_tokens,
-                do_sample=do_sample,
-                pad_token_id=tok.pad_token_id,
-                attention_mask=mask,
-            )
-            if do_sample:
-                kwargs.update(temperature=temperature, top_p=top_p)
-            else:
-                kwargs.update(temperature=None, top_p=None, top_k=None)
-            with prompt_lengths(mask.sum(-1)):
-                if any(v is not None for v in vecs):
-                    with steer(model, vecs, row_scales[chunk], positions=positions, operator=operator):
-                        out = model.hf.generate(ids, **kwargs)
-                else:
-                    out = model.hf.generate(ids, **kwargs)
-            new_tokens: Tensor = out[:, ids.shape[1]:]
-            outputs.extend(tok.batch_decode(new_tokens, skip_special_tokens=True))
-    return [o.strip() for o in outputs]
+            with prompt_lengths(mask.sum(-1)), (
+                    steer(model, vecs, row_scales[chunk], positions=positions, operator=operator)
+                    if any(v is not None for v in vecs) else nullcontext()):
+                out = model.hf.generate(ids, **sampling, max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens,
+                                        do_sample=do_sample, pad_token_id=tok.pad_token_id, attention_mask=mask)
+            outputs.extend(text.strip() for text in tok.batch_decode(out[:, ids.shape[1]:], skip_special_tokens=True))
+    return outputs

@@ -39,14 +39,12 @@ def tokenize(model, prompts: Sequence[str], *, chat: bool = True, add_special_to
         prompts = [prompts]
     if not prompts:
         raise InvalidArgumentError("no prompts given; pass at least one non-empty prompt")
-    for p in prompts:
-        if not isinstance(p, str) or not p.strip():
-            raise InvalidArgumentError("prompts must be non-empty strings")
-    texts = [format_prompt(model, p, chat) for p in prompts]
-    templated = chat and getattr(model.tokenizer, "chat_template", None)
-    if add_special_tokens is None:
-        add_special_tokens = not templated  # the template already holds its special tokens
-    enc = model.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=add_special_tokens)
+    if not all(isinstance(p, str) and p.strip() for p in prompts):
+        raise InvalidArgumentError("prompts must be non-empty strings")
+    if add_special_tokens is None:  # the chat template already holds its special tokens
+        add_special_tokens = not (chat and getattr(model.tokenizer, "chat_template", None))
+    enc = model.tokenizer([format_prompt(model, p, chat) for p in prompts], return_tensors="pt", padding=True,
+                          add_special_tokens=add_special_tokens)
     return enc["input_ids"].to(model.device), enc["attention_mask"].to(model.device)
 
 

@@ -23,6 +23,7 @@ __all__ = [
     "write_csv",
     "write_json",
     "write_jsonl",
+    "write_text",
 ]
 
 
@@ -41,9 +42,12 @@ def json_safe(value):
     return value
 
 
-def write_json(path: str | os.PathLike, data) -> Path:
-    text = json.dumps(json_safe(data), indent=2, sort_keys=True) + "\n"
+def write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def write_json(path: str | os.PathLike, data) -> Path:
+    return write_text(path, json.dumps(json_safe(data), indent=2, sort_keys=True) + "\n")
 
 
 def _read_text(path: str | os.PathLike, newline: str | None = None) -> str:
@@ -56,7 +60,7 @@ def _read_text(path: str | os.PathLike, newline: str | None = None) -> str:
         raise RunFileError(f"cannot read {path} ({exc})") from None
 
 
-def _parse_json(text: str, where: str):
+def _parse_json(text: str, where: str | os.PathLike):
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
@@ -69,7 +73,7 @@ def _parse_json(text: str, where: str):
 
 def read_json(path: str | os.PathLike):
     """Parse a JSON file. Any problem (missing, not UTF-8, corrupt, too deep) is a ``RunFileError``."""
-    return _parse_json(_read_text(path), str(path))
+    return _parse_json(_read_text(path), path)
 
 
 def write_csv(path: str | os.PathLike, rows: list[dict], fieldnames: list[str] | None = None) -> Path:
@@ -78,10 +82,9 @@ def write_csv(path: str | os.PathLike, rows: list[dict], fieldnames: list[str] |
 
     def write(tmp: str) -> None:
         with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=fieldnames, extrasaction="ignore")
+            writer = csv.DictWriter(f, fieldnames=fieldnames)
             writer.writeheader()
-            for row in rows:
-                writer.writerow({k: ("" if json_safe(row.get(k)) is None else json_safe(row.get(k))) for k in fieldnames})
+            writer.writerows({k: json_safe(row.get(k)) for k in fieldnames} for row in rows)  # None: an empty cell
 
     return atomic_write(path, write)
 
@@ -97,7 +100,7 @@ def read_csv(path: str | os.PathLike) -> list[dict]:
         except ValueError:
             return cell
 
-    text = _read_text(path, newline="")
+    text = _read_text(path, newline="")  # outside the try: its RunFileError is a ValueError
     try:
         rows = list(csv.DictReader(io.StringIO(text, newline="")))
     except (csv.Error, ValueError) as exc:
@@ -107,8 +110,7 @@ def read_csv(path: str | os.PathLike) -> list[dict]:
 
 
 def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> Path:
-    text = "".join(json.dumps(json_safe(r), sort_keys=True) + "\n" for r in rows)
-    return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+    return write_text(path, "".join(json.dumps(json_safe(r), sort_keys=True) + "\n" for r in rows))
 
 
 def read_jsonl(path: str | os.PathLike) -> list:
@@ -126,8 +128,7 @@ def subplots(*args, **kwargs):
     """
     from matplotlib.figure import Figure
 
-    figsize = kwargs.pop("figsize", None)
-    fig = Figure(figsize=figsize)
+    fig = Figure(figsize=kwargs.pop("figsize", None))
     return fig, fig.subplots(*args, **kwargs)
 
 

@@ -14,14 +14,19 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
+import shutil
+import tempfile
 import typing
+import warnings
 from pathlib import Path
 from typing import Any
 
-from .configs import SCALAR_TYPES, strip_optional
+from . import __version__
+from .configs import SCALAR_TYPES, _jsonable, config_defaults, strip_optional
 from .errors import InvalidArgumentError, RunFileError
 from .io import read_csv, read_json, read_jsonl, write_csv, write_json, write_jsonl
-from .vector import VectorSet
+from .vector import VectorSet, _now
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +35,6 @@ RESULT_VERSION = 1
 
 def result_config(method: str, settings: dict | None = None) -> dict:
     """The ``config.json`` a result writes: method, versions and the settings it ran with."""
-    from . import __version__
-    from .configs import _jsonable
-
     return {**_jsonable(dict(settings or {})), "method": method, "result_version": RESULT_VERSION,
             "steerscope_version": __version__}
 
@@ -40,19 +42,17 @@ def result_config(method: str, settings: dict | None = None) -> dict:
 def check_result_config(out_dir: Path, method: str) -> None:
     """Refuse a directory whose ``config.json`` names another method (one without config.json is an older result)."""
 
-    path = Path(out_dir) / "config.json"
-    if not Path(out_dir).is_dir():
+    path = out_dir / "config.json"
+    if not out_dir.is_dir():
         raise RunFileError(f"{out_dir} is not a directory; give the directory a {method} result was saved to")
     if not path.is_file():
         return
-    data = need(read_json(path), dict, path)
+    data = read_object(path)
     found = data.get("method")
     if found not in (None, method):
         raise RunFileError(f"{out_dir} holds a {found!r} result, not {method!r}; load it with that result type")
     version = data.get("result_version", RESULT_VERSION)
     if isinstance(version, int) and version > RESULT_VERSION:
-        import warnings
-
         warnings.warn(f"{path} was written by a newer steerscope (result version {version}); reading what this "
                       "version knows", stacklevel=3)
 
@@ -64,29 +64,25 @@ def need(value: Any, kind: type, where: Any) -> Any:
     return value
 
 
-def ensure_config(out_dir: Path, method: str, settings: dict | None = None) -> None:
-    """Write ``config.json`` unless the directory has one (a run directory's fuller one stays)."""
-
-    if not (Path(out_dir) / "config.json").is_file():
-        write_json(Path(out_dir) / "config.json", result_config(method, settings))
+def read_object(path: Path) -> dict:
+    """The JSON object in ``path``; anything else there is a RunFileError."""
+    return need(read_json(path), dict, path)
 
 
 def save_files(out_dir, files: dict[str, Any], method: str | None = None, settings: dict | None = None) -> Path:
     """Create ``out_dir`` and write ``files`` into it in order, each as its suffix says: ``.json`` a JSON value,
     ``.csv`` / ``.jsonl`` a table of rows, ``.safetensors`` a vector or vector set (its ``save``); a None value is
-    not written (a table a result leaves out when empty). With ``method``, ``config.json`` first (``ensure_config``).
+    not written (a table a result leaves out when empty). With ``method``, ``config.json`` first (``result_config``),
+    unless the directory has one (a run directory's fuller one stays).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    if method is not None:
-        ensure_config(out, method, settings)
-    writers = {".json": write_json, ".csv": write_csv, ".jsonl": write_jsonl}
+    if method is not None and not (out / "config.json").is_file():
+        write_json(out / "config.json", result_config(method, settings))
+    writers = {".json": write_json, ".csv": write_csv, ".jsonl": write_jsonl,
+               ".safetensors": lambda path, vectors: vectors.save(path)}
     for name, value in files.items():
-        if value is None:
-            continue
-        if name.endswith(".safetensors"):
-            value.save(out / name)
-        else:
+        if value is not None:
             writers[Path(name).suffix](out / name, value)
     return out
 
@@ -96,27 +92,24 @@ def open_result(out_dir, method: str, summary: str = "summary.json") -> tuple[Pa
 
     out = Path(out_dir)
     check_result_config(out, method)
-    return out, need(read_json(out / summary), dict, out / summary)
+    return out, read_object(out / summary)
 
 
 def read_table(path: Path) -> list:
     """The rows of a table (``.csv``) or the values of a ``.jsonl`` file a result may leave out: [] when absent."""
     if not path.is_file():
         return []
-    return read_jsonl(path) if path.suffix == ".jsonl" else read_csv(path)
+    return (read_jsonl if path.suffix == ".jsonl" else read_csv)(path)
 
 
 def from_json(cls: type, data: dict, where: Any, **given: Any) -> Any:
     """``cls(**given, ...)``: the dataclass ``cls`` with every field not ``given`` (those read from other files)
     taken from the JSON object ``data`` (read from ``where``) and checked against its annotation (``json_value``).
     A field absent from ``data`` keeps its default; one without a default is read as null."""
-    hints = typing.get_type_hints(cls)
-    values = {}
-    for f in dataclasses.fields(cls):
-        has_default = f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
-        if f.name not in given and (f.name in data or not has_default):
-            values[f.name] = json_value(data.get(f.name), hints[f.name], f"{where}: {f.name}")
-    return cls(**given, **values)
+    hints, defaults = typing.get_type_hints(cls), config_defaults(cls)
+    return cls(**given, **{f.name: json_value(data.get(f.name), hints[f.name], f"{where}: {f.name}")
+                           for f in dataclasses.fields(cls)
+                           if f.name not in given and (f.name in data or f.name not in defaults)})
 
 
 # what a JSON value must be for an annotation (bool is an int in Python, never a number here)
@@ -187,7 +180,7 @@ def load_result(out_dir):
     path = Path(out_dir) / "config.json"
     if not path.is_file():
         raise RunFileError(f"{out_dir} has no config.json; give a directory a steerscope result was saved to")
-    return result_type(need(read_json(path), dict, path).get("method"), path).load(out_dir)
+    return result_type(read_object(path).get("method"), path).load(out_dir)
 
 
 class Checkpoint:
@@ -200,40 +193,44 @@ class Checkpoint:
     + loss curves after every vector/block, ``commit_dir`` a whole unit (e.g. a PEFT adapter) in one rename.
     """
 
-    def __init__(self, path: Path | None, config: dict, resuming: bool = False):
-        self.path, self.config, self.resuming = path, config, resuming
+    def __init__(self, path: Path | None, resuming: bool = False):
+        self.path, self.resuming = path, resuming
 
     @classmethod
     def open(cls, out_dir, model, method: str, settings: dict, *, resume: bool = False,
              keys: list[str] | None = None) -> Checkpoint:
         """Create ``out_dir`` with its config.json, or reopen it to resume (``keys``: the settings that must match;
         default all of ``settings``). ``out_dir=None``: a run that writes nothing. Refuses to overwrite a run."""
-        from datetime import datetime, timezone
-
-        from . import __version__
-
+        if out_dir is None:
+            return cls(None)
         config = {"method": method, "model_name": model.name, "model_type": model.model_type,
                   "n_layers": model.n_layers, "d_model": model.d_model, "steerscope_version": __version__,
-                  "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), **settings}
-        if out_dir is None:
-            return cls(None, config)
+                  "created_at": _now(), **settings}
         path = Path(out_dir)
         existing = path / "config.json"
         if not existing.is_file():
-            path.mkdir(parents=True, exist_ok=True)
-            write_json(existing, config)
-            return cls(path, config)
+            write_json(existing, config)  # creates the directory
+            return cls(path)
         if not resume:
             raise InvalidArgumentError(f"{path} already holds a run; pass resume=True (--resume) to continue it or "
                                        "choose another output directory")
-        old = need(read_json(existing), dict, existing)
-        changed = [k for k in (list(settings) if keys is None else keys) if old.get(k) != config.get(k)]
+        old = read_object(existing)
+        changed = [k for k in (settings if keys is None else keys) if old.get(k) != config.get(k)]
         if changed:
             raise InvalidArgumentError(f"cannot resume {path}: settings differ from the original run "
                                        f"({', '.join(changed)}); use the same settings or a new output directory")
         log.info("resuming run in %s", path)
-        _remove_stale_temp_files(path)
-        return cls(path, config, resuming=True)
+        # what a killed process left behind: units commit_dir never renamed (.NAME.XXXX.partial) and temp files of
+        # atomic writes (.NAME.XXXX.tmp; never a real file)
+        for tmp in path.glob(".*.partial"):
+            shutil.rmtree(tmp, ignore_errors=True)
+        for tmp in list(path.glob(".*.tmp")) + list(path.glob("*/.*.tmp")):
+            try:
+                tmp.unlink()
+                log.info("removed %s, left by an interrupted write", tmp)
+            except OSError:
+                pass
+        return cls(path, resuming=True)
 
     def __bool__(self) -> bool:
         return self.path is not None
@@ -248,9 +245,7 @@ class Checkpoint:
 
     def read_table(self, name: str) -> list[dict] | None:
         """A table (``.csv`` or ``.jsonl``) an interrupted run wrote (None when not resuming or absent)."""
-        if not (self.resuming and (self.path / name).is_file()):
-            return None
-        return read_table(self.path / name)
+        return read_table(self.path / name) if self.resuming and (self.path / name).is_file() else None
 
     def write_table(self, name: str, rows: list[dict]) -> None:
         if self.path:
@@ -263,41 +258,22 @@ class Checkpoint:
     def commit_dir(self, name: str, write) -> Path:
         """``write(tmp)`` fills a hidden temp directory, which then replaces ``name`` in one rename: a crash never
         leaves half a unit (e.g. half an adapter) where resume would trust it."""
-        import os
-        import shutil
-        import tempfile
-
         if not self.path:
             raise InvalidArgumentError("this method saves what it makes as it goes (e.g. one PEFT adapter per run): "
                                        "pass out_dir=")
-        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=self.path))
+        tmp, target = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=self.path)), self.path / name
         try:
             write(tmp)
-            if (self.path / name).exists():
-                shutil.rmtree(self.path / name)
-            os.replace(tmp, self.path / name)
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(tmp, target)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        return self.path / name
+        return target
 
 
-def _remove_stale_temp_files(run_dir: Path) -> None:
-    """Delete what a killed process left behind: temp files of atomic writes (``.NAME.XXXX.tmp``; never a real
-    file) and units ``commit_dir`` never renamed (``.NAME.XXXX.partial``)."""
-    import shutil
-
-    for tmp in run_dir.glob(".*.partial"):
-        shutil.rmtree(tmp, ignore_errors=True)
-    for tmp in list(run_dir.glob(".*.tmp")) + list(run_dir.glob("*/.*.tmp")):
-        try:
-            tmp.unlink()
-            log.info("removed %s, left by an interrupted write", tmp)
-        except OSError:
-            pass
-
-
-NO_CHECKPOINT = Checkpoint(None, {})
+NO_CHECKPOINT = Checkpoint(None)
 
 
 def vector_files(vectors: VectorSet, losses: list[list[float]]) -> dict[str, Any]:
@@ -325,7 +301,7 @@ def load_vector_checkpoint(run_dir: Path):
             raise RunFileError(f"{run_dir / 'losses.csv'}:{n}: expected numbers in the 'vector' and 'loss' columns; "
                                "the run directory is corrupt (delete losses.csv to resume without loss curves)")
         if 0 <= int(vector) < len(vectors):
-            losses[int(vector)].append(float("nan") if loss is None else loss)
+            losses[int(vector)].append(math.nan if loss is None else loss)
     return vectors, losses
 
 

@@ -21,11 +21,17 @@ import os
 import re
 from pathlib import Path
 
-from . import configs
+from .configs import _jsonable, configurable, renamed
 from .errors import InvalidArgumentError
+from .evaluate import linearity, transfer
+from .evaluate import sweep as sweep_module
+from .evaluate.kl import kl_divergence, kl_to_base
 from .io import save_figure
+from .methods import lora_discovery, ortho
+from .methods import melbo as melbo_module
 from .results import Checkpoint
-from .vector import VectorSet
+from .samples import default_heldout_prompts, write_samples
+from .vector import SteeringVector, VectorSet
 
 
 def write_run(result, out_dir: str | os.PathLike, *, model=None, samples: dict | None = None,
@@ -47,8 +53,6 @@ def write_run(result, out_dir: str | os.PathLike, *, model=None, samples: dict |
     if samples:
         if model is None:
             raise InvalidArgumentError("write_run needs model= to generate samples")
-        from .samples import write_samples
-
         for name, (vectors, splits) in samples.items():
             write_samples(model, vectors, splits, out / name, max_new_tokens=max_new_tokens, chat=chat)
     if report:
@@ -60,8 +64,10 @@ def write_run(result, out_dir: str | os.PathLike, *, model=None, samples: dict |
 
 # --- the public methods: a pure method (methods/) + the run layer's keywords -----------------------------------------
 
-def _public(pure, method: str, run_args: dict[str, tuple], finish, *, resume_ignores: tuple = (), check=None):
-    """``pure`` (a method from ``methods/``, which takes ``checkpoint=``) with the run layer's keywords added.
+def _public(pure, method: str, run_args: dict[str, tuple], finish, *, resume_ignores: tuple = (), check=None,
+            renames: dict[str, str] | None = None, name: str | None = None):
+    """``pure`` (a method from ``methods/``, which takes ``checkpoint=``) with the run layer's keywords added, made
+    ``@configurable(method, name=name)`` (and ``@renamed(**renames)`` for old keyword spellings).
 
     ``run_args``: ``{name: (default, annotation, doc)}``, inserted before ``progress``; ``finish(model, result, run,
     args, run_values)`` measures, writes and returns the result; ``check(run_values)`` validates the run layer's
@@ -72,8 +78,8 @@ def _public(pure, method: str, run_args: dict[str, tuple], finish, *, resume_ign
 
     pure_sig = inspect.signature(pure)
     takes_checkpoint = "checkpoint" in pure_sig.parameters
-    extra = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
-             for name, (default, annotation, _doc) in run_args.items()]
+    extra = [inspect.Parameter(arg, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+             for arg, (default, annotation, _doc) in run_args.items()]
     params = [p for p in pure_sig.parameters.values() if p.name != "checkpoint"]
     at = [p.name for p in params].index("progress")
     sig = pure_sig.replace(parameters=params[:at] + extra + params[at:])
@@ -82,23 +88,24 @@ def _public(pure, method: str, run_args: dict[str, tuple], finish, *, resume_ign
     def public(*args, **kwargs):
         bound = sig.bind(*args, **kwargs)
         bound.apply_defaults()
-        values = dict(bound.arguments)
-        runs = {name: values.pop(name) for name in run_args}
-        if check is not None:
+        values = bound.arguments
+        runs = {arg: values.pop(arg) for arg in run_args}
+        if check:
             check(runs)
         model = values["model"]
-        settings = {k: _describe(v) for k, v in {**values, **runs}.items()
-                    if k not in ("model", "progress", "out_dir", "resume", "report")}
-        run = Checkpoint.open(runs.get("out_dir"), model, method, configs._jsonable(settings),
-                              resume=runs.get("resume", False), keys=[k for k in settings if k not in resume_ignores])
-        result = pure(**values, **({"checkpoint": run} if takes_checkpoint else {}))
-        return finish(model, result, run, values, runs)
+        settings = _jsonable({k: v for k, v in {**values, **runs}.items()
+                              if k not in ("model", "progress", "out_dir", "resume", "report")}, _describe)
+        run = Checkpoint.open(runs["out_dir"], model, method, settings, resume=runs.get("resume", False),
+                              keys=[k for k in settings if k not in resume_ignores])
+        if takes_checkpoint:
+            values["checkpoint"] = run
+        return finish(model, pure(**values), run, values, runs)
 
     public.__signature__ = sig
     public.__annotations__ = {**{k: v for k, v in pure.__annotations__.items() if k != "checkpoint"},
-                              **{name: ann for name, (_d, ann, _doc) in run_args.items()}}
-    public.__doc__ = _with_args(pure.__doc__ or "", {name: doc for name, (_d, _a, doc) in run_args.items()})
-    return public
+                              **{p.name: p.annotation for p in extra}}
+    public.__doc__ = _with_args(pure.__doc__ or "", {arg: doc for arg, (_d, _a, doc) in run_args.items()})
+    return configurable(method, name=name)(renamed(**renames)(public) if renames else public)
 
 
 def _with_args(doc: str, extra: dict[str, str]) -> str:
@@ -109,31 +116,30 @@ def _with_args(doc: str, extra: dict[str, str]) -> str:
     indent = section.group(1) + "    "
     # the entry: its first line, the deeper continuation lines and blank lines up to the next entry
     args = re.sub(rf"^{indent}checkpoint:.*\n?(?:{indent} .*\n?|\s*\n)*", "", section.group(), flags=re.MULTILINE)
-    entries = "".join(f"\n{indent}{name}: {text}" for name, text in extra.items())
     rest = doc[section.end():]
-    return doc[:section.start()] + args.rstrip() + entries + ("\n\n" + rest if rest.strip() else "")
+    return (doc[:section.start()] + args.rstrip() + "".join(f"\n{indent}{name}: {text}" for name, text in extra.items())
+            + ("\n\n" + rest if rest.strip() else ""))
 
 
 def _describe(value):
-    """A setting as config.json records it and resume compares it: a vector by its site, layers and norm, a
-    function by its name."""
-    from .vector import SteeringVector
-
+    """A setting JSON has no type for, as config.json records it and resume compares it: a vector by its site,
+    layers and norm, a function by its name, anything else by its repr."""
     if isinstance(value, SteeringVector):
         return {"site": value.site, "layers": value.layers, "norm": round(value.norm(), 6)}
-    if isinstance(value, dict):
-        return {k: _describe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_describe(v) for v in value]
     if callable(value) and hasattr(value, "__qualname__"):  # a metric function: its name, not its address
         return f"{value.__module__}:{value.__qualname__}"
-    return value
+    return repr(value)
 
 
-def _write(run: Checkpoint, result, **kwargs) -> None:
-    """``write_run(result, run.path, **kwargs)``; nothing when the run has no directory."""
+def _write(run: Checkpoint, result, args: dict, runs: dict, samples: dict):
+    """A method's result records its run directory (``result.out_dir``, None without one); then ``write_run`` with
+    the call's samples (``sample_tokens`` long, ``chat`` as the call) and report, nothing when the run has no
+    directory. Returns the result."""
+    result.out_dir = run.path
     if run:
-        write_run(result, run.path, **kwargs)
+        write_run(result, run.path, model=args["model"], samples=samples, max_new_tokens=runs["sample_tokens"],
+                  chat=args["chat"], report=runs["report"])
+    return result
 
 
 def _check_ortho(runs: dict) -> None:
@@ -142,62 +148,38 @@ def _check_ortho(runs: dict) -> None:
 
 
 def _finish_melbo(model, result, run, args, runs):
-    from .evaluate.kl import kl_divergence
-    from .samples import default_heldout_prompts
-
     heldout = list(runs["heldout_prompts"]) if runs["heldout_prompts"] is not None else default_heldout_prompts()
     if runs["heldout_kl"]:  # next-token KL(steered ‖ unsteered) at the first generated token, mean per vector
-        kl = kl_divergence(model, result.vectors, heldout, chat=args["chat"], progress=args["progress"])
-        result.heldout_kl = [float(x) for x in kl]
-    result.out_dir = run.path
-    from .methods.melbo import training_prompts
-
-    prompts = training_prompts(args["prompts"])
-    _write(run, result, model=model, samples={"samples.jsonl": (result.vectors, {"train": list(prompts),
-                                                                               "heldout": heldout})},
-           max_new_tokens=runs["sample_tokens"], chat=args["chat"], report=runs["report"])
-    return result
+        result.heldout_kl = [float(x) for x in kl_divergence(model, result.vectors, heldout, chat=args["chat"],
+                                                             progress=args["progress"])]
+    splits = {"train": melbo_module.training_prompts(args["prompts"]), "heldout": heldout}
+    return _write(run, result, args, runs, {"samples.jsonl": (result.vectors, splits)})
 
 
 def _finish_ortho(model, result, run, args, runs):
-    from .evaluate.kl import kl_to_base
-
     vs = result.vectors
     result.kl_direction = runs["kl_direction"]
     result.analysis = kl_to_base(model, vs, result.base, runs["heldout_prompts"] or list(args["prompts"]),
-                                 direction=runs["kl_direction"], window=runs["moving_average"], chat=args["chat"],
+                                 direction=result.kl_direction, window=runs["moving_average"], chat=args["chat"],
                                  progress=args["progress"])
-    result.out_dir = run.path
     shown = VectorSet({k: t[:runs["sample_vectors"]] for k, t in vs.tensors.items()}, vs.site)
     train = {"train": list(args["prompts"])}
-    _write(run, result, model=model, max_new_tokens=runs["sample_tokens"], chat=args["chat"], report=runs["report"],
-           samples={"samples.jsonl": (shown, train), "base_samples.jsonl": (VectorSet.from_vectors([result.base]), train)})
-    return result
+    return _write(run, result, args, runs, {"samples.jsonl": (shown, train),
+                                            "base_samples.jsonl": (VectorSet.from_vectors([result.base]), train)})
 
 
-def _finish_lora(model, result, run, args, runs):
-    result.out_dir = run.path
-    # summary.json (adapter paths relative to the run directory), each run's loss figure, the report
-    _write(run, result, report=runs["report"])
-    return result
-
-
-def _finish_evaluation(model, result, run, args, runs):
+def _finish_plain(model, result, run, args, runs):
+    """Evaluations and LoRA discovery (whose result already names its run directory): the result as the run
+    directory, nothing measured or sampled on top."""
     if run:
-        _write(run, result, report=runs["report"])  # config.json (the run's), data, figure, report
-        from .evaluate.sweep import CHECKPOINT  # a sweep's responses so far: now in samples.jsonl
-
-        (run.path / CHECKPOINT).unlink(missing_ok=True)
+        # config.json (the run's), data, figures, the report; LoRA: summary.json (adapter paths relative to the
+        # run directory), each run's loss figure, the report
+        write_run(result, run.path, report=runs["report"])
+        (run.path / sweep_module.CHECKPOINT).unlink(missing_ok=True)  # a sweep's responses so far: now in samples.jsonl
     return result
 
 
 def _build():
-    from .configs import configurable, renamed
-    from .evaluate import linearity, transfer
-    from .evaluate import sweep as sweep_module
-    from .methods import lora_discovery, ortho
-    from .methods import melbo as melbo_module
-
     # the run layer's keywords: (default, annotation, doc)
     out_dir = (None, "str | os.PathLike | None", ("run directory: config.json, checkpoints, the result's files, "
                                                   "figures, samples, report.html; None: nothing is written"))
@@ -206,30 +188,28 @@ def _build():
     report = (True, "bool", "write ``report.html`` at the end of the run")
     sample_tokens = (40, "int", "length of the greedy samples written to the run directory")
     heldout = (None, "list[str] | None", "prompts for the samples and the held-out KL (default: shipped chat prompts)")
-    melbo_fn = _public(melbo_module.melbo, "melbo", {
-        "out_dir": out_dir, "resume": resume, "heldout_prompts": heldout,
-        "heldout_kl": (True, "bool", ("measure each vector's next-token KL(steered ‖ unsteered) at the first "
-                                      "generated token of the held-out prompts (``result.heldout_kl``)")),
-        "sample_tokens": sample_tokens, "report": report}, _finish_melbo)
-    ortho_fn = _public(ortho.melbo_ortho, "melbo_ortho", {
-        "out_dir": out_dir, "resume": resume,
-        "heldout_prompts": (None, "list[str] | None", "prompts for the KL analysis (default: the training prompts)"),
-        "kl_direction": ("forward", "str", "``forward`` = KL(Pᵢ‖P₀) (default), ``reverse`` = KL(P₀‖Pᵢ)"),
-        "moving_average": (25, "int", "window (vectors) of the KL curve's moving average"),
-        "sample_vectors": (8, "int", "how many of the vectors get samples in the run directory"),
-        "sample_tokens": sample_tokens, "report": report}, _finish_ortho, check=_check_ortho)
-    lora_fn = _public(lora_discovery.discover_lora, "lora_discovery",
-                      {"out_dir": out_dir, "resume": resume, "report": report}, _finish_lora, resume_ignores=("runs",))
-    evaluations = [configurable(method, name=name)(_public(fn, method, args, _finish_evaluation))
-                   for fn, method, name, args in (
-                       (sweep_module.sweep, "sweep", "SweepConfig",
-                        {"out_dir": out_dir, "resume": resume, "report": report}),
-                       (transfer.evaluate_transfer, "transfer", "TransferConfig", {"out_dir": out_dir, "report": report}),
-                       (linearity.linearity_score, "linearity", "LinearityConfig", {"out_dir": out_dir, "report": report}))]
-    return (*evaluations, configurable("melbo", name="MelboConfig")(melbo_fn),
-            configurable("melbo_ortho", name="OrthoConfig")(renamed(kl_prompts="heldout_prompts")(ortho_fn)),
-            configurable("lora_discovery", name="LoraDiscoveryConfig")(
-                renamed(held_out_prompts="heldout_prompts")(lora_fn)))
+    resumable = {"out_dir": out_dir, "resume": resume, "report": report}
+    not_resumable = {"out_dir": out_dir, "report": report}
+    return (
+        _public(sweep_module.sweep, "sweep", resumable, _finish_plain),
+        _public(transfer.evaluate_transfer, "transfer", not_resumable, _finish_plain),
+        _public(linearity.linearity_score, "linearity", not_resumable, _finish_plain),
+        _public(melbo_module.melbo, "melbo", {
+            "out_dir": out_dir, "resume": resume, "heldout_prompts": heldout,
+            "heldout_kl": (True, "bool", ("measure each vector's next-token KL(steered ‖ unsteered) at the first "
+                                          "generated token of the held-out prompts (``result.heldout_kl``)")),
+            "sample_tokens": sample_tokens, "report": report}, _finish_melbo),
+        _public(ortho.melbo_ortho, "melbo_ortho", {
+            "out_dir": out_dir, "resume": resume,
+            "heldout_prompts": (None, "list[str] | None", "prompts for the KL analysis (default: the training prompts)"),
+            "kl_direction": ("forward", "str", "``forward`` = KL(Pᵢ‖P₀) (default), ``reverse`` = KL(P₀‖Pᵢ)"),
+            "moving_average": (25, "int", "window (vectors) of the KL curve's moving average"),
+            "sample_vectors": (8, "int", "how many of the vectors get samples in the run directory"),
+            "sample_tokens": sample_tokens, "report": report},
+            _finish_ortho, check=_check_ortho, name="OrthoConfig", renames={"kl_prompts": "heldout_prompts"}),
+        _public(lora_discovery.discover_lora, "lora_discovery", resumable, _finish_plain, resume_ignores=("runs",),
+                renames={"held_out_prompts": "heldout_prompts"}),
+    )
 
 
 sweep, evaluate_transfer, linearity_score, melbo, melbo_ortho, discover_lora = _build()
