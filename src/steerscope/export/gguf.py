@@ -26,7 +26,6 @@ when present and refuses a mismatch; other readers ignore unknown keys. Import i
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -37,7 +36,7 @@ import numpy as np
 import torch
 
 from ..errors import InvalidArgumentError, SteerscopeError, VectorFileError
-from ..vector import SteeringVector, atomic_write
+from ..vector import SteeringVector, _sha256, atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -135,10 +134,6 @@ def export_gguf(
     return out
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def _kv_digest(hint, layer_count, header_text) -> str:
     """SHA-256 of the steerscope-relevant key/values, as sorted-key JSON."""
     body = {"header": header_text, "layer_count": layer_count, "model_hint": hint}
@@ -211,10 +206,11 @@ def _import(path: Path, model_type: str | None) -> SteeringVector:
     hint = _field_value(reader, KEY_MODEL_HINT, path)
     declared = _field_value(reader, KEY_LAYER_COUNT, path)
     raw = _field_value(reader, KEY_HEADER, path)
-    sums = _read_checksums(reader, path, hint, declared, raw)
+    int_count = isinstance(declared, (int, np.integer)) and not isinstance(declared, bool)
+    sums = _read_checksums(reader, path, hint, int(declared) if int_count else declared, raw)
     if hint is not None and not isinstance(hint, str):
         raise VectorFileError(f"{path}: {KEY_MODEL_HINT} is not a string")
-    if declared is not None and (not isinstance(declared, (int, np.integer)) or isinstance(declared, bool)):
+    if declared is not None and not int_count:
         raise VectorFileError(f"{path}: {KEY_LAYER_COUNT} is not an integer")
     directions: dict[int, torch.Tensor] = {}
     for tensor in reader.tensors:
@@ -257,10 +253,7 @@ def _import(path: Path, model_type: str | None) -> SteeringVector:
                  len(directions))
     header = {}
     if raw:
-        try:
-            header = json.loads(raw) if isinstance(raw, str) else None
-        except (json.JSONDecodeError, RecursionError, ValueError):
-            header = None
+        header = _json_or_none(raw)
         if not isinstance(header, dict):
             if sums is not None:
                 raise VectorFileError(f"{path}: the {KEY_HEADER} field is corrupt")
@@ -301,20 +294,24 @@ def _check_extent(reader, path: Path) -> None:
         )
 
 
-def _read_checksums(reader, path: Path, hint, declared, raw) -> dict | None:
+def _read_checksums(reader, path: Path, hint, layer_count, raw) -> dict | None:
     """The recorded tensor checksums (after verifying the key/value checksum), or None for files without them."""
     text = _field_value(reader, KEY_CHECKSUMS, path)
     if text is None:
         return None
-    try:
-        sums = json.loads(text) if isinstance(text, str) else None
-    except (json.JSONDecodeError, RecursionError, ValueError):
-        sums = None
+    sums = _json_or_none(text)
     if (not isinstance(sums, dict) or sums.get("algorithm") != "sha256" or not isinstance(sums.get("tensors"), dict)
             or not isinstance(sums.get("kv"), str)):
         raise VectorFileError(f"{path}: the {KEY_CHECKSUMS} field is corrupt; the file cannot be verified")
-    layer_count = int(declared) if isinstance(declared, (int, np.integer)) and not isinstance(declared, bool) else declared
     if sums["kv"] != _kv_digest(hint, layer_count, raw):
         raise VectorFileError(f"{path}: the steerscope metadata does not match its SHA-256 checksum; the file is "
                               "corrupt (re-export it)")
     return sums["tensors"]
+
+
+def _json_or_none(text):
+    """The JSON value of a string field, or None when it is not a string or not valid JSON."""
+    try:
+        return json.loads(text) if isinstance(text, str) else None
+    except (RecursionError, ValueError):  # json.JSONDecodeError is a ValueError
+        return None

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from ..errors import StopForward
 from ..generate import forward_kwargs, tokenize
-from ..hooks import HookGroup, run_until_stopped
+from ..hooks import run_until_stopped
 from ..steer import steer
 from ..vector import SteeringVector
 
@@ -55,9 +55,8 @@ def apply_adapters(model, adapters: Sequence[Adapter]) -> Iterator[None]:
     """Simulate PEFT's LoRA forward with hooks (no module replaced, nothing left behind).
 
     The hook needs the module's input and output together, which ``hooks.register`` (tensor -> tensor on one
-    side) does not offer, so it registers a plain forward hook and removes it through a HookGroup.
+    side) does not offer, so it registers a plain forward hook; the handles are removed on leaving the block.
     """
-    group = HookGroup()
 
     def hook_for(adapter: Adapter):
         def hook(module, args, output):
@@ -66,12 +65,10 @@ def apply_adapters(model, adapters: Sequence[Adapter]) -> Iterator[None]:
 
         return hook
 
-    try:
+    with ExitStack() as handles:
         for adapter in adapters:
-            group.add(model.hf.get_submodule(adapter.module_path).register_forward_hook(hook_for(adapter)))
+            handles.enter_context(model.hf.get_submodule(adapter.module_path).register_forward_hook(hook_for(adapter)))
         yield
-    finally:
-        group.remove()
 
 
 @dataclass
@@ -83,9 +80,7 @@ class TokenBatch:
 
     @property
     def keep(self) -> Tensor:
-        real = self.attention_mask.bool()
-        first = real.long().cumsum(-1) == 1
-        return real & ~first
+        return self.attention_mask.bool() & ~self.first
 
     @property
     def first(self) -> Tensor:
@@ -110,12 +105,9 @@ def token_batches(
                                         temperature=None, top_p=None, top_k=None,
                                         pad_token_id=model.tokenizer.pad_token_id)
             gen = out[:, ids.shape[1]:]  # (B, N)
-            if eos is not None:
-                # keep the EOS itself, drop what follows it
-                after_eos = (gen == eos).long().cumsum(-1) - (gen == eos).long() > 0
-                gen_mask = (~after_eos).long()
-            else:
-                gen_mask = torch.ones_like(gen)
+            stops = (gen == eos).long() if eos is not None else torch.zeros_like(gen)
+            # keep the EOS itself, drop what follows it (no EOS before the token)
+            gen_mask = stops.cumsum(-1) - stops == 0
             ids, mask = out, torch.cat([mask, gen_mask.to(mask.dtype)], dim=1)
         batches.append(TokenBatch(ids, mask))
     return batches
@@ -126,7 +118,6 @@ def recording_inputs(model, module_paths: Sequence[str], *, stop_when_done: bool
     """Record the input (B, T, d_in) of each module during the forwards run inside the block. With
     ``stop_when_done`` the forward ends (StopForward) once every module has been seen: no later blocks, no head."""
     captured: dict[str, Tensor] = {}
-    group = HookGroup()
     wanted = set(module_paths)
 
     def pre_hook_for(path: str):
@@ -137,12 +128,10 @@ def recording_inputs(model, module_paths: Sequence[str], *, stop_when_done: bool
 
         return pre_hook
 
-    try:
+    with ExitStack() as handles:
         for path in wanted:
-            group.add(model.hf.get_submodule(path).register_forward_pre_hook(pre_hook_for(path)))
+            handles.enter_context(model.hf.get_submodule(path).register_forward_pre_hook(pre_hook_for(path)))
         yield captured
-    finally:
-        group.remove()
 
 
 @torch.no_grad()
@@ -150,12 +139,9 @@ def capture_inputs(model, module_paths: Sequence[str], batch: TokenBatch, vector
                    scale: float) -> dict[str, Tensor]:
     """Inputs of each module (B, T, d_in) in one early-stopped forward, steered with ``vector`` when given."""
     kw = forward_kwargs(batch.input_ids, batch.attention_mask)
-    with recording_inputs(model, module_paths, stop_when_done=True) as captured:
-        if vector is not None:
-            with steer(model, vector, scale):
-                run_until_stopped(model.hf, **kw)
-        else:
-            run_until_stopped(model.hf, **kw)
+    with recording_inputs(model, module_paths, stop_when_done=True) as captured, \
+            steer(model, vector, scale) if vector is not None else nullcontext():
+        run_until_stopped(model.hf, **kw)
     return dict(captured)
 
 
@@ -208,7 +194,7 @@ def fit_readout(fit: Moments, val: Moments) -> tuple[Tensor, float, dict[str, fl
     scores = {}
     for ridge in RIDGE_GRID:
         try:
-            scores[ridge] = val.mse(readout_direction(fit, ridge)) if val.n else fit.mse(readout_direction(fit, ridge))
+            scores[ridge] = (val if val.n else fit).mse(readout_direction(fit, ridge))
         except torch.linalg.LinAlgError:
             continue
     best = min(scores, key=scores.get)
@@ -285,7 +271,9 @@ def measure_fidelity(model, vector: SteeringVector, scale: float, adapters: Sequ
     is reported separately (the adapter also acts there). KL is over every real position.
     """
     errs, first_errs, kls, last_kls, base_kls = [], [], [], [], []
-    targets = {a.module_path: _target_for(vector, a, scale) for a in adapters}
+    # each adapter's target: the vector's direction at the layer it stands in for
+    targets = {a.module_path: vector.directions[vector.layers[0] if a.layer is None else a.layer].double() * scale
+               for a in adapters}
     for batch in batches:
         kw = forward_kwargs(batch.input_ids, batch.attention_mask)
         real = batch.attention_mask.bool()
@@ -320,11 +308,6 @@ def measure_fidelity(model, vector: SteeringVector, scale: float, adapters: Sequ
     if with_base:
         out["kl_vector_vs_unsteered_mean"] = float(torch.cat(base_kls).mean())
     return out
-
-
-def _target_for(vector: SteeringVector, adapter: Adapter, scale: float) -> Tensor:
-    layer = adapter.layer if adapter.layer is not None else vector.layers[0]
-    return vector.directions[layer].to(torch.float64) * scale
 
 
 def module_dims(module: nn.Module) -> tuple[int, int, bool]:

@@ -98,13 +98,12 @@ def lora_targets(model, vector: SteeringVector, method: str) -> dict[int, list[T
                     "resid_pre[1] or later"
                 )
             block = layer - 1
-        kinds = {"resid_post": ["mlp", "attn"], "resid_pre": ["mlp", "attn"], "mlp_out": ["mlp"],
-                 "attn_out": ["attn"]}[site]
+        kinds = {"mlp_out": ["mlp"], "attn_out": ["attn"]}.get(site, ["mlp", "attn"])  # resid sites: both
         if method == "bias":
             kinds = kinds[:1]
         targets = []
         for kind in kinds:
-            proj = arch.mlp_out_proj if kind == "mlp" else arch.attn_out_proj
+            proj = getattr(arch, f"{kind}_out_proj")  # mlp_out_proj | attn_out_proj
             if proj is None:
                 raise ArchitectureError(
                     f"steerscope does not know the {kind} output projection of {model.model_type!r}; set "
@@ -149,8 +148,7 @@ def _fit_rank1(model, vector, scale, targets, fit_batches, val_batches, progress
     candidates = [t for ts in targets.values() for t in ts]
     paths = [t.module_path for t in candidates]
     dims = {p: lora_fit.module_dims(model.hf.get_submodule(p))[0] for p in paths}
-    fit = {p: Moments(dims[p]) for p in paths}
-    val = {p: Moments(dims[p]) for p in paths}
+    fit, val = ({p: Moments(d) for p, d in dims.items()} for _ in range(2))  # fit and validation split
     for moments, batches in ((fit, fit_batches), (val, val_batches)):
         for batch in tqdm(batches, desc="calibration activations", disable=not progress):
             inputs = lora_fit.capture_inputs(model, paths, batch, vector, scale)
@@ -219,28 +217,22 @@ def _save_adapter(model, adapters: dict[int, Adapter], method: str, out: Path) -
         base_model_name_or_path=base_model_source(model)[0], inference_mode=True,
     )
     config.save_pretrained(str(out))
-    tensors = {}
-    for a in adapters.values():
-        prefix = f"base_model.model.{a.module_path}"
-        tensors[f"{prefix}.lora_A.weight"] = a.lora_A.float().contiguous()
-        tensors[f"{prefix}.lora_B.weight"] = a.lora_B.float().contiguous()
-        if a.bias is not None:
-            tensors[f"{prefix}.lora_B.bias"] = a.bias.float().contiguous()
+    tensors = {f"base_model.model.{a.module_path}.{name}": t.float().contiguous() for a in adapters.values()
+               for name, t in (("lora_A.weight", a.lora_A), ("lora_B.weight", a.lora_B), ("lora_B.bias", a.bias))
+               if t is not None}
     save_file(tensors, str(out / "adapter_model.safetensors"), metadata={"format": "pt"})
 
 
 def _replace_dir(tmp: Path, out: Path) -> None:
     """Move a finished directory into place; an existing export there is replaced, any other content refused."""
+    old = out.with_name(f".{out.name}.old-{os.getpid()}")
     if out.exists():
         if any(out.iterdir()) and not (out / "adapter_config.json").exists():
             shutil.rmtree(tmp, ignore_errors=True)
             raise InvalidArgumentError(f"{out} exists and is not an adapter directory; choose another --out")
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
         os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)
+    os.replace(tmp, out)
+    shutil.rmtree(old, ignore_errors=True)  # nothing there when out did not exist
 
 
 @configurable("export_lora", name="ExportConfig")

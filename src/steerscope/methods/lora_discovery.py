@@ -43,6 +43,7 @@ from ._lora_common import default_target_modules, detach_peft, loss_terms, needs
 log = logging.getLogger(__name__)
 
 DEFAULT_LR = 1e-2  # Adam; see docs/lora_and_contrastive.md for the runs on SmolLM2-135M that chose it
+TERMS = ("kl", "nll", "base_nll")  # the LossTerms fields averaged over tokens
 
 
 @dataclass
@@ -230,8 +231,8 @@ def _one_run(model, prompts, held_out, checkpoint: Checkpoint, name: str, index:
                                           temperature=cfg["temperature"])
             terms = loss_terms(model, seq, attn, cont_mask, peft_model.disable_adapter, alpha=cfg["alpha"],
                                beta=cfg["beta"])
-            rows.append({"step": step, "epoch": epoch, "loss": float(terms.loss.detach()), "kl": float(terms.kl),
-                         "nll": float(terms.nll), "base_nll": float(terms.base_nll), "tokens": terms.tokens,
+            rows.append({"step": step, "epoch": epoch, "loss": float(terms.loss.detach()),
+                         **{key: float(getattr(terms, key)) for key in TERMS}, "tokens": terms.tokens,
                          "seconds": round(time.perf_counter() - t0, 3)})
             bar.update(1)
             bar.set_postfix(kl=f"{float(terms.kl):.3f}", nll=f"{float(terms.nll):.2f}")
@@ -273,7 +274,7 @@ def _evaluate(model, peft_model, held_out: list[str], cfg: dict) -> tuple[dict, 
     """Held-out KL(P‖Q) and perplexities on Q's samples, plus greedy base-vs-adapted samples."""
     prompts = held_out[: cfg["eval_size"]]
     n_tok = cfg["sample_tokens"]
-    sums = {"kl": 0.0, "nll": 0.0, "base_nll": 0.0, "base_self_nll": 0.0}
+    sums = dict.fromkeys((*TERMS, "base_self_nll"), 0.0)
     tokens = base_tokens = 0
     bs = cfg["batch_size"]
     torch.manual_seed(cfg["seed"] + 7)
@@ -281,7 +282,7 @@ def _evaluate(model, peft_model, held_out: list[str], cfg: dict) -> tuple[dict, 
         ids, mask = tokenize(model, prompts[start: start + bs], chat=cfg["chat"])
         seq, attn, cont = sample(model, ids, mask, max_new_tokens=n_tok, temperature=cfg["temperature"])
         t = loss_terms(model, seq, attn, cont, peft_model.disable_adapter, alpha=cfg["alpha"], beta=cfg["beta"])
-        for key in ("kl", "nll", "base_nll"):
+        for key in TERMS:
             sums[key] += float(getattr(t, key)) * t.tokens
         tokens += t.tokens
         # reference: the base model's own samples under the base model (what "coherent" looks like here)
@@ -290,16 +291,14 @@ def _evaluate(model, peft_model, held_out: list[str], cfg: dict) -> tuple[dict, 
             b = loss_terms(model, bseq, battn, bcont, contextlib.nullcontext, alpha=0.0, beta=1.0)
         sums["base_self_nll"] += float(b.nll) * b.tokens
         base_tokens += b.tokens
-    heldout = {"kl": sums["kl"] / max(tokens, 1), "nll": sums["nll"] / max(tokens, 1),
-               "base_nll": sums["base_nll"] / max(tokens, 1), "tokens": tokens, "prompts": len(prompts),
+    heldout = {**{key: sums[key] / max(tokens, 1) for key in TERMS}, "tokens": tokens, "prompts": len(prompts),
                "base_self_nll": sums["base_self_nll"] / max(base_tokens, 1)}
     heldout["base_ppl"] = math.exp(min(heldout["base_nll"], 50.0))
     heldout["base_ppl_of_base_samples"] = math.exp(min(heldout["base_self_nll"], 50.0))
-    samples = []
     shown = held_out[: cfg["num_samples"]]
-    if shown:
-        adapted = generate(model, shown, max_new_tokens=n_tok, chat=cfg["chat"], batch_size=bs)
-        with peft_model.disable_adapter():
-            base = generate(model, shown, max_new_tokens=n_tok, chat=cfg["chat"], batch_size=bs)
-        samples = [{"prompt": p, "base": b, "adapted": a} for p, b, a in zip(shown, base, adapted)]
-    return heldout, samples
+    if not shown:
+        return heldout, []
+    adapted = generate(model, shown, max_new_tokens=n_tok, chat=cfg["chat"], batch_size=bs)
+    with peft_model.disable_adapter():
+        base = generate(model, shown, max_new_tokens=n_tok, chat=cfg["chat"], batch_size=bs)
+    return heldout, [{"prompt": p, "base": b, "adapted": a} for p, b, a in zip(shown, base, adapted)]

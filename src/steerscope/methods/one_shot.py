@@ -90,9 +90,7 @@ def apply_operator(hidden: Tensor, v: Tensor, mask: Tensor, sign: Tensor, operat
 
 def _check_args(model, examples, layer, site, operator, lr, max_iters, max_norm, init_norm, coldness, target_loss,
                 satisfice) -> list[Example]:
-    if isinstance(examples, Example):
-        examples = [examples]
-    examples = list(examples)
+    examples = [examples] if isinstance(examples, Example) else list(examples)
     if not examples or not all(isinstance(e, Example) for e in examples):
         raise InvalidArgumentError("examples must be a non-empty list of steerscope.Example")
     model.check_layer(layer)
@@ -166,22 +164,20 @@ def leading_space_warnings(model, examples: Sequence[Example], *, chat: bool = T
     last = torch.log_softmax(model.hf(**forward_kwargs(ids, mask)).logits[:, -1].float(), -1)  # (P, V), left-padded
     found = []
     for i, c in spaced:
-        first = model.tokenizer(c, add_special_tokens=False)["input_ids"][:1]
-        bare = model.tokenizer(c.lstrip(), add_special_tokens=False)["input_ids"][:1]
+        first, bare = (model.tokenizer(text, add_special_tokens=False)["input_ids"][:1] for text in (c, c.lstrip()))
         if not first or not bare or first == bare:
             continue
         row = last[prompts.index(examples[i].prompt)]
         lp, lp_bare = float(row[first[0]]), float(row[bare[0]])
         if lp < lp_bare - threshold:
+            token, bare_token = model.tokenizer.decode(first), model.tokenizer.decode(bare)
             found.append({"completion": c, "prompt": examples[i].prompt, "logprob": lp, "stripped_logprob": lp_bare,
-                          "first_token": model.tokenizer.decode(first), "stripped_first_token":
-                          model.tokenizer.decode(bare)})
+                          "first_token": token, "stripped_first_token": bare_token})
             log.warning(
                 "completion %r starts with whitespace: its first token %r has log p %.1f after the prompt, while "
                 "%r (the same text without the leading space) has %.1f. The assistant turn of a chat template "
                 "starts without a space, so this completion is implausible and hard to promote or suppress; "
-                "drop the leading space: %r", c, found[-1]["first_token"], lp, found[-1]["stripped_first_token"],
-                lp_bare, c.lstrip())
+                "drop the leading space: %r", c, token, lp, bare_token, lp_bare, c.lstrip())
     return found
 
 
@@ -255,7 +251,7 @@ def optimize_vector(
     if init is not None:
         if init.shape != (model.d_model,):
             raise InvalidArgumentError(f"init must have shape ({model.d_model},), got {tuple(init.shape)}")
-        start = init.detach().to(torch.float32).clone()
+        start = init.detach().clone()
     else:
         gen = torch.Generator().manual_seed(0 if seed is None else seed)
         # cpu-ok: drawn from a seeded CPU generator so the start is the same on every device; moved below
