@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from ..errors import StopForward
 from ..generate import forward_kwargs, tokenize
-from ..hooks import run_until_stopped
+from ..hooks import capture, run_until_stopped
 from ..steer import steer
 from ..vector import SteeringVector
 
@@ -242,8 +242,6 @@ def candidate_site_errors(model, vector: SteeringVector, scale: float, candidate
     reproduces the site best is the one to keep; this needs forwards only up to block L (no later blocks, no LM
     head), where a next-token KL needs the full model per candidate.
     """
-    from ..hooks import capture
-
     (layer,) = vector.layers
     target = (vector.directions[layer].double() * scale).norm().clamp_min(1e-30)
     sums = dict.fromkeys(candidates, 0.0)

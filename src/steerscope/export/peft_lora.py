@@ -69,12 +69,10 @@ class LoraExport:
 
 def default_prompts(split: str) -> list[str]:
     """The shipped prompts (``data/calibration_prompts.jsonl``) of one split: "calibration" or "heldout"."""
-    import json
-    from importlib.resources import files
+    from ..data import data_path
+    from ..io import read_jsonl
 
-    text = (files("steerscope") / "data" / "calibration_prompts.jsonl").read_text(encoding="utf-8")
-    rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-    return [r["prompt"] for r in rows if r.get("split") == split]
+    return [r["prompt"] for r in read_jsonl(data_path("calibration_prompts")) if r.get("split") == split]
 
 
 def lora_targets(model, vector: SteeringVector, method: str) -> dict[int, list[Target]]:
@@ -223,18 +221,6 @@ def _save_adapter(model, adapters: dict[int, Adapter], method: str, out: Path) -
     save_file(tensors, str(out / "adapter_model.safetensors"), metadata={"format": "pt"})
 
 
-def _replace_dir(tmp: Path, out: Path) -> None:
-    """Move a finished directory into place; an existing export there is replaced, any other content refused."""
-    old = out.with_name(f".{out.name}.old-{os.getpid()}")
-    if out.exists():
-        if any(out.iterdir()) and not (out / "adapter_config.json").exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise InvalidArgumentError(f"{out} exists and is not an adapter directory; choose another --out")
-        os.replace(out, old)
-    os.replace(tmp, out)
-    shutil.rmtree(old, ignore_errors=True)  # nothing there when out did not exist
-
-
 @configurable("export_lora", name="ExportConfig")
 @renamed(new_tokens="max_new_tokens")
 def export_lora(
@@ -322,10 +308,17 @@ def export_lora(
         write_json(tmp / "fidelity.json", fidelity)
         vector.save(tmp / "steerscope_vector.safetensors")
         (tmp / "README.md").write_text(render_readme(model, vector, fidelity))
+        # move the finished directory into place: an existing export there is replaced, any other content refused
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        if out.exists():
+            if any(out.iterdir()) and not (out / "adapter_config.json").exists():
+                raise InvalidArgumentError(f"{out} exists and is not an adapter directory; choose another --out")
+            os.replace(out, old)
+        os.replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _replace_dir(tmp, out)
+    shutil.rmtree(old, ignore_errors=True)  # nothing there when out did not exist
     log.info("wrote %s adapter for layers %s to %s", method, list(modules), out)
     return LoraExport(out, method, modules, fidelity)
 

@@ -102,12 +102,9 @@ def eos_ids(model) -> list[int]:
 
 def continuation_mask(model, continuation: Tensor) -> Tensor:
     """(B, N) 1 for sampled tokens up to and including the first end-of-sequence token, 0 for the padding after it."""
-    stops = torch.zeros_like(continuation, dtype=torch.bool)
-    for i in eos_ids(model):
-        stops |= continuation == i
+    stops = torch.isin(continuation, continuation.new_tensor(eos_ids(model))).long()
     # tokens strictly after the first stop are padding: count stops before each position
-    before = stops.long().cumsum(-1) - stops.long()
-    return (before == 0).long()
+    return (stops.cumsum(-1) - stops == 0).long()
 
 
 @torch.no_grad()
@@ -165,9 +162,8 @@ def terms_from_logits(p_logits: Tensor, q_logits: Tensor, targets: Tensor, weigh
     base_tok = -logp.gather(-1, targets[..., None]).squeeze(-1)
     w = weights.to(kl_tok.dtype)
     n = w.sum().clamp_min(1.0)
-    kl, nll = (kl_tok * w).sum() / n, (nll_tok * w).sum() / n
-    loss = alpha * (-kl) + beta * nll
-    return LossTerms(loss=loss, kl=kl.detach(), nll=nll.detach(), base_nll=((base_tok * w).sum() / n).detach(),
+    kl, nll, base_nll = ((tok * w).sum() / n for tok in (kl_tok, nll_tok, base_tok))
+    return LossTerms(loss=alpha * (-kl) + beta * nll, kl=kl.detach(), nll=nll.detach(), base_nll=base_nll.detach(),
                      tokens=int(w.sum()))
 
 

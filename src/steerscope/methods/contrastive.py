@@ -91,13 +91,8 @@ def read_activations(model, texts: list[str], layers: list[int], *, site: str = 
 def _pca_direction(diffs: Tensor, center: bool) -> Tensor:
     """Unit first principal direction of (n, D) differences, sign: mean difference projects positive."""
     x = diffs.double()
-    if center:
-        x = x - x.mean(0, keepdim=True)
-    _, _, vh = torch.linalg.svd(x, full_matrices=False)
-    u = vh[0]
-    if (diffs.double() @ u).mean() < 0:
-        u = -u
-    return u
+    u = torch.linalg.svd(x - x.mean(0, keepdim=True) if center else x, full_matrices=False).Vh[0]
+    return -u if (x @ u).mean() < 0 else u
 
 
 @configurable("contrastive", name="ContrastiveConfig")

@@ -192,9 +192,10 @@ def discover_lora(
             result.runs.append(_load_run(done))
             continue
         # each run seeds its own RNG stream (LoRA A init and sampling); the caller's stays untouched
-        with forked_rng(model, seed + 1000 * index):
-            result.runs.append(_one_run(model, prompts, held_out, checkpoint, name, index, seed + 1000 * index,
-                                        cfg, targets, progress))
+        run_seed = seed + 1000 * index
+        with forked_rng(model, run_seed):
+            result.runs.append(_one_run(model, prompts, held_out, checkpoint, name, index, run_seed, cfg, targets,
+                                        progress))
     return result
 
 
@@ -218,8 +219,7 @@ def _one_run(model, prompts, held_out, checkpoint: Checkpoint, name: str, index:
     try:
         params = [p for p in peft_model.parameters() if p.requires_grad]
         opt = torch.optim.Adam(params, lr=cfg["lr"])
-        steps_per_epoch = math.ceil(len(prompts) / cfg["batch_size"])
-        total = min(cfg["max_steps"] or 10**9, steps_per_epoch * cfg["epochs"])
+        total = min(cfg["max_steps"] or 10**9, math.ceil(len(prompts) / cfg["batch_size"]) * cfg["epochs"])
         rows, t0, stopped, updates = [], time.perf_counter(), "steps", 0
         kept: list[torch.Tensor] | None = None  # adapter state whose batch KL was <= stop_kl
         bar = tqdm(total=total, desc=f"lora run {index}", disable=not progress)

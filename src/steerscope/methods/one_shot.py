@@ -266,23 +266,25 @@ def optimize_vector(
             "ss.load_model() or ss.wrap_model(), which freeze them"
         )
 
-    def losses() -> tuple[Tensor, Tensor]:
+    def losses() -> Tensor:  # (K,) loss of each completion
         steered = apply_operator(objective.hidden, v.to(dtype), mask, sign, operator)  # (N, T, D), model dtype
         per_row = completion_losses(objective.logprobs(steered, coldness), batch, suppress_t,
                                     normalize_by_length=normalize_by_length, eps=eps)
-        return per_row.sum(), per_row
+        return per_row
 
     history: list[dict] = []
     stop_reason, still = "max_iters", 0
     bar = tqdm(range(max_iters), desc="optimising vector", disable=not progress, leave=False)
     for step in bar:
         t0 = time.perf_counter()
-        total, per_row = losses()
-        loss = float(total.detach())
+        per_row = losses()
+        total = per_row.sum()
+        loss = float(total.detach())  # float() of a tensor that needs grad warns
         obj = (total - target_loss) ** 2 if satisfice else total
         row = {"step": step, "loss": loss, "objective": float(obj.detach()),
                "promote_loss": float(per_row[~suppress_t].sum().detach()),
-               "suppress_loss": float(per_row[suppress_t].sum().detach()), "norm": float(v.detach().norm()),
+               "suppress_loss": float(per_row[suppress_t].sum().detach()),
+               "norm": float(v.detach().norm()),
                "grad_norm": None}
         history.append(row)
         if target_loss is not None and not satisfice and loss <= target_loss:
@@ -309,7 +311,7 @@ def optimize_vector(
         else:
             still = 0
     with torch.no_grad():
-        final = float(losses()[0])
+        final = float(losses().sum())
     log.info("one-shot: %d steps, final loss %.4f, norm %.3f (%s)", len(history), final, float(v.detach().norm()),
              stop_reason)
     config = {"layer": layer, "site": site, "lr": lr, "max_iters": max_iters, "max_norm": max_norm,
