@@ -219,23 +219,22 @@ def _import(path: Path, model_type: str | None) -> SteeringVector:
             log.warning("%s: ignoring tensor %r (not a direction.N tensor)", path, name)
             continue
         suffix = name[len(TENSOR_PREFIX):]
-        if not suffix.isascii() or not suffix.isdigit() or int(suffix) < 1 or len(suffix) > 6:
+        index = int(suffix) if suffix.isascii() and suffix.isdigit() and len(suffix) <= 6 else 0
+        if index < 1:
             raise VectorFileError(f"{path}: tensor {name!r} is not direction.N with N >= 1 (llama.cpp rejects it)")
         if tensor.tensor_type not in (GGMLQuantizationType.F32, GGMLQuantizationType.F16):
             raise VectorFileError(f"{path}: tensor {name} has type {tensor.tensor_type.name}; expected F32")
         stored = np.asarray(tensor.data)
-        if sums is not None:
-            expected = sums.get(name)
-            got = _sha256(stored.astype("<f4").tobytes()) if tensor.tensor_type == GGMLQuantizationType.F32 else None
-            if expected != got:
-                raise VectorFileError(f"{path}: tensor {name} does not match its SHA-256 checksum; the file is "
-                                      "corrupt (re-export it)")
+        f32 = tensor.tensor_type == GGMLQuantizationType.F32  # only F32 tensors have a checksum
+        if sums is not None and sums.get(name) != (_sha256(stored.astype("<f4").tobytes()) if f32 else None):
+            raise VectorFileError(f"{path}: tensor {name} does not match its SHA-256 checksum; the file is "
+                                  "corrupt (re-export it)")
         data = stored.astype(np.float32).reshape(-1)
-        if data.size != int(np.prod(tensor.shape)) or len([s for s in tensor.shape if s != 1]) > 1:
+        if data.size != int(np.prod(tensor.shape)) or sum(s != 1 for s in tensor.shape) > 1:
             raise VectorFileError(f"{path}: tensor {name} is not 1-D (shape {list(tensor.shape)})")
-        if int(suffix) in directions:
+        if index in directions:
             raise VectorFileError(f"{path}: tensor {name} appears twice")
-        directions[int(suffix)] = torch.from_numpy(data.copy())
+        directions[index] = torch.from_numpy(data.copy())
     if sums is not None and set(sums) != {t.name for t in reader.tensors}:
         raise VectorFileError(f"{path}: the tensors do not match the recorded checksums (some are missing or "
                               "extra); the file is corrupt")

@@ -215,9 +215,7 @@ def kl_rows(p_logits: Tensor, q_logits: Tensor, chunk: int = 256) -> Tensor:
 def split_rows(batches: Sequence[TokenBatch], n: int) -> tuple[list[TokenBatch], list[TokenBatch]]:
     """(the first ``n`` sequences, the rest) of a list of batches, as batches; left padding shared by a batch is
     trimmed where all kept rows have it (so one generate call can serve both the fit and the validation split)."""
-    head: list[TokenBatch] = []
-    tail: list[TokenBatch] = []
-    seen = 0
+    head, tail, seen = [], [], 0
     for batch in batches:
         rows = batch.input_ids.shape[0]
         cut = min(max(n - seen, 0), rows)
@@ -279,7 +277,7 @@ def measure_fidelity(model, vector: SteeringVector, scale: float, adapters: Sequ
             p = model.hf(**kw).logits[real]  # (N, V): one steered forward gives logits and module inputs
         for adapter in adapters:
             x = inputs[adapter.module_path].double()  # (B, T, d_in)
-            target = targets[adapter.module_path].to(x.device, torch.float64)
+            target = targets[adapter.module_path].to(x.device)
             rel = (adapter.delta(x) - target).norm(dim=-1) / target.norm().clamp_min(1e-30)  # (B, T)
             errs.append(rel[batch.keep].cpu())
             first_errs.append(rel[batch.first].cpu())
@@ -294,7 +292,7 @@ def measure_fidelity(model, vector: SteeringVector, scale: float, adapters: Sequ
             base_kls.append(kl_rows(p, model.hf(**kw).logits[real]).cpu())
     err, first_err, kl, last_kl = (torch.cat(t) for t in (errs, first_errs, kls, last_kls))
     out = {
-        "n_sequences": sum(int(b.input_ids.shape[0]) for b in batches),
+        "n_sequences": sum(len(b.input_ids) for b in batches),
         "n_tokens": int(kl.numel()),
         "rel_error_mean": float(err.mean()) if err.numel() else None,
         "rel_error_worst": float(err.max()) if err.numel() else None,

@@ -71,16 +71,13 @@ def read_activations(model, texts: list[str], layers: list[int], *, site: str = 
     for start in tqdm(range(0, len(texts), batch_size), desc=desc, disable=not progress):
         ids, mask = tokenize(model, texts[start: start + batch_size], chat=False, add_special_tokens=not templated)
         lengths = mask.sum(-1)  # (B,)
-        if read_position >= 0:
-            if (lengths <= read_position).any():
-                raise InvalidArgumentError(f"read_position {read_position} is past the end of a text with "
-                                           f"{int(lengths.min())} tokens")
-            col = ids.shape[1] - lengths + read_position  # left padding: real tokens are the last `lengths`
-        else:
-            if (lengths < -read_position).any():
-                raise InvalidArgumentError(f"read_position {read_position} is before the start of a text with "
-                                           f"{int(lengths.min())} tokens")
-            col = torch.full_like(lengths, ids.shape[1] + read_position)
+        from_start = read_position >= 0
+        if (lengths <= read_position if from_start else lengths < -read_position).any():
+            where = "past the end" if from_start else "before the start"
+            raise InvalidArgumentError(f"read_position {read_position} is {where} of a text with "
+                                       f"{int(lengths.min())} tokens")
+        # left padding: real tokens are the last `lengths`, so counting from the end needs no lengths
+        col = ids.shape[1] + read_position - (lengths if from_start else 0)
         acts = capture(model, ids, mask, layers, site)  # {l: (B, T, D)}
         rows = torch.arange(ids.shape[0], device=ids.device)
         for layer in layers:

@@ -29,6 +29,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
@@ -179,10 +180,10 @@ def discover_lora(
     if not prompts or not held_out:
         raise InvalidArgumentError("give at least one training prompt and one held-out prompt")
     targets = list(target_modules) if target_modules else default_target_modules(model)
-    cfg = dict(rank=rank, lora_alpha=lora_alpha or rank, alpha=alpha, beta=beta, lr=lr,  # noqa: C408
-               epochs=epochs, max_steps=max_steps, stop_kl=stop_kl, batch_size=batch_size,
-               max_new_tokens=max_new_tokens, temperature=temperature, chat=chat, eval_size=eval_size,
-               num_samples=num_samples, sample_tokens=sample_tokens or max_new_tokens, seed=seed)
+    cfg = SimpleNamespace(rank=rank, lora_alpha=lora_alpha or rank, alpha=alpha, beta=beta, lr=lr,
+                          epochs=epochs, max_steps=max_steps, stop_kl=stop_kl, batch_size=batch_size,
+                          max_new_tokens=max_new_tokens, temperature=temperature, chat=chat, eval_size=eval_size,
+                          num_samples=num_samples, sample_tokens=sample_tokens or max_new_tokens, seed=seed)
     result = LoraDiscoveryResult(out_dir=checkpoint.path, runs=[])
     for index in range(runs):
         name = f"run_{index:03d}"
@@ -207,37 +208,37 @@ def _batches(prompts: list[str], batch_size: int, epochs: int, seed: int):
             yield epoch, [prompts[i] for i in order[start: start + batch_size]]
 
 
-def _one_run(model, prompts, held_out, checkpoint: Checkpoint, name: str, index: int, seed: int, cfg: dict,
+def _one_run(model, prompts, held_out, checkpoint: Checkpoint, name: str, index: int, seed: int, cfg: SimpleNamespace,
              targets: list[str], progress: bool) -> LoraRun:
     """Train one adapter (the caller seeded the RNG with ``seed``) and commit ``name/`` (adapter, losses.csv,
     samples.jsonl, summary.json) through the checkpoint in one rename."""
     from peft import LoraConfig, get_peft_model
     from tqdm.auto import tqdm
-    lora_cfg = LoraConfig(r=cfg["rank"], lora_alpha=cfg["lora_alpha"], target_modules=targets, lora_dropout=0.0,
+    lora_cfg = LoraConfig(r=cfg.rank, lora_alpha=cfg.lora_alpha, target_modules=targets, lora_dropout=0.0,
                           bias="none", fan_in_fan_out=needs_fan_in_fan_out(model, targets))
     peft_model = get_peft_model(model.hf, lora_cfg)
     try:
         params = [p for p in peft_model.parameters() if p.requires_grad]
-        opt = torch.optim.Adam(params, lr=cfg["lr"])
-        total = min(cfg["max_steps"] or 10**9, math.ceil(len(prompts) / cfg["batch_size"]) * cfg["epochs"])
+        opt = torch.optim.Adam(params, lr=cfg.lr)
+        total = min(cfg.max_steps or 10**9, math.ceil(len(prompts) / cfg.batch_size) * cfg.epochs)
         rows, t0, stopped, updates = [], time.perf_counter(), "steps", 0
         kept: list[torch.Tensor] | None = None  # adapter state whose batch KL was <= stop_kl
         bar = tqdm(total=total, desc=f"lora run {index}", disable=not progress)
-        for step, (epoch, batch) in enumerate(_batches(prompts, cfg["batch_size"], cfg["epochs"], seed)):
+        for step, (epoch, batch) in enumerate(_batches(prompts, cfg.batch_size, cfg.epochs, seed)):
             if step >= total:
                 break
-            ids, mask = tokenize(model, batch, chat=cfg["chat"])
-            seq, attn, cont_mask = sample(model, ids, mask, max_new_tokens=cfg["max_new_tokens"],
-                                          temperature=cfg["temperature"])
-            terms = loss_terms(model, seq, attn, cont_mask, peft_model.disable_adapter, alpha=cfg["alpha"],
-                               beta=cfg["beta"])
+            ids, mask = tokenize(model, batch, chat=cfg.chat)
+            seq, attn, cont_mask = sample(model, ids, mask, max_new_tokens=cfg.max_new_tokens,
+                                          temperature=cfg.temperature)
+            terms = loss_terms(model, seq, attn, cont_mask, peft_model.disable_adapter, alpha=cfg.alpha,
+                               beta=cfg.beta)
             rows.append({"step": step, "epoch": epoch, "loss": float(terms.loss.detach()),
                          **{key: float(getattr(terms, key)) for key in TERMS}, "tokens": terms.tokens,
                          "seconds": round(time.perf_counter() - t0, 3)})
             bar.update(1)
             bar.set_postfix(kl=f"{float(terms.kl):.3f}", nll=f"{float(terms.nll):.2f}")
-            if cfg["stop_kl"] is not None:
-                if float(terms.kl) > cfg["stop_kl"]:
+            if cfg.stop_kl is not None:
+                if float(terms.kl) > cfg.stop_kl:
                     # KL grows several-fold per step near collapse: go back to the last state under the bound
                     if kept is not None:
                         with torch.no_grad():
@@ -270,24 +271,24 @@ def _one_run(model, prompts, held_out, checkpoint: Checkpoint, name: str, index:
 
 
 @torch.no_grad()
-def _evaluate(model, peft_model, held_out: list[str], cfg: dict) -> tuple[dict, list[dict]]:
+def _evaluate(model, peft_model, held_out: list[str], cfg: SimpleNamespace) -> tuple[dict, list[dict]]:
     """Held-out KL(P‖Q) and perplexities on Q's samples, plus greedy base-vs-adapted samples."""
-    prompts = held_out[: cfg["eval_size"]]
-    n_tok = cfg["sample_tokens"]
+    prompts = held_out[: cfg.eval_size]
+    n_tok = cfg.sample_tokens
     sums = dict.fromkeys((*TERMS, "base_self_nll"), 0.0)
     tokens = base_tokens = 0
-    bs = cfg["batch_size"]
-    torch.manual_seed(cfg["seed"] + 7)
+    bs = cfg.batch_size
+    torch.manual_seed(cfg.seed + 7)
     for start in range(0, len(prompts), bs):
-        ids, mask = tokenize(model, prompts[start: start + bs], chat=cfg["chat"])
-        seq, attn, cont = sample(model, ids, mask, max_new_tokens=n_tok, temperature=cfg["temperature"])
-        t = loss_terms(model, seq, attn, cont, peft_model.disable_adapter, alpha=cfg["alpha"], beta=cfg["beta"])
+        ids, mask = tokenize(model, prompts[start: start + bs], chat=cfg.chat)
+        seq, attn, cont = sample(model, ids, mask, max_new_tokens=n_tok, temperature=cfg.temperature)
+        t = loss_terms(model, seq, attn, cont, peft_model.disable_adapter, alpha=cfg.alpha, beta=cfg.beta)
         for key in TERMS:
             sums[key] += float(getattr(t, key)) * t.tokens
         tokens += t.tokens
         # reference: the base model's own samples under the base model (what "coherent" looks like here)
         with peft_model.disable_adapter():
-            bseq, battn, bcont = sample(model, ids, mask, max_new_tokens=n_tok, temperature=cfg["temperature"])
+            bseq, battn, bcont = sample(model, ids, mask, max_new_tokens=n_tok, temperature=cfg.temperature)
             b = loss_terms(model, bseq, battn, bcont, contextlib.nullcontext, alpha=0.0, beta=1.0)
         sums["base_self_nll"] += float(b.nll) * b.tokens
         base_tokens += b.tokens
@@ -295,10 +296,10 @@ def _evaluate(model, peft_model, held_out: list[str], cfg: dict) -> tuple[dict, 
                "base_self_nll": sums["base_self_nll"] / max(base_tokens, 1)}
     heldout["base_ppl"] = math.exp(min(heldout["base_nll"], 50.0))
     heldout["base_ppl_of_base_samples"] = math.exp(min(heldout["base_self_nll"], 50.0))
-    shown = held_out[: cfg["num_samples"]]
+    shown = held_out[: cfg.num_samples]
     if not shown:
         return heldout, []
-    adapted = generate(model, shown, max_new_tokens=n_tok, chat=cfg["chat"], batch_size=bs)
+    adapted = generate(model, shown, max_new_tokens=n_tok, chat=cfg.chat, batch_size=bs)
     with peft_model.disable_adapter():
-        base = generate(model, shown, max_new_tokens=n_tok, chat=cfg["chat"], batch_size=bs)
+        base = generate(model, shown, max_new_tokens=n_tok, chat=cfg.chat, batch_size=bs)
     return heldout, [{"prompt": p, "base": b, "adapted": a} for p, b, a in zip(shown, base, adapted)]

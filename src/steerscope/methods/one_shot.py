@@ -88,30 +88,6 @@ def apply_operator(hidden: Tensor, v: Tensor, mask: Tensor, sign: Tensor, operat
     return hidden + mask * (sign * v - along)
 
 
-def _check_args(model, examples, layer, site, operator, lr, max_iters, max_norm, init_norm, coldness, target_loss,
-                satisfice) -> list[Example]:
-    examples = [examples] if isinstance(examples, Example) else list(examples)
-    if not examples or not all(isinstance(e, Example) for e in examples):
-        raise InvalidArgumentError("examples must be a non-empty list of steerscope.Example")
-    model.check_layer(layer)
-    if site not in OPT_SITES:
-        raise InvalidArgumentError(f"one-shot optimisation supports site {' or '.join(OPT_SITES)}, got {site!r}")
-    if operator not in OPERATORS:
-        raise InvalidArgumentError(f"operator must be one of {', '.join(OPERATORS)}, got {operator!r}")
-    for name, value in (("lr", lr), ("init_norm", init_norm), ("coldness", coldness)):
-        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-            raise InvalidArgumentError(f"{name} must be a positive finite number, got {value!r}")
-    if max_norm is not None and not (math.isfinite(max_norm) and max_norm > 0):
-        raise InvalidArgumentError(f"max_norm must be a positive number or None, got {max_norm!r}")
-    if not isinstance(max_iters, int) or max_iters < 0:
-        raise InvalidArgumentError(f"max_iters must be a non-negative integer, got {max_iters!r}")
-    if satisfice and target_loss is None:
-        raise InvalidArgumentError("satisfice=True minimises (loss − target_loss)²: give target_loss too")
-    if target_loss is not None and not math.isfinite(target_loss):
-        raise InvalidArgumentError(f"target_loss must be finite, got {target_loss!r}")
-    return examples
-
-
 def _pack_examples(model, examples: list[Example], chat: bool, share_prompt: bool | None):
     """The training batch: one row per example with its completions packed behind one copy of the prompt
     (``share_prompt``; default: whenever exact, i.e. no sliding window shorter than a row), else one row per
@@ -238,8 +214,26 @@ def optimize_vector(
     """
     from tqdm.auto import tqdm
 
-    examples = _check_args(model, examples, layer, site, operator, lr, max_iters, max_norm, init_norm, coldness,
-                           target_loss, satisfice)
+    examples = [examples] if isinstance(examples, Example) else list(examples)
+    if not examples or not all(isinstance(e, Example) for e in examples):
+        raise InvalidArgumentError("examples must be a non-empty list of steerscope.Example")
+    model.check_layer(layer)
+    if site not in OPT_SITES:
+        raise InvalidArgumentError(f"one-shot optimisation supports site {' or '.join(OPT_SITES)}, got {site!r}")
+    if operator not in OPERATORS:
+        raise InvalidArgumentError(f"operator must be one of {', '.join(OPERATORS)}, got {operator!r}")
+    for name, value in (("lr", lr), ("init_norm", init_norm), ("coldness", coldness)):
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            raise InvalidArgumentError(f"{name} must be a positive finite number, got {value!r}")
+    if max_norm is not None and not (math.isfinite(max_norm) and max_norm > 0):
+        raise InvalidArgumentError(f"max_norm must be a positive number or None, got {max_norm!r}")
+    if not isinstance(max_iters, int) or max_iters < 0:
+        raise InvalidArgumentError(f"max_iters must be a non-negative integer, got {max_iters!r}")
+    if satisfice and target_loss is None:
+        raise InvalidArgumentError("satisfice=True minimises (loss − target_loss)²: give target_loss too")
+    if target_loss is not None and not math.isfinite(target_loss):
+        raise InvalidArgumentError(f"target_loss must be finite, got {target_loss!r}")
+
     leading_space_warnings(model, examples, chat=chat)
     batch, suppress, signs, positions = _pack_examples(model, examples, chat, share_prompt)
     dtype, device = model.dtype, model.device
