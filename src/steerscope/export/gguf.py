@@ -97,14 +97,15 @@ def export_gguf(
     """
     import gguf
 
-    if not math.isfinite(float(scale)):
+    scale = float(scale)
+    if not math.isfinite(scale):
         raise InvalidArgumentError(f"scale must be a finite number, got {scale}")
     mapping = gguf_layers(vector)
     hint = model_hint or vector.meta.model_type or "unknown"
-    header = {**vector.header(), "gguf_scale": float(scale), "gguf_site_mapping": {str(k): v for k, v in mapping.items()}}
+    header = {**vector.header(), "gguf_scale": scale, "gguf_site_mapping": {str(k): v for k, v in mapping.items()}}
     tensors = {}
-    for layer, index in sorted(mapping.items(), key=lambda kv: kv[1]):
-        data = (vector.directions[layer].detach().to("cpu", torch.float64) * float(scale)).to(torch.float32)
+    for layer, index in mapping.items():  # vector layers are sorted, so the indices are too
+        data = (vector.directions[layer].detach().to("cpu", torch.float64) * scale).to(torch.float32)
         if not torch.isfinite(data).all():
             raise InvalidArgumentError(f"layer {layer} of the vector holds NaN or inf; nothing was written")
         tensors[f"{TENSOR_PREFIX}{index}"] = data.numpy()
@@ -207,7 +208,8 @@ def _import(path: Path, model_type: str | None) -> SteeringVector:
     declared = _field_value(reader, KEY_LAYER_COUNT, path)
     raw = _field_value(reader, KEY_HEADER, path)
     int_count = isinstance(declared, (int, np.integer)) and not isinstance(declared, bool)
-    sums = _read_checksums(reader, path, hint, int(declared) if int_count else declared, raw)
+    layer_count = int(declared) if int_count else declared
+    sums = _read_checksums(reader, path, hint, layer_count, raw)
     if hint is not None and not isinstance(hint, str):
         raise VectorFileError(f"{path}: {KEY_MODEL_HINT} is not a string")
     if declared is not None and not int_count:
@@ -234,7 +236,7 @@ def _import(path: Path, model_type: str | None) -> SteeringVector:
             raise VectorFileError(f"{path}: tensor {name} is not 1-D (shape {list(tensor.shape)})")
         if index in directions:
             raise VectorFileError(f"{path}: tensor {name} appears twice")
-        directions[index] = torch.from_numpy(data.copy())
+        directions[index] = torch.from_numpy(data)  # astype made a copy: no view of the file
     if sums is not None and set(sums) != {t.name for t in reader.tensors}:
         raise VectorFileError(f"{path}: the tensors do not match the recorded checksums (some are missing or "
                               "extra); the file is corrupt")
@@ -246,25 +248,23 @@ def _import(path: Path, model_type: str | None) -> SteeringVector:
     for layer, t in directions.items():
         if not torch.isfinite(t).all():
             raise VectorFileError(f"{path}: direction.{layer} contains NaN or inf")
-    if declared is not None and int(declared) != len(directions):
+    if layer_count is not None and layer_count != len(directions):
         # llama.cpp itself ignores layer_count; other tools write n_layers here, so this is informational
         log.info("%s: controlvector.layer_count is %s but the file has %d direction tensors", path, declared,
                  len(directions))
-    header = {}
-    if raw:
-        header = _json_or_none(raw)
-        if not isinstance(header, dict):
-            if sums is not None:
-                raise VectorFileError(f"{path}: the {KEY_HEADER} field is corrupt")
-            log.warning("%s: ignoring an unreadable %s field", path, KEY_HEADER)
-            header = {}
+    header = _json_or_none(raw) if raw else {}
+    if not isinstance(header, dict):
+        if sums is not None:
+            raise VectorFileError(f"{path}: the {KEY_HEADER} field is corrupt")
+        log.warning("%s: ignoring an unreadable %s field", path, KEY_HEADER)
+        header = {}
     header = {k: v for k, v in header.items() if k in ("method", "site", "gguf_scale", "method_config", "model_type",
                                                         "model_name", "notes")}
     for key in ("method", "site", "model_type", "model_name", "notes"):
         if header.get(key) is not None and not isinstance(header[key], str):
             log.warning("%s: ignoring a non-string %r in %s", path, key, KEY_HEADER)
             header.pop(key)
-    config = {"source": str(path), "model_hint": hint, "layer_count": None if declared is None else int(declared)}
+    config = {"source": str(path), "model_hint": hint, "layer_count": layer_count}
     if header:
         config.update(original_method=header.get("method"), original_site=header.get("site"),
                       scale=header.get("gguf_scale"), original_method_config=header.get("method_config"))

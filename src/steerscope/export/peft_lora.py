@@ -143,8 +143,7 @@ def _fit_rank1(model, vector, scale, targets, fit_batches, val_batches, progress
     """
     from tqdm.auto import tqdm
 
-    candidates = [t for ts in targets.values() for t in ts]
-    paths = [t.module_path for t in candidates]
+    paths = [t.module_path for ts in targets.values() for t in ts]
     dims = {p: lora_fit.module_dims(model.hf.get_submodule(p))[0] for p in paths}
     fit, val = ({p: Moments(d) for p, d in dims.items()} for _ in range(2))  # fit and validation split
     for moments, batches in ((fit, fit_batches), (val, val_batches)):

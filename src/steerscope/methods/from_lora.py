@@ -90,7 +90,7 @@ def vector_from_lora(
             count += int(real.sum())
     total = {layer: (s / max(count, 1)).to(torch.float32).cpu() for layer, s in sums.items()}
     directions = _increments(total) if per_layer == "increment" else total
-    norms = [float(directions[l].norm()) for l in layers]
+    norms = [float(d.norm()) for d in directions.values()]
     log.info("vector from %s: %d tokens, per-layer norms %.3g..%.3g", adapter, count, min(norms), max(norms))
     return SteeringVector(
         directions, "resid_post", model_type=model.model_type, model_name=model.name, method="lora",

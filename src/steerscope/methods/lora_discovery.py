@@ -228,10 +228,8 @@ def _one_run(model, prompts, held_out, checkpoint: Checkpoint, name: str, index:
             if step >= total:
                 break
             ids, mask = tokenize(model, batch, chat=cfg.chat)
-            seq, attn, cont_mask = sample(model, ids, mask, max_new_tokens=cfg.max_new_tokens,
-                                          temperature=cfg.temperature)
-            terms = loss_terms(model, seq, attn, cont_mask, peft_model.disable_adapter, alpha=cfg.alpha,
-                               beta=cfg.beta)
+            sampled = sample(model, ids, mask, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature)
+            terms = loss_terms(model, *sampled, peft_model.disable_adapter, alpha=cfg.alpha, beta=cfg.beta)
             rows.append({"step": step, "epoch": epoch, "loss": float(terms.loss.detach()),
                          **{key: float(getattr(terms, key)) for key in TERMS}, "tokens": terms.tokens,
                          "seconds": round(time.perf_counter() - t0, 3)})
@@ -281,15 +279,15 @@ def _evaluate(model, peft_model, held_out: list[str], cfg: SimpleNamespace) -> t
     torch.manual_seed(cfg.seed + 7)
     for start in range(0, len(prompts), bs):
         ids, mask = tokenize(model, prompts[start: start + bs], chat=cfg.chat)
-        seq, attn, cont = sample(model, ids, mask, max_new_tokens=n_tok, temperature=cfg.temperature)
-        t = loss_terms(model, seq, attn, cont, peft_model.disable_adapter, alpha=cfg.alpha, beta=cfg.beta)
+        sampled = sample(model, ids, mask, max_new_tokens=n_tok, temperature=cfg.temperature)
+        t = loss_terms(model, *sampled, peft_model.disable_adapter, alpha=cfg.alpha, beta=cfg.beta)
         for key in TERMS:
             sums[key] += float(getattr(t, key)) * t.tokens
         tokens += t.tokens
         # reference: the base model's own samples under the base model (what "coherent" looks like here)
         with peft_model.disable_adapter():
-            bseq, battn, bcont = sample(model, ids, mask, max_new_tokens=n_tok, temperature=cfg.temperature)
-            b = loss_terms(model, bseq, battn, bcont, contextlib.nullcontext, alpha=0.0, beta=1.0)
+            sampled = sample(model, ids, mask, max_new_tokens=n_tok, temperature=cfg.temperature)
+            b = loss_terms(model, *sampled, contextlib.nullcontext, alpha=0.0, beta=1.0)
         sums["base_self_nll"] += float(b.nll) * b.tokens
         base_tokens += b.tokens
     heldout = {**{key: sums[key] / max(tokens, 1) for key in TERMS}, "tokens": tokens, "prompts": len(prompts),

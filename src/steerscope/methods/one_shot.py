@@ -131,23 +131,22 @@ def leading_space_warnings(model, examples: Sequence[Example], *, chat: bool = T
         >>> leading_space_warnings(m, [ss.Example("Say sorry in French.", promote=[" Je suis désolé"])])
         [{'completion': ' Je suis désolé', 'logprob': -38.2, 'stripped_logprob': -3.1, ...}]
     """
-    spaced = [(i, c) for i, ex in enumerate(examples) for c in (*ex.promote, *ex.suppress)
-              if c[:1].isspace() and c.strip()]
+    spaced = [(ex.prompt, c) for ex in examples for c in (*ex.promote, *ex.suppress) if c[:1].isspace() and c.strip()]
     if not spaced:
         return []
-    prompts = sorted({examples[i].prompt for i, _ in spaced})
+    prompts = sorted({prompt for prompt, _ in spaced})
     ids, mask = tokenize(model, prompts, chat=chat)
     last = torch.log_softmax(model.hf(**forward_kwargs(ids, mask)).logits[:, -1].float(), -1)  # (P, V), left-padded
     found = []
-    for i, c in spaced:
+    for prompt, c in spaced:
         first, bare = (model.tokenizer(text, add_special_tokens=False)["input_ids"][:1] for text in (c, c.lstrip()))
         if not first or not bare or first == bare:
             continue
-        row = last[prompts.index(examples[i].prompt)]
+        row = last[prompts.index(prompt)]
         lp, lp_bare = float(row[first[0]]), float(row[bare[0]])
         if lp < lp_bare - threshold:
             token, bare_token = model.tokenizer.decode(first), model.tokenizer.decode(bare)
-            found.append({"completion": c, "prompt": examples[i].prompt, "logprob": lp, "stripped_logprob": lp_bare,
+            found.append({"completion": c, "prompt": prompt, "logprob": lp, "stripped_logprob": lp_bare,
                           "first_token": token, "stripped_first_token": bare_token})
             log.warning(
                 "completion %r starts with whitespace: its first token %r has log p %.1f after the prompt, while "
@@ -297,7 +296,7 @@ def optimize_vector(
                 v.mul_(max_norm / norm)
         row["seconds"] = time.perf_counter() - t0
         bar.set_postfix(loss=f"{loss:.4f}", norm=f"{float(v.detach().norm()):.2f}")
-        if len(history) > 1 and abs(history[-1]["loss"] - history[-2]["loss"]) < tol:
+        if len(history) > 1 and abs(loss - history[-2]["loss"]) < tol:
             still += 1
             if still >= patience:
                 stop_reason = "converged"
