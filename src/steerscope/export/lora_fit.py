@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from ..errors import StopForward
 from ..generate import forward_kwargs, tokenize
 from ..hooks import capture, run_until_stopped
+from ..methods._lora_common import sample
 from ..steer import steer
 from ..vector import SteeringVector
 
@@ -96,19 +97,11 @@ def token_batches(
     """Tokenised prompts, each extended by ``new_tokens`` greedy tokens generated under the vector (so statistics
     and fidelity also cover the generated text the adapter will see in deployment). Tokens after an EOS are masked."""
     batches = []
-    eos = model.tokenizer.eos_token_id
     for start in range(0, len(prompts), batch_size):
         ids, mask = tokenize(model, list(prompts[start:start + batch_size]), chat=chat)
         if new_tokens > 0:
             with steer(model, vector, scale):
-                out = model.hf.generate(ids, attention_mask=mask, max_new_tokens=new_tokens, do_sample=False,
-                                        temperature=None, top_p=None, top_k=None,
-                                        pad_token_id=model.tokenizer.pad_token_id)
-            gen = out[:, ids.shape[1]:]  # (B, N)
-            stops = (gen == eos).long() if eos is not None else torch.zeros_like(gen)
-            # keep the EOS itself, drop what follows it (no EOS before the token)
-            gen_mask = stops.cumsum(-1) - stops == 0
-            ids, mask = out, torch.cat([mask, gen_mask.to(mask.dtype)], dim=1)
+                ids, mask, _ = sample(model, ids, mask, max_new_tokens=new_tokens, do_sample=False)
         batches.append(TokenBatch(ids, mask))
     return batches
 
