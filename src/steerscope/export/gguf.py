@@ -64,17 +64,14 @@ def gguf_layers(vector: SteeringVector) -> dict[int, int]:
             "on the output projection)"
         )
     shift = 1 if vector.site == "resid_pre" else 0
-    out: dict[int, int] = {}
-    for layer in vector.layers:
-        index = layer - shift
-        if index < 1:
-            where = f"resid_pre[{layer}] (= resid_post[{index}])" if shift else f"resid_post[{layer}]"
-            raise InvalidArgumentError(
-                f"llama.cpp cannot steer {where}: its loader has no direction.0 and never adds to the output of "
-                "block 0 (or to the embeddings). Drop that layer or move the vector to resid_post[1] or later"
-            )
-        out[layer] = index
-    return out
+    layer = vector.layers[0]  # the lowest: layers are sorted
+    if layer - shift < 1:
+        where = f"resid_pre[{layer}] (= resid_post[{layer - 1}])" if shift else f"resid_post[{layer}]"
+        raise InvalidArgumentError(
+            f"llama.cpp cannot steer {where}: its loader has no direction.0 and never adds to the output of "
+            "block 0 (or to the embeddings). Drop that layer or move the vector to resid_post[1] or later"
+        )
+    return {layer: layer - shift for layer in vector.layers}
 
 
 def export_gguf(
@@ -193,7 +190,7 @@ def _import(path: Path, model_type: str | None) -> SteeringVector:
     from gguf import GGMLQuantizationType, GGUFReader
 
     try:
-        reader = GGUFReader(str(path))
+        reader = GGUFReader(path)
     except Exception as exc:  # the reader raises ValueError/struct/Unicode errors for garbled files
         raise VectorFileError(f"{path} is not a readable GGUF file ({type(exc).__name__}: {exc}); it may be "
                               "truncated or corrupt") from exc

@@ -43,9 +43,7 @@ class Adapter:
     layer: int | None = None  # the vector layer it stands in for
 
     def delta(self, x: Tensor) -> Tensor:  # x (..., d_in) -> (..., d_out)
-        a = self.lora_A.to(x.device, x.dtype)
-        b = self.lora_B.to(x.device, x.dtype)
-        out = (x @ a.T) @ b.T
+        out = x @ self.lora_A.to(x.device, x.dtype).T @ self.lora_B.to(x.device, x.dtype).T  # (x Aᵀ) Bᵀ
         if self.bias is not None:
             out = out + self.bias.to(x.device, x.dtype)
         return self.scaling * out

@@ -123,14 +123,14 @@ def _bias_adapter(model, target: Target, v: torch.Tensor) -> Adapter:
     d_in, d_out, _ = lora_fit.module_dims(model.hf.get_submodule(target.module_path))
     # cpu-ok: adapter tensors are built on the host and written to a file
     return Adapter(target.module_path, torch.zeros(1, d_in), torch.zeros(d_out, 1), bias=v.double().clone(),
-                   scaling=1.0, layer=target.layer)
+                   layer=target.layer)
 
 
 def _rank1_adapter(target: Target, v: torch.Tensor, b: torch.Tensor) -> Adapter:
     """``ΔW = a bᵀ`` with a = v (scaling 1), split as A = k·bᵀ, B = a/k with equal norms (fp16-friendly)."""
     v = v.double()
     k = math.sqrt(float(v.norm()) / max(float(b.norm()), 1e-30))
-    return Adapter(target.module_path, (k * b)[None, :], (v / k)[:, None], bias=None, scaling=1.0, layer=target.layer)
+    return Adapter(target.module_path, (k * b)[None, :], (v / k)[:, None], layer=target.layer)
 
 
 def _fit_rank1(model, vector, scale, targets, fit_batches, val_batches, progress: bool = True
@@ -207,17 +207,16 @@ def _save_adapter(model, adapters: dict[int, Adapter], method: str, out: Path) -
     from safetensors.torch import save_file
 
     paths = [a.module_path for a in adapters.values()]
-    fan_in_fan_out = {lora_fit.module_dims(model.hf.get_submodule(p))[2] for p in paths}
     config = LoraConfig(
         r=1, lora_alpha=1, lora_dropout=0.0, bias="none", lora_bias=(method == "bias"),
-        target_modules=sorted(paths), fan_in_fan_out=fan_in_fan_out == {True}, task_type="CAUSAL_LM",
+        target_modules=sorted(paths), fan_in_fan_out=all(lora_fit.module_dims(model.hf.get_submodule(p))[2] for p in paths), task_type="CAUSAL_LM",
         base_model_name_or_path=base_model_source(model)[0], inference_mode=True,
     )
     config.save_pretrained(str(out))
     tensors = {f"base_model.model.{a.module_path}.{name}": t.float().contiguous() for a in adapters.values()
                for name, t in (("lora_A.weight", a.lora_A), ("lora_B.weight", a.lora_B), ("lora_B.bias", a.bias))
                if t is not None}
-    save_file(tensors, str(out / "adapter_model.safetensors"), metadata={"format": "pt"})
+    save_file(tensors, out / "adapter_model.safetensors", metadata={"format": "pt"})
 
 
 @configurable("export_lora", name="ExportConfig")

@@ -67,7 +67,7 @@ def loaded_adapter(model, adapter_dir: str | Path) -> Iterator[object]:
     if str(getattr(config.peft_type, "value", config.peft_type)) != "LORA":
         raise InvalidArgumentError(f"{adapter_dir} holds a {config.peft_type} adapter; only LoRA adapters are supported")
     try:
-        peft_model = PeftModel.from_pretrained(model.hf, str(adapter_dir), is_trainable=False)
+        peft_model = PeftModel.from_pretrained(model.hf, adapter_dir, is_trainable=False)
     except (ValueError, RuntimeError, KeyError) as exc:
         # a half-injected adapter must not stay behind
         _strip_lora_layers(model)

@@ -104,8 +104,9 @@ def _load_run(run_dir: Path) -> LoraRun:
     """One finished run from its directory (summary.json, and losses.csv when present)."""
     from ..results import from_json, need, read_table
 
-    summary = need(read_json(run_dir / "summary.json"), dict, run_dir / "summary.json")
-    return from_json(LoraRun, summary, run_dir / "summary.json", index=int(run_dir.name[4:]), dir=run_dir,
+    path = run_dir / "summary.json"
+    summary = need(read_json(path), dict, path)
+    return from_json(LoraRun, summary, path, index=int(run_dir.name[4:]), dir=run_dir,
                      adapter_dir=run_dir / "adapter", losses=read_table(run_dir / "losses.csv"), summary=summary)
 
 

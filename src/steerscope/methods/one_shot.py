@@ -246,11 +246,11 @@ def optimize_vector(
             raise InvalidArgumentError(f"init must have shape ({model.d_model},), got {tuple(init.shape)}")
         start = init.detach().clone()
     else:
-        gen = torch.Generator().manual_seed(0 if seed is None else seed)
+        gen = torch.Generator().manual_seed(seed or 0)  # seed=None: 0
         # cpu-ok: drawn from a seeded CPU generator so the start is the same on every device; moved below
         start = torch.randn(model.d_model, generator=gen)
         start = start * (init_norm / start.norm())
-    v = start.to(device=device, dtype=torch.float32).requires_grad_(True)  # fp32 master copy; cast where it enters
+    v = start.to(device=device, dtype=torch.float32).requires_grad_()  # fp32 master copy; cast where it enters
     optimizer = torch.optim.Adam([v], lr=lr)
     params = list(model.hf.parameters())
     if any(p.requires_grad for p in params):
@@ -261,9 +261,8 @@ def optimize_vector(
 
     def losses() -> Tensor:  # (K,) loss of each completion
         steered = apply_operator(objective.hidden, v.to(dtype), mask, sign, operator)  # (N, T, D), model dtype
-        per_row = completion_losses(objective.logprobs(steered, coldness), batch, suppress_t,
-                                    normalize_by_length=normalize_by_length, eps=eps)
-        return per_row
+        return completion_losses(objective.logprobs(steered, coldness), batch, suppress_t,
+                                 normalize_by_length=normalize_by_length, eps=eps)
 
     history: list[dict] = []
     stop_reason, still = "max_iters", 0
