@@ -96,7 +96,7 @@ def token_batches(
     and fidelity also cover the generated text the adapter will see in deployment). Tokens after an EOS are masked."""
     batches = []
     for start in range(0, len(prompts), batch_size):
-        ids, mask = tokenize(model, list(prompts[start:start + batch_size]), chat=chat)
+        ids, mask = tokenize(model, prompts[start:start + batch_size], chat=chat)
         if new_tokens > 0:
             with steer(model, vector, scale):
                 ids, mask, _ = sample(model, ids, mask, max_new_tokens=new_tokens, do_sample=False)

@@ -151,16 +151,16 @@ def _fit_rank1(model, vector, scale, targets, fit_batches, val_batches, progress
             inputs = lora_fit.capture_inputs(model, paths, batch, vector, scale)
             for p in paths:
                 moments[p].add(inputs[p][batch.keep])
-    report: dict = {}
-    chosen: dict[int, Adapter] = {}
+    report, chosen = {}, {}
     for layer, ts in targets.items():
         v = vector.directions[layer].double() * scale
         single = SteeringVector({layer: vector.directions[layer]}, vector.site)
         layer_report, adapters = {}, {}
         for t in ts:
-            b, ridge, scores = lora_fit.fit_readout(fit[t.module_path], val[t.module_path])
+            fit_m, val_m = fit[t.module_path], val[t.module_path]
+            b, ridge, scores = lora_fit.fit_readout(fit_m, val_m)
             adapters[t.kind] = _rank1_adapter(t, v, b)
-            check = val[t.module_path] if val[t.module_path].n else fit[t.module_path]
+            check = val_m if val_m.n else fit_m
             layer_report[t.kind] = {"module": t.module_path, "exact_site": t.exact_site, "ridge": ridge,
                                     "validation_mse_by_ridge": scores,
                                     "validation": {"rel_error_rms": math.sqrt(max(check.mse(b), 0.0))}}
@@ -264,12 +264,12 @@ def export_lora(
     """
     if method not in METHODS:
         raise InvalidArgumentError(f"unknown method {method!r}; choose rank1 (plain LoRA) or bias (exact)")
-    if not math.isfinite(float(scale)):
+    scale = float(scale)
+    if not math.isfinite(scale):
         raise InvalidArgumentError(f"scale must be a finite number, got {scale}")
     if max_new_tokens < 0:
         raise InvalidArgumentError(f"max_new_tokens must be 0 or more, got {max_new_tokens}")
     model.check_width(vector.d_model)
-    scale = float(scale)
     targets = lora_targets(model, vector, method)
     heldout = list(heldout_prompts) if heldout_prompts is not None else default_prompts("heldout")
 

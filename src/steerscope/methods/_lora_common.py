@@ -46,10 +46,10 @@ def detach_peft(peft_model) -> None:
     try:
         peft_model.unload()  # restores the original modules (no merge)
     finally:
-        base = peft_model.base_model.model if hasattr(peft_model, "base_model") else None
+        # plain instance attributes PEFT set on the base model
+        attrs = vars(peft_model.base_model.model) if hasattr(peft_model, "base_model") else {}
         for attr in ("peft_config", "_hf_peft_config_loaded"):
-            if base is not None and attr in vars(base):
-                delattr(base, attr)
+            attrs.pop(attr, None)
 
 
 @contextlib.contextmanager
@@ -64,7 +64,7 @@ def loaded_adapter(model, adapter_dir: str | Path) -> Iterator[object]:
             "save_pretrained wrote, e.g. RUN/run_000/adapter"
         )
     config = PeftConfig.from_pretrained(str(adapter_dir))
-    if str(getattr(config.peft_type, "value", config.peft_type)) != "LORA":
+    if config.peft_type != "LORA":  # PeftType is a str enum
         raise InvalidArgumentError(f"{adapter_dir} holds a {config.peft_type} adapter; only LoRA adapters are supported")
     try:
         peft_model = PeftModel.from_pretrained(model.hf, adapter_dir, is_trainable=False)
@@ -87,8 +87,7 @@ def _strip_lora_layers(model) -> None:
         base = getattr(module, "base_layer", None)
         if base is not None and name:
             parent_name, _, child = name.rpartition(".")
-            parent = model.hf.get_submodule(parent_name) if parent_name else model.hf
-            setattr(parent, child, base)
+            setattr(model.hf.get_submodule(parent_name), child, base)  # "" is model.hf itself
 
 
 # -- sampling ---------------------------------------------------------------------------------------------------
@@ -96,8 +95,7 @@ def eos_ids(model) -> list[int]:
     ids = model.hf.generation_config.eos_token_id
     if ids is None:
         ids = model.tokenizer.eos_token_id
-    ids = ids if isinstance(ids, (list, tuple)) else [ids]
-    return [int(i) for i in ids if i is not None]
+    return [int(i) for i in (ids if isinstance(ids, (list, tuple)) else [ids]) if i is not None]
 
 
 def continuation_mask(model, continuation: Tensor) -> Tensor:

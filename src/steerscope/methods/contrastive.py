@@ -48,8 +48,8 @@ def pair_texts(model, pairs: Sequence, *, chat: bool = True) -> tuple[list[str],
             raise InvalidArgumentError(f"pair {n}: positive and negative must be non-empty strings")
         if prompt:
             head = format_prompt(model, prompt, chat)
-            sep = "" if head.endswith(("\n", " ")) else " "
-            pos.append(head + sep + p), neg.append(head + sep + q)
+            head += "" if head.endswith(("\n", " ")) else " "
+            pos.append(head + p), neg.append(head + q)
         else:
             pos.append(format_prompt(model, p, chat)), neg.append(format_prompt(model, q, chat))
     if not pos:

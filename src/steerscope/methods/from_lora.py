@@ -101,6 +101,5 @@ def vector_from_lora(
 
 
 def _increments(total: dict[int, Tensor]) -> dict[int, Tensor]:
-    """Each block's own contribution: Δ_l − Δ_{l−1} (Δ_{−1} = 0)."""
-    layers = sorted(total)
-    return {layer: total[layer] - (total[layers[i - 1]] if i else 0) for i, layer in enumerate(layers)}
+    """Each block's own contribution: Δ_l − Δ_{l−1} (Δ_{−1} = 0); ``total`` holds every layer 0..L-1."""
+    return {layer: total[layer] - (total[layer - 1] if layer else 0) for layer in total}
