@@ -206,7 +206,17 @@ def _import(path: Path, model_type: str | None) -> SteeringVector:
     raw = _field_value(reader, KEY_HEADER, path)
     int_count = isinstance(declared, (int, np.integer)) and not isinstance(declared, bool)
     layer_count = int(declared) if int_count else declared
-    sums = _read_checksums(reader, path, hint, layer_count, raw)
+    # the recorded tensor checksums, after verifying the key/value checksum (None for files without them)
+    sums = _field_value(reader, KEY_CHECKSUMS, path)
+    if sums is not None:
+        sums = _json_or_none(sums)
+        if (not isinstance(sums, dict) or sums.get("algorithm") != "sha256"
+                or not isinstance(sums.get("tensors"), dict) or not isinstance(sums.get("kv"), str)):
+            raise VectorFileError(f"{path}: the {KEY_CHECKSUMS} field is corrupt; the file cannot be verified")
+        if sums["kv"] != _kv_digest(hint, layer_count, raw):
+            raise VectorFileError(f"{path}: the steerscope metadata does not match its SHA-256 checksum; the file "
+                                  "is corrupt (re-export it)")
+        sums = sums["tensors"]
     if hint is not None and not isinstance(hint, str):
         raise VectorFileError(f"{path}: {KEY_MODEL_HINT} is not a string")
     if declared is not None and not int_count:
@@ -288,21 +298,6 @@ def _check_extent(reader, path: Path) -> None:
             f"{path}: the tensors end at byte {end} but the file has {size} bytes; the tensor count or offsets in "
             "the GGUF header are corrupt"
         )
-
-
-def _read_checksums(reader, path: Path, hint, layer_count, raw) -> dict | None:
-    """The recorded tensor checksums (after verifying the key/value checksum), or None for files without them."""
-    text = _field_value(reader, KEY_CHECKSUMS, path)
-    if text is None:
-        return None
-    sums = _json_or_none(text)
-    if (not isinstance(sums, dict) or sums.get("algorithm") != "sha256" or not isinstance(sums.get("tensors"), dict)
-            or not isinstance(sums.get("kv"), str)):
-        raise VectorFileError(f"{path}: the {KEY_CHECKSUMS} field is corrupt; the file cannot be verified")
-    if sums["kv"] != _kv_digest(hint, layer_count, raw):
-        raise VectorFileError(f"{path}: the steerscope metadata does not match its SHA-256 checksum; the file is "
-                              "corrupt (re-export it)")
-    return sums["tensors"]
 
 
 def _json_or_none(text):

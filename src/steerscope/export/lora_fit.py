@@ -11,7 +11,6 @@ statistics: its activations are outliers (attention sink) and would dominate Σ.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
@@ -25,8 +24,6 @@ from ..hooks import capture, run_until_stopped
 from ..methods._lora_common import sample
 from ..steer import steer
 from ..vector import SteeringVector
-
-log = logging.getLogger(__name__)
 
 RIDGE_GRID = (1e-8, 1e-6, 1e-4, 1e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)
 

@@ -7,7 +7,6 @@ Private helpers for ``lora_discovery`` and ``from_lora`` (the methods themselves
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +17,6 @@ from torch import Tensor
 
 from ..errors import InvalidArgumentError, SteerscopeError
 from ..generate import forward_kwargs
-
-log = logging.getLogger(__name__)
 
 
 # -- adapters ---------------------------------------------------------------------------------------------------

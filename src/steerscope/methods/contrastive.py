@@ -16,7 +16,6 @@ each completion as the assistant's answer (CAA's A/B style), and the read positi
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 
 import torch
@@ -28,8 +27,6 @@ from ..generate import format_prompt, tokenize
 from ..hooks import capture
 from ..models.load import SteerableModel
 from ..vector import SteeringVector
-
-log = logging.getLogger(__name__)
 
 METHODS = ("mean_diff", "pca")
 

@@ -88,30 +88,6 @@ def apply_operator(hidden: Tensor, v: Tensor, mask: Tensor, sign: Tensor, operat
     return hidden + mask * (sign * v - along)
 
 
-def _pack_examples(model, examples: list[Example], chat: bool, share_prompt: bool | None):
-    """The training batch: one row per example with its completions packed behind one copy of the prompt
-    (``share_prompt``; default: whenever exact, i.e. no sliding window shorter than a row), else one row per
-    completion. Returns (batch, suppress flag per completion, sign per row, positions per row)."""
-    suppress = [s for ex in examples for s in [False] * len(ex.promote) + [True] * len(ex.suppress)]
-    groups = [(ex.prompt, [*ex.promote, *ex.suppress]) for ex in examples]
-    batch, row_examples = None, examples  # the example each row of the batch comes from
-    if share_prompt is not False and any(len(comps) > 1 for _, comps in groups):
-        shared = pack_shared(model, groups, chat=chat)
-        window = sliding_window(model)
-        if window is None or shared.ids.shape[1] <= window:
-            batch = shared
-        elif share_prompt:
-            raise InvalidArgumentError(
-                f"share_prompt=True needs rows of at most {window} tokens (the sliding "
-                "window); use share_prompt=None to fall back to one row per completion"
-            )
-    if batch is None:
-        rows = [(ex, c) for ex, (_, comps) in zip(examples, groups) for c in comps]
-        batch = pack_completions(model, [(ex.prompt, c) for ex, c in rows], chat=chat)
-        row_examples = [ex for ex, _ in rows]
-    return batch, suppress, [-1.0 if ex.negate else 1.0 for ex in row_examples], [ex.positions for ex in row_examples]
-
-
 LEADING_SPACE_NATS = 5.0  # warn when the spaced first token is this much less likely (e^5 ≈ 150x)
 
 
@@ -234,11 +210,32 @@ def optimize_vector(
         raise InvalidArgumentError(f"target_loss must be finite, got {target_loss!r}")
 
     leading_space_warnings(model, examples, chat=chat)
-    batch, suppress, signs, positions = _pack_examples(model, examples, chat, share_prompt)
+    # the training batch: one row per example with its completions packed behind one copy of the prompt
+    # (share_prompt; default: whenever exact, i.e. no sliding window shorter than a row), else one row per
+    # completion
+    groups = [(ex.prompt, [*ex.promote, *ex.suppress]) for ex in examples]
+    batch, row_examples = None, examples  # the example each row of the batch comes from
+    if share_prompt is not False and any(len(comps) > 1 for _, comps in groups):
+        shared = pack_shared(model, groups, chat=chat)
+        window = sliding_window(model)
+        if window is None or shared.ids.shape[1] <= window:
+            batch = shared
+        elif share_prompt:
+            raise InvalidArgumentError(
+                f"share_prompt=True needs rows of at most {window} tokens (the sliding "
+                "window); use share_prompt=None to fall back to one row per completion"
+            )
+    if batch is None:
+        rows = [(ex, c) for ex, (_, comps) in zip(examples, groups) for c in comps]
+        batch = pack_completions(model, [(ex.prompt, c) for ex, c in rows], chat=chat)
+        row_examples = [ex for ex, _ in rows]
     dtype, device = model.dtype, model.device
-    suppress_t = torch.tensor(suppress, device=device)  # (K,) one flag per completion
-    sign = torch.tensor(signs, device=device, dtype=dtype)[:, None, None]  # (R, 1, 1)
-    mask = batch.steer_mask(positions).to(device, dtype)  # (R, T, 1)
+    # (K,) one flag per completion: suppress or promote
+    suppress = torch.tensor([s for ex in examples for s in [False] * len(ex.promote) + [True] * len(ex.suppress)],
+                            device=device)
+    sign = torch.tensor([-1.0 if ex.negate else 1.0 for ex in row_examples], device=device,
+                        dtype=dtype)[:, None, None]  # (R, 1, 1)
+    mask = batch.steer_mask([ex.positions for ex in row_examples]).to(device, dtype)  # (R, T, 1)
     objective = _ReplayObjective(model, batch, layer, site)
 
     if init is not None:
@@ -261,7 +258,7 @@ def optimize_vector(
 
     def losses() -> Tensor:  # (K,) loss of each completion
         steered = apply_operator(objective.hidden, v.to(dtype), mask, sign, operator)  # (N, T, D), model dtype
-        return completion_losses(objective.logprobs(steered, coldness), batch, suppress_t,
+        return completion_losses(objective.logprobs(steered, coldness), batch, suppress,
                                  normalize_by_length=normalize_by_length, eps=eps)
 
     history: list[dict] = []
@@ -274,8 +271,8 @@ def optimize_vector(
         loss = float(total.detach())  # float() of a tensor that needs grad warns
         obj = (total - target_loss) ** 2 if satisfice else total
         row = {"step": step, "loss": loss, "objective": float(obj.detach()),
-               "promote_loss": float(per_row[~suppress_t].sum().detach()),
-               "suppress_loss": float(per_row[suppress_t].sum().detach()),
+               "promote_loss": float(per_row[~suppress].sum().detach()),
+               "suppress_loss": float(per_row[suppress].sum().detach()),
                "norm": float(v.detach().norm()),
                "grad_norm": None}
         history.append(row)
