@@ -134,8 +134,8 @@ def export_gguf(
 
 def _kv_digest(hint, layer_count, header_text) -> str:
     """SHA-256 of the steerscope-relevant key/values, as sorted-key JSON."""
-    body = {"header": header_text, "layer_count": layer_count, "model_hint": hint}
-    return _sha256(json.dumps(body, sort_keys=True).encode())
+    return _sha256(json.dumps({"header": header_text, "layer_count": layer_count, "model_hint": hint},
+                              sort_keys=True).encode())
 
 
 def _field_value(reader, key: str, path: Path):
@@ -290,8 +290,7 @@ def _check_extent(reader, path: Path) -> None:
     """The tensors must end where the file ends (up to alignment padding): an edited tensor count shifts the data
     section, and the tensors would then be read from the wrong bytes."""
     size = path.stat().st_size
-    ends = [int(t.data_offset) + int(t.n_bytes) for t in reader.tensors]
-    end = max(ends) if ends else int(reader.data_offset)
+    end = max((int(t.data_offset) + int(t.n_bytes) for t in reader.tensors), default=int(reader.data_offset))
     alignment = int(getattr(reader, "alignment", 32) or 32)
     if end > size or size - end >= max(alignment, 1):
         raise VectorFileError(

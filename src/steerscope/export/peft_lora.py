@@ -154,7 +154,6 @@ def _fit_rank1(model, vector, scale, targets, fit_batches, val_batches, progress
     report, chosen = {}, {}
     for layer, ts in targets.items():
         v = vector.directions[layer].double() * scale
-        single = SteeringVector({layer: vector.directions[layer]}, vector.site)
         layer_report, adapters = {}, {}
         for t in ts:
             fit_m, val_m = fit[t.module_path], val[t.module_path]
@@ -165,6 +164,7 @@ def _fit_rank1(model, vector, scale, targets, fit_batches, val_batches, progress
                                     "validation_mse_by_ridge": scores,
                                     "validation": {"rel_error_rms": math.sqrt(max(check.mse(b), 0.0))}}
         if len(ts) > 1:
+            single = SteeringVector({layer: vector.directions[layer]}, vector.site)
             errors = lora_fit.candidate_site_errors(model, single, scale, {k: [a] for k, a in adapters.items()},
                                                     val_batches or fit_batches)
             for kind, err in errors.items():

@@ -153,13 +153,12 @@ def terms_from_logits(p_logits: Tensor, q_logits: Tensor, targets: Tensor, weigh
     logp = F.log_softmax(p_logits.float(), dim=-1)  # (B, N, V)
     logq = F.log_softmax(q_logits.float(), dim=-1)
     kl_tok = (logp.exp() * (logp - logq)).sum(-1)  # (B, N)
-    nll_tok = -logq.gather(-1, targets[..., None]).squeeze(-1)  # (B, N)
-    base_tok = -logp.gather(-1, targets[..., None]).squeeze(-1)
+    # (B, N) NLL of the targets under Q and under P
+    nll_tok, base_tok = (-logits.gather(-1, targets[..., None]).squeeze(-1) for logits in (logq, logp))
     w = weights.to(kl_tok.dtype)
     n = w.sum().clamp_min(1.0)
     kl, nll, base_nll = ((tok * w).sum() / n for tok in (kl_tok, nll_tok, base_tok))
-    return LossTerms(loss=alpha * (-kl) + beta * nll, kl=kl.detach(), nll=nll.detach(), base_nll=base_nll.detach(),
-                     tokens=int(w.sum()))
+    return LossTerms(alpha * (-kl) + beta * nll, kl.detach(), nll.detach(), base_nll.detach(), int(w.sum()))
 
 
 def loss_terms(model, seq: Tensor, attn: Tensor, cont_mask: Tensor, base: Callable[[], contextlib.AbstractContextManager],
@@ -170,8 +169,7 @@ def loss_terms(model, seq: Tensor, attn: Tensor, cont_mask: Tensor, base: Callab
     ending one before the last: keep N+1 tail logits and drop the final one.
     """
     n = cont_mask.shape[1]
-    targets = seq[:, -n:]  # (B, N)
     with torch.no_grad(), base():
         p_logits = tail_logits(model, seq, attn, n + 1)[:, :-1]  # (B, N, V)
     q_logits = tail_logits(model, seq, attn, n + 1)[:, :-1]
-    return terms_from_logits(p_logits, q_logits, targets, cont_mask, alpha=alpha, beta=beta)
+    return terms_from_logits(p_logits, q_logits, seq[:, -n:], cont_mask, alpha=alpha, beta=beta)

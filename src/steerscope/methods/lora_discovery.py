@@ -185,7 +185,7 @@ def discover_lora(
                           epochs=epochs, max_steps=max_steps, stop_kl=stop_kl, batch_size=batch_size,
                           max_new_tokens=max_new_tokens, temperature=temperature, chat=chat, eval_size=eval_size,
                           num_samples=num_samples, sample_tokens=sample_tokens or max_new_tokens, seed=seed)
-    result = LoraDiscoveryResult(out_dir=checkpoint.path, runs=[])
+    result = LoraDiscoveryResult(checkpoint.path, [])
     for index in range(runs):
         name = f"run_{index:03d}"
         done = checkpoint.committed(name)

@@ -111,8 +111,8 @@ def leading_space_warnings(model, examples: Sequence[Example], *, chat: bool = T
     if not spaced:
         return []
     prompts = sorted({prompt for prompt, _ in spaced})
-    ids, mask = tokenize(model, prompts, chat=chat)
-    last = torch.log_softmax(model.hf(**forward_kwargs(ids, mask)).logits[:, -1].float(), -1)  # (P, V), left-padded
+    logits = model.hf(**forward_kwargs(*tokenize(model, prompts, chat=chat))).logits
+    last = torch.log_softmax(logits[:, -1].float(), -1)  # (P, V), left-padded
     found = []
     for prompt, c in spaced:
         first, bare = (model.tokenizer(text, add_special_tokens=False)["input_ids"][:1] for text in (c, c.lstrip()))
@@ -310,7 +310,7 @@ def optimize_vector(
               "final_loss": final, "stop_reason": stop_reason, "examples": [ex.to_dict() for ex in examples]}
     vector = SteeringVector({layer: v.detach().to("cpu", torch.float32).clone()}, site, model_type=model.model_type,
                             model_name=model.name, method="one_shot", method_config=config)
-    return OptimizeResult(vector=vector, history=history, final_loss=final, stop_reason=stop_reason)
+    return OptimizeResult(vector, history, final, stop_reason)
 
 
 OneShotConfig = optimize_vector.Config
