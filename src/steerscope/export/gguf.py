@@ -265,9 +265,9 @@ def _import(path: Path, model_type: str | None) -> SteeringVector:
             raise VectorFileError(f"{path}: the {KEY_HEADER} field is corrupt")
         log.warning("%s: ignoring an unreadable %s field", path, KEY_HEADER)
         header = {}
-    header = {k: v for k, v in header.items() if k in ("method", "site", "gguf_scale", "method_config", "model_type",
-                                                        "model_name", "notes")}
-    for key in ("method", "site", "model_type", "model_name", "notes"):
+    text_keys = ("method", "site", "model_type", "model_name", "notes")
+    header = {k: v for k, v in header.items() if k in (*text_keys, "gguf_scale", "method_config")}
+    for key in text_keys:
         if header.get(key) is not None and not isinstance(header[key], str):
             log.warning("%s: ignoring a non-string %r in %s", path, key, KEY_HEADER)
             header.pop(key)

@@ -193,9 +193,8 @@ def kl_rows(p_logits: Tensor, q_logits: Tensor, chunk: int = 256) -> Tensor:
     """KL(p || q) over the vocabulary for each row of (N, V) logits, in float64 chunks (a 49k vocabulary in float64
     for every token at once would take gigabytes). Rounding can give -1e-17: clamped at 0."""
     out = []
-    for start in range(0, p_logits.shape[0], chunk):
-        logp = torch.log_softmax(p_logits[start:start + chunk].double(), -1)
-        logq = torch.log_softmax(q_logits[start:start + chunk].double(), -1)
+    for start in range(0, len(p_logits), chunk):
+        logp, logq = (torch.log_softmax(logits[start:start + chunk].double(), -1) for logits in (p_logits, q_logits))
         out.append((logp.exp() * (logp - logq)).sum(-1).clamp_min(0.0))
     return torch.cat(out) if out else p_logits.new_zeros(0, dtype=torch.float64)
 
@@ -205,7 +204,7 @@ def split_rows(batches: Sequence[TokenBatch], n: int) -> tuple[list[TokenBatch],
     trimmed where all kept rows have it (so one generate call can serve both the fit and the validation split)."""
     head, tail, seen = [], [], 0
     for batch in batches:
-        rows = batch.input_ids.shape[0]
+        rows = len(batch.input_ids)
         cut = min(max(n - seen, 0), rows)
         for part, lo, hi in ((head, 0, cut), (tail, cut, rows)):
             if hi > lo:

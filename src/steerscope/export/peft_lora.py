@@ -99,7 +99,7 @@ def lora_targets(model, vector: SteeringVector, method: str) -> dict[int, list[T
         kinds = {"mlp_out": ["mlp"], "attn_out": ["attn"]}.get(site, ["mlp", "attn"])  # resid sites: both
         if method == "bias":
             kinds = kinds[:1]
-        targets = []
+        out[layer] = []
         for kind in kinds:
             proj = getattr(arch, f"{kind}_out_proj")  # mlp_out_proj | attn_out_proj
             if proj is None:
@@ -114,8 +114,7 @@ def lora_targets(model, vector: SteeringVector, method: str) -> dict[int, list[T
                 raise ArchitectureError(f"{path} is not a Linear/Conv1D module PEFT can adapt ({exc})") from exc
             # for resid sites only the MLP projection is last in the block (GPT-NeoX's parallel residual makes the
             # attention projection exact too, but the KL comparison finds that by itself)
-            targets.append(Target(layer, path, kind, exact_site=(kind == kinds[0])))
-        out[layer] = targets
+            out[layer].append(Target(layer, path, kind, exact_site=(kind == kinds[0])))
     return out
 
 
@@ -207,12 +206,11 @@ def _save_adapter(model, adapters: dict[int, Adapter], method: str, out: Path) -
     from safetensors.torch import save_file
 
     paths = [a.module_path for a in adapters.values()]
-    config = LoraConfig(
+    LoraConfig(
         r=1, lora_alpha=1, lora_dropout=0.0, bias="none", lora_bias=(method == "bias"),
         target_modules=sorted(paths), fan_in_fan_out=all(lora_fit.module_dims(model.hf.get_submodule(p))[2] for p in paths), task_type="CAUSAL_LM",
         base_model_name_or_path=base_model_source(model)[0], inference_mode=True,
-    )
-    config.save_pretrained(str(out))
+    ).save_pretrained(str(out))
     tensors = {f"base_model.model.{a.module_path}.{name}": t.float().contiguous() for a in adapters.values()
                for name, t in (("lora_A.weight", a.lora_A), ("lora_B.weight", a.lora_B), ("lora_B.bias", a.bias))
                if t is not None}

@@ -117,8 +117,7 @@ def sample(model, ids: Tensor, mask: Tensor, *, max_new_tokens: int, temperature
     else:
         kwargs.update(do_sample=False, temperature=None, top_k=None, top_p=None)
     out = model.hf.generate(ids, **kwargs)
-    cont = out[:, ids.shape[1]:]
-    cont_mask = continuation_mask(model, cont)
+    cont_mask = continuation_mask(model, out[:, ids.shape[1]:])
     return out, torch.cat([mask, cont_mask], dim=1), cont_mask
 
 
@@ -150,8 +149,7 @@ def terms_from_logits(p_logits: Tensor, q_logits: Tensor, targets: Tensor, weigh
 
     Shapes: logits (B, N, V), targets and weights (B, N).
     """
-    logp = F.log_softmax(p_logits.float(), dim=-1)  # (B, N, V)
-    logq = F.log_softmax(q_logits.float(), dim=-1)
+    logp, logq = (F.log_softmax(logits.float(), dim=-1) for logits in (p_logits, q_logits))  # (B, N, V)
     kl_tok = (logp.exp() * (logp - logq)).sum(-1)  # (B, N)
     # (B, N) NLL of the targets under Q and under P
     nll_tok, base_tok = (-logits.gather(-1, targets[..., None]).squeeze(-1) for logits in (logq, logp))

@@ -215,9 +215,9 @@ def _one_run(model, prompts, held_out, checkpoint: Checkpoint, name: str, index:
     samples.jsonl, summary.json) through the checkpoint in one rename."""
     from peft import LoraConfig, get_peft_model
     from tqdm.auto import tqdm
-    lora_cfg = LoraConfig(r=cfg.rank, lora_alpha=cfg.lora_alpha, target_modules=targets, lora_dropout=0.0,
-                          bias="none", fan_in_fan_out=needs_fan_in_fan_out(model, targets))
-    peft_model = get_peft_model(model.hf, lora_cfg)
+    peft_model = get_peft_model(model.hf, LoraConfig(
+        r=cfg.rank, lora_alpha=cfg.lora_alpha, target_modules=targets, lora_dropout=0.0, bias="none",
+        fan_in_fan_out=needs_fan_in_fan_out(model, targets)))
     try:
         params = [p for p in peft_model.parameters() if p.requires_grad]
         opt = torch.optim.Adam(params, lr=cfg.lr)
@@ -234,7 +234,7 @@ def _one_run(model, prompts, held_out, checkpoint: Checkpoint, name: str, index:
             rows.append({"step": step, "epoch": epoch, "loss": float(terms.loss.detach()),
                          **{key: float(getattr(terms, key)) for key in TERMS}, "tokens": terms.tokens,
                          "seconds": round(time.perf_counter() - t0, 3)})
-            bar.update(1)
+            bar.update()
             bar.set_postfix(kl=f"{float(terms.kl):.3f}", nll=f"{float(terms.nll):.2f}")
             if cfg.stop_kl is not None:
                 if float(terms.kl) > cfg.stop_kl:

@@ -105,8 +105,7 @@ class OptimizeResult:
         twin = ax.twinx()
         twin.plot(steps, [r["norm"] for r in self.history], color="tab:orange", alpha=0.6, label="norm")
         twin.set_ylabel("vector norm")
-        handles = ax.get_lines() + twin.get_lines()
-        ax.legend(handles=handles, loc="center right")  # labelled by each line's label
+        ax.legend(handles=ax.get_lines() + twin.get_lines(), loc="center right")  # labelled by each line's label
         fig.tight_layout()
         return fig
 
