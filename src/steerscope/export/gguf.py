@@ -231,10 +231,10 @@ def _import(path: Path, model_type: str | None) -> SteeringVector:
         index = int(suffix) if suffix.isascii() and suffix.isdigit() and len(suffix) <= 6 else 0
         if index < 1:
             raise VectorFileError(f"{path}: tensor {name!r} is not direction.N with N >= 1 (llama.cpp rejects it)")
-        if tensor.tensor_type not in (GGMLQuantizationType.F32, GGMLQuantizationType.F16):
+        f32 = tensor.tensor_type == GGMLQuantizationType.F32  # only F32 tensors have a checksum
+        if not f32 and tensor.tensor_type != GGMLQuantizationType.F16:
             raise VectorFileError(f"{path}: tensor {name} has type {tensor.tensor_type.name}; expected F32")
         stored = np.asarray(tensor.data)
-        f32 = tensor.tensor_type == GGMLQuantizationType.F32  # only F32 tensors have a checksum
         if sums is not None and sums.get(name) != (_sha256(stored.astype("<f4").tobytes()) if f32 else None):
             raise VectorFileError(f"{path}: tensor {name} does not match its SHA-256 checksum; the file is "
                                   "corrupt (re-export it)")

@@ -144,12 +144,12 @@ class Moments:
 
     def add(self, x: Tensor) -> None:  # x (N, d)
         x = x.to("cpu", torch.float64)
-        self.n += x.shape[0]
+        self.n += len(x)
         self.sum += x.sum(0)
         self.outer += x.T @ x
 
     def merged(self, other: Moments) -> Moments:
-        out = Moments(self.sum.shape[0])
+        out = Moments(len(self.sum))
         out.n, out.sum, out.outer = self.n + other.n, self.sum + other.sum, self.outer + other.outer
         return out
 

@@ -196,8 +196,9 @@ def base_model_source(model) -> tuple[str, str | None]:
     hub = EMBEDDED_HUB_ID if model.name == DEFAULT_MODEL_NAME else None
     if not source:
         return model.name, hub
-    if source.startswith(("/", ".", "~")) and Path(source).expanduser().exists():
-        source = str(Path(source).expanduser().resolve())
+    local = Path(source).expanduser()
+    if source.startswith(("/", ".", "~")) and local.exists():
+        source = str(local.resolve())
     return source, hub
 
 

@@ -76,7 +76,7 @@ def read_activations(model, texts: list[str], layers: list[int], *, site: str = 
         # left padding: real tokens are the last `lengths`, so counting from the end needs no lengths
         col = ids.shape[1] + read_position - (lengths if from_start else 0)
         acts = capture(model, ids, mask, layers, site)  # {l: (B, T, D)}
-        rows = torch.arange(ids.shape[0], device=ids.device)
+        rows = torch.arange(len(ids), device=ids.device)
         for layer in layers:
             out[layer].append(acts[layer][rows, col].float().cpu())  # (B, D)
     return {layer: torch.cat(chunks) for layer, chunks in out.items()}
@@ -119,7 +119,7 @@ def contrastive_vector(
     """
     if method not in METHODS:
         raise InvalidArgumentError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-    layers = sorted(set(layers)) if layers is not None else list(range(model.n_layers))
+    layers = sorted(set(range(model.n_layers) if layers is None else layers))
     if not layers:
         raise InvalidArgumentError("give at least one layer")
     for layer in layers:

@@ -243,7 +243,7 @@ def _one_run(model, prompts, held_out, checkpoint: Checkpoint, name: str, index:
                         with torch.no_grad():
                             for p, saved in zip(params, kept):
                                 p.copy_(saved)
-                        updates -= 1
+                        updates -= 1  # kept is set only before an update, so this stays >= 0
                     stopped = "stop_kl"
                     break
                 kept = [p.detach().clone() for p in params]
@@ -253,7 +253,7 @@ def _one_run(model, prompts, held_out, checkpoint: Checkpoint, name: str, index:
             updates += 1
         bar.close()
         heldout, samples = _evaluate(model, peft_model, held_out, cfg)
-        summary = {"index": index, "seed": seed, "steps": len(rows), "updates": max(updates, 0), "stopped_by": stopped,
+        summary = {"index": index, "seed": seed, "steps": len(rows), "updates": updates, "stopped_by": stopped,
                    "heldout": heldout, "final_train": rows[-1] if rows else None}
 
         def write(unit: Path) -> None:

@@ -246,7 +246,7 @@ def optimize_vector(
         gen = torch.Generator().manual_seed(seed or 0)  # seed=None: 0
         # cpu-ok: drawn from a seeded CPU generator so the start is the same on every device; moved below
         start = torch.randn(model.d_model, generator=gen)
-        start = start * (init_norm / start.norm())
+        start *= init_norm / start.norm()
     v = start.to(device=device, dtype=torch.float32).requires_grad_()  # fp32 master copy; cast where it enters
     optimizer = torch.optim.Adam([v], lr=lr)
     params = list(model.hf.parameters())
