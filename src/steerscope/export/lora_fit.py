@@ -42,7 +42,7 @@ class Adapter:
     def delta(self, x: Tensor) -> Tensor:  # x (..., d_in) -> (..., d_out)
         out = x @ self.lora_A.to(x.device, x.dtype).T @ self.lora_B.to(x.device, x.dtype).T  # (x Aᵀ) Bᵀ
         if self.bias is not None:
-            out = out + self.bias.to(x.device, x.dtype)
+            out += self.bias.to(x.device, x.dtype)
         return self.scaling * out
 
 

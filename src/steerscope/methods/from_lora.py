@@ -88,7 +88,7 @@ def vector_from_lora(
             for layer in layers:
                 sums[layer] += (adapted[layer] - base[layer])[real].double().sum(0)
             count += int(real.sum())
-    total = {layer: (s / max(count, 1)).to(torch.float32).cpu() for layer, s in sums.items()}
+    total = {layer: (s / max(count, 1)).to("cpu", torch.float32) for layer, s in sums.items()}
     directions = _increments(total) if per_layer == "increment" else total
     norms = [float(d.norm()) for d in directions.values()]
     log.info("vector from %s: %d tokens, per-layer norms %.3g..%.3g", adapter, count, min(norms), max(norms))

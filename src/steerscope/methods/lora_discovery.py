@@ -247,7 +247,7 @@ def _one_run(model, prompts, held_out, checkpoint: Checkpoint, name: str, index:
                     stopped = "stop_kl"
                     break
                 kept = [p.detach().clone() for p in params]
-            opt.zero_grad(set_to_none=True)
+            opt.zero_grad()  # set_to_none=True is the default (torch >= 2.0)
             terms.loss.backward()
             opt.step()
             updates += 1

@@ -247,7 +247,7 @@ def optimize_vector(
         # cpu-ok: drawn from a seeded CPU generator so the start is the same on every device; moved below
         start = torch.randn(model.d_model, generator=gen)
         start *= init_norm / start.norm()
-    v = start.to(device=device, dtype=torch.float32).requires_grad_()  # fp32 master copy; cast where it enters
+    v = start.to(device, torch.float32).requires_grad_()  # fp32 master copy; cast where it enters
     optimizer = torch.optim.Adam([v], lr=lr)
     params = list(model.hf.parameters())
     if any(p.requires_grad for p in params):
@@ -280,7 +280,7 @@ def optimize_vector(
             stop_reason = "target_loss"  # this vector already does the job: keep it, no update
             row["seconds"] = time.perf_counter() - t0
             break
-        optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad()  # set_to_none=True is the default (torch >= 2.0)
         obj.backward()
         if any(p.grad is not None for p in params):  # frozen weights must never accumulate gradients
             raise SteerscopeError("a model parameter received a gradient during one-shot optimisation")
