@@ -110,13 +110,11 @@ def sample(model, ids: Tensor, mask: Tensor, *, max_new_tokens: int, temperature
     Returns (sequence (B, T+N), attention mask (B, T+N), continuation mask (B, N)); the prompt keeps its left
     padding and the continuation is masked after its first end-of-sequence token.
     """
-    kwargs = {"max_new_tokens": max_new_tokens, "attention_mask": mask, "pad_token_id": model.tokenizer.pad_token_id}
-    if do_sample:
-        # plain ancestral sampling: the loss assumes y ~ Q, so no top-k / top-p truncation
-        kwargs.update(do_sample=True, temperature=temperature, top_k=0, top_p=1.0)
-    else:
-        kwargs.update(do_sample=False, temperature=None, top_k=None, top_p=None)
-    out = model.hf.generate(ids, **kwargs)
+    # plain ancestral sampling (the loss assumes y ~ Q, so no top-k / top-p truncation), or greedy with no settings
+    temperature, top_k, top_p = (temperature, 0, 1.0) if do_sample else (None, None, None)
+    out = model.hf.generate(ids, max_new_tokens=max_new_tokens, attention_mask=mask, do_sample=do_sample,
+                            temperature=temperature, top_k=top_k, top_p=top_p,
+                            pad_token_id=model.tokenizer.pad_token_id)
     cont_mask = continuation_mask(model, out[:, ids.shape[1]:])
     return out, torch.cat([mask, cont_mask], dim=1), cont_mask
 
