@@ -105,7 +105,7 @@ def token_batches(
 def recording_inputs(model, module_paths: Sequence[str], *, stop_when_done: bool = False) -> Iterator[dict[str, Tensor]]:
     """Record the input (B, T, d_in) of each module during the forwards run inside the block. With
     ``stop_when_done`` the forward ends (StopForward) once every module has been seen: no later blocks, no head."""
-    captured: dict[str, Tensor] = {}
+    captured = {}  # what the block gets (typed by the return annotation)
     wanted = set(module_paths)
 
     def pre_hook_for(path: str):

@@ -85,7 +85,7 @@ def lora_targets(model, vector: SteeringVector, method: str) -> dict[int, list[T
             f"residual stream, so no LoRA on its projections adds a constant to {site}. Export a vector at site "
             "mlp_out or attn_out, or ship this one with export_gguf / steer()"
         )
-    out: dict[int, list[Target]] = {}
+    out = {}  # the return annotation types it
     for layer in vector.layers:
         model.check_layer(layer)
         block = layer
@@ -121,7 +121,7 @@ def lora_targets(model, vector: SteeringVector, method: str) -> dict[int, list[T
 def _bias_adapter(model, target: Target, v: torch.Tensor) -> Adapter:
     d_in, d_out, _ = lora_fit.module_dims(model.hf.get_submodule(target.module_path))
     # cpu-ok: adapter tensors are built on the host and written to a file
-    return Adapter(target.module_path, torch.zeros(1, d_in), torch.zeros(d_out, 1), bias=v.double().clone(),
+    return Adapter(target.module_path, torch.zeros(1, d_in), torch.zeros(d_out, 1), bias=v.double(),
                    layer=target.layer)
 
 
