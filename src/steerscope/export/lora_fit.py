@@ -126,10 +126,9 @@ def recording_inputs(model, module_paths: Sequence[str], *, stop_when_done: bool
 def capture_inputs(model, module_paths: Sequence[str], batch: TokenBatch, vector: SteeringVector | None,
                    scale: float) -> dict[str, Tensor]:
     """Inputs of each module (B, T, d_in) in one early-stopped forward, steered with ``vector`` when given."""
-    kw = forward_kwargs(batch.input_ids, batch.attention_mask)
     with recording_inputs(model, module_paths, stop_when_done=True) as captured, \
             steer(model, vector, scale) if vector is not None else nullcontext():
-        run_until_stopped(model.hf, **kw)
+        run_until_stopped(model.hf, **forward_kwargs(batch.input_ids, batch.attention_mask))
     return dict(captured)
 
 
