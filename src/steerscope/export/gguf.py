@@ -26,7 +26,6 @@ when present and refuses a mismatch; other readers ignore unknown keys. Import i
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -37,7 +36,7 @@ import numpy as np
 import torch
 
 from ..errors import InvalidArgumentError, SteerscopeError, VectorFileError
-from ..vector import SteeringVector, atomic_write
+from ..vector import SteeringVector, _sha256, atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -65,17 +64,14 @@ def gguf_layers(vector: SteeringVector) -> dict[int, int]:
             "on the output projection)"
         )
     shift = 1 if vector.site == "resid_pre" else 0
-    out: dict[int, int] = {}
-    for layer in vector.layers:
-        index = layer - shift
-        if index < 1:
-            where = f"resid_pre[{layer}] (= resid_post[{index}])" if shift else f"resid_post[{layer}]"
-            raise InvalidArgumentError(
-                f"llama.cpp cannot steer {where}: its loader has no direction.0 and never adds to the output of "
-                "block 0 (or to the embeddings). Drop that layer or move the vector to resid_post[1] or later"
-            )
-        out[layer] = index
-    return out
+    layer = vector.layers[0]  # the lowest: layers are sorted
+    if layer - shift < 1:
+        where = f"resid_pre[{layer}] (= resid_post[{layer - 1}])" if shift else f"resid_post[{layer}]"
+        raise InvalidArgumentError(
+            f"llama.cpp cannot steer {where}: its loader has no direction.0 and never adds to the output of "
+            "block 0 (or to the embeddings). Drop that layer or move the vector to resid_post[1] or later"
+        )
+    return {layer: layer - shift for layer in vector.layers}
 
 
 def export_gguf(
@@ -98,14 +94,15 @@ def export_gguf(
     """
     import gguf
 
-    if not math.isfinite(float(scale)):
+    scale = float(scale)
+    if not math.isfinite(scale):
         raise InvalidArgumentError(f"scale must be a finite number, got {scale}")
     mapping = gguf_layers(vector)
     hint = model_hint or vector.meta.model_type or "unknown"
-    header = {**vector.header(), "gguf_scale": float(scale), "gguf_site_mapping": {str(k): v for k, v in mapping.items()}}
+    header = {**vector.header(), "gguf_scale": scale, "gguf_site_mapping": {str(k): v for k, v in mapping.items()}}
     tensors = {}
-    for layer, index in sorted(mapping.items(), key=lambda kv: kv[1]):
-        data = (vector.directions[layer].detach().to("cpu", torch.float64) * float(scale)).to(torch.float32)
+    for layer, index in mapping.items():  # vector layers are sorted, so the indices are too
+        data = (vector.directions[layer].detach().to("cpu", torch.float64) * scale).to(torch.float32)
         if not torch.isfinite(data).all():
             raise InvalidArgumentError(f"layer {layer} of the vector holds NaN or inf; nothing was written")
         tensors[f"{TENSOR_PREFIX}{index}"] = data.numpy()
@@ -135,14 +132,10 @@ def export_gguf(
     return out
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def _kv_digest(hint, layer_count, header_text) -> str:
     """SHA-256 of the steerscope-relevant key/values, as sorted-key JSON."""
-    body = {"header": header_text, "layer_count": layer_count, "model_hint": hint}
-    return _sha256(json.dumps(body, sort_keys=True).encode())
+    return _sha256(json.dumps({"header": header_text, "layer_count": layer_count, "model_hint": hint},
+                              sort_keys=True).encode())
 
 
 def _field_value(reader, key: str, path: Path):
@@ -197,7 +190,7 @@ def _import(path: Path, model_type: str | None) -> SteeringVector:
     from gguf import GGMLQuantizationType, GGUFReader
 
     try:
-        reader = GGUFReader(str(path))
+        reader = GGUFReader(path)
     except Exception as exc:  # the reader raises ValueError/struct/Unicode errors for garbled files
         raise VectorFileError(f"{path} is not a readable GGUF file ({type(exc).__name__}: {exc}); it may be "
                               "truncated or corrupt") from exc
@@ -211,10 +204,22 @@ def _import(path: Path, model_type: str | None) -> SteeringVector:
     hint = _field_value(reader, KEY_MODEL_HINT, path)
     declared = _field_value(reader, KEY_LAYER_COUNT, path)
     raw = _field_value(reader, KEY_HEADER, path)
-    sums = _read_checksums(reader, path, hint, declared, raw)
+    int_count = isinstance(declared, (int, np.integer)) and not isinstance(declared, bool)
+    layer_count = int(declared) if int_count else declared
+    # the recorded tensor checksums, after verifying the key/value checksum (None for files without them)
+    sums = _field_value(reader, KEY_CHECKSUMS, path)
+    if sums is not None:
+        sums = _json_or_none(sums)
+        if (not isinstance(sums, dict) or sums.get("algorithm") != "sha256"
+                or not isinstance(sums.get("tensors"), dict) or not isinstance(sums.get("kv"), str)):
+            raise VectorFileError(f"{path}: the {KEY_CHECKSUMS} field is corrupt; the file cannot be verified")
+        if sums["kv"] != _kv_digest(hint, layer_count, raw):
+            raise VectorFileError(f"{path}: the steerscope metadata does not match its SHA-256 checksum; the file "
+                                  "is corrupt (re-export it)")
+        sums = sums["tensors"]
     if hint is not None and not isinstance(hint, str):
         raise VectorFileError(f"{path}: {KEY_MODEL_HINT} is not a string")
-    if declared is not None and (not isinstance(declared, (int, np.integer)) or isinstance(declared, bool)):
+    if declared is not None and not int_count:
         raise VectorFileError(f"{path}: {KEY_LAYER_COUNT} is not an integer")
     directions: dict[int, torch.Tensor] = {}
     for tensor in reader.tensors:
@@ -223,23 +228,22 @@ def _import(path: Path, model_type: str | None) -> SteeringVector:
             log.warning("%s: ignoring tensor %r (not a direction.N tensor)", path, name)
             continue
         suffix = name[len(TENSOR_PREFIX):]
-        if not suffix.isascii() or not suffix.isdigit() or int(suffix) < 1 or len(suffix) > 6:
+        index = int(suffix) if suffix.isascii() and suffix.isdigit() and len(suffix) <= 6 else 0
+        if index < 1:
             raise VectorFileError(f"{path}: tensor {name!r} is not direction.N with N >= 1 (llama.cpp rejects it)")
-        if tensor.tensor_type not in (GGMLQuantizationType.F32, GGMLQuantizationType.F16):
+        f32 = tensor.tensor_type == GGMLQuantizationType.F32  # only F32 tensors have a checksum
+        if not f32 and tensor.tensor_type != GGMLQuantizationType.F16:
             raise VectorFileError(f"{path}: tensor {name} has type {tensor.tensor_type.name}; expected F32")
         stored = np.asarray(tensor.data)
-        if sums is not None:
-            expected = sums.get(name)
-            got = _sha256(stored.astype("<f4").tobytes()) if tensor.tensor_type == GGMLQuantizationType.F32 else None
-            if expected != got:
-                raise VectorFileError(f"{path}: tensor {name} does not match its SHA-256 checksum; the file is "
-                                      "corrupt (re-export it)")
+        if sums is not None and sums.get(name) != (_sha256(stored.astype("<f4").tobytes()) if f32 else None):
+            raise VectorFileError(f"{path}: tensor {name} does not match its SHA-256 checksum; the file is "
+                                  "corrupt (re-export it)")
         data = stored.astype(np.float32).reshape(-1)
-        if data.size != int(np.prod(tensor.shape)) or len([s for s in tensor.shape if s != 1]) > 1:
+        if data.size != int(np.prod(tensor.shape)) or sum(s != 1 for s in tensor.shape) > 1:
             raise VectorFileError(f"{path}: tensor {name} is not 1-D (shape {list(tensor.shape)})")
-        if int(suffix) in directions:
+        if index in directions:
             raise VectorFileError(f"{path}: tensor {name} appears twice")
-        directions[int(suffix)] = torch.from_numpy(data.copy())
+        directions[index] = torch.from_numpy(data)  # astype made a copy: no view of the file
     if sums is not None and set(sums) != {t.name for t in reader.tensors}:
         raise VectorFileError(f"{path}: the tensors do not match the recorded checksums (some are missing or "
                               "extra); the file is corrupt")
@@ -251,28 +255,23 @@ def _import(path: Path, model_type: str | None) -> SteeringVector:
     for layer, t in directions.items():
         if not torch.isfinite(t).all():
             raise VectorFileError(f"{path}: direction.{layer} contains NaN or inf")
-    if declared is not None and int(declared) != len(directions):
+    if layer_count is not None and layer_count != len(directions):
         # llama.cpp itself ignores layer_count; other tools write n_layers here, so this is informational
         log.info("%s: controlvector.layer_count is %s but the file has %d direction tensors", path, declared,
                  len(directions))
-    header = {}
-    if raw:
-        try:
-            header = json.loads(raw) if isinstance(raw, str) else None
-        except (json.JSONDecodeError, RecursionError, ValueError):
-            header = None
-        if not isinstance(header, dict):
-            if sums is not None:
-                raise VectorFileError(f"{path}: the {KEY_HEADER} field is corrupt")
-            log.warning("%s: ignoring an unreadable %s field", path, KEY_HEADER)
-            header = {}
-    header = {k: v for k, v in header.items() if k in ("method", "site", "gguf_scale", "method_config", "model_type",
-                                                        "model_name", "notes")}
-    for key in ("method", "site", "model_type", "model_name", "notes"):
+    header = _json_or_none(raw) if raw else {}
+    if not isinstance(header, dict):
+        if sums is not None:
+            raise VectorFileError(f"{path}: the {KEY_HEADER} field is corrupt")
+        log.warning("%s: ignoring an unreadable %s field", path, KEY_HEADER)
+        header = {}
+    text_keys = ("method", "site", "model_type", "model_name", "notes")
+    header = {k: v for k, v in header.items() if k in (*text_keys, "gguf_scale", "method_config")}
+    for key in text_keys:
         if header.get(key) is not None and not isinstance(header[key], str):
             log.warning("%s: ignoring a non-string %r in %s", path, key, KEY_HEADER)
             header.pop(key)
-    config = {"source": str(path), "model_hint": hint, "layer_count": None if declared is None else int(declared)}
+    config = {"source": str(path), "model_hint": hint, "layer_count": layer_count}
     if header:
         config.update(original_method=header.get("method"), original_site=header.get("site"),
                       scale=header.get("gguf_scale"), original_method_config=header.get("method_config"))
@@ -291,8 +290,7 @@ def _check_extent(reader, path: Path) -> None:
     """The tensors must end where the file ends (up to alignment padding): an edited tensor count shifts the data
     section, and the tensors would then be read from the wrong bytes."""
     size = path.stat().st_size
-    ends = [int(t.data_offset) + int(t.n_bytes) for t in reader.tensors]
-    end = max(ends) if ends else int(reader.data_offset)
+    end = max((int(t.data_offset) + int(t.n_bytes) for t in reader.tensors), default=int(reader.data_offset))
     alignment = int(getattr(reader, "alignment", 32) or 32)
     if end > size or size - end >= max(alignment, 1):
         raise VectorFileError(
@@ -301,20 +299,9 @@ def _check_extent(reader, path: Path) -> None:
         )
 
 
-def _read_checksums(reader, path: Path, hint, declared, raw) -> dict | None:
-    """The recorded tensor checksums (after verifying the key/value checksum), or None for files without them."""
-    text = _field_value(reader, KEY_CHECKSUMS, path)
-    if text is None:
-        return None
+def _json_or_none(text):
+    """The JSON value of a string field, or None when it is not a string or not valid JSON."""
     try:
-        sums = json.loads(text) if isinstance(text, str) else None
-    except (json.JSONDecodeError, RecursionError, ValueError):
-        sums = None
-    if (not isinstance(sums, dict) or sums.get("algorithm") != "sha256" or not isinstance(sums.get("tensors"), dict)
-            or not isinstance(sums.get("kv"), str)):
-        raise VectorFileError(f"{path}: the {KEY_CHECKSUMS} field is corrupt; the file cannot be verified")
-    layer_count = int(declared) if isinstance(declared, (int, np.integer)) and not isinstance(declared, bool) else declared
-    if sums["kv"] != _kv_digest(hint, layer_count, raw):
-        raise VectorFileError(f"{path}: the steerscope metadata does not match its SHA-256 checksum; the file is "
-                              "corrupt (re-export it)")
-    return sums["tensors"]
+        return json.loads(text) if isinstance(text, str) else None
+    except (RecursionError, ValueError):  # json.JSONDecodeError is a ValueError
+        return None

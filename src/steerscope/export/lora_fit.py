@@ -11,9 +11,8 @@ statistics: its activations are outliers (attention sink) and would dominate Σ.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -21,11 +20,10 @@ from torch import Tensor, nn
 
 from ..errors import StopForward
 from ..generate import forward_kwargs, tokenize
-from ..hooks import HookGroup, run_until_stopped
+from ..hooks import capture, run_until_stopped
+from ..methods._lora_common import sample
 from ..steer import steer
 from ..vector import SteeringVector
-
-log = logging.getLogger(__name__)
 
 RIDGE_GRID = (1e-8, 1e-6, 1e-4, 1e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)
 
@@ -42,11 +40,9 @@ class Adapter:
     layer: int | None = None  # the vector layer it stands in for
 
     def delta(self, x: Tensor) -> Tensor:  # x (..., d_in) -> (..., d_out)
-        a = self.lora_A.to(x.device, x.dtype)
-        b = self.lora_B.to(x.device, x.dtype)
-        out = (x @ a.T) @ b.T
+        out = x @ self.lora_A.to(x.device, x.dtype).T @ self.lora_B.to(x.device, x.dtype).T  # (x Aᵀ) Bᵀ
         if self.bias is not None:
-            out = out + self.bias.to(x.device, x.dtype)
+            out += self.bias.to(x.device, x.dtype)
         return self.scaling * out
 
 
@@ -55,9 +51,8 @@ def apply_adapters(model, adapters: Sequence[Adapter]) -> Iterator[None]:
     """Simulate PEFT's LoRA forward with hooks (no module replaced, nothing left behind).
 
     The hook needs the module's input and output together, which ``hooks.register`` (tensor -> tensor on one
-    side) does not offer, so it registers a plain forward hook and removes it through a HookGroup.
+    side) does not offer, so it registers a plain forward hook; the handles are removed on leaving the block.
     """
-    group = HookGroup()
 
     def hook_for(adapter: Adapter):
         def hook(module, args, output):
@@ -66,12 +61,10 @@ def apply_adapters(model, adapters: Sequence[Adapter]) -> Iterator[None]:
 
         return hook
 
-    try:
+    with ExitStack() as handles:
         for adapter in adapters:
-            group.add(model.hf.get_submodule(adapter.module_path).register_forward_hook(hook_for(adapter)))
+            handles.enter_context(model.hf.get_submodule(adapter.module_path).register_forward_hook(hook_for(adapter)))
         yield
-    finally:
-        group.remove()
 
 
 @dataclass
@@ -83,9 +76,7 @@ class TokenBatch:
 
     @property
     def keep(self) -> Tensor:
-        real = self.attention_mask.bool()
-        first = real.long().cumsum(-1) == 1
-        return real & ~first
+        return self.attention_mask.bool() & ~self.first
 
     @property
     def first(self) -> Tensor:
@@ -101,22 +92,11 @@ def token_batches(
     """Tokenised prompts, each extended by ``new_tokens`` greedy tokens generated under the vector (so statistics
     and fidelity also cover the generated text the adapter will see in deployment). Tokens after an EOS are masked."""
     batches = []
-    eos = model.tokenizer.eos_token_id
     for start in range(0, len(prompts), batch_size):
-        ids, mask = tokenize(model, list(prompts[start:start + batch_size]), chat=chat)
+        ids, mask = tokenize(model, prompts[start:start + batch_size], chat=chat)
         if new_tokens > 0:
             with steer(model, vector, scale):
-                out = model.hf.generate(ids, attention_mask=mask, max_new_tokens=new_tokens, do_sample=False,
-                                        temperature=None, top_p=None, top_k=None,
-                                        pad_token_id=model.tokenizer.pad_token_id)
-            gen = out[:, ids.shape[1]:]  # (B, N)
-            if eos is not None:
-                # keep the EOS itself, drop what follows it
-                after_eos = (gen == eos).long().cumsum(-1) - (gen == eos).long() > 0
-                gen_mask = (~after_eos).long()
-            else:
-                gen_mask = torch.ones_like(gen)
-            ids, mask = out, torch.cat([mask, gen_mask.to(mask.dtype)], dim=1)
+                ids, mask, _ = sample(model, ids, mask, max_new_tokens=new_tokens, do_sample=False)
         batches.append(TokenBatch(ids, mask))
     return batches
 
@@ -125,8 +105,7 @@ def token_batches(
 def recording_inputs(model, module_paths: Sequence[str], *, stop_when_done: bool = False) -> Iterator[dict[str, Tensor]]:
     """Record the input (B, T, d_in) of each module during the forwards run inside the block. With
     ``stop_when_done`` the forward ends (StopForward) once every module has been seen: no later blocks, no head."""
-    captured: dict[str, Tensor] = {}
-    group = HookGroup()
+    captured = {}  # what the block gets (typed by the return annotation)
     wanted = set(module_paths)
 
     def pre_hook_for(path: str):
@@ -137,25 +116,19 @@ def recording_inputs(model, module_paths: Sequence[str], *, stop_when_done: bool
 
         return pre_hook
 
-    try:
+    with ExitStack() as handles:
         for path in wanted:
-            group.add(model.hf.get_submodule(path).register_forward_pre_hook(pre_hook_for(path)))
+            handles.enter_context(model.hf.get_submodule(path).register_forward_pre_hook(pre_hook_for(path)))
         yield captured
-    finally:
-        group.remove()
 
 
 @torch.no_grad()
 def capture_inputs(model, module_paths: Sequence[str], batch: TokenBatch, vector: SteeringVector | None,
                    scale: float) -> dict[str, Tensor]:
     """Inputs of each module (B, T, d_in) in one early-stopped forward, steered with ``vector`` when given."""
-    kw = forward_kwargs(batch.input_ids, batch.attention_mask)
-    with recording_inputs(model, module_paths, stop_when_done=True) as captured:
-        if vector is not None:
-            with steer(model, vector, scale):
-                run_until_stopped(model.hf, **kw)
-        else:
-            run_until_stopped(model.hf, **kw)
+    with recording_inputs(model, module_paths, stop_when_done=True) as captured, \
+            steer(model, vector, scale) if vector is not None else nullcontext():
+        run_until_stopped(model.hf, **forward_kwargs(batch.input_ids, batch.attention_mask))
     return dict(captured)
 
 
@@ -170,12 +143,12 @@ class Moments:
 
     def add(self, x: Tensor) -> None:  # x (N, d)
         x = x.to("cpu", torch.float64)
-        self.n += x.shape[0]
+        self.n += len(x)
         self.sum += x.sum(0)
         self.outer += x.T @ x
 
     def merged(self, other: Moments) -> Moments:
-        out = Moments(self.sum.shape[0])
+        out = Moments(len(self.sum))
         out.n, out.sum, out.outer = self.n + other.n, self.sum + other.sum, self.outer + other.outer
         return out
 
@@ -208,7 +181,7 @@ def fit_readout(fit: Moments, val: Moments) -> tuple[Tensor, float, dict[str, fl
     scores = {}
     for ridge in RIDGE_GRID:
         try:
-            scores[ridge] = val.mse(readout_direction(fit, ridge)) if val.n else fit.mse(readout_direction(fit, ridge))
+            scores[ridge] = (val if val.n else fit).mse(readout_direction(fit, ridge))
         except torch.linalg.LinAlgError:
             continue
     best = min(scores, key=scores.get)
@@ -219,9 +192,8 @@ def kl_rows(p_logits: Tensor, q_logits: Tensor, chunk: int = 256) -> Tensor:
     """KL(p || q) over the vocabulary for each row of (N, V) logits, in float64 chunks (a 49k vocabulary in float64
     for every token at once would take gigabytes). Rounding can give -1e-17: clamped at 0."""
     out = []
-    for start in range(0, p_logits.shape[0], chunk):
-        logp = torch.log_softmax(p_logits[start:start + chunk].double(), -1)
-        logq = torch.log_softmax(q_logits[start:start + chunk].double(), -1)
+    for start in range(0, len(p_logits), chunk):
+        logp, logq = (torch.log_softmax(logits[start:start + chunk].double(), -1) for logits in (p_logits, q_logits))
         out.append((logp.exp() * (logp - logq)).sum(-1).clamp_min(0.0))
     return torch.cat(out) if out else p_logits.new_zeros(0, dtype=torch.float64)
 
@@ -229,11 +201,9 @@ def kl_rows(p_logits: Tensor, q_logits: Tensor, chunk: int = 256) -> Tensor:
 def split_rows(batches: Sequence[TokenBatch], n: int) -> tuple[list[TokenBatch], list[TokenBatch]]:
     """(the first ``n`` sequences, the rest) of a list of batches, as batches; left padding shared by a batch is
     trimmed where all kept rows have it (so one generate call can serve both the fit and the validation split)."""
-    head: list[TokenBatch] = []
-    tail: list[TokenBatch] = []
-    seen = 0
+    head, tail, seen = [], [], 0
     for batch in batches:
-        rows = batch.input_ids.shape[0]
+        rows = len(batch.input_ids)
         cut = min(max(n - seen, 0), rows)
         for part, lo, hi in ((head, 0, cut), (tail, cut, rows)):
             if hi > lo:
@@ -256,8 +226,6 @@ def candidate_site_errors(model, vector: SteeringVector, scale: float, candidate
     reproduces the site best is the one to keep; this needs forwards only up to block L (no later blocks, no LM
     head), where a next-token KL needs the full model per candidate.
     """
-    from ..hooks import capture
-
     (layer,) = vector.layers
     target = (vector.directions[layer].double() * scale).norm().clamp_min(1e-30)
     sums = dict.fromkeys(candidates, 0.0)
@@ -285,7 +253,9 @@ def measure_fidelity(model, vector: SteeringVector, scale: float, adapters: Sequ
     is reported separately (the adapter also acts there). KL is over every real position.
     """
     errs, first_errs, kls, last_kls, base_kls = [], [], [], [], []
-    targets = {a.module_path: _target_for(vector, a, scale) for a in adapters}
+    # each adapter's target: the vector's direction at the layer it stands in for
+    targets = {a.module_path: vector.directions[vector.layers[0] if a.layer is None else a.layer].double() * scale
+               for a in adapters}
     for batch in batches:
         kw = forward_kwargs(batch.input_ids, batch.attention_mask)
         real = batch.attention_mask.bool()
@@ -293,7 +263,7 @@ def measure_fidelity(model, vector: SteeringVector, scale: float, adapters: Sequ
             p = model.hf(**kw).logits[real]  # (N, V): one steered forward gives logits and module inputs
         for adapter in adapters:
             x = inputs[adapter.module_path].double()  # (B, T, d_in)
-            target = targets[adapter.module_path].to(x.device, torch.float64)
+            target = targets[adapter.module_path].to(x.device)
             rel = (adapter.delta(x) - target).norm(dim=-1) / target.norm().clamp_min(1e-30)  # (B, T)
             errs.append(rel[batch.keep].cpu())
             first_errs.append(rel[batch.first].cpu())
@@ -308,7 +278,7 @@ def measure_fidelity(model, vector: SteeringVector, scale: float, adapters: Sequ
             base_kls.append(kl_rows(p, model.hf(**kw).logits[real]).cpu())
     err, first_err, kl, last_kl = (torch.cat(t) for t in (errs, first_errs, kls, last_kls))
     out = {
-        "n_sequences": sum(int(b.input_ids.shape[0]) for b in batches),
+        "n_sequences": sum(len(b.input_ids) for b in batches),
         "n_tokens": int(kl.numel()),
         "rel_error_mean": float(err.mean()) if err.numel() else None,
         "rel_error_worst": float(err.max()) if err.numel() else None,
@@ -320,11 +290,6 @@ def measure_fidelity(model, vector: SteeringVector, scale: float, adapters: Sequ
     if with_base:
         out["kl_vector_vs_unsteered_mean"] = float(torch.cat(base_kls).mean())
     return out
-
-
-def _target_for(vector: SteeringVector, adapter: Adapter, scale: float) -> Tensor:
-    layer = adapter.layer if adapter.layer is not None else vector.layers[0]
-    return vector.directions[layer].to(torch.float64) * scale
 
 
 def module_dims(module: nn.Module) -> tuple[int, int, bool]:

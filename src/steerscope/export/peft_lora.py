@@ -69,12 +69,10 @@ class LoraExport:
 
 def default_prompts(split: str) -> list[str]:
     """The shipped prompts (``data/calibration_prompts.jsonl``) of one split: "calibration" or "heldout"."""
-    import json
-    from importlib.resources import files
+    from ..data import data_path
+    from ..io import read_jsonl
 
-    text = (files("steerscope") / "data" / "calibration_prompts.jsonl").read_text(encoding="utf-8")
-    rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-    return [r["prompt"] for r in rows if r.get("split") == split]
+    return [r["prompt"] for r in read_jsonl(data_path("calibration_prompts")) if r.get("split") == split]
 
 
 def lora_targets(model, vector: SteeringVector, method: str) -> dict[int, list[Target]]:
@@ -87,7 +85,7 @@ def lora_targets(model, vector: SteeringVector, method: str) -> dict[int, list[T
             f"residual stream, so no LoRA on its projections adds a constant to {site}. Export a vector at site "
             "mlp_out or attn_out, or ship this one with export_gguf / steer()"
         )
-    out: dict[int, list[Target]] = {}
+    out = {}  # the return annotation types it
     for layer in vector.layers:
         model.check_layer(layer)
         block = layer
@@ -98,13 +96,12 @@ def lora_targets(model, vector: SteeringVector, method: str) -> dict[int, list[T
                     "resid_pre[1] or later"
                 )
             block = layer - 1
-        kinds = {"resid_post": ["mlp", "attn"], "resid_pre": ["mlp", "attn"], "mlp_out": ["mlp"],
-                 "attn_out": ["attn"]}[site]
+        kinds = {"mlp_out": ["mlp"], "attn_out": ["attn"]}.get(site, ["mlp", "attn"])  # resid sites: both
         if method == "bias":
             kinds = kinds[:1]
-        targets = []
+        out[layer] = []
         for kind in kinds:
-            proj = arch.mlp_out_proj if kind == "mlp" else arch.attn_out_proj
+            proj = getattr(arch, f"{kind}_out_proj")  # mlp_out_proj | attn_out_proj
             if proj is None:
                 raise ArchitectureError(
                     f"steerscope does not know the {kind} output projection of {model.model_type!r}; set "
@@ -117,23 +114,22 @@ def lora_targets(model, vector: SteeringVector, method: str) -> dict[int, list[T
                 raise ArchitectureError(f"{path} is not a Linear/Conv1D module PEFT can adapt ({exc})") from exc
             # for resid sites only the MLP projection is last in the block (GPT-NeoX's parallel residual makes the
             # attention projection exact too, but the KL comparison finds that by itself)
-            targets.append(Target(layer, path, kind, exact_site=(kind == kinds[0])))
-        out[layer] = targets
+            out[layer].append(Target(layer, path, kind, exact_site=(kind == kinds[0])))
     return out
 
 
 def _bias_adapter(model, target: Target, v: torch.Tensor) -> Adapter:
     d_in, d_out, _ = lora_fit.module_dims(model.hf.get_submodule(target.module_path))
     # cpu-ok: adapter tensors are built on the host and written to a file
-    return Adapter(target.module_path, torch.zeros(1, d_in), torch.zeros(d_out, 1), bias=v.double().clone(),
-                   scaling=1.0, layer=target.layer)
+    return Adapter(target.module_path, torch.zeros(1, d_in), torch.zeros(d_out, 1), bias=v.double(),
+                   layer=target.layer)
 
 
 def _rank1_adapter(target: Target, v: torch.Tensor, b: torch.Tensor) -> Adapter:
     """``ΔW = a bᵀ`` with a = v (scaling 1), split as A = k·bᵀ, B = a/k with equal norms (fp16-friendly)."""
     v = v.double()
     k = math.sqrt(float(v.norm()) / max(float(b.norm()), 1e-30))
-    return Adapter(target.module_path, (k * b)[None, :], (v / k)[:, None], bias=None, scaling=1.0, layer=target.layer)
+    return Adapter(target.module_path, (k * b)[None, :], (v / k)[:, None], layer=target.layer)
 
 
 def _fit_rank1(model, vector, scale, targets, fit_batches, val_batches, progress: bool = True
@@ -146,30 +142,28 @@ def _fit_rank1(model, vector, scale, targets, fit_batches, val_batches, progress
     """
     from tqdm.auto import tqdm
 
-    candidates = [t for ts in targets.values() for t in ts]
-    paths = [t.module_path for t in candidates]
+    paths = [t.module_path for ts in targets.values() for t in ts]
     dims = {p: lora_fit.module_dims(model.hf.get_submodule(p))[0] for p in paths}
-    fit = {p: Moments(dims[p]) for p in paths}
-    val = {p: Moments(dims[p]) for p in paths}
+    fit, val = ({p: Moments(d) for p, d in dims.items()} for _ in range(2))  # fit and validation split
     for moments, batches in ((fit, fit_batches), (val, val_batches)):
         for batch in tqdm(batches, desc="calibration activations", disable=not progress):
             inputs = lora_fit.capture_inputs(model, paths, batch, vector, scale)
             for p in paths:
                 moments[p].add(inputs[p][batch.keep])
-    report: dict = {}
-    chosen: dict[int, Adapter] = {}
+    report, chosen = {}, {}
     for layer, ts in targets.items():
         v = vector.directions[layer].double() * scale
-        single = SteeringVector({layer: vector.directions[layer]}, vector.site)
         layer_report, adapters = {}, {}
         for t in ts:
-            b, ridge, scores = lora_fit.fit_readout(fit[t.module_path], val[t.module_path])
+            fit_m, val_m = fit[t.module_path], val[t.module_path]
+            b, ridge, scores = lora_fit.fit_readout(fit_m, val_m)
             adapters[t.kind] = _rank1_adapter(t, v, b)
-            check = val[t.module_path] if val[t.module_path].n else fit[t.module_path]
+            check = val_m if val_m.n else fit_m
             layer_report[t.kind] = {"module": t.module_path, "exact_site": t.exact_site, "ridge": ridge,
                                     "validation_mse_by_ridge": scores,
                                     "validation": {"rel_error_rms": math.sqrt(max(check.mse(b), 0.0))}}
         if len(ts) > 1:
+            single = SteeringVector({layer: vector.directions[layer]}, vector.site)
             errors = lora_fit.candidate_site_errors(model, single, scale, {k: [a] for k, a in adapters.items()},
                                                     val_batches or fit_batches)
             for kind, err in errors.items():
@@ -202,8 +196,9 @@ def base_model_source(model) -> tuple[str, str | None]:
     hub = EMBEDDED_HUB_ID if model.name == DEFAULT_MODEL_NAME else None
     if not source:
         return model.name, hub
-    if source.startswith(("/", ".", "~")) and Path(source).expanduser().exists():
-        source = str(Path(source).expanduser().resolve())
+    local = Path(source).expanduser()
+    if source.startswith(("/", ".", "~")) and local.exists():
+        source = str(local.resolve())
     return source, hub
 
 
@@ -212,35 +207,15 @@ def _save_adapter(model, adapters: dict[int, Adapter], method: str, out: Path) -
     from safetensors.torch import save_file
 
     paths = [a.module_path for a in adapters.values()]
-    fan_in_fan_out = {lora_fit.module_dims(model.hf.get_submodule(p))[2] for p in paths}
-    config = LoraConfig(
+    LoraConfig(
         r=1, lora_alpha=1, lora_dropout=0.0, bias="none", lora_bias=(method == "bias"),
-        target_modules=sorted(paths), fan_in_fan_out=fan_in_fan_out == {True}, task_type="CAUSAL_LM",
+        target_modules=sorted(paths), fan_in_fan_out=all(lora_fit.module_dims(model.hf.get_submodule(p))[2] for p in paths), task_type="CAUSAL_LM",
         base_model_name_or_path=base_model_source(model)[0], inference_mode=True,
-    )
-    config.save_pretrained(str(out))
-    tensors = {}
-    for a in adapters.values():
-        prefix = f"base_model.model.{a.module_path}"
-        tensors[f"{prefix}.lora_A.weight"] = a.lora_A.float().contiguous()
-        tensors[f"{prefix}.lora_B.weight"] = a.lora_B.float().contiguous()
-        if a.bias is not None:
-            tensors[f"{prefix}.lora_B.bias"] = a.bias.float().contiguous()
-    save_file(tensors, str(out / "adapter_model.safetensors"), metadata={"format": "pt"})
-
-
-def _replace_dir(tmp: Path, out: Path) -> None:
-    """Move a finished directory into place; an existing export there is replaced, any other content refused."""
-    if out.exists():
-        if any(out.iterdir()) and not (out / "adapter_config.json").exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise InvalidArgumentError(f"{out} exists and is not an adapter directory; choose another --out")
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)
+    ).save_pretrained(str(out))
+    tensors = {f"base_model.model.{a.module_path}.{name}": t.float().contiguous() for a in adapters.values()
+               for name, t in (("lora_A.weight", a.lora_A), ("lora_B.weight", a.lora_B), ("lora_B.bias", a.bias))
+               if t is not None}
+    save_file(tensors, out / "adapter_model.safetensors", metadata={"format": "pt"})
 
 
 @configurable("export_lora", name="ExportConfig")
@@ -288,12 +263,12 @@ def export_lora(
     """
     if method not in METHODS:
         raise InvalidArgumentError(f"unknown method {method!r}; choose rank1 (plain LoRA) or bias (exact)")
-    if not math.isfinite(float(scale)):
+    scale = float(scale)
+    if not math.isfinite(scale):
         raise InvalidArgumentError(f"scale must be a finite number, got {scale}")
     if max_new_tokens < 0:
         raise InvalidArgumentError(f"max_new_tokens must be 0 or more, got {max_new_tokens}")
     model.check_width(vector.d_model)
-    scale = float(scale)
     targets = lora_targets(model, vector, method)
     heldout = list(heldout_prompts) if heldout_prompts is not None else default_prompts("heldout")
 
@@ -330,10 +305,17 @@ def export_lora(
         write_json(tmp / "fidelity.json", fidelity)
         vector.save(tmp / "steerscope_vector.safetensors")
         (tmp / "README.md").write_text(render_readme(model, vector, fidelity))
+        # move the finished directory into place: an existing export there is replaced, any other content refused
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        if out.exists():
+            if any(out.iterdir()) and not (out / "adapter_config.json").exists():
+                raise InvalidArgumentError(f"{out} exists and is not an adapter directory; choose another --out")
+            os.replace(out, old)
+        os.replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _replace_dir(tmp, out)
+    shutil.rmtree(old, ignore_errors=True)  # nothing there when out did not exist
     log.info("wrote %s adapter for layers %s to %s", method, list(modules), out)
     return LoraExport(out, method, modules, fidelity)
 

@@ -7,7 +7,6 @@ Private helpers for ``lora_discovery`` and ``from_lora`` (the methods themselves
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +17,6 @@ from torch import Tensor
 
 from ..errors import InvalidArgumentError, SteerscopeError
 from ..generate import forward_kwargs
-
-log = logging.getLogger(__name__)
 
 
 # -- adapters ---------------------------------------------------------------------------------------------------
@@ -46,10 +43,10 @@ def detach_peft(peft_model) -> None:
     try:
         peft_model.unload()  # restores the original modules (no merge)
     finally:
-        base = peft_model.base_model.model if hasattr(peft_model, "base_model") else None
+        # plain instance attributes PEFT set on the base model
+        attrs = vars(peft_model.base_model.model) if hasattr(peft_model, "base_model") else {}
         for attr in ("peft_config", "_hf_peft_config_loaded"):
-            if base is not None and attr in vars(base):
-                delattr(base, attr)
+            attrs.pop(attr, None)
 
 
 @contextlib.contextmanager
@@ -64,10 +61,10 @@ def loaded_adapter(model, adapter_dir: str | Path) -> Iterator[object]:
             "save_pretrained wrote, e.g. RUN/run_000/adapter"
         )
     config = PeftConfig.from_pretrained(str(adapter_dir))
-    if str(getattr(config.peft_type, "value", config.peft_type)) != "LORA":
+    if config.peft_type != "LORA":  # PeftType is a str enum
         raise InvalidArgumentError(f"{adapter_dir} holds a {config.peft_type} adapter; only LoRA adapters are supported")
     try:
-        peft_model = PeftModel.from_pretrained(model.hf, str(adapter_dir), is_trainable=False)
+        peft_model = PeftModel.from_pretrained(model.hf, adapter_dir, is_trainable=False)
     except (ValueError, RuntimeError, KeyError) as exc:
         # a half-injected adapter must not stay behind
         _strip_lora_layers(model)
@@ -87,8 +84,7 @@ def _strip_lora_layers(model) -> None:
         base = getattr(module, "base_layer", None)
         if base is not None and name:
             parent_name, _, child = name.rpartition(".")
-            parent = model.hf.get_submodule(parent_name) if parent_name else model.hf
-            setattr(parent, child, base)
+            setattr(model.hf.get_submodule(parent_name), child, base)  # "" is model.hf itself
 
 
 # -- sampling ---------------------------------------------------------------------------------------------------
@@ -96,18 +92,14 @@ def eos_ids(model) -> list[int]:
     ids = model.hf.generation_config.eos_token_id
     if ids is None:
         ids = model.tokenizer.eos_token_id
-    ids = ids if isinstance(ids, (list, tuple)) else [ids]
-    return [int(i) for i in ids if i is not None]
+    return [int(i) for i in (ids if isinstance(ids, (list, tuple)) else [ids]) if i is not None]
 
 
 def continuation_mask(model, continuation: Tensor) -> Tensor:
     """(B, N) 1 for sampled tokens up to and including the first end-of-sequence token, 0 for the padding after it."""
-    stops = torch.zeros_like(continuation, dtype=torch.bool)
-    for i in eos_ids(model):
-        stops |= continuation == i
+    stops = torch.isin(continuation, continuation.new_tensor(eos_ids(model))).long()
     # tokens strictly after the first stop are padding: count stops before each position
-    before = stops.long().cumsum(-1) - stops.long()
-    return (before == 0).long()
+    return (stops.cumsum(-1) - stops == 0).long()
 
 
 @torch.no_grad()
@@ -118,15 +110,12 @@ def sample(model, ids: Tensor, mask: Tensor, *, max_new_tokens: int, temperature
     Returns (sequence (B, T+N), attention mask (B, T+N), continuation mask (B, N)); the prompt keeps its left
     padding and the continuation is masked after its first end-of-sequence token.
     """
-    kwargs = {"max_new_tokens": max_new_tokens, "attention_mask": mask, "pad_token_id": model.tokenizer.pad_token_id}
-    if do_sample:
-        # plain ancestral sampling: the loss assumes y ~ Q, so no top-k / top-p truncation
-        kwargs.update(do_sample=True, temperature=temperature, top_k=0, top_p=1.0)
-    else:
-        kwargs.update(do_sample=False, temperature=None, top_k=None, top_p=None)
-    out = model.hf.generate(ids, **kwargs)
-    cont = out[:, ids.shape[1]:]
-    cont_mask = continuation_mask(model, cont)
+    # plain ancestral sampling (the loss assumes y ~ Q, so no top-k / top-p truncation), or greedy with no settings
+    temperature, top_k, top_p = (temperature, 0, 1.0) if do_sample else (None, None, None)
+    out = model.hf.generate(ids, max_new_tokens=max_new_tokens, attention_mask=mask, do_sample=do_sample,
+                            temperature=temperature, top_k=top_k, top_p=top_p,
+                            pad_token_id=model.tokenizer.pad_token_id)
+    cont_mask = continuation_mask(model, out[:, ids.shape[1]:])
     return out, torch.cat([mask, cont_mask], dim=1), cont_mask
 
 
@@ -158,17 +147,14 @@ def terms_from_logits(p_logits: Tensor, q_logits: Tensor, targets: Tensor, weigh
 
     Shapes: logits (B, N, V), targets and weights (B, N).
     """
-    logp = F.log_softmax(p_logits.float(), dim=-1)  # (B, N, V)
-    logq = F.log_softmax(q_logits.float(), dim=-1)
+    logp, logq = (F.log_softmax(logits.float(), dim=-1) for logits in (p_logits, q_logits))  # (B, N, V)
     kl_tok = (logp.exp() * (logp - logq)).sum(-1)  # (B, N)
-    nll_tok = -logq.gather(-1, targets[..., None]).squeeze(-1)  # (B, N)
-    base_tok = -logp.gather(-1, targets[..., None]).squeeze(-1)
+    # (B, N) NLL of the targets under Q and under P
+    nll_tok, base_tok = (-logits.gather(-1, targets[..., None]).squeeze(-1) for logits in (logq, logp))
     w = weights.to(kl_tok.dtype)
     n = w.sum().clamp_min(1.0)
-    kl, nll = (kl_tok * w).sum() / n, (nll_tok * w).sum() / n
-    loss = alpha * (-kl) + beta * nll
-    return LossTerms(loss=loss, kl=kl.detach(), nll=nll.detach(), base_nll=((base_tok * w).sum() / n).detach(),
-                     tokens=int(w.sum()))
+    kl, nll, base_nll = ((tok * w).sum() / n for tok in (kl_tok, nll_tok, base_tok))
+    return LossTerms(alpha * (-kl) + beta * nll, kl.detach(), nll.detach(), base_nll.detach(), int(w.sum()))
 
 
 def loss_terms(model, seq: Tensor, attn: Tensor, cont_mask: Tensor, base: Callable[[], contextlib.AbstractContextManager],
@@ -179,8 +165,7 @@ def loss_terms(model, seq: Tensor, attn: Tensor, cont_mask: Tensor, base: Callab
     ending one before the last: keep N+1 tail logits and drop the final one.
     """
     n = cont_mask.shape[1]
-    targets = seq[:, -n:]  # (B, N)
     with torch.no_grad(), base():
         p_logits = tail_logits(model, seq, attn, n + 1)[:, :-1]  # (B, N, V)
     q_logits = tail_logits(model, seq, attn, n + 1)[:, :-1]
-    return terms_from_logits(p_logits, q_logits, targets, cont_mask, alpha=alpha, beta=beta)
+    return terms_from_logits(p_logits, q_logits, seq[:, -n:], cont_mask, alpha=alpha, beta=beta)

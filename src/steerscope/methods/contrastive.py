@@ -16,7 +16,6 @@ each completion as the assistant's answer (CAA's A/B style), and the read positi
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 
 import torch
@@ -28,8 +27,6 @@ from ..generate import format_prompt, tokenize
 from ..hooks import capture
 from ..models.load import SteerableModel
 from ..vector import SteeringVector
-
-log = logging.getLogger(__name__)
 
 METHODS = ("mean_diff", "pca")
 
@@ -48,8 +45,8 @@ def pair_texts(model, pairs: Sequence, *, chat: bool = True) -> tuple[list[str],
             raise InvalidArgumentError(f"pair {n}: positive and negative must be non-empty strings")
         if prompt:
             head = format_prompt(model, prompt, chat)
-            sep = "" if head.endswith(("\n", " ")) else " "
-            pos.append(head + sep + p), neg.append(head + sep + q)
+            head += "" if head.endswith(("\n", " ")) else " "
+            pos.append(head + p), neg.append(head + q)
         else:
             pos.append(format_prompt(model, p, chat)), neg.append(format_prompt(model, q, chat))
     if not pos:
@@ -71,18 +68,15 @@ def read_activations(model, texts: list[str], layers: list[int], *, site: str = 
     for start in tqdm(range(0, len(texts), batch_size), desc=desc, disable=not progress):
         ids, mask = tokenize(model, texts[start: start + batch_size], chat=False, add_special_tokens=not templated)
         lengths = mask.sum(-1)  # (B,)
-        if read_position >= 0:
-            if (lengths <= read_position).any():
-                raise InvalidArgumentError(f"read_position {read_position} is past the end of a text with "
-                                           f"{int(lengths.min())} tokens")
-            col = ids.shape[1] - lengths + read_position  # left padding: real tokens are the last `lengths`
-        else:
-            if (lengths < -read_position).any():
-                raise InvalidArgumentError(f"read_position {read_position} is before the start of a text with "
-                                           f"{int(lengths.min())} tokens")
-            col = torch.full_like(lengths, ids.shape[1] + read_position)
+        from_start = read_position >= 0
+        if (lengths <= read_position if from_start else lengths < -read_position).any():
+            where = "past the end" if from_start else "before the start"
+            raise InvalidArgumentError(f"read_position {read_position} is {where} of a text with "
+                                       f"{int(lengths.min())} tokens")
+        # left padding: real tokens are the last `lengths`, so counting from the end needs no lengths
+        col = ids.shape[1] + read_position - (lengths if from_start else 0)
         acts = capture(model, ids, mask, layers, site)  # {l: (B, T, D)}
-        rows = torch.arange(ids.shape[0], device=ids.device)
+        rows = torch.arange(len(ids), device=ids.device)
         for layer in layers:
             out[layer].append(acts[layer][rows, col].float().cpu())  # (B, D)
     return {layer: torch.cat(chunks) for layer, chunks in out.items()}
@@ -91,13 +85,8 @@ def read_activations(model, texts: list[str], layers: list[int], *, site: str = 
 def _pca_direction(diffs: Tensor, center: bool) -> Tensor:
     """Unit first principal direction of (n, D) differences, sign: mean difference projects positive."""
     x = diffs.double()
-    if center:
-        x = x - x.mean(0, keepdim=True)
-    _, _, vh = torch.linalg.svd(x, full_matrices=False)
-    u = vh[0]
-    if (diffs.double() @ u).mean() < 0:
-        u = -u
-    return u
+    u = torch.linalg.svd(x - x.mean(0, keepdim=True) if center else x, full_matrices=False).Vh[0]
+    return -u if (x @ u).mean() < 0 else u
 
 
 @configurable("contrastive", name="ContrastiveConfig")
@@ -130,7 +119,7 @@ def contrastive_vector(
     """
     if method not in METHODS:
         raise InvalidArgumentError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-    layers = sorted(set(layers)) if layers is not None else list(range(model.n_layers))
+    layers = sorted(set(range(model.n_layers) if layers is None else layers))
     if not layers:
         raise InvalidArgumentError("give at least one layer")
     for layer in layers:

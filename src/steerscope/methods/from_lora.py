@@ -88,9 +88,9 @@ def vector_from_lora(
             for layer in layers:
                 sums[layer] += (adapted[layer] - base[layer])[real].double().sum(0)
             count += int(real.sum())
-    total = {layer: (s / max(count, 1)).to(torch.float32).cpu() for layer, s in sums.items()}
+    total = {layer: (s / max(count, 1)).to("cpu", torch.float32) for layer, s in sums.items()}
     directions = _increments(total) if per_layer == "increment" else total
-    norms = [float(directions[l].norm()) for l in layers]
+    norms = [float(d.norm()) for d in directions.values()]
     log.info("vector from %s: %d tokens, per-layer norms %.3g..%.3g", adapter, count, min(norms), max(norms))
     return SteeringVector(
         directions, "resid_post", model_type=model.model_type, model_name=model.name, method="lora",
@@ -101,6 +101,5 @@ def vector_from_lora(
 
 
 def _increments(total: dict[int, Tensor]) -> dict[int, Tensor]:
-    """Each block's own contribution: Δ_l − Δ_{l−1} (Δ_{−1} = 0)."""
-    layers = sorted(total)
-    return {layer: total[layer] - (total[layers[i - 1]] if i else 0) for i, layer in enumerate(layers)}
+    """Each block's own contribution: Δ_l − Δ_{l−1} (Δ_{−1} = 0); ``total`` holds every layer 0..L-1."""
+    return {layer: total[layer] - (total[layer - 1] if layer else 0) for layer in total}

@@ -29,6 +29,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
@@ -43,6 +44,7 @@ from ._lora_common import default_target_modules, detach_peft, loss_terms, needs
 log = logging.getLogger(__name__)
 
 DEFAULT_LR = 1e-2  # Adam; see docs/lora_and_contrastive.md for the runs on SmolLM2-135M that chose it
+TERMS = ("kl", "nll", "base_nll")  # the LossTerms fields averaged over tokens
 
 
 @dataclass
@@ -102,8 +104,9 @@ def _load_run(run_dir: Path) -> LoraRun:
     """One finished run from its directory (summary.json, and losses.csv when present)."""
     from ..results import from_json, need, read_table
 
-    summary = need(read_json(run_dir / "summary.json"), dict, run_dir / "summary.json")
-    return from_json(LoraRun, summary, run_dir / "summary.json", index=int(run_dir.name[4:]), dir=run_dir,
+    path = run_dir / "summary.json"
+    summary = need(read_json(path), dict, path)
+    return from_json(LoraRun, summary, path, index=int(run_dir.name[4:]), dir=run_dir,
                      adapter_dir=run_dir / "adapter", losses=read_table(run_dir / "losses.csv"), summary=summary)
 
 
@@ -178,11 +181,11 @@ def discover_lora(
     if not prompts or not held_out:
         raise InvalidArgumentError("give at least one training prompt and one held-out prompt")
     targets = list(target_modules) if target_modules else default_target_modules(model)
-    cfg = dict(rank=rank, lora_alpha=lora_alpha or rank, alpha=alpha, beta=beta, lr=lr,  # noqa: C408
-               epochs=epochs, max_steps=max_steps, stop_kl=stop_kl, batch_size=batch_size,
-               max_new_tokens=max_new_tokens, temperature=temperature, chat=chat, eval_size=eval_size,
-               num_samples=num_samples, sample_tokens=sample_tokens or max_new_tokens, seed=seed)
-    result = LoraDiscoveryResult(out_dir=checkpoint.path, runs=[])
+    cfg = SimpleNamespace(rank=rank, lora_alpha=lora_alpha or rank, alpha=alpha, beta=beta, lr=lr,
+                          epochs=epochs, max_steps=max_steps, stop_kl=stop_kl, batch_size=batch_size,
+                          max_new_tokens=max_new_tokens, temperature=temperature, chat=chat, eval_size=eval_size,
+                          num_samples=num_samples, sample_tokens=sample_tokens or max_new_tokens, seed=seed)
+    result = LoraDiscoveryResult(checkpoint.path, [])
     for index in range(runs):
         name = f"run_{index:03d}"
         done = checkpoint.committed(name)
@@ -191,9 +194,10 @@ def discover_lora(
             result.runs.append(_load_run(done))
             continue
         # each run seeds its own RNG stream (LoRA A init and sampling); the caller's stays untouched
-        with forked_rng(model, seed + 1000 * index):
-            result.runs.append(_one_run(model, prompts, held_out, checkpoint, name, index, seed + 1000 * index,
-                                        cfg, targets, progress))
+        run_seed = seed + 1000 * index
+        with forked_rng(model, run_seed):
+            result.runs.append(_one_run(model, prompts, held_out, checkpoint, name, index, run_seed, cfg, targets,
+                                        progress))
     return result
 
 
@@ -205,54 +209,51 @@ def _batches(prompts: list[str], batch_size: int, epochs: int, seed: int):
             yield epoch, [prompts[i] for i in order[start: start + batch_size]]
 
 
-def _one_run(model, prompts, held_out, checkpoint: Checkpoint, name: str, index: int, seed: int, cfg: dict,
+def _one_run(model, prompts, held_out, checkpoint: Checkpoint, name: str, index: int, seed: int, cfg: SimpleNamespace,
              targets: list[str], progress: bool) -> LoraRun:
     """Train one adapter (the caller seeded the RNG with ``seed``) and commit ``name/`` (adapter, losses.csv,
     samples.jsonl, summary.json) through the checkpoint in one rename."""
     from peft import LoraConfig, get_peft_model
     from tqdm.auto import tqdm
-    lora_cfg = LoraConfig(r=cfg["rank"], lora_alpha=cfg["lora_alpha"], target_modules=targets, lora_dropout=0.0,
-                          bias="none", fan_in_fan_out=needs_fan_in_fan_out(model, targets))
-    peft_model = get_peft_model(model.hf, lora_cfg)
+    peft_model = get_peft_model(model.hf, LoraConfig(
+        r=cfg.rank, lora_alpha=cfg.lora_alpha, target_modules=targets, lora_dropout=0.0, bias="none",
+        fan_in_fan_out=needs_fan_in_fan_out(model, targets)))
     try:
         params = [p for p in peft_model.parameters() if p.requires_grad]
-        opt = torch.optim.Adam(params, lr=cfg["lr"])
-        steps_per_epoch = math.ceil(len(prompts) / cfg["batch_size"])
-        total = min(cfg["max_steps"] or 10**9, steps_per_epoch * cfg["epochs"])
+        opt = torch.optim.Adam(params, lr=cfg.lr)
+        total = min(cfg.max_steps or 10**9, math.ceil(len(prompts) / cfg.batch_size) * cfg.epochs)
         rows, t0, stopped, updates = [], time.perf_counter(), "steps", 0
         kept: list[torch.Tensor] | None = None  # adapter state whose batch KL was <= stop_kl
         bar = tqdm(total=total, desc=f"lora run {index}", disable=not progress)
-        for step, (epoch, batch) in enumerate(_batches(prompts, cfg["batch_size"], cfg["epochs"], seed)):
+        for step, (epoch, batch) in enumerate(_batches(prompts, cfg.batch_size, cfg.epochs, seed)):
             if step >= total:
                 break
-            ids, mask = tokenize(model, batch, chat=cfg["chat"])
-            seq, attn, cont_mask = sample(model, ids, mask, max_new_tokens=cfg["max_new_tokens"],
-                                          temperature=cfg["temperature"])
-            terms = loss_terms(model, seq, attn, cont_mask, peft_model.disable_adapter, alpha=cfg["alpha"],
-                               beta=cfg["beta"])
-            rows.append({"step": step, "epoch": epoch, "loss": float(terms.loss.detach()), "kl": float(terms.kl),
-                         "nll": float(terms.nll), "base_nll": float(terms.base_nll), "tokens": terms.tokens,
+            ids, mask = tokenize(model, batch, chat=cfg.chat)
+            sampled = sample(model, ids, mask, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature)
+            terms = loss_terms(model, *sampled, peft_model.disable_adapter, alpha=cfg.alpha, beta=cfg.beta)
+            rows.append({"step": step, "epoch": epoch, "loss": float(terms.loss.detach()),
+                         **{key: float(getattr(terms, key)) for key in TERMS}, "tokens": terms.tokens,
                          "seconds": round(time.perf_counter() - t0, 3)})
-            bar.update(1)
+            bar.update()
             bar.set_postfix(kl=f"{float(terms.kl):.3f}", nll=f"{float(terms.nll):.2f}")
-            if cfg["stop_kl"] is not None:
-                if float(terms.kl) > cfg["stop_kl"]:
+            if cfg.stop_kl is not None:
+                if float(terms.kl) > cfg.stop_kl:
                     # KL grows several-fold per step near collapse: go back to the last state under the bound
                     if kept is not None:
                         with torch.no_grad():
                             for p, saved in zip(params, kept):
                                 p.copy_(saved)
-                        updates -= 1
+                        updates -= 1  # kept is set only before an update, so this stays >= 0
                     stopped = "stop_kl"
                     break
                 kept = [p.detach().clone() for p in params]
-            opt.zero_grad(set_to_none=True)
+            opt.zero_grad()  # set_to_none=True is the default (torch >= 2.0)
             terms.loss.backward()
             opt.step()
             updates += 1
         bar.close()
         heldout, samples = _evaluate(model, peft_model, held_out, cfg)
-        summary = {"index": index, "seed": seed, "steps": len(rows), "updates": max(updates, 0), "stopped_by": stopped,
+        summary = {"index": index, "seed": seed, "steps": len(rows), "updates": updates, "stopped_by": stopped,
                    "heldout": heldout, "final_train": rows[-1] if rows else None}
 
         def write(unit: Path) -> None:
@@ -269,37 +270,35 @@ def _one_run(model, prompts, held_out, checkpoint: Checkpoint, name: str, index:
 
 
 @torch.no_grad()
-def _evaluate(model, peft_model, held_out: list[str], cfg: dict) -> tuple[dict, list[dict]]:
+def _evaluate(model, peft_model, held_out: list[str], cfg: SimpleNamespace) -> tuple[dict, list[dict]]:
     """Held-out KL(P‖Q) and perplexities on Q's samples, plus greedy base-vs-adapted samples."""
-    prompts = held_out[: cfg["eval_size"]]
-    n_tok = cfg["sample_tokens"]
-    sums = {"kl": 0.0, "nll": 0.0, "base_nll": 0.0, "base_self_nll": 0.0}
+    prompts = held_out[: cfg.eval_size]
+    n_tok = cfg.sample_tokens
+    sums = dict.fromkeys((*TERMS, "base_self_nll"), 0.0)
     tokens = base_tokens = 0
-    bs = cfg["batch_size"]
-    torch.manual_seed(cfg["seed"] + 7)
+    bs = cfg.batch_size
+    torch.manual_seed(cfg.seed + 7)
     for start in range(0, len(prompts), bs):
-        ids, mask = tokenize(model, prompts[start: start + bs], chat=cfg["chat"])
-        seq, attn, cont = sample(model, ids, mask, max_new_tokens=n_tok, temperature=cfg["temperature"])
-        t = loss_terms(model, seq, attn, cont, peft_model.disable_adapter, alpha=cfg["alpha"], beta=cfg["beta"])
-        for key in ("kl", "nll", "base_nll"):
+        ids, mask = tokenize(model, prompts[start: start + bs], chat=cfg.chat)
+        sampled = sample(model, ids, mask, max_new_tokens=n_tok, temperature=cfg.temperature)
+        t = loss_terms(model, *sampled, peft_model.disable_adapter, alpha=cfg.alpha, beta=cfg.beta)
+        for key in TERMS:
             sums[key] += float(getattr(t, key)) * t.tokens
         tokens += t.tokens
         # reference: the base model's own samples under the base model (what "coherent" looks like here)
         with peft_model.disable_adapter():
-            bseq, battn, bcont = sample(model, ids, mask, max_new_tokens=n_tok, temperature=cfg["temperature"])
-            b = loss_terms(model, bseq, battn, bcont, contextlib.nullcontext, alpha=0.0, beta=1.0)
+            sampled = sample(model, ids, mask, max_new_tokens=n_tok, temperature=cfg.temperature)
+            b = loss_terms(model, *sampled, contextlib.nullcontext, alpha=0.0, beta=1.0)
         sums["base_self_nll"] += float(b.nll) * b.tokens
         base_tokens += b.tokens
-    heldout = {"kl": sums["kl"] / max(tokens, 1), "nll": sums["nll"] / max(tokens, 1),
-               "base_nll": sums["base_nll"] / max(tokens, 1), "tokens": tokens, "prompts": len(prompts),
+    heldout = {**{key: sums[key] / max(tokens, 1) for key in TERMS}, "tokens": tokens, "prompts": len(prompts),
                "base_self_nll": sums["base_self_nll"] / max(base_tokens, 1)}
     heldout["base_ppl"] = math.exp(min(heldout["base_nll"], 50.0))
     heldout["base_ppl_of_base_samples"] = math.exp(min(heldout["base_self_nll"], 50.0))
-    samples = []
-    shown = held_out[: cfg["num_samples"]]
-    if shown:
-        adapted = generate(model, shown, max_new_tokens=n_tok, chat=cfg["chat"], batch_size=bs)
-        with peft_model.disable_adapter():
-            base = generate(model, shown, max_new_tokens=n_tok, chat=cfg["chat"], batch_size=bs)
-        samples = [{"prompt": p, "base": b, "adapted": a} for p, b, a in zip(shown, base, adapted)]
-    return heldout, samples
+    shown = held_out[: cfg.num_samples]
+    if not shown:
+        return heldout, []
+    adapted = generate(model, shown, max_new_tokens=n_tok, chat=cfg.chat, batch_size=bs)
+    with peft_model.disable_adapter():
+        base = generate(model, shown, max_new_tokens=n_tok, chat=cfg.chat, batch_size=bs)
+    return heldout, [{"prompt": p, "base": b, "adapted": a} for p, b, a in zip(shown, base, adapted)]

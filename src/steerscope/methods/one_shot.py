@@ -88,56 +88,6 @@ def apply_operator(hidden: Tensor, v: Tensor, mask: Tensor, sign: Tensor, operat
     return hidden + mask * (sign * v - along)
 
 
-def _check_args(model, examples, layer, site, operator, lr, max_iters, max_norm, init_norm, coldness, target_loss,
-                satisfice) -> list[Example]:
-    if isinstance(examples, Example):
-        examples = [examples]
-    examples = list(examples)
-    if not examples or not all(isinstance(e, Example) for e in examples):
-        raise InvalidArgumentError("examples must be a non-empty list of steerscope.Example")
-    model.check_layer(layer)
-    if site not in OPT_SITES:
-        raise InvalidArgumentError(f"one-shot optimisation supports site {' or '.join(OPT_SITES)}, got {site!r}")
-    if operator not in OPERATORS:
-        raise InvalidArgumentError(f"operator must be one of {', '.join(OPERATORS)}, got {operator!r}")
-    for name, value in (("lr", lr), ("init_norm", init_norm), ("coldness", coldness)):
-        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-            raise InvalidArgumentError(f"{name} must be a positive finite number, got {value!r}")
-    if max_norm is not None and not (math.isfinite(max_norm) and max_norm > 0):
-        raise InvalidArgumentError(f"max_norm must be a positive number or None, got {max_norm!r}")
-    if not isinstance(max_iters, int) or max_iters < 0:
-        raise InvalidArgumentError(f"max_iters must be a non-negative integer, got {max_iters!r}")
-    if satisfice and target_loss is None:
-        raise InvalidArgumentError("satisfice=True minimises (loss − target_loss)²: give target_loss too")
-    if target_loss is not None and not math.isfinite(target_loss):
-        raise InvalidArgumentError(f"target_loss must be finite, got {target_loss!r}")
-    return examples
-
-
-def _pack_examples(model, examples: list[Example], chat: bool, share_prompt: bool | None):
-    """The training batch: one row per example with its completions packed behind one copy of the prompt
-    (``share_prompt``; default: whenever exact, i.e. no sliding window shorter than a row), else one row per
-    completion. Returns (batch, suppress flag per completion, sign per row, positions per row)."""
-    suppress = [s for ex in examples for s in [False] * len(ex.promote) + [True] * len(ex.suppress)]
-    groups = [(ex.prompt, [*ex.promote, *ex.suppress]) for ex in examples]
-    batch, row_examples = None, examples  # the example each row of the batch comes from
-    if share_prompt is not False and any(len(comps) > 1 for _, comps in groups):
-        shared = pack_shared(model, groups, chat=chat)
-        window = sliding_window(model)
-        if window is None or shared.ids.shape[1] <= window:
-            batch = shared
-        elif share_prompt:
-            raise InvalidArgumentError(
-                f"share_prompt=True needs rows of at most {window} tokens (the sliding "
-                "window); use share_prompt=None to fall back to one row per completion"
-            )
-    if batch is None:
-        rows = [(ex, c) for ex, (_, comps) in zip(examples, groups) for c in comps]
-        batch = pack_completions(model, [(ex.prompt, c) for ex, c in rows], chat=chat)
-        row_examples = [ex for ex, _ in rows]
-    return batch, suppress, [-1.0 if ex.negate else 1.0 for ex in row_examples], [ex.positions for ex in row_examples]
-
-
 LEADING_SPACE_NATS = 5.0  # warn when the spaced first token is this much less likely (e^5 ≈ 150x)
 
 
@@ -157,31 +107,28 @@ def leading_space_warnings(model, examples: Sequence[Example], *, chat: bool = T
         >>> leading_space_warnings(m, [ss.Example("Say sorry in French.", promote=[" Je suis désolé"])])
         [{'completion': ' Je suis désolé', 'logprob': -38.2, 'stripped_logprob': -3.1, ...}]
     """
-    spaced = [(i, c) for i, ex in enumerate(examples) for c in (*ex.promote, *ex.suppress)
-              if c[:1].isspace() and c.strip()]
+    spaced = [(ex.prompt, c) for ex in examples for c in (*ex.promote, *ex.suppress) if c[:1].isspace() and c.strip()]
     if not spaced:
         return []
-    prompts = sorted({examples[i].prompt for i, _ in spaced})
-    ids, mask = tokenize(model, prompts, chat=chat)
-    last = torch.log_softmax(model.hf(**forward_kwargs(ids, mask)).logits[:, -1].float(), -1)  # (P, V), left-padded
+    prompts = sorted({prompt for prompt, _ in spaced})
+    logits = model.hf(**forward_kwargs(*tokenize(model, prompts, chat=chat))).logits
+    last = torch.log_softmax(logits[:, -1].float(), -1)  # (P, V), left-padded
     found = []
-    for i, c in spaced:
-        first = model.tokenizer(c, add_special_tokens=False)["input_ids"][:1]
-        bare = model.tokenizer(c.lstrip(), add_special_tokens=False)["input_ids"][:1]
+    for prompt, c in spaced:
+        first, bare = (model.tokenizer(text, add_special_tokens=False)["input_ids"][:1] for text in (c, c.lstrip()))
         if not first or not bare or first == bare:
             continue
-        row = last[prompts.index(examples[i].prompt)]
+        row = last[prompts.index(prompt)]
         lp, lp_bare = float(row[first[0]]), float(row[bare[0]])
         if lp < lp_bare - threshold:
-            found.append({"completion": c, "prompt": examples[i].prompt, "logprob": lp, "stripped_logprob": lp_bare,
-                          "first_token": model.tokenizer.decode(first), "stripped_first_token":
-                          model.tokenizer.decode(bare)})
+            token, bare_token = model.tokenizer.decode(first), model.tokenizer.decode(bare)
+            found.append({"completion": c, "prompt": prompt, "logprob": lp, "stripped_logprob": lp_bare,
+                          "first_token": token, "stripped_first_token": bare_token})
             log.warning(
                 "completion %r starts with whitespace: its first token %r has log p %.1f after the prompt, while "
                 "%r (the same text without the leading space) has %.1f. The assistant turn of a chat template "
                 "starts without a space, so this completion is implausible and hard to promote or suppress; "
-                "drop the leading space: %r", c, found[-1]["first_token"], lp, found[-1]["stripped_first_token"],
-                lp_bare, c.lstrip())
+                "drop the leading space: %r", c, token, lp, bare_token, lp_bare, c.lstrip())
     return found
 
 
@@ -242,26 +189,65 @@ def optimize_vector(
     """
     from tqdm.auto import tqdm
 
-    examples = _check_args(model, examples, layer, site, operator, lr, max_iters, max_norm, init_norm, coldness,
-                           target_loss, satisfice)
+    examples = [examples] if isinstance(examples, Example) else list(examples)
+    if not examples or not all(isinstance(e, Example) for e in examples):
+        raise InvalidArgumentError("examples must be a non-empty list of steerscope.Example")
+    model.check_layer(layer)
+    if site not in OPT_SITES:
+        raise InvalidArgumentError(f"one-shot optimisation supports site {' or '.join(OPT_SITES)}, got {site!r}")
+    if operator not in OPERATORS:
+        raise InvalidArgumentError(f"operator must be one of {', '.join(OPERATORS)}, got {operator!r}")
+    for name, value in (("lr", lr), ("init_norm", init_norm), ("coldness", coldness)):
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            raise InvalidArgumentError(f"{name} must be a positive finite number, got {value!r}")
+    if max_norm is not None and not (math.isfinite(max_norm) and max_norm > 0):
+        raise InvalidArgumentError(f"max_norm must be a positive number or None, got {max_norm!r}")
+    if not isinstance(max_iters, int) or max_iters < 0:
+        raise InvalidArgumentError(f"max_iters must be a non-negative integer, got {max_iters!r}")
+    if satisfice and target_loss is None:
+        raise InvalidArgumentError("satisfice=True minimises (loss − target_loss)²: give target_loss too")
+    if target_loss is not None and not math.isfinite(target_loss):
+        raise InvalidArgumentError(f"target_loss must be finite, got {target_loss!r}")
+
     leading_space_warnings(model, examples, chat=chat)
-    batch, suppress, signs, positions = _pack_examples(model, examples, chat, share_prompt)
+    # the training batch: one row per example with its completions packed behind one copy of the prompt
+    # (share_prompt; default: whenever exact, i.e. no sliding window shorter than a row), else one row per
+    # completion
+    groups = [(ex.prompt, [*ex.promote, *ex.suppress]) for ex in examples]
+    batch, row_examples = None, examples  # the example each row of the batch comes from
+    if share_prompt is not False and any(len(comps) > 1 for _, comps in groups):
+        shared = pack_shared(model, groups, chat=chat)
+        window = sliding_window(model)
+        if window is None or shared.ids.shape[1] <= window:
+            batch = shared
+        elif share_prompt:
+            raise InvalidArgumentError(
+                f"share_prompt=True needs rows of at most {window} tokens (the sliding "
+                "window); use share_prompt=None to fall back to one row per completion"
+            )
+    if batch is None:
+        rows = [(ex, c) for ex, (_, comps) in zip(examples, groups) for c in comps]
+        batch = pack_completions(model, [(ex.prompt, c) for ex, c in rows], chat=chat)
+        row_examples = [ex for ex, _ in rows]
     dtype, device = model.dtype, model.device
-    suppress_t = torch.tensor(suppress, device=device)  # (K,) one flag per completion
-    sign = torch.tensor(signs, device=device, dtype=dtype)[:, None, None]  # (R, 1, 1)
-    mask = batch.steer_mask(positions).to(device, dtype)  # (R, T, 1)
+    # (K,) one flag per completion: suppress or promote
+    suppress = torch.tensor([s for ex in examples for s in [False] * len(ex.promote) + [True] * len(ex.suppress)],
+                            device=device)
+    sign = torch.tensor([-1.0 if ex.negate else 1.0 for ex in row_examples], device=device,
+                        dtype=dtype)[:, None, None]  # (R, 1, 1)
+    mask = batch.steer_mask([ex.positions for ex in row_examples]).to(device, dtype)  # (R, T, 1)
     objective = _ReplayObjective(model, batch, layer, site)
 
     if init is not None:
         if init.shape != (model.d_model,):
             raise InvalidArgumentError(f"init must have shape ({model.d_model},), got {tuple(init.shape)}")
-        start = init.detach().to(torch.float32).clone()
+        start = init.detach().clone()
     else:
-        gen = torch.Generator().manual_seed(0 if seed is None else seed)
+        gen = torch.Generator().manual_seed(seed or 0)  # seed=None: 0
         # cpu-ok: drawn from a seeded CPU generator so the start is the same on every device; moved below
         start = torch.randn(model.d_model, generator=gen)
-        start = start * (init_norm / start.norm())
-    v = start.to(device=device, dtype=torch.float32).requires_grad_(True)  # fp32 master copy; cast where it enters
+        start *= init_norm / start.norm()
+    v = start.to(device, torch.float32).requires_grad_()  # fp32 master copy; cast where it enters
     optimizer = torch.optim.Adam([v], lr=lr)
     params = list(model.hf.parameters())
     if any(p.requires_grad for p in params):
@@ -270,30 +256,31 @@ def optimize_vector(
             "ss.load_model() or ss.wrap_model(), which freeze them"
         )
 
-    def losses() -> tuple[Tensor, Tensor]:
+    def losses() -> Tensor:  # (K,) loss of each completion
         steered = apply_operator(objective.hidden, v.to(dtype), mask, sign, operator)  # (N, T, D), model dtype
-        per_row = completion_losses(objective.logprobs(steered, coldness), batch, suppress_t,
-                                    normalize_by_length=normalize_by_length, eps=eps)
-        return per_row.sum(), per_row
+        return completion_losses(objective.logprobs(steered, coldness), batch, suppress,
+                                 normalize_by_length=normalize_by_length, eps=eps)
 
     history: list[dict] = []
     stop_reason, still = "max_iters", 0
     bar = tqdm(range(max_iters), desc="optimising vector", disable=not progress, leave=False)
     for step in bar:
         t0 = time.perf_counter()
-        total, per_row = losses()
-        loss = float(total.detach())
+        per_row = losses()
+        total = per_row.sum()
+        loss = float(total.detach())  # float() of a tensor that needs grad warns
         obj = (total - target_loss) ** 2 if satisfice else total
         row = {"step": step, "loss": loss, "objective": float(obj.detach()),
-               "promote_loss": float(per_row[~suppress_t].sum().detach()),
-               "suppress_loss": float(per_row[suppress_t].sum().detach()), "norm": float(v.detach().norm()),
+               "promote_loss": float(per_row[~suppress].sum().detach()),
+               "suppress_loss": float(per_row[suppress].sum().detach()),
+               "norm": float(v.detach().norm()),
                "grad_norm": None}
         history.append(row)
         if target_loss is not None and not satisfice and loss <= target_loss:
             stop_reason = "target_loss"  # this vector already does the job: keep it, no update
             row["seconds"] = time.perf_counter() - t0
             break
-        optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad()  # set_to_none=True is the default (torch >= 2.0)
         obj.backward()
         if any(p.grad is not None for p in params):  # frozen weights must never accumulate gradients
             raise SteerscopeError("a model parameter received a gradient during one-shot optimisation")
@@ -305,7 +292,7 @@ def optimize_vector(
                 v.mul_(max_norm / norm)
         row["seconds"] = time.perf_counter() - t0
         bar.set_postfix(loss=f"{loss:.4f}", norm=f"{float(v.detach().norm()):.2f}")
-        if len(history) > 1 and abs(history[-1]["loss"] - history[-2]["loss"]) < tol:
+        if len(history) > 1 and abs(loss - history[-2]["loss"]) < tol:
             still += 1
             if still >= patience:
                 stop_reason = "converged"
@@ -313,7 +300,7 @@ def optimize_vector(
         else:
             still = 0
     with torch.no_grad():
-        final = float(losses()[0])
+        final = float(losses().sum())
     log.info("one-shot: %d steps, final loss %.4f, norm %.3f (%s)", len(history), final, float(v.detach().norm()),
              stop_reason)
     config = {"layer": layer, "site": site, "lr": lr, "max_iters": max_iters, "max_norm": max_norm,
@@ -323,7 +310,7 @@ def optimize_vector(
               "final_loss": final, "stop_reason": stop_reason, "examples": [ex.to_dict() for ex in examples]}
     vector = SteeringVector({layer: v.detach().to("cpu", torch.float32).clone()}, site, model_type=model.model_type,
                             model_name=model.name, method="one_shot", method_config=config)
-    return OptimizeResult(vector=vector, history=history, final_loss=final, stop_reason=stop_reason)
+    return OptimizeResult(vector, history, final, stop_reason)
 
 
 OneShotConfig = optimize_vector.Config

@@ -40,9 +40,8 @@ class Example:
             raise InvalidArgumentError("Example.prompt must be a non-empty string")
         for name in ("promote", "suppress"):
             value = getattr(self, name)
-            if isinstance(value, str):  # a lone string is one completion, not a list of characters
-                value = (value,)
-            value = tuple(value)
+            # a lone string is one completion, not a list of characters
+            value = (value,) if isinstance(value, str) else tuple(value)
             if any(not isinstance(c, str) or not c for c in value):
                 raise InvalidArgumentError(f"Example.{name} must hold non-empty strings, got {value!r}")
             object.__setattr__(self, name, value)
@@ -106,8 +105,7 @@ class OptimizeResult:
         twin = ax.twinx()
         twin.plot(steps, [r["norm"] for r in self.history], color="tab:orange", alpha=0.6, label="norm")
         twin.set_ylabel("vector norm")
-        handles = ax.get_lines() + twin.get_lines()
-        ax.legend(handles, [h.get_label() for h in handles], loc="center right")
+        ax.legend(handles=ax.get_lines() + twin.get_lines(), loc="center right")  # labelled by each line's label
         fig.tight_layout()
         return fig
 
