@@ -241,26 +241,11 @@ def score_texts(lora_out: Sequence[str], vector_out: Sequence[str], baseline: Se
     }
 
 
-def linearity_score(
-    model: SteerableModel,
-    adapter,
-    vector: SteeringVector,
-    prompts: Sequence[str],
-    *,
-    batches: int = 6,
-    summarizer: str | Summarizer | object = "keywords",
-    embedder=None,
-    scale: float = 1.0,
-    max_new_tokens: int = 48,
-    seed: int = 0,
-    do_sample: bool = False,
-    temperature: float = 1.0,
-    chat: bool = True,
-    positions: str | int = "all",
-    batch_size: int = 32,
-    control: bool = False,
-    progress: bool = True,
-) -> LinearityResult:
+def linearity_score(model: SteerableModel, adapter, vector: SteeringVector, prompts: Sequence[str], *, batches: int = 6,
+                    summarizer: str | Summarizer | object = "keywords", embedder=None, scale: float = 1.0,
+                    max_new_tokens: int = 48, seed: int = 0, do_sample: bool = False, temperature: float = 1.0,
+                    chat: bool = True, positions: str | int = "all", batch_size: int = 32, control: bool = False,
+                    progress: bool = True) -> LinearityResult:
     """How closely ``vector`` (at ``scale``) reproduces the behaviour change of the LoRA ``adapter``.
 
     Args:
