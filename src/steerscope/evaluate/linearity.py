@@ -197,14 +197,13 @@ def split_batches(texts: Sequence[str], batches: int, rng: np.random.Generator) 
 def score_texts(lora_out: Sequence[str], vector_out: Sequence[str], baseline: Sequence[str], *, batches: int,
                 summarizer="keywords", embedder=None, seed: int = 0,
                 controls: Sequence[Sequence[str]] = ()) -> dict:
-    """The linearity pipeline on texts already generated (same prompts, same order, in every list).
+    """The linearity pipeline (module docstring) on texts already generated (same prompts, same order, in every list).
 
-    Returns ``raw`` (mean Hungarian-matched cosine of LoRA-batch vs vector-batch summaries), ``similarity``,
-    ``matching``, ``shift`` (embedding-shift cosine of the responses), the summaries, ``batch_shift`` (the
-    summariser-free variant: Hungarian-matched cosine between per-batch mean response-embedding shifts from the
-    baseline) and the same three numbers for each list of ``controls`` (``control_raw``, ``control_shift``,
-    ``control_batch_shift``). Used by ``linearity_score`` and by benchmarks that score many pairings of one set of
-    generations (bench/linearity_trained.py).
+    Returns ``raw`` (the score before clipping), ``similarity``, ``matching``, ``shift`` (embedding-shift cosine), the
+    summaries, ``batch_shift`` (summariser-free: Hungarian-matched cosine between per-batch mean response-embedding
+    shifts from the baseline) and the same three numbers for each list of ``controls`` (``control_raw``,
+    ``control_shift``, ``control_batch_shift``). Used by ``linearity_score`` and by benchmarks that score many
+    pairings of one set of generations (bench/linearity_trained.py).
     """
     rng = np.random.default_rng(seed)
     splits = [split_batches(outs, batches, rng) for outs in (lora_out, vector_out, *controls)]
