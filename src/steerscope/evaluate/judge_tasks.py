@@ -29,12 +29,10 @@ def difference_request(steered: Sequence[str], baseline: Sequence[str], *, max_c
     """Chat request asking how the STEERED responses differ from the BASELINE ones."""
     base, steer = ("\n".join(f"{i + 1}. {_clip(t, max_chars) or '(empty)'}" for i, t in enumerate(texts))
                    for texts in (baseline, steered))
-    content = (
-        "Below are responses of a language model under two conditions.\n\n"
-        f"BASELINE responses:\n{base}\n\nSTEERED responses:\n{steer}\n\n"
-        "In one or two sentences, describe how the STEERED responses differ from the BASELINE responses "
-        "(topic, tone, style, language, format). Reply with the description only."
-    )
+    content = ("Below are responses of a language model under two conditions.\n\n"
+               f"BASELINE responses:\n{base}\n\nSTEERED responses:\n{steer}\n\n"
+               "In one or two sentences, describe how the STEERED responses differ from the BASELINE responses "
+               "(topic, tone, style, language, format). Reply with the description only.")
     return [{"role": "user", "content": content}]
 
 
@@ -69,11 +67,9 @@ def parse_choice(text: str) -> str | None:
 
 
 def pairwise_request(prompt: str, first: str, second: str, behaviour: str, *, max_chars: int = 600) -> list[dict]:
-    content = (
-        f"Prompt: {_clip(prompt, max_chars)}\n\nResponse A: {_clip(first, max_chars) or '(empty)'}\n\n"
-        f"Response B: {_clip(second, max_chars) or '(empty)'}\n\n"
-        f"Which response shows more {behaviour}? Reply with JSON only: {{\"answer\": \"A\"}} or {{\"answer\": \"B\"}}."
-    )
+    content = (f"Prompt: {_clip(prompt, max_chars)}\n\nResponse A: {_clip(first, max_chars) or '(empty)'}\n\n"
+               f"Response B: {_clip(second, max_chars) or '(empty)'}\n\nWhich response shows more {behaviour}? "
+               f"Reply with JSON only: {{\"answer\": \"A\"}} or {{\"answer\": \"B\"}}.")
     return [{"role": "user", "content": content}]
 
 

@@ -39,10 +39,9 @@ def _parse_positions(spec: str | int) -> int | None:
         return None
     if text.startswith("last:") and text[5:].isdigit() and int(text[5:]) >= 1:
         return int(text[5:])
-    raise InvalidArgumentError(
-        f"positions {spec!r} not understood; use first_generated (= last: the distribution of the first generated "
-        "token), last:K (the next-token distributions at the last K prompt tokens) or all (every prompt token)"
-    )
+    raise InvalidArgumentError(f"positions {spec!r} not understood; use first_generated (= last: the distribution of "
+                               "the first generated token), last:K (the next-token distributions at the last K prompt "
+                               "tokens) or all (every prompt token)")
 
 
 def _as_vector_list(vectors) -> list[SteeringVector | None]:
@@ -70,25 +69,12 @@ def _scale_list(scales, n: int) -> list[float]:
 
 @configurable("kl", name="KLConfig")
 @renamed(scales="scale", steer_positions="positions")
-def kl_divergence(
-    model: SteerableModel,
-    vectors: Sequence[SteeringVector | None] | VectorSet | SteeringVector,
-    prompts: Sequence[str],
-    *,
-    reference: SteeringVector | None = None,
-    reference_scale: float = 1.0,
-    direction: str = "forward",
-    score_positions: str = "first_generated",
-    scale: float | Sequence[float] = 1.0,
-    batch_size: int = 32,
-    chat: bool = True,
-    positions: str | int = "all",
-    site: str | None = None,
-    operator: str = "add",
-    reduction: str = "mean",
-    seed: int | None = None,
-    progress: bool = False,
-) -> Tensor:
+def kl_divergence(model: SteerableModel, vectors: Sequence[SteeringVector | None] | VectorSet | SteeringVector,
+                  prompts: Sequence[str], *, reference: SteeringVector | None = None, reference_scale: float = 1.0,
+                  direction: str = "forward", score_positions: str = "first_generated",
+                  scale: float | Sequence[float] = 1.0, batch_size: int = 32, chat: bool = True,
+                  positions: str | int = "all", site: str | None = None, operator: str = "add", reduction: str = "mean",
+                  seed: int | None = None, progress: bool = False) -> Tensor:
     """Next-token KL divergence of each steered model from a reference, averaged over prompts.
 
     Args:

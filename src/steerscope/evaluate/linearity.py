@@ -197,14 +197,13 @@ def split_batches(texts: Sequence[str], batches: int, rng: np.random.Generator) 
 def score_texts(lora_out: Sequence[str], vector_out: Sequence[str], baseline: Sequence[str], *, batches: int,
                 summarizer="keywords", embedder=None, seed: int = 0,
                 controls: Sequence[Sequence[str]] = ()) -> dict:
-    """The linearity pipeline on texts already generated (same prompts, same order, in every list).
+    """The linearity pipeline (module docstring) on texts already generated (same prompts, same order, in every list).
 
-    Returns ``raw`` (mean Hungarian-matched cosine of LoRA-batch vs vector-batch summaries), ``similarity``,
-    ``matching``, ``shift`` (embedding-shift cosine of the responses), the summaries, ``batch_shift`` (the
-    summariser-free variant: Hungarian-matched cosine between per-batch mean response-embedding shifts from the
-    baseline) and the same three numbers for each list of ``controls`` (``control_raw``, ``control_shift``,
-    ``control_batch_shift``). Used by ``linearity_score`` and by benchmarks that score many pairings of one set of
-    generations (bench/linearity_trained.py).
+    Returns ``raw`` (the score before clipping), ``similarity``, ``matching``, ``shift`` (embedding-shift cosine), the
+    summaries, ``batch_shift`` (summariser-free: Hungarian-matched cosine between per-batch mean response-embedding
+    shifts from the baseline) and the same three numbers for each list of ``controls`` (``control_raw``,
+    ``control_shift``, ``control_batch_shift``). Used by ``linearity_score`` and by benchmarks that score many
+    pairings of one set of generations (bench/linearity_trained.py).
     """
     rng = np.random.default_rng(seed)
     splits = [split_batches(outs, batches, rng) for outs in (lora_out, vector_out, *controls)]
@@ -241,26 +240,11 @@ def score_texts(lora_out: Sequence[str], vector_out: Sequence[str], baseline: Se
     }
 
 
-def linearity_score(
-    model: SteerableModel,
-    adapter,
-    vector: SteeringVector,
-    prompts: Sequence[str],
-    *,
-    batches: int = 6,
-    summarizer: str | Summarizer | object = "keywords",
-    embedder=None,
-    scale: float = 1.0,
-    max_new_tokens: int = 48,
-    seed: int = 0,
-    do_sample: bool = False,
-    temperature: float = 1.0,
-    chat: bool = True,
-    positions: str | int = "all",
-    batch_size: int = 32,
-    control: bool = False,
-    progress: bool = True,
-) -> LinearityResult:
+def linearity_score(model: SteerableModel, adapter, vector: SteeringVector, prompts: Sequence[str], *, batches: int = 6,
+                    summarizer: str | Summarizer | object = "keywords", embedder=None, scale: float = 1.0,
+                    max_new_tokens: int = 48, seed: int = 0, do_sample: bool = False, temperature: float = 1.0,
+                    chat: bool = True, positions: str | int = "all", batch_size: int = 32, control: bool = False,
+                    progress: bool = True) -> LinearityResult:
     """How closely ``vector`` (at ``scale``) reproduces the behaviour change of the LoRA ``adapter``.
 
     Args:

@@ -106,12 +106,7 @@ def distinct_n(text: str, n: int = 2) -> float:
 def repetition_rate(text: str, n: int = 3) -> float:
     """Fraction of n-grams that already occurred earlier in the same response (0 for fresh text, →1 for loops)."""
     grams = _ngrams(text, n)
-    seen: set[tuple] = set()
-    repeats = 0
-    for gram in grams:
-        repeats += gram in seen
-        seen.add(gram)
-    return repeats / len(grams) if grams else 0.0
+    return (len(grams) - len(set(grams))) / len(grams) if grams else 0.0  # repeats: occurrences beyond the first
 
 
 def is_empty(text: str) -> float:
@@ -125,17 +120,10 @@ def nanmean(values: Sequence[float]) -> float:
 
 # -- model-based scoring --------------------------------------------------------------------------------------
 @torch.no_grad()
-def response_logprobs(
-    model,
-    prompts: Sequence[str],
-    responses: Sequence[str],
-    *,
-    vectors: SteeringVector | Sequence[SteeringVector | None] | None = None,
-    scales: float | Sequence[float] = 1.0,
-    chat: bool = True,
-    positions: str | int = "all",
-    batch_size: int = 16,
-) -> list[tuple[float, int]]:
+def response_logprobs(model, prompts: Sequence[str], responses: Sequence[str], *,
+                      vectors: SteeringVector | Sequence[SteeringVector | None] | None = None,
+                      scales: float | Sequence[float] = 1.0, chat: bool = True, positions: str | int = "all",
+                      batch_size: int = 16) -> list[tuple[float, int]]:
     """(sum of token log-probs, number of tokens) of each response given its prompt, optionally steered per row.
 
     The response is tokenised on its own and appended to the prompt's tokens, as generation produced it.

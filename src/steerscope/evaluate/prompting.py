@@ -19,10 +19,7 @@ from ..inputs import format_prompt
 
 def _adds_bos(tokenizer) -> bool:
     bos = getattr(tokenizer, "bos_token_id", None)
-    if bos is None:
-        return False
-    ids = tokenizer("a", add_special_tokens=True)["input_ids"]
-    return ids[:1] == [bos]
+    return bos is not None and tokenizer("a", add_special_tokens=True)["input_ids"][:1] == [bos]
 
 
 def system_prompted(model, prompts: Sequence[str], system: str, *, chat: bool = True) -> tuple[list[str], bool]:

@@ -77,8 +77,8 @@ class SweepResult:
                 "window": list(self.window), "prompting_comparison": self.prompting_comparison()}
 
     def save(self, out_dir: str | os.PathLike) -> Path:
-        """Write config.json, sweep.csv, sweep.json and samples.jsonl into ``out_dir`` (``ss.write_run`` adds the
-        figure and the report)."""
+        """config.json, sweep.csv, sweep_prompted.csv (with prompt rows), sweep.json and samples.jsonl; ``load`` reads
+        them back (``ss.write_run`` adds the figure and the report)."""
         return save_files(out_dir, {"sweep.csv": self.rows, "sweep_prompted.csv": self.prompt_rows or None,
                                     "sweep.json": self.to_json(), "samples.jsonl": self.samples}, "sweep", self.config)
 
@@ -109,8 +109,7 @@ class SweepResult:
         twin.plot(scales, [_nan(r.get("perplexity")) for r in self.rows], "s-", color="tab:red", label="perplexity")
         bad = [r for r in self.rows if not r.get("coherent", True) and r.get("perplexity") is not None]
         if bad:  # whichever measure failed (perplexity, repetition or empty responses), mark the scale
-            twin.plot([r["scale"] for r in bad], [r["perplexity"] for r in bad], "kx", ms=9,
-                      label="incoherent")
+            twin.plot([r["scale"] for r in bad], [r["perplexity"] for r in bad], "kx", ms=9, label="incoherent")
         twin.set_yscale("log")
         twin.set_ylabel("perplexity under unsteered model (log)", color="tab:red")
         plot_prompted(ax, self.prompt_rows, self.objective)  # no objective: row.get(None) is None, nothing drawn
@@ -197,29 +196,14 @@ def _generate_all(model, vector, prompts, keys, gen: dict, batch_size: int, chec
 CHECKPOINT = "checkpoint.jsonl"  # the responses so far, while a sweep with out_dir runs
 
 
-def sweep(
-    model: SteerableModel,
-    vector: SteeringVector,
-    prompts: Sequence[str],
-    *,
-    scales: Sequence[float] = (-8, -4, -2, -1, 0, 1, 2, 4, 8),
-    metrics: Mapping[str, Callable[[str], float]] | Sequence[str | Callable] | str | None = None,
-    completions: Sequence[str] | str | None = None,
-    objective: str | None = None,
-    maximize: bool = True,
-    tolerance: float | Mapping[str, float] | None = None,
-    max_new_tokens: int = 48,
-    seed: int | None = 0,
-    do_sample: bool = False,
-    temperature: float = 1.0,
-    chat: bool = True,
-    positions: str | int = "all",
-    operator: str = "add",
-    batch_size: int = 32,
-    prompt_baseline: str | None = None,
-    progress: bool = True,
-    checkpoint: Checkpoint | None = None,
-) -> SweepResult:
+def sweep(model: SteerableModel, vector: SteeringVector, prompts: Sequence[str], *,
+          scales: Sequence[float] = (-8, -4, -2, -1, 0, 1, 2, 4, 8),
+          metrics: Mapping[str, Callable[[str], float]] | Sequence[str | Callable] | str | None = None,
+          completions: Sequence[str] | str | None = None, objective: str | None = None, maximize: bool = True,
+          tolerance: float | Mapping[str, float] | None = None, max_new_tokens: int = 48, seed: int | None = 0,
+          do_sample: bool = False, temperature: float = 1.0, chat: bool = True, positions: str | int = "all",
+          operator: str = "add", batch_size: int = 32, prompt_baseline: str | None = None, progress: bool = True,
+          checkpoint: Checkpoint | None = None) -> SweepResult:
     """Generate ``prompts`` × ``scales`` steered by ``vector``; measure behaviour and coherence per scale.
 
     Args:

@@ -63,9 +63,7 @@ class TransferResult:
         for row in self.summary:
             if math.isclose(row["scale"], scale):
                 return row
-        raise InvalidArgumentError(
-            f"scale {scale} was not evaluated; scales: {[r['scale'] for r in self.summary]}"
-        )
+        raise InvalidArgumentError(f"scale {scale} was not evaluated; scales: {[r['scale'] for r in self.summary]}")
 
     def plot(self):
         """Figure with Δ log-prob (mean ± s.e.m.) and hit rate against scale."""
@@ -79,12 +77,8 @@ class TransferResult:
         ax1.set(xlabel="scale", ylabel="Δ log p(target) vs unsteered", title="teacher-forced log-prob")
         ax2.plot(scales, [r["hit_rate"] for r in self.summary], marker="o")
         ax2.axhline(self.baseline.get("hit_rate") or 0.0, color="grey", lw=0.8, ls="--", label="unsteered")
-        ax2.set(
-            xlabel="scale",
-            ylabel="fraction of generations",
-            ylim=(-0.03, 1.03),
-            title="generation contains target",
-        )
+        ax2.set(xlabel="scale", ylabel="fraction of generations", ylim=(-0.03, 1.03),
+                title="generation contains target")
         plot_prompted(ax1, self.prompted, "mean_delta_logprob")
         plot_prompted(ax2, self.prompted, "hit_rate")
         if self.prompted:
@@ -175,8 +169,7 @@ def _measure_groups(model, vector, groups, prompts, targets, *, do_generate, max
     if not do_generate:
         return lps, [None] * len(groups)
     vecs, scales = _steering(vector, [s for s in groups for _ in prompts])
-    texts = generate(model, prompts * len(groups), vectors=vecs, scales=scales, max_new_tokens=max_new_tokens,
-                     **kwargs)
+    texts = generate(model, prompts * len(groups), vectors=vecs, scales=scales, max_new_tokens=max_new_tokens, **kwargs)
     return lps, [texts[i:i + len(prompts)] for i in range(0, len(texts), len(prompts))]
 
 
@@ -197,23 +190,11 @@ def _summary(logprobs: list[float], base: list[float], hits: list[bool] | None) 
             "n_prompts": n}
 
 
-def evaluate_transfer(
-    model: SteerableModel,
-    vector: SteeringVector,
-    prompts: Sequence[str],
-    *,
-    targets: Sequence[str] | str,
-    scales: Sequence[float] = DEFAULT_SCALES,
-    match: Sequence[str] | str | None = None,
-    max_new_tokens: int = 24,
-    positions: str = "all",
-    operator: str = "add",
-    chat: bool = True,
-    do_generate: bool = True,
-    batch_size: int = 32,
-    prompt_baseline: str | None = None,
-    progress: bool = True,
-) -> TransferResult:
+def evaluate_transfer(model: SteerableModel, vector: SteeringVector, prompts: Sequence[str], *,
+                      targets: Sequence[str] | str, scales: Sequence[float] = DEFAULT_SCALES,
+                      match: Sequence[str] | str | None = None, max_new_tokens: int = 24, positions: str = "all",
+                      operator: str = "add", chat: bool = True, do_generate: bool = True, batch_size: int = 32,
+                      prompt_baseline: str | None = None, progress: bool = True) -> TransferResult:
     """Measure how a vector transfers to held-out prompts, for each scale.
 
     Args:
