@@ -137,17 +137,14 @@ def _pack(model, groups: Sequence[tuple[str, Sequence[str]]], chat: bool, shared
         # sees no real key: left padding puts only padding before it)
         # cpu-ok: host-built causal mask, moved below
         allowed = torch.ones(width, width, dtype=torch.bool).tril() & (k != -2) & ((k == -1) | (k == q))
-        allowed |= torch.eye(  # cpu-ok: host-built mask
-            width, dtype=torch.bool
-        )  # padding queries see themselves: no all-masked softmax rows
+        # cpu-ok: host-built mask; padding queries see themselves: no all-masked softmax rows
+        allowed |= torch.eye(width, dtype=torch.bool)
         # cpu-ok: filled on the host, then moved to the device
         attn4d = torch.zeros((n, 1, width, width), dtype=model.dtype).masked_fill(
             ~allowed[:, None], torch.finfo(model.dtype).min).to(device)
     return PackedBatch(  # in field order: ids, mask, position_ids, then prompt_len ... token_completion
         *(t.to(device) for t in (ids, mask, pos)),
-        *(torch.tensor(values, device=device) for values in (plens, clens, crow, pred, targets, owner)),
-        attn4d=attn4d,
-    )
+        *(torch.tensor(values, device=device) for values in (plens, clens, crow, pred, targets, owner)), attn4d=attn4d)
 
 
 def pack_completions(model, pairs: Sequence[tuple[str, str]], *, chat: bool = True) -> PackedBatch:
@@ -192,14 +189,8 @@ def token_logprobs(logits: Tensor, target_ids: Tensor, coldness: float = 1.0) ->
     return torch.log_softmax(coldness * logits.float(), dim=-1).gather(-1, target_ids[:, None]).squeeze(-1)
 
 
-def completion_losses(
-    logprobs: Tensor,
-    batch: PackedBatch,
-    suppress: Tensor,
-    *,
-    normalize_by_length: bool = False,
-    eps: float = EPS,
-) -> Tensor:
+def completion_losses(logprobs: Tensor, batch: PackedBatch, suppress: Tensor, *, normalize_by_length: bool = False,
+                      eps: float = EPS) -> Tensor:
     """(K,) loss of each completion from its tokens' log-probs (M,).
 
     Promotion: −Σ log(p + ε); suppression (``suppress[k]`` True): −Σ log(1 − p + ε); optionally divided by the

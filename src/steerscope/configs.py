@@ -185,8 +185,7 @@ def field_docs(doc: str) -> dict[str, str]:
         if head and indent <= item_indent:
             item_indent = indent
             current = [n.strip() for n in re.split(r"[,/]", head.group(1))]
-            for n in current:
-                out[n] = head.group(2).strip()
+            out.update(dict.fromkeys(current, head.group(2).strip()))
         elif current and indent > item_indent:
             for n in current:
                 out[n] = f"{out[n]} {line.strip()}"
@@ -324,9 +323,7 @@ _UNIONS = (typing.Union, types_module.UnionType)  # the origins of ``X | Y`` and
 # how a flag reads the field types it knows (any other field takes the string)
 _PARSERS: dict[Any, Callable[[str], Any]] = {int: integer, float: finite_float}
 
-
-# what a value of a scalar annotation may be (a config's or a saved result's; bool is an int in Python, never a
-# number here)
+# what a config's or a saved result's value of a scalar annotation may be (bool is an int in Python, never a number)
 SCALAR_TYPES = {float: (int, float), int: (int,), str: (str,), bool: (bool,)}
 
 

@@ -10,14 +10,8 @@ from collections.abc import Sequence
 from contextlib import nullcontext
 
 from .errors import InvalidArgumentError
-from .inputs import (  # noqa: F401 (format_prompt, forward_kwargs, position_ids re-exported)
-    forked_rng,
-    format_prompt,
-    forward_kwargs,
-    position_ids,
-    prompt_lengths,
-    tokenize,
-)
+# format_prompt, forward_kwargs, position_ids: re-exported
+from .inputs import forked_rng, format_prompt, forward_kwargs, position_ids, prompt_lengths, tokenize  # noqa: F401
 from .models.load import SteerableModel
 from .steer import steer
 from .vector import SteeringVector
@@ -31,24 +25,12 @@ def _per_row(value, n: int, what: str) -> list:
     return [value] * n
 
 
-def generate(
-    model: SteerableModel,
-    prompts: Sequence[str] | str,
-    *,
-    vectors: SteeringVector | Sequence[SteeringVector | None] | None = None,
-    scales: float | Sequence[float] = 1.0,
-    max_new_tokens: int = 48,
-    min_new_tokens: int | None = None,
-    do_sample: bool = False,
-    temperature: float = 1.0,
-    top_p: float | None = None,
-    seed: int | None = 0,
-    chat: bool = True,
-    positions: str | int = "all",
-    operator: str = "add",
-    batch_size: int = 32,
-    progress: bool = False,
-) -> list[str]:
+def generate(model: SteerableModel, prompts: Sequence[str] | str, *,
+             vectors: SteeringVector | Sequence[SteeringVector | None] | None = None,
+             scales: float | Sequence[float] = 1.0, max_new_tokens: int = 48, min_new_tokens: int | None = None,
+             do_sample: bool = False, temperature: float = 1.0, top_p: float | None = None, seed: int | None = 0,
+             chat: bool = True, positions: str | int = "all", operator: str = "add", batch_size: int = 32,
+             progress: bool = False) -> list[str]:
     """Generate continuations for each prompt, optionally steered, one vector/scale per row if lists are given.
 
     Args:

@@ -14,15 +14,8 @@ from torch import Tensor
 
 from .errors import InvalidArgumentError
 
-__all__ = [
-    "PROMPT_LENGTHS",
-    "forked_rng",
-    "format_prompt",
-    "forward_kwargs",
-    "position_ids",
-    "prompt_lengths",
-    "tokenize",
-]
+__all__ = ["PROMPT_LENGTHS", "forked_rng", "format_prompt", "forward_kwargs", "position_ids", "prompt_lengths",
+           "tokenize"]
 
 
 def format_prompt(model, prompt: str, chat: bool = True) -> str:

@@ -7,24 +7,15 @@ import io
 import json
 import math
 import os
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 
 from .errors import RunFileError
 from .vector import atomic_write
 
-__all__ = [
-    "atomic_write",
-    "json_safe",
-    "read_csv",
-    "read_json",
-    "read_jsonl",
-    "save_figure",
-    "write_csv",
-    "write_json",
-    "write_jsonl",
-    "write_text",
-]
+__all__ = ["atomic_write", "json_safe", "read_csv", "read_json", "read_jsonl", "save_figure", "write_csv", "write_json",
+           "write_jsonl", "write_text"]
 
 
 def json_safe(value):
@@ -137,8 +128,6 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
     try:
         return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png"))
     finally:
-        import sys
-
         if "matplotlib.pyplot" in sys.modules:
             sys.modules["matplotlib.pyplot"].close(fig)
 

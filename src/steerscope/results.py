@@ -1,17 +1,18 @@
 """What every saved result shares: ``config.json`` naming the method and the result format's version.
 
 ``Result.save(dir)`` writes ``config.json`` (``method``, ``result_version``, ``steerscope_version`` and the settings,
-flat, as every run directory's ``config.json`` is)
-next to its tables (CSV/JSONL), tensors (safetensors) and plots; ``Result.load(dir)`` checks that the directory holds
-that method's result before reading it, so a sweep directory is never read as a transfer, and a malformed file is
-a ``RunFileError`` saying which file and what is wrong. Each save declares its files for ``save_files``; each load
-reads them back with ``open_result``, ``read_table`` and ``from_json`` (the JSON fields, checked against their
-annotations). ``Checkpoint`` is the run directory a long method commits its progress to while it runs.
-"""
+flat, as every run directory's ``config.json`` is) next to its tables (CSV/JSONL), tensors (safetensors) and plots;
+``Result.load(dir)`` checks that the directory holds that method's result before reading it, so a sweep directory is
+never read as a transfer, and a malformed file is a ``RunFileError`` saying which file and what is wrong. Each save
+declares its files for ``save_files``; each load reads them back with ``open_result``, ``read_table`` and ``from_json``
+(the JSON fields, checked against their annotations). ``Checkpoint`` is the run directory a long method commits its
+progress to while it runs."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import importlib
 import logging
 import math
 import os
@@ -41,7 +42,6 @@ def result_config(method: str, settings: dict | None = None) -> dict:
 
 def check_result_config(out_dir: Path, method: str) -> None:
     """Refuse a directory whose ``config.json`` names another method (one without config.json is an older result)."""
-
     path = out_dir / "config.json"
     if not out_dir.is_dir():
         raise RunFileError(f"{out_dir} is not a directory; give the directory a {method} result was saved to")
@@ -73,8 +73,7 @@ def save_files(out_dir, files: dict[str, Any], method: str | None = None, settin
     """Create ``out_dir`` and write ``files`` into it in order, each as its suffix says: ``.json`` a JSON value,
     ``.csv`` / ``.jsonl`` a table of rows, ``.safetensors`` a vector or vector set (its ``save``); a None value is
     not written (a table a result leaves out when empty). With ``method``, ``config.json`` first (``result_config``),
-    unless the directory has one (a run directory's fuller one stays).
-    """
+    unless the directory has one (a run directory's fuller one stays)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if method is not None and not (out / "config.json").is_file():
@@ -89,7 +88,6 @@ def save_files(out_dir, files: dict[str, Any], method: str | None = None, settin
 
 def open_result(out_dir, method: str, summary: str = "summary.json") -> tuple[Path, dict]:
     """(directory, its ``summary`` JSON object) after checking the directory holds ``method``'s result."""
-
     out = Path(out_dir)
     check_result_config(out, method)
     return out, read_object(out / summary)
@@ -162,8 +160,6 @@ RESULT_TYPES = {
 def result_type(method: str, where: Any = None) -> type:
     """The result class that reads ``method``'s directories (``MelboResult`` for ``"melbo"``); an unknown method is a
     RunFileError (naming ``where``, the config.json that said it)."""
-    import importlib
-
     if method not in RESULT_TYPES:
         raise RunFileError(f"{f'{where}: ' if where else ''}unknown method {method!r}; "
                            f"known: {', '.join(sorted(RESULT_TYPES))}")
@@ -224,12 +220,10 @@ class Checkpoint:
         # atomic writes (.NAME.XXXX.tmp; never a real file)
         for tmp in path.glob(".*.partial"):
             shutil.rmtree(tmp, ignore_errors=True)
-        for tmp in list(path.glob(".*.tmp")) + list(path.glob("*/.*.tmp")):
-            try:
+        for tmp in [*path.glob(".*.tmp"), *path.glob("*/.*.tmp")]:
+            with contextlib.suppress(OSError):
                 tmp.unlink()
                 log.info("removed %s, left by an interrupted write", tmp)
-            except OSError:
-                pass
         return cls(path, resuming=True)
 
     def __bool__(self) -> bool:
@@ -284,10 +278,8 @@ def vector_files(vectors: VectorSet, losses: list[list[float]]) -> dict[str, Any
 
 
 def load_vector_checkpoint(run_dir: Path):
-    """(vectors as a list of (D,) tensors, per-vector loss curves) from a run directory; empty if none yet.
-
-    Loss rows of a vector whose checkpoint never completed are dropped.
-    """
+    """(vectors as a list of (D,) tensors, per-vector loss curves) from a run directory; empty if none yet. Loss
+    rows of a vector whose checkpoint never completed are dropped."""
     if not (run_dir / "vectors.safetensors").is_file():
         return [], []
     vectors = list(next(iter(VectorSet.load(run_dir / "vectors.safetensors").tensors.values())))
@@ -303,5 +295,3 @@ def load_vector_checkpoint(run_dir: Path):
         if 0 <= int(vector) < len(vectors):
             losses[int(vector)].append(math.nan if loss is None else loss)
     return vectors, losses
-
-

@@ -6,9 +6,8 @@ What users call (``ss.melbo``, ``ss.melbo_ortho``, ``ss.discover_lora``, ``ss.sw
 ``resume``, ``report``, and per method what a run measures and samples), with merged signatures so each config
 and CLI command keeps one field/flag per keyword. A long method is handed the run directory as its ``checkpoint``
 (``results.Checkpoint.open``: config.json written, or checked on ``resume``; ``out_dir=None`` writes nothing), and
-
-- ``write_run(result, dir)`` is the end of every run: ``result.save(dir)`` (the data: config.json,
-  safetensors, CSV/JSONL), ``result.figures()`` as PNG, greedy samples of the vectors, and ``report.html``.
+``write_run(result, dir)`` ends every run: ``result.save(dir)`` (the data: config.json, safetensors, CSV/JSONL),
+``result.figures()`` as PNG, greedy samples of the vectors, and ``report.html``.
 
 Example:
     >>> res = ss.melbo(m, prompts, num_vectors=4)           # nothing written
@@ -17,6 +16,8 @@ Example:
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import re
 from pathlib import Path
@@ -36,8 +37,7 @@ from .vector import SteeringVector, VectorSet
 
 def write_run(result, out_dir: str | os.PathLike, *, model=None, samples: dict | None = None,
               max_new_tokens: int = 40, chat: bool = True, report: bool = False) -> Path:
-    """Write a finished result as a run directory: its data (``result.save``), its figures (PNG), samples and the
-    report.
+    """Write a finished result as a run directory: its data (``result.save``), figures (PNG), samples and report.
 
     Args:
         result: any steerscope result (``save(dir)`` and ``figures()``).
@@ -70,12 +70,9 @@ def _public(pure, method: str, run_args: dict[str, tuple], finish, *, resume_ign
     ``@configurable(method, name=name)`` (and ``@renamed(**renames)`` for old keyword spellings).
 
     ``run_args``: ``{name: (default, annotation, doc)}``, inserted before ``progress``; ``finish(model, result, run,
-    args, run_values)`` measures, writes and returns the result; ``check(run_values)`` validates the run layer's
-    own keywords before anything runs. The signature, docstring and type hints are
-    merged, so ``@configurable`` builds one config (and the CLI one flag) per keyword of both."""
-    import functools
-    import inspect
-
+    args, run_values)`` measures, writes and returns the result; ``check(run_values)`` validates the run layer's own
+    keywords before anything runs. The signature, docstring and type hints are merged, so ``@configurable`` builds one
+    config (and the CLI one flag) per keyword of both."""
     pure_sig = inspect.signature(pure)
     takes_checkpoint = "checkpoint" in pure_sig.parameters
     extra = [inspect.Parameter(arg, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
