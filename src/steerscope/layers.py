@@ -41,8 +41,7 @@ def _map_tensors(value: Any, fn: Callable[[Tensor], Tensor]) -> Any:
 
 def _block_device(module: nn.Module, default: torch.device) -> torch.device:
     """The device a module computes on: its first parameter's (``default`` if it has none)."""
-    param = next(module.parameters(), None)
-    return param.device if param is not None else default
+    return next((param.device for param in module.parameters()), default)
 
 
 class LayerReplay:
@@ -60,9 +59,8 @@ class LayerReplay:
     def __init__(self, model, input_ids: Tensor, attention_mask: Tensor | None, start: int, end: int,
                  position_ids: Tensor | None = None) -> None:
         if not 0 <= start <= end < model.n_layers:
-            raise InvalidArgumentError(
-                f"cannot replay blocks {start}..{end}: this model has blocks 0..{model.n_layers - 1} and start <= end"
-            )
+            raise InvalidArgumentError(f"cannot replay blocks {start}..{end}: this model has blocks "
+                                       f"0..{model.n_layers - 1} and start <= end")
         self.model, self.start, self.end = model, start, end
         self.batch = int(input_ids.shape[0])
         self.attention_mask = attention_mask if attention_mask is not None else torch.ones_like(input_ids)
@@ -126,7 +124,7 @@ class LayerReplay:
         return self.run(self.hidden.repeat(thetas.shape[0], 1, 1) + shift)
 
     def logits(self, hidden: Tensor) -> Tensor:
-        """Replay to the end of ``end`` and apply the final norm and LM head: (k·B, T, vocab). Needs end = last block."""
+        """Replay through ``end``, then the final norm and LM head: (k·B, T, vocab). Needs end = last block."""
         if self.end != self.model.n_layers - 1:
             raise InvalidArgumentError("logits() needs a replay that ends at the last block")
         return hidden_to_logits(self.model, self.run(hidden))
@@ -135,10 +133,8 @@ class LayerReplay:
 def hidden_to_logits(model, hidden: Tensor) -> Tensor:
     """Final norm + LM head (+ Gemma's logit soft-capping) on the last block's output."""
     if model.arch.final_norm is None:
-        raise InvalidArgumentError(
-            f"steerscope does not know the final norm of {model.model_type!r}; set final_norm in "
-            f"steerscope.models.architectures.ARCHITECTURES[{model.model_type!r}]"
-        )
+        raise InvalidArgumentError(f"steerscope does not know the final norm of {model.model_type!r}; set "
+                                   f"final_norm in steerscope.models.architectures.ARCHITECTURES[{model.model_type!r}]")
     for module in (get_submodule(model.hf, model.arch.final_norm), model.hf.get_output_embeddings()):
         hidden = module(hidden.to(_block_device(module, hidden.device)))  # final norm, then the LM head
     cap = getattr(model.hf.config, "final_logit_softcapping", None)

@@ -44,17 +44,13 @@ log = logging.getLogger(__name__)
 
 
 class MelboObjective:
-    """The MELBO objective for a batch of prompts, evaluated for k vectors at once.
-
-    ``__call__(thetas (k, D)) -> (k,)`` objective per vector, summed over prompts.
-    """
+    """The MELBO objective for a batch of prompts, for k vectors at once: (k, D) -> (k,), summed over prompts."""
 
     def __init__(self, model, prompts: list[str], source_layer: int, target_layer: int, *, power: float = 2.0,
                  q: float | None = None, target_positions: str | int = "all", chat: bool = True) -> None:
         if not 0 <= source_layer < target_layer < model.n_layers:
-            raise InvalidArgumentError(
-                f"need 0 <= source_layer < target_layer < {model.n_layers}; got {source_layer} and {target_layer}"
-            )
+            raise InvalidArgumentError(f"need 0 <= source_layer < target_layer < {model.n_layers}; "
+                                       f"got {source_layer} and {target_layer}")
         self.power, self.q = float(power), float(q if q is not None else power)
         ids, mask = tokenize(model, prompts, chat=chat)
         self.replay = LayerReplay(model, ids, mask, start=source_layer + 1, end=target_layer)
@@ -152,10 +148,8 @@ class MelboResult:
 
 def _init(gen_seed: int, k: int, d: int, basis: Tensor | None, radius: float,
           device: torch.device | str | None = None) -> Tensor:
-    """k seeded random fp32 rows of norm R, orthonormal to each other and to ``basis``, on ``device``.
-
-    Drawn on the CPU (the same numbers on every device, so runs and resumes are reproducible), then moved.
-    """
+    """k seeded random fp32 rows of norm R, orthonormal to each other and to ``basis``, on ``device``. Drawn on the
+    CPU (the same numbers on every device, so runs and resumes are reproducible), then moved."""
     g = torch.Generator().manual_seed(gen_seed)
     device = basis.device if basis is not None and device is None else device
     theta = remove_span(torch.randn(k, d, generator=g).to(device), basis)
@@ -165,11 +159,9 @@ def _init(gen_seed: int, k: int, d: int, basis: Tensor | None, radius: float,
 def train_block(objective: MelboObjective, init: Tensor, basis: Tensor | None, *, radius: float, steps: int,
                 lr: float | None = None, tol: float = 0.0, patience: int = 25, progress=None
                 ) -> tuple[Tensor, list[list[float]]]:
-    """Optimise k vectors (rows of ``init``) jointly; k = 1 is the sequential mode's single vector.
-
-    ``lr=None`` uses the default step rule (``_trust_region_block``); a number uses AdamW with that learning rate
-    (the reference's optimiser). Returns the final vectors (k, D) and the per-step objective of each vector.
-    """
+    """Optimise k vectors (rows of ``init``) jointly; k = 1 is the sequential mode's single vector. ``lr=None`` uses
+    the default step rule (``_trust_region_block``); a number uses AdamW with that learning rate (the reference's
+    optimiser). Returns the final vectors (k, D) and the per-step objective of each vector."""
     if lr is None:
         return _trust_region_block(objective, init, basis, radius=radius, steps=steps, tol=tol,
                                    patience=min(patience, 10), progress=progress)
@@ -211,15 +203,12 @@ def _finish(objective, theta: Tensor, values: list[list[float]]) -> tuple[Tensor
     return theta.detach(), [list(curve) for curve in zip(*values)]
 
 
-# the default step rule's constants (bench/bench_melbo.py and bench/melbo_basis.py measure them): first angle;
-# growth on an accepted step when the angle model does not apply; shrink on a rejected one; largest and smallest
-# angle (radians); the most an accepted step's model angle may grow the angle (×) and the least a rejected step's
-# model angle may shrink it to (×)
+# the default step rule's constants (measured by bench/bench_melbo.py and bench/melbo_basis.py): first angle; growth
+# on an accepted step when the angle model does not apply; shrink on a rejected one; largest and smallest angle
+# (radians); the most an accepted step's model angle may grow the angle (×), the least a rejected one's may shrink it to
 ANGLE_START, ANGLE_GROW, ANGLE_SHRINK, ANGLE_MAX, ANGLE_MIN = 0.25, 1.5, 0.5, 0.8, 1e-3
 ANGLE_GROW_LIMIT, ANGLE_SHRINK_FLOOR = 4.0, 0.1
-# per-vector early stop: a row stops when its own objective rose by less than tol · FREEZE_WINDOW / patience over its
-# last FREEZE_WINDOW evaluations (the block's rate, over a shorter window; measured: bench/results/melbo_basis.json)
-FREEZE_WINDOW = 5
+FREEZE_WINDOW = 5  # per-vector early stop window (``_trust_region_block``); measured: bench/results/melbo_basis.json
 
 
 def _model_angle(f0: Tensor, b: Tensor, f_alpha: Tensor, alpha: Tensor) -> Tensor:
@@ -242,21 +231,17 @@ def _trust_region_block(objective: MelboObjective, init: Tensor, basis: Tensor |
     Each step row i turns by its own angle α_i along a unit direction d_i: a conjugate direction (its gradient plus
     β_i times its previous direction, Polak–Ribière+, carried over by projection; the plain gradient when that is
     not an ascent direction), projected orthogonal to the basis, to every row of the block and to d_0..d_{i−1}
-    (``_ascent_directions``). Because the d_i are orthonormal and orthogonal to the block, the turned rows are
-    exactly orthonormal whatever the angles. A row keeps its step only if its objective did not fall (a trust
-    region: the recorded objective never falls). The next angle comes from a quadratic model of the objective
-    along the great circle just tried (``_model_angle``: f(θ), the slope ∇f·d and the trial value give the
-    circle's best angle), kept within [α/2, min(4α, ``ANGLE_MAX``)] after an accepted step and within
-    [α/10, α/2] after a refused one (×1.5 / ×0.5 where the model does not apply). Scale-free: no learning rate.
+    (``_ascent_directions``). As the d_i are orthonormal and orthogonal to the block, the turned rows are exactly
+    orthonormal whatever the angles. A row keeps its step only if its objective did not fall (a trust region), so
+    its recorded curve (an exact evaluation of its kept θ after every evaluation) never falls. The next angle comes
+    from a quadratic model along the great circle just tried (``_model_angle``), kept within [α/2, min(4α,
+    ``ANGLE_MAX``)] after an accepted step and [α/10, α/2] after a refused one (×1.5 / ×0.5 where the model does
+    not apply). Scale-free: no learning rate.
 
-    Stopping: the block stops after ``steps`` evaluations, or (``tol`` > 0) when the summed objective rose by less
-    than the fraction ``tol`` over the last ``patience`` evaluations. Before that, a row whose own objective rose
-    at less than that rate (by less than tol · ``FREEZE_WINDOW`` / patience over its last ``FREEZE_WINDOW``
-    evaluations), or whose angle fell below ``ANGLE_MIN``, stops: it keeps its vector and leaves the batch, so later
-    evaluations only replay the rows still moving.
-
-    The recorded curve is the objective of every row's kept θ after every evaluation (each value is an exact
-    evaluation of that row's vector).
+    Stopping: after ``steps`` evaluations, or (``tol`` > 0) when the summed objective rose by less than the fraction
+    ``tol`` over the last ``patience`` evaluations. Before that, a row whose own objective rose at less than that
+    rate (by less than tol · ``FREEZE_WINDOW`` / patience over its last ``FREEZE_WINDOW`` evaluations), or whose
+    angle fell below ``ANGLE_MIN``, keeps its vector and leaves the batch: later evaluations no longer replay it.
     """
     theta = init.detach().float().clone()  # fp32 master copy, (k, D)
     k = theta.shape[0]
@@ -366,9 +351,7 @@ def _ascent_directions(grad: Tensor, frame: Tensor, basis: Tensor | None, active
 def _retract(moved: Tensor, basis: Tensor | None, radius: float) -> Tensor:
     """Rows of ``moved`` (k, D) back onto the constraint set: orthogonal to ``basis``, orthonormal, norm R."""
     moved = remove_span(moved, basis)
-    if moved.shape[0] > 1:
-        return radius * orthonormal_rows(moved)
-    return radius * moved / moved.norm(dim=-1, keepdim=True)
+    return radius * orthonormal_rows(moved) if moved.shape[0] > 1 else radius * moved / moved.norm(dim=-1, keepdim=True)
 
 
 def random_objectives(objective: MelboObjective, radius: float, n: int = 16, seed: int = 12345) -> list[float]:
@@ -390,7 +373,7 @@ def auto_radius(objective: MelboObjective, *, radii: list[float] | None = None, 
     propagated θ linearly would grow exactly as R^(p/q), so a rising gain is amplification). The rule: R_auto is the
     grid radius right after the steepest rise of log(gain) between consecutive radii — below it the model responds
     linearly, at it the trained vectors start to trigger something. Returns (R_auto, rows of {radius, objective,
-    random_objective, gain}).
+    random_objective, gain, chosen}).
     """
     from tqdm.auto import tqdm
 
@@ -426,30 +409,12 @@ def training_prompts(prompts: list[str] | None) -> list[str]:
     return list(prompts) if prompts is not None else load_prompts("melbo_prompts")[:DEFAULT_PROMPTS]
 
 
-def melbo(
-    model: SteerableModel,
-    prompts: list[str] | None = None,
-    *,
-    source_layer: int | None = None,
-    target_layer: int | None = None,
-    num_vectors: int = 8,
-    radius: float | str = "auto",
-    power: float = 2.0,
-    q: float | None = None,
-    target_positions: str | int = "all",
-    steps: int = 300,
-    orthogonal: bool = True,
-    mode: str = "sequential",
-    block_size: int = 4,
-    lr: float | None = None,
-    tol: float = 1e-3,
-    min_ratio: float | None = None,
-    min_ratio_patience: int = 3,
-    seed: int = 0,
-    chat: bool = True,
-    progress: bool = True,
-    checkpoint: Checkpoint | None = None,
-) -> MelboResult:
+def melbo(model: SteerableModel, prompts: list[str] | None = None, *, source_layer: int | None = None,
+          target_layer: int | None = None, num_vectors: int = 8, radius: float | str = "auto", power: float = 2.0,
+          q: float | None = None, target_positions: str | int = "all", steps: int = 300, orthogonal: bool = True,
+          mode: str = "sequential", block_size: int = 4, lr: float | None = None, tol: float = 1e-3,
+          min_ratio: float | None = None, min_ratio_patience: int = 3, seed: int = 0, chat: bool = True,
+          progress: bool = True, checkpoint: Checkpoint | None = None) -> MelboResult:
     """Discover steering vectors without labels (MELBO). Pure: computes and returns; ``ss.melbo`` (the run layer,
     ``runs.py``) adds ``out_dir``/``resume``, the held-out KL, samples, figures and the report.
 
@@ -472,9 +437,8 @@ def melbo(
             objective in 3 evaluations (bench/bench_melbo.py). A number: AdamW with that learning rate (the
             reference's optimiser; in parallel mode large rates make vectors trade objective between them).
         tol: stop a vector (block) when its summed objective rose by less than this fraction over the last 10
-            evaluations (25 with AdamW); with the default rule a vector whose own objective rises more slowly
-            than that (tol/2 over its last 5 evaluations) also stops early and leaves the batch; 0 = run all
-            ``steps``.
+            evaluations (25 with AdamW); with the default rule a vector whose own objective rises more slowly than
+            that (tol/2 over its last 5 evaluations) also stops early and leaves the batch; 0 = run all ``steps``.
         min_ratio: stop the run early once ``min_ratio_patience`` vectors in a row end below ``min_ratio`` × the
             random level (e.g. 3.0): later vectors would be indistinguishable from random ones. None: never.
         checkpoint: where finished vectors (blocks) are committed and an interrupted run is restored from

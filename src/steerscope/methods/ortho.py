@@ -133,24 +133,11 @@ def _train_block(objective: MeanMatchObjective, base: Tensor, basis: Tensor, siz
     return _finish(objective, theta, values)
 
 
-def melbo_ortho(
-    model: SteerableModel,
-    base_vector: SteeringVector,
-    prompts: list[str],
-    *,
-    source_layer: int | None = None,
-    target_layer: int | None = None,
-    num_vectors: int = 100,
-    steps: int = 1000,
-    lr: float = 1e-2,
-    block_size: int = 1,
-    collapse_ratio: float = 0.05,
-    collapse_patience: int = 3,
-    seed: int = 0,
-    chat: bool = True,
-    progress: bool = True,
-    checkpoint: Checkpoint | None = None,
-) -> OrthoResult:
+def melbo_ortho(model: SteerableModel, base_vector: SteeringVector, prompts: list[str], *,
+                source_layer: int | None = None, target_layer: int | None = None, num_vectors: int = 100,
+                steps: int = 1000, lr: float = 1e-2, block_size: int = 1, collapse_ratio: float = 0.05,
+                collapse_patience: int = 3, seed: int = 0, chat: bool = True, progress: bool = True,
+                checkpoint: Checkpoint | None = None) -> OrthoResult:
     """Find vectors orthogonal to ``base_vector`` (θ₀) and to each other that reproduce its target-layer effect.
     Pure: ``ss.melbo_ortho`` (the run layer) adds the KL analysis, ``out_dir``/``resume``, samples and the report.
 
