@@ -65,9 +65,9 @@ def gguf_layers(vector: SteeringVector) -> dict[int, int]:
     layer = vector.layers[0]  # the lowest: layers are sorted
     if layer - shift < 1:
         where = f"resid_pre[{layer}] (= resid_post[{layer - 1}])" if shift else f"resid_post[{layer}]"
-        raise InvalidArgumentError(f"llama.cpp cannot steer {where}: its loader has no direction.0 and never adds "
-                                   "to the output of block 0 (or to the embeddings). Drop that layer or move the "
-                                   "vector to resid_post[1] or later")
+        raise InvalidArgumentError(
+            f"llama.cpp cannot steer {where}: its loader has no direction.0 and never adds to the output of "
+            "block 0 (or to the embeddings). Drop that layer or move the vector to resid_post[1] or later")
     return {layer: layer - shift for layer in vector.layers}
 
 

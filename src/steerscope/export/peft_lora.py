@@ -80,10 +80,10 @@ def lora_targets(model, vector: SteeringVector, method: str) -> dict[int, list[T
     arch = model.arch
     site = vector.site
     if arch.post_norms and site in ("resid_post", "resid_pre"):
-        raise InvalidArgumentError(f"{model.model_type} normalises each sublayer's output (post-sublayer norms) "
-                                   "before adding it to the residual stream, so no LoRA on its projections adds a "
-                                   f"constant to {site}. Export a vector at site mlp_out or attn_out, or ship this "
-                                   "one with export_gguf / steer()")
+        raise InvalidArgumentError(
+            f"{model.model_type} normalises each sublayer's output (post-sublayer norms) before adding it to the "
+            f"residual stream, so no LoRA on its projections adds a constant to {site}. Export a vector at site "
+            "mlp_out or attn_out, or ship this one with export_gguf / steer()")
     out = {}  # the return annotation types it
     for layer in vector.layers:
         model.check_layer(layer)
@@ -100,9 +100,9 @@ def lora_targets(model, vector: SteeringVector, method: str) -> dict[int, list[T
         for kind in kinds:
             proj = getattr(arch, f"{kind}_out_proj")  # mlp_out_proj | attn_out_proj
             if proj is None:
-                raise ArchitectureError(f"steerscope does not know the {kind} output projection of "
-                                        f"{model.model_type!r}; set {kind}_out_proj in "
-                                        f"steerscope.models.architectures.ARCHITECTURES[{model.model_type!r}]")
+                raise ArchitectureError(
+                    f"steerscope does not know the {kind} output projection of {model.model_type!r}; set "
+                    f"{kind}_out_proj in steerscope.models.architectures.ARCHITECTURES[{model.model_type!r}]")
             path = f"{arch.layers}.{block}.{proj}"
             try:
                 lora_fit.module_dims(model.hf.get_submodule(path))

@@ -49,8 +49,8 @@ class Example:
             raise InvalidArgumentError("an Example needs at least one completion to promote or suppress")
         spec = Positions.parse(self.positions)
         if spec.kind not in ("all", "prompt", "last") or (spec.kind == "last" and spec.k < 1):
-            raise InvalidArgumentError(f"Example.positions {self.positions!r} not supported; use all, prompt or "
-                                       "last:K (K >= 1)")
+            raise InvalidArgumentError(
+                f"Example.positions {self.positions!r} not supported; use all, prompt or last:K (K >= 1)")
 
     @classmethod
     def from_dict(cls, data: dict) -> Example:
@@ -59,8 +59,8 @@ class Example:
             raise InvalidArgumentError(f"an example needs a 'prompt' key, got {data!r}")
         unknown = set(data) - {"prompt", "promote", "suppress", "negate", "positions"}
         if unknown:
-            raise InvalidArgumentError(f"unknown example keys {sorted(unknown)}; use prompt, promote, suppress, "
-                                       "negate, positions")
+            raise InvalidArgumentError(
+                f"unknown example keys {sorted(unknown)}; use prompt, promote, suppress, negate, positions")
         return cls(**data)
 
     def to_dict(self) -> dict:
