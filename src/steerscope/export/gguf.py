@@ -58,19 +58,16 @@ def gguf_layers(vector: SteeringVector) -> dict[int, int]:
         {10: 9}
     """
     if vector.site not in ("resid_post", "resid_pre"):
-        raise InvalidArgumentError(
-            f"llama.cpp control vectors are added to block outputs only; a vector at site {vector.site!r} cannot be "
-            "expressed. Export a resid_post/resid_pre vector, or use `export_lora` (mlp_out/attn_out map to a LoRA "
-            "on the output projection)"
-        )
+        raise InvalidArgumentError(f"llama.cpp control vectors are added to block outputs only; a vector at site "
+                                   f"{vector.site!r} cannot be expressed. Export a resid_post/resid_pre vector, or "
+                                   "use `export_lora` (mlp_out/attn_out map to a LoRA on the output projection)")
     shift = 1 if vector.site == "resid_pre" else 0
     layer = vector.layers[0]  # the lowest: layers are sorted
     if layer - shift < 1:
         where = f"resid_pre[{layer}] (= resid_post[{layer - 1}])" if shift else f"resid_post[{layer}]"
         raise InvalidArgumentError(
             f"llama.cpp cannot steer {where}: its loader has no direction.0 and never adds to the output of "
-            "block 0 (or to the embeddings). Drop that layer or move the vector to resid_post[1] or later"
-        )
+            "block 0 (or to the embeddings). Drop that layer or move the vector to resid_post[1] or later")
     return {layer: layer - shift for layer in vector.layers}
 
 
@@ -106,13 +103,9 @@ def export_gguf(
         if not torch.isfinite(data).all():
             raise InvalidArgumentError(f"layer {layer} of the vector holds NaN or inf; nothing was written")
         tensors[f"{TENSOR_PREFIX}{index}"] = data.numpy()
-
     header_text = json.dumps(header, sort_keys=True)
-    checksums = {
-        "algorithm": "sha256",
-        "kv": _kv_digest(hint, len(tensors), header_text),
-        "tensors": {name: _sha256(array.astype("<f4").tobytes()) for name, array in tensors.items()},
-    }
+    checksums = {"algorithm": "sha256", "kv": _kv_digest(hint, len(tensors), header_text),
+                 "tensors": {name: _sha256(array.astype("<f4").tobytes()) for name, array in tensors.items()}}
 
     def write(tmp: str) -> None:
         writer = gguf.GGUFWriter(tmp, ARCHITECTURE)
@@ -153,9 +146,8 @@ def _field_value(reader, key: str, path: Path):
 def import_gguf(path: str | os.PathLike, *, model_type: str | None = None) -> SteeringVector:
     """Read a llama.cpp control-vector GGUF (ours, llama.cpp's ``cvector-generator``, repeng's) as a SteeringVector.
 
-    ``direction.N`` becomes layer N at site ``resid_post`` (the output of 0-based block N, where llama.cpp adds
-    it). Values are taken as stored (any scale baked in at export stays baked in). Checksums written by
-    ``export_gguf`` are verified.
+    ``direction.N`` becomes ``resid_post[N]`` and checksums written by ``export_gguf`` are verified (module
+    docstring); values are taken as stored (any scale baked in at export stays baked in).
 
     llama.cpp's ``cvector-generator`` convention: it measures the activation difference at the output of block
     ``il`` and writes it as ``direction.{il+1}``, so llama.cpp applies it one block *later* than where it was
@@ -196,10 +188,8 @@ def _import(path: Path, model_type: str | None) -> SteeringVector:
                               "truncated or corrupt") from exc
     arch = _field_value(reader, "general.architecture", path)
     if arch is not None and arch != ARCHITECTURE:
-        raise VectorFileError(
-            f"{path} is a GGUF file of architecture {str(arch)[:60]!r}, not a control vector (expected "
-            f"{ARCHITECTURE!r}); load models with ss.load_model(path) instead"
-        )
+        raise VectorFileError(f"{path} is a GGUF file of architecture {str(arch)[:60]!r}, not a control vector "
+                              f"(expected {ARCHITECTURE!r}); load models with ss.load_model(path) instead")
     _check_extent(reader, path)
     hint = _field_value(reader, KEY_MODEL_HINT, path)
     declared = _field_value(reader, KEY_LAYER_COUNT, path)
@@ -275,15 +265,9 @@ def _import(path: Path, model_type: str | None) -> SteeringVector:
     if header:
         config.update(original_method=header.get("method"), original_site=header.get("site"),
                       scale=header.get("gguf_scale"), original_method_config=header.get("method_config"))
-    return SteeringVector(
-        directions,
-        "resid_post",
-        model_type=model_type or header.get("model_type") or hint,
-        model_name=header.get("model_name"),
-        method="gguf_import",
-        method_config=config,
-        notes=header.get("notes") or "",
-    )
+    return SteeringVector(directions, "resid_post", model_type=model_type or header.get("model_type") or hint,
+                          model_name=header.get("model_name"), method="gguf_import", method_config=config,
+                          notes=header.get("notes") or "")
 
 
 def _check_extent(reader, path: Path) -> None:
@@ -293,10 +277,8 @@ def _check_extent(reader, path: Path) -> None:
     end = max((int(t.data_offset) + int(t.n_bytes) for t in reader.tensors), default=int(reader.data_offset))
     alignment = int(getattr(reader, "alignment", 32) or 32)
     if end > size or size - end >= max(alignment, 1):
-        raise VectorFileError(
-            f"{path}: the tensors end at byte {end} but the file has {size} bytes; the tensor count or offsets in "
-            "the GGUF header are corrupt"
-        )
+        raise VectorFileError(f"{path}: the tensors end at byte {end} but the file has {size} bytes; the tensor "
+                              "count or offsets in the GGUF header are corrupt")
 
 
 def _json_or_none(text):

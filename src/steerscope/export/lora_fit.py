@@ -85,10 +85,8 @@ class TokenBatch:
 
 
 @torch.no_grad()
-def token_batches(
-    model, prompts: Sequence[str], vector: SteeringVector, scale: float, *, new_tokens: int, chat: bool,
-    batch_size: int,
-) -> list[TokenBatch]:
+def token_batches(model, prompts: Sequence[str], vector: SteeringVector, scale: float, *, new_tokens: int, chat: bool,
+                  batch_size: int) -> list[TokenBatch]:
     """Tokenised prompts, each extended by ``new_tokens`` greedy tokens generated under the vector (so statistics
     and fidelity also cover the generated text the adapter will see in deployment). Tokens after an EOS are masked."""
     batches = []
@@ -277,16 +275,11 @@ def measure_fidelity(model, vector: SteeringVector, scale: float, adapters: Sequ
         if with_base:
             base_kls.append(kl_rows(p, model.hf(**kw).logits[real]).cpu())
     err, first_err, kl, last_kl = (torch.cat(t) for t in (errs, first_errs, kls, last_kls))
-    out = {
-        "n_sequences": sum(len(b.input_ids) for b in batches),
-        "n_tokens": int(kl.numel()),
-        "rel_error_mean": float(err.mean()) if err.numel() else None,
-        "rel_error_worst": float(err.max()) if err.numel() else None,
-        "rel_error_first_token_mean": float(first_err.mean()) if first_err.numel() else None,
-        "kl_mean": float(kl.mean()),
-        "kl_max": float(kl.max()),
-        "kl_last_token_mean": float(last_kl.mean()),
-    }
+    out = {"n_sequences": sum(len(b.input_ids) for b in batches), "n_tokens": int(kl.numel()),
+           "rel_error_mean": float(err.mean()) if err.numel() else None,
+           "rel_error_worst": float(err.max()) if err.numel() else None,
+           "rel_error_first_token_mean": float(first_err.mean()) if first_err.numel() else None,
+           "kl_mean": float(kl.mean()), "kl_max": float(kl.max()), "kl_last_token_mean": float(last_kl.mean())}
     if with_base:
         out["kl_vector_vs_unsteered_mean"] = float(torch.cat(base_kls).mean())
     return out

@@ -6,11 +6,9 @@ from ..vector import SteeringVector
 
 
 def _fmt(value) -> str:
-    if value is None:
-        return "n/a"
     if isinstance(value, float):
         return f"{value:.3g}"
-    return str(value)
+    return "n/a" if value is None else str(value)
 
 
 SERVERS_BIAS = """\
@@ -34,17 +32,14 @@ def render_readme(model, vector: SteeringVector, fidelity: dict) -> str:
     method = fidelity["method"]
     source, hub = base_model_source(model)
     lines = [
-        "# Steering vector exported as a LoRA adapter (steerscope)",
-        "",
+        "# Steering vector exported as a LoRA adapter (steerscope)", "",
         f"- base model: `{model.name}` ({model.model_type}), loaded from `{source}`",
         (f"- vector: site `{vector.site}`, layers {vector.layers}, method `{vector.method}`, "
          f"scale baked in: {fidelity['scale']:g}"),
         f"- export method: **{method}** "
         + ("(exact: lora_A = 0, lora_B.bias = v, so the adapter adds v at every token)" if method == "bias"
            else "(rank-1 ΔW = a bᵀ with a = v and bᵀx ≈ 1 fitted on calibration activations)"),
-        "",
-        "| vector layer | module |",
-        "| --- | --- |",
+        "", "| vector layer | module |", "| --- | --- |",
     ]
     lines += [f"| {layer} | `{module}` |" for layer, module in fidelity["modules"].items()]
     held = fidelity.get("heldout")
@@ -56,9 +51,7 @@ def render_readme(model, vector: SteeringVector, fidelity: dict) -> str:
             "",
             ("Relative error of the added vector per token is ‖added − v‖/‖v‖ at the adapted module (first token of "
              "each sequence reported apart); KL is next-token KL(vector-steered ‖ adapter-steered) per position."),
-            "",
-            "| metric | value |",
-            "| --- | --- |",
+            "", "| metric | value |", "| --- | --- |",
             f"| relative error, mean | {_fmt(held['rel_error_mean'])} |",
             f"| relative error, worst token | {_fmt(held['rel_error_worst'])} |",
             f"| relative error, first token (mean) | {_fmt(held['rel_error_first_token_mean'])} |",
@@ -68,45 +61,36 @@ def render_readme(model, vector: SteeringVector, fidelity: dict) -> str:
             f"| for scale: KL(vector-steered ‖ unsteered) mean | {_fmt(held.get('kl_vector_vs_unsteered_mean'))} |",
         ]
     if fidelity.get("layers"):
-        lines += ["", "## Candidate modules (validation split of the calibration prompts)", "",
-                  "| layer | candidate | module | ridge | error at the site (RMS, relative) | rel. error of bᵀx (RMS) |", "| --- | --- | --- | --- | --- | --- |"]
+        lines += [
+            "", "## Candidate modules (validation split of the calibration prompts)", "",
+            "| layer | candidate | module | ridge | error at the site (RMS, relative) | rel. error of bᵀx (RMS) |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
         for layer, entry in fidelity["layers"].items():
             for kind, c in entry["candidates"].items():
                 mark = " (kept)" if kind == entry["chosen"] else ""
                 lines.append(f"| {layer} | {kind}{mark} | `{c['module']}` | {c['ridge']:g} | "
-                             f"{_fmt(c['validation'].get('site_rel_error_rms'))} | {_fmt(c['validation'].get('rel_error_rms'))} |")
+                             f"{_fmt(c['validation'].get('site_rel_error_rms'))} | "
+                             f"{_fmt(c['validation'].get('rel_error_rms'))} |")
     lines += [
-        "",
-        "## Use",
-        "",
-        "`adapter_config.json` records the base model as `base_model_name_or_path`, so PEFT finds it by itself:",
-        "",
+        "", "## Use", "",
+        "`adapter_config.json` records the base model as `base_model_name_or_path`, so PEFT finds it by itself:", "",
         "```python",
         "from peft import AutoPeftModelForCausalLM",
         "model = AutoPeftModelForCausalLM.from_pretrained('THIS_DIRECTORY')   # loads the base, then the adapter",
-        "```",
-        "",
-        "or with the base model loaded yourself:",
-        "",
+        "```", "",
+        "or with the base model loaded yourself:", "",
         "```python",
         "from peft import PeftModel",
         "from transformers import AutoModelForCausalLM",
         f"base = AutoModelForCausalLM.from_pretrained({source!r})",
         "model = PeftModel.from_pretrained(base, 'THIS_DIRECTORY')",
-        "```",
-        "",
+        "```", "",
     ]
     if hub is not None:
-        lines += [
-            (f"`{source}` is steerscope's local copy of the embedded model (the Q4_1 GGUF of `{hub}`, "
-             f"dequantised). On another machine use `{hub}` as the base: the module names are the same, the "
-             "weights differ by the quantisation, so the fidelity above holds only approximately there."),
-            "",
-        ]
-    lines += [
-        SERVERS_BIAS if method == "bias" else SERVERS_RANK1,
-        "",
-        "`fidelity.json` holds every number above; `steerscope_vector.safetensors` is the source vector.",
-        "",
-    ]
+        lines += [(f"`{source}` is steerscope's local copy of the embedded model (the Q4_1 GGUF of `{hub}`, "
+                   f"dequantised). On another machine use `{hub}` as the base: the module names are the same, the "
+                   "weights differ by the quantisation, so the fidelity above holds only approximately there."), ""]
+    lines += [SERVERS_BIAS if method == "bias" else SERVERS_RANK1, "",
+              "`fidelity.json` holds every number above; `steerscope_vector.safetensors` is the source vector.", ""]
     return "\n".join(lines)

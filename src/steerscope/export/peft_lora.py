@@ -83,18 +83,15 @@ def lora_targets(model, vector: SteeringVector, method: str) -> dict[int, list[T
         raise InvalidArgumentError(
             f"{model.model_type} normalises each sublayer's output (post-sublayer norms) before adding it to the "
             f"residual stream, so no LoRA on its projections adds a constant to {site}. Export a vector at site "
-            "mlp_out or attn_out, or ship this one with export_gguf / steer()"
-        )
+            "mlp_out or attn_out, or ship this one with export_gguf / steer()")
     out = {}  # the return annotation types it
     for layer in vector.layers:
         model.check_layer(layer)
         block = layer
         if site == "resid_pre":
             if layer == 0:
-                raise InvalidArgumentError(
-                    "resid_pre[0] is the embedding output: no block's projection writes there. Use resid_post or "
-                    "resid_pre[1] or later"
-                )
+                raise InvalidArgumentError("resid_pre[0] is the embedding output: no block's projection writes "
+                                           "there. Use resid_post or resid_pre[1] or later")
             block = layer - 1
         kinds = {"mlp_out": ["mlp"], "attn_out": ["attn"]}.get(site, ["mlp", "attn"])  # resid sites: both
         if method == "bias":
@@ -105,8 +102,7 @@ def lora_targets(model, vector: SteeringVector, method: str) -> dict[int, list[T
             if proj is None:
                 raise ArchitectureError(
                     f"steerscope does not know the {kind} output projection of {model.model_type!r}; set "
-                    f"{kind}_out_proj in steerscope.models.architectures.ARCHITECTURES[{model.model_type!r}]"
-                )
+                    f"{kind}_out_proj in steerscope.models.architectures.ARCHITECTURES[{model.model_type!r}]")
             path = f"{arch.layers}.{block}.{proj}"
             try:
                 lora_fit.module_dims(model.hf.get_submodule(path))
@@ -121,8 +117,7 @@ def lora_targets(model, vector: SteeringVector, method: str) -> dict[int, list[T
 def _bias_adapter(model, target: Target, v: torch.Tensor) -> Adapter:
     d_in, d_out, _ = lora_fit.module_dims(model.hf.get_submodule(target.module_path))
     # cpu-ok: adapter tensors are built on the host and written to a file
-    return Adapter(target.module_path, torch.zeros(1, d_in), torch.zeros(d_out, 1), bias=v.double(),
-                   layer=target.layer)
+    return Adapter(target.module_path, torch.zeros(1, d_in), torch.zeros(d_out, 1), bias=v.double(), layer=target.layer)
 
 
 def _rank1_adapter(target: Target, v: torch.Tensor, b: torch.Tensor) -> Adapter:
@@ -137,8 +132,7 @@ def _fit_rank1(model, vector, scale, targets, fit_batches, val_batches, progress
     """Fit b for every candidate, then keep per layer the candidate that best reproduces the vector at its site.
 
     One early-stopped forward per calibration batch records every candidate's input; candidates are compared on
-    the validation split by their RMS relative error at the vector's site (``lora_fit.candidate_site_errors``:
-    forwards up to the vector's block only; before issue 13 this was a full-model next-token KL per candidate).
+    the validation split by their RMS relative error at the vector's site (``lora_fit.candidate_site_errors``).
     """
     from tqdm.auto import tqdm
 
@@ -207,11 +201,10 @@ def _save_adapter(model, adapters: dict[int, Adapter], method: str, out: Path) -
     from safetensors.torch import save_file
 
     paths = [a.module_path for a in adapters.values()]
-    LoraConfig(
-        r=1, lora_alpha=1, lora_dropout=0.0, bias="none", lora_bias=(method == "bias"),
-        target_modules=sorted(paths), fan_in_fan_out=all(lora_fit.module_dims(model.hf.get_submodule(p))[2] for p in paths), task_type="CAUSAL_LM",
-        base_model_name_or_path=base_model_source(model)[0], inference_mode=True,
-    ).save_pretrained(str(out))
+    LoraConfig(r=1, lora_alpha=1, lora_dropout=0.0, bias="none", lora_bias=(method == "bias"), task_type="CAUSAL_LM",
+               target_modules=sorted(paths), inference_mode=True, base_model_name_or_path=base_model_source(model)[0],
+               fan_in_fan_out=all(lora_fit.module_dims(model.hf.get_submodule(p))[2] for p in paths),
+               ).save_pretrained(str(out))
     tensors = {f"base_model.model.{a.module_path}.{name}": t.float().contiguous() for a in adapters.values()
                for name, t in (("lora_A.weight", a.lora_A), ("lora_B.weight", a.lora_B), ("lora_B.bias", a.bias))
                if t is not None}

@@ -24,10 +24,8 @@ def default_target_modules(model) -> list[str]:
     """Full module paths of every decoder block's MLP output projection (e.g. ``model.layers.7.mlp.down_proj``)."""
     proj = model.arch.mlp_out_proj
     if proj is None:
-        raise InvalidArgumentError(
-            f"steerscope does not know the MLP output projection of {model.model_type}; pass target_modules "
-            "(module names, e.g. ['down_proj'])"
-        )
+        raise InvalidArgumentError(f"steerscope does not know the MLP output projection of {model.model_type}; "
+                                   "pass target_modules (module names, e.g. ['down_proj'])")
     return [f"{model.arch.layers}.{i}.{proj}" for i in range(model.n_layers)]
 
 
@@ -56,10 +54,8 @@ def loaded_adapter(model, adapter_dir: str | Path) -> Iterator[object]:
 
     adapter_dir = Path(adapter_dir)
     if not (adapter_dir / "adapter_config.json").is_file():
-        raise InvalidArgumentError(
-            f"{adapter_dir} is not a PEFT adapter directory (no adapter_config.json); pass the folder "
-            "save_pretrained wrote, e.g. RUN/run_000/adapter"
-        )
+        raise InvalidArgumentError(f"{adapter_dir} is not a PEFT adapter directory (no adapter_config.json); pass "
+                                   "the folder save_pretrained wrote, e.g. RUN/run_000/adapter")
     config = PeftConfig.from_pretrained(str(adapter_dir))
     if config.peft_type != "LORA":  # PeftType is a str enum
         raise InvalidArgumentError(f"{adapter_dir} holds a {config.peft_type} adapter; only LoRA adapters are supported")
@@ -68,10 +64,8 @@ def loaded_adapter(model, adapter_dir: str | Path) -> Iterator[object]:
     except (ValueError, RuntimeError, KeyError) as exc:
         # a half-injected adapter must not stay behind
         _strip_lora_layers(model)
-        raise SteerscopeError(
-            f"adapter {adapter_dir} does not fit model {model.name} ({' '.join(str(exc).split())[:300]}); "
-            "use an adapter trained for this model"
-        ) from exc
+        raise SteerscopeError(f"adapter {adapter_dir} does not fit model {model.name} "
+                              f"({' '.join(str(exc).split())[:300]}); use an adapter trained for this model") from exc
     try:
         yield peft_model
     finally:

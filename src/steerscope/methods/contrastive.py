@@ -136,10 +136,9 @@ def contrastive_vector(
         else:
             u = _pca_direction(diffs, center)
             directions[layer] = (u * (diffs.double() @ u).mean()).float()
-    return SteeringVector(
-        directions, site, model_type=model.model_type, model_name=model.name, method=method,
-        method_config={"pairs": len(pos_texts), "read_position": read_position, "chat": chat, "center": center},
-    )
+    return SteeringVector(directions, site, model_type=model.model_type, model_name=model.name, method=method,
+                          method_config={"pairs": len(pos_texts), "read_position": read_position, "chat": chat,
+                                         "center": center})
 
 
 ContrastiveConfig = contrastive_vector.Config

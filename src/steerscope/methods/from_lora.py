@@ -92,12 +92,10 @@ def vector_from_lora(
     directions = _increments(total) if per_layer == "increment" else total
     norms = [float(d.norm()) for d in directions.values()]
     log.info("vector from %s: %d tokens, per-layer norms %.3g..%.3g", adapter, count, min(norms), max(norms))
-    return SteeringVector(
-        directions, "resid_post", model_type=model.model_type, model_name=model.name, method="lora",
-        method_config={"adapter": str(adapter), "prompts": len(prompts), "tokens": count,
-                       "max_new_tokens": max_new_tokens, "do_sample": do_sample, "temperature": temperature,
-                       "chat": chat, "seed": seed, "per_layer": per_layer},
-    )
+    config = {"adapter": str(adapter), "prompts": len(prompts), "tokens": count, "max_new_tokens": max_new_tokens,
+              "do_sample": do_sample, "temperature": temperature, "chat": chat, "seed": seed, "per_layer": per_layer}
+    return SteeringVector(directions, "resid_post", model_type=model.model_type, model_name=model.name, method="lora",
+                          method_config=config)
 
 
 def _increments(total: dict[int, Tensor]) -> dict[int, Tensor]:

@@ -210,9 +210,7 @@ def optimize_vector(
         raise InvalidArgumentError(f"target_loss must be finite, got {target_loss!r}")
 
     leading_space_warnings(model, examples, chat=chat)
-    # the training batch: one row per example with its completions packed behind one copy of the prompt
-    # (share_prompt; default: whenever exact, i.e. no sliding window shorter than a row), else one row per
-    # completion
+    # the training batch: one row per example (share_prompt, see its Args entry), else one row per completion
     groups = [(ex.prompt, [*ex.promote, *ex.suppress]) for ex in examples]
     batch, row_examples = None, examples  # the example each row of the batch comes from
     if share_prompt is not False and any(len(comps) > 1 for _, comps in groups):
@@ -221,10 +219,8 @@ def optimize_vector(
         if window is None or shared.ids.shape[1] <= window:
             batch = shared
         elif share_prompt:
-            raise InvalidArgumentError(
-                f"share_prompt=True needs rows of at most {window} tokens (the sliding "
-                "window); use share_prompt=None to fall back to one row per completion"
-            )
+            raise InvalidArgumentError(f"share_prompt=True needs rows of at most {window} tokens (the sliding "
+                                       "window); use share_prompt=None to fall back to one row per completion")
     if batch is None:
         rows = [(ex, c) for ex, (_, comps) in zip(examples, groups) for c in comps]
         batch = pack_completions(model, [(ex.prompt, c) for ex, c in rows], chat=chat)
@@ -251,10 +247,8 @@ def optimize_vector(
     optimizer = torch.optim.Adam([v], lr=lr)
     params = list(model.hf.parameters())
     if any(p.requires_grad for p in params):
-        raise SteerscopeError(
-            "model parameters must be frozen for one-shot optimisation; load it with "
-            "ss.load_model() or ss.wrap_model(), which freeze them"
-        )
+        raise SteerscopeError("model parameters must be frozen for one-shot optimisation; load it with "
+                              "ss.load_model() or ss.wrap_model(), which freeze them")
 
     def losses() -> Tensor:  # (K,) loss of each completion
         steered = apply_operator(objective.hidden, v.to(dtype), mask, sign, operator)  # (N, T, D), model dtype
@@ -273,8 +267,7 @@ def optimize_vector(
         row = {"step": step, "loss": loss, "objective": float(obj.detach()),
                "promote_loss": float(per_row[~suppress].sum().detach()),
                "suppress_loss": float(per_row[suppress].sum().detach()),
-               "norm": float(v.detach().norm()),
-               "grad_norm": None}
+               "norm": float(v.detach().norm()), "grad_norm": None}
         history.append(row)
         if target_loss is not None and not satisfice and loss <= target_loss:
             stop_reason = "target_loss"  # this vector already does the job: keep it, no update
@@ -287,18 +280,14 @@ def optimize_vector(
         row["grad_norm"] = float(v.grad.norm())
         optimizer.step()
         with torch.no_grad():
-            norm = v.norm()
-            if max_norm is not None and norm > max_norm:
+            if max_norm is not None and (norm := v.norm()) > max_norm:
                 v.mul_(max_norm / norm)
         row["seconds"] = time.perf_counter() - t0
         bar.set_postfix(loss=f"{loss:.4f}", norm=f"{float(v.detach().norm()):.2f}")
-        if len(history) > 1 and abs(loss - history[-2]["loss"]) < tol:
-            still += 1
-            if still >= patience:
-                stop_reason = "converged"
-                break
-        else:
-            still = 0
+        still = still + 1 if len(history) > 1 and abs(loss - history[-2]["loss"]) < tol else 0
+        if still and still >= patience:
+            stop_reason = "converged"
+            break
     with torch.no_grad():
         final = float(losses().sum())
     log.info("one-shot: %d steps, final loss %.4f, norm %.3f (%s)", len(history), final, float(v.detach().norm()),

@@ -50,8 +50,7 @@ class Example:
         spec = Positions.parse(self.positions)
         if spec.kind not in ("all", "prompt", "last") or (spec.kind == "last" and spec.k < 1):
             raise InvalidArgumentError(
-                f"Example.positions {self.positions!r} not supported; use all, prompt or last:K (K >= 1)"
-            )
+                f"Example.positions {self.positions!r} not supported; use all, prompt or last:K (K >= 1)")
 
     @classmethod
     def from_dict(cls, data: dict) -> Example:
@@ -61,8 +60,7 @@ class Example:
         unknown = set(data) - {"prompt", "promote", "suppress", "negate", "positions"}
         if unknown:
             raise InvalidArgumentError(
-                f"unknown example keys {sorted(unknown)}; use prompt, promote, suppress, negate, positions"
-            )
+                f"unknown example keys {sorted(unknown)}; use prompt, promote, suppress, negate, positions")
         return cls(**data)
 
     def to_dict(self) -> dict:
