@@ -13,6 +13,7 @@ import logging
 import sys
 import warnings
 
+from ..errors import SteerscopeError
 from .common import Parser
 
 # one module per owner so commands can be built side by side
@@ -58,8 +59,6 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    from ..errors import SteerscopeError
-
     try:
         return int(args.func(args) or 0)
     except SteerscopeError as exc:
