@@ -168,7 +168,6 @@ def run_kl(args) -> int:
     for row in rows:
         print(json.dumps(row))
     if args.out:
-        write_json(args.out, {"direction": args.direction, "score_positions": args.score_positions,
-                              "positions": args.positions, "reference": args.reference, "n_prompts": len(prompts),
-                              "rows": rows})
+        settings = {k: getattr(args, k) for k in ("direction", "score_positions", "positions", "reference")}
+        write_json(args.out, {**settings, "n_prompts": len(prompts), "rows": rows})
     return 0

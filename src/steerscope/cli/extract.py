@@ -57,9 +57,8 @@ def register(commands, groups) -> None:
                   types={"max_new_tokens": non_negative_int}, choices={"per_layer": ["total", "increment"]})
 
     def contrastive_data(p) -> None:
-        p.add_argument("pairs", metavar="PAIRS", type=pairs_spec,
-                       help="jsonl with 'positive', 'negative' (and optional 'prompt'); or a shipped set's name, "
-                            "e.g. contrastive_happy_sad")
+        p.add_argument("pairs", metavar="PAIRS", type=pairs_spec, help="jsonl with 'positive', 'negative' (and "
+                       "optional 'prompt'); or a shipped set's name, e.g. contrastive_happy_sad")
         _out(p)
 
     config_parser(groups["extract"], "contrastive", "steerscope.methods.contrastive:contrastive_vector",

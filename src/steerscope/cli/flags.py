@@ -53,9 +53,8 @@ def config_parser(subparsers, name: str, target: str, *, func: Callable[[argpars
 
     Its arguments, in order: what ``before`` adds (positional data, output), a positional ``VECTOR`` (``vector``: its
     help), prompts (``prompts``: their help, see ``add_prompt_args``), the model flags, and the config's flags (a
-    command's ``types``, ``choices`` and ``options`` of a field replace the shared ones). They are added when the
-    command is first parsed (``Parser.defer``): importing the method's module imports torch, which ``--help`` must
-    not."""
+    command's ``types``, ``choices`` and ``options`` of a field replace the shared ones), added when the command is
+    first parsed (``Parser.defer``, which says why)."""
     p = subparsers.add_parser(name, help=help, description=help)
     p.set_defaults(func=func)
 

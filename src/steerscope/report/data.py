@@ -72,10 +72,8 @@ class RunData:
 
     def vector_indices(self) -> list[int]:
         """Every index mentioned: the vector set, the table rows, the losses or the samples."""
-        found = {*self.rows, *self.losses, *(s["vector"] for s in self.samples if s["vector"] is not None)}
-        if self.vector_set is not None:
-            found.update(range(len(self.vector_set)))
-        return sorted(found)
+        return sorted({*self.rows, *self.losses, *range(len(self.vector_set or ())),
+                       *(s["vector"] for s in self.samples if s["vector"] is not None)})
 
     def table(self) -> list[dict]:
         """One row per index: ``index``, ``norm`` and ``layers`` (from the vector file), the kind's own columns
@@ -203,8 +201,7 @@ def _method(run: RunData, files: Files) -> str:
 
 
 def _load_result(run: RunData, files: Files) -> None:
-    """``run.result`` from the result type's own ``load``; a note when the run has not finished, a warning when
-    a file is damaged."""
+    """``run.result`` from its type's own ``load``; a note for an unfinished run, a warning for a damaged file."""
     from ..results import RESULT_TYPES, result_type
 
     if run.method not in RESULT_TYPES:
