@@ -134,10 +134,8 @@ def read_prompts(prompts: list[str] | None, prompts_file: str | None) -> list[st
         path = Path(prompts_file)
         if not path.is_file():
             raise InvalidArgumentError(f"prompts file {path} does not exist")
-        if path.suffix == ".jsonl":
-            out.extend(load_prompts(path))
-        else:
-            out.extend(line for line in read_text_file(path, "prompts file").splitlines() if line.strip())
+        out.extend(load_prompts(path) if path.suffix == ".jsonl"
+                   else [line for line in read_text_file(path, "prompts file").splitlines() if line.strip()])
     if not out or any(not p.strip() for p in out):
         raise InvalidArgumentError("give at least one non-empty prompt")
     for n, prompt in enumerate(out, 1):  # a tokenizer cannot encode lone surrogates (from a broken file or shell)

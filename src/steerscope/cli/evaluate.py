@@ -42,16 +42,13 @@ def _metric_spec(text: str) -> str:
     return text
 
 
-def _sweep_parser(subparsers, name: str, help: str, func) -> None:
-    config_parser(subparsers, name, "steerscope.runs:sweep", vector=VECTOR_HELP, prompts="prompts", help=help,
-                  func=func, types={"metrics": _metric_spec, "tolerance": finite_float},
-                  options={"metrics": {"metavar": "SPEC"}, "completions": {"metavar": "TEXT"}})
-
-
 def register(commands, groups) -> None:
-    help_text = "generate at many scales; behaviour, coherence and the coherence window"
-    _sweep_parser(groups["eval"], "sweep", help_text, run_sweep)
-    _sweep_parser(commands, "sweep", "deprecated spelling of `eval sweep`", run_sweep_deprecated)
+    sweep_help = "generate at many scales; behaviour, coherence and the coherence window"
+    for parent, help_text, func in ((groups["eval"], sweep_help, run_sweep),
+                                    (commands, "deprecated spelling of `eval sweep`", run_sweep_deprecated)):
+        config_parser(parent, "sweep", "steerscope.runs:sweep", vector=VECTOR_HELP, prompts="prompts", help=help_text,
+                      func=func, types={"metrics": _metric_spec, "tolerance": finite_float},
+                      options={"metrics": {"metavar": "SPEC"}, "completions": {"metavar": "TEXT"}})
 
     def linearity_data(p) -> None:
         p.add_argument("adapter", metavar="ADAPTER", type=input_dir, help="PEFT LoRA adapter directory")

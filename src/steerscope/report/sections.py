@@ -68,12 +68,9 @@ class Page:
 
 def kv(items: dict, highlight: tuple[str, ...] = ()) -> list[dict]:
     """Key/value rows; nested values are shown as (folding) JSON."""
-    out = []
-    for key, value in items.items():
-        nested = isinstance(value, (dict, list)) and not short_list(value)
-        out.append({"key": key, "value": json.dumps(value, indent=2, sort_keys=True, default=str) if nested else value,
-                    "nested": nested, "highlight": key in highlight})
-    return out
+    nested = {key: isinstance(value, (dict, list)) and not short_list(value) for key, value in items.items()}
+    return [{"key": key, "value": json.dumps(value, indent=2, sort_keys=True, default=str) if nested[key] else value,
+             "nested": nested[key], "highlight": key in highlight} for key, value in items.items()]
 
 
 def table(rows: list[dict], columns: list[str] | None = None) -> dict | None:
