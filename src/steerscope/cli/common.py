@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import os
 import re
@@ -69,34 +70,29 @@ def add_load_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--attn-implementation", help="eager, sdpa, flash_attention_2, ...")
 
 
-def positive_float(text: str) -> float:
-    """argparse type: a finite number greater than 0."""
-    value = finite_float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    value = finite_float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
-    return value
-
-
-def _int_at_least(text: str, low: int, says: str) -> int:
-    value = integer(text)
-    if value < low:
+def _checked(parse: Callable[[str], float], text: str, ok: Callable[[float], bool], says: str):
+    """``parse(text)``, failing with ``says`` unless ``ok`` accepts it."""
+    value = parse(text)
+    if not ok(value):
         raise argparse.ArgumentTypeError(f"{text!r} {says}")
     return value
 
 
+def positive_float(text: str) -> float:
+    """argparse type: a finite number greater than 0."""
+    return _checked(finite_float, text, lambda v: v > 0, "must be greater than 0")
+
+
+def non_negative_float(text: str) -> float:
+    return _checked(finite_float, text, lambda v: v >= 0, "must be 0 or more")
+
+
 def positive_int(text: str) -> int:
-    return _int_at_least(text, 1, "must be at least 1")
+    return _checked(integer, text, lambda v: v >= 1, "must be at least 1")
 
 
 def non_negative_int(text: str) -> int:
-    return _int_at_least(text, 0, "must be 0 or more")
+    return _checked(integer, text, lambda v: v >= 0, "must be 0 or more")
 
 
 _MAX_LIST = 10_000
@@ -138,10 +134,8 @@ def read_prompts(prompts: list[str] | None, prompts_file: str | None) -> list[st
         path = Path(prompts_file)
         if not path.is_file():
             raise InvalidArgumentError(f"prompts file {path} does not exist")
-        if path.suffix == ".jsonl":
-            out.extend(load_prompts(path))
-        else:
-            out.extend(line for line in read_text_file(path, "prompts file").splitlines() if line.strip())
+        out.extend(load_prompts(path) if path.suffix == ".jsonl"
+                   else [line for line in read_text_file(path, "prompts file").splitlines() if line.strip()])
     if not out or any(not p.strip() for p in out):
         raise InvalidArgumentError("give at least one non-empty prompt")
     for n, prompt in enumerate(out, 1):  # a tokenizer cannot encode lone surrogates (from a broken file or shell)
@@ -158,9 +152,8 @@ def add_prompt_args(parser: argparse.ArgumentParser, *, positional: bool = True,
     ``--prompts-file FILE``; all given are used, in that order."""
     if positional:
         parser.add_argument("prompts", nargs="*", metavar="PROMPT", help=help)
-    parser.add_argument("--prompts", nargs="+", metavar="TEXT",
-                        dest="more_prompts" if positional else "prompts",
-                        help=None if not positional else "more prompts (the same as positional ones)")
+    parser.add_argument("--prompts", nargs="+", metavar="TEXT", dest="more_prompts" if positional else "prompts",
+                        help="more prompts (the same as positional ones)" if positional else None)
     parser.add_argument("--prompts-file", type=input_file, metavar="FILE",
                         help=".txt (one per line) or .jsonl with a 'prompt' key")
 
@@ -257,8 +250,7 @@ VECTOR_HELP = "vector file, or FILE:INDEX for one vector of a set"
 
 
 def vector_spec(text: str) -> str:
-    """argparse type: ``FILE`` or ``FILE:INDEX`` naming an existing vector file, or a result directory holding one
-    (the file is read later)."""
+    """argparse type: ``FILE[:INDEX]``: an existing vector file, or a result directory holding one (read later)."""
     head, sep, tail = text.rpartition(":")
     if sep and tail.lstrip("-").isdigit():
         if not Path(head).is_dir():
@@ -276,11 +268,9 @@ def vector_spec(text: str) -> str:
 def positions_spec(text: str) -> str:
     """argparse type: steered positions ``all | prompt | generated | from:K | last:K`` (K >= 1 for last)."""
     value = text.strip()
-    if value in ("all", "prompt", "generated"):
+    if value in ("all", "prompt", "generated") or value.isdigit():
         return text
     kind, sep, k = value.partition(":")
-    if not sep and value.isdigit():
-        return text
     if sep and kind in ("from", "last") and k.isdigit():
         if kind == "last" and int(k) == 0:
             raise argparse.ArgumentTypeError("last:0 steers no token at all; use last:K with K >= 1 (the last K "
@@ -292,8 +282,6 @@ def positions_spec(text: str) -> str:
 
 def sampling(args) -> bool:
     """Whether to sample: ``--do-sample`` with ``--temperature 0`` means greedy decoding (its limit), not an error."""
-    import logging
-
     if args.do_sample and args.temperature == 0:
         logging.getLogger(__name__).warning("--temperature 0: decoding greedily")
         return False

@@ -24,6 +24,7 @@ def run(args) -> int:
     import time
     from pathlib import Path
 
+    from ..io import read_jsonl
     from ..runs import melbo
     from .common import load_model_from_args  # looked up at run time (tests replace it)
 
@@ -39,10 +40,7 @@ def run(args) -> int:
     print(f"\n{len(res.vectors)} MELBO vectors at resid_post[{res.vectors.layers[0]}], R = {res.radius:.3g}")
     for i, obj in enumerate(res.objectives):
         print(f"  vector {i}: objective {obj:.4g} ({obj / max(res.random_objective, 1e-30):.1f}x a random vector)")
-    from ..io import read_jsonl
-
-    samples = read_jsonl(out / "samples.jsonl")
-    heldout = [s for s in samples if s["split"] == "heldout"]
+    heldout = [s for s in read_jsonl(out / "samples.jsonl") if s["split"] == "heldout"]
     if heldout:
         prompt = heldout[0]["prompt"]
         print(f"\nheld-out prompt: {prompt}")

@@ -23,17 +23,14 @@ def _target_positions(text: str):
 
 def register(commands, groups) -> None:
     config_parser(groups["discover"], "melbo", "steerscope.runs:melbo", required=("out_dir",), func=run_melbo,
-                  help="MELBO: unsupervised orthogonal steering vectors",
+                  help="MELBO: unsupervised orthogonal steering vectors", choices={"mode": ["sequential", "parallel"]},
                   prompts="training prompts (default: the shipped melbo_prompts)",
-                  types={"radius": _radius, "target_positions": _target_positions,
-                         "min_ratio_patience": positive_int},
-                  choices={"mode": ["sequential", "parallel"]})
+                  types={"radius": _radius, "target_positions": _target_positions, "min_ratio_patience": positive_int})
     config_parser(groups["discover"], "ortho", "steerscope.runs:melbo_ortho", required=("out_dir",), func=run_ortho,
                   help="MELBO-ortho: vectors orthogonal to θ₀ with the same effect",
                   vector="θ₀: vector file, or FILE:INDEX of a MELBO run's vectors", prompts="training prompts",
                   types={"collapse_patience": positive_int, "moving_average": positive_int,
-                         "sample_vectors": non_negative_int},
-                  choices={"kl_direction": ["forward", "reverse"]})
+                         "sample_vectors": non_negative_int}, choices={"kl_direction": ["forward", "reverse"]})
 
 
 def run_melbo(args) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 
 from .common import config_and_model, non_negative_int, positive_float, prompts_from_args, say_where
 from .common import positive_int as _pos
@@ -19,8 +20,6 @@ def register(commands, groups) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-
     from ..runs import discover_lora
 
     prompts = prompts_from_args(args, default_none=True)

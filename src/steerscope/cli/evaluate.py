@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 
 from ..errors import InvalidArgumentError, SteerscopeError
 from .common import (
@@ -26,8 +28,7 @@ def _score_positions(text: str) -> str:
     kind, sep, k = text.strip().partition(":")
     if text.strip() in ("first_generated", "last", "all") or (sep and kind == "last" and k.isdigit() and int(k) >= 1):
         return text
-    raise argparse.ArgumentTypeError(f"positions {text!r} not understood; use first_generated, all or last:K "
-                                     "(K >= 1)")
+    raise argparse.ArgumentTypeError(f"positions {text!r} not understood; use first_generated, all or last:K (K >= 1)")
 
 
 def _metric_spec(text: str) -> str:
@@ -41,16 +42,13 @@ def _metric_spec(text: str) -> str:
     return text
 
 
-def _sweep_parser(subparsers, name: str, help: str, func) -> None:
-    config_parser(subparsers, name, "steerscope.runs:sweep", vector=VECTOR_HELP, prompts="prompts", help=help,
-                  func=func, types={"metrics": _metric_spec, "tolerance": finite_float},
-                  options={"metrics": {"metavar": "SPEC"}, "completions": {"metavar": "TEXT"}})
-
-
 def register(commands, groups) -> None:
-    help_text = "generate at many scales; behaviour, coherence and the coherence window"
-    _sweep_parser(groups["eval"], "sweep", help_text, run_sweep)
-    _sweep_parser(commands, "sweep", "deprecated spelling of `eval sweep`", run_sweep_deprecated)
+    sweep_help = "generate at many scales; behaviour, coherence and the coherence window"
+    for parent, help_text, func in ((groups["eval"], sweep_help, run_sweep),
+                                    (commands, "deprecated spelling of `eval sweep`", run_sweep_deprecated)):
+        config_parser(parent, "sweep", "steerscope.runs:sweep", vector=VECTOR_HELP, prompts="prompts", help=help_text,
+                      func=func, types={"metrics": _metric_spec, "tolerance": finite_float},
+                      options={"metrics": {"metavar": "SPEC"}, "completions": {"metavar": "TEXT"}})
 
     def linearity_data(p) -> None:
         p.add_argument("adapter", metavar="ADAPTER", type=input_dir, help="PEFT LoRA adapter directory")
@@ -60,24 +58,21 @@ def register(commands, groups) -> None:
         judge.add_argument("--judge-api-key-env", default="OPENAI_API_KEY", help="environment variable with the key")
 
     config_parser(groups["eval"], "linearity", "steerscope.runs:linearity_score", before=linearity_data,
-                  vector=VECTOR_HELP, prompts="prompts", func=run_linearity,
+                  vector=VECTOR_HELP, prompts="prompts", func=run_linearity, types={"batches": positive_int},
                   help="how closely a LoRA's extracted vector reproduces the LoRA",
-                  types={"batches": positive_int},
                   choices={"summarizer": ["keywords", "local", "http"]})
 
     def kl_data(p) -> None:
         p.add_argument("vectors", nargs="+", metavar="VECTOR", type=vector_spec,
                        help="vector files (a set file means all its vectors), or FILE:INDEX")
         add_prompt_args(p, positional=False)
-        p.add_argument("--out", type=output_file, metavar="FILE",
-                       help="also write the values to this JSON file")
+        p.add_argument("--out", type=output_file, metavar="FILE", help="also write the values to this JSON file")
 
     config_parser(groups["eval"], "kl", "steerscope.evaluate.kl:kl_divergence", before=kl_data, func=run_kl,
                   help="next-token KL of steered vs reference distributions, many vectors",
                   skip=("reduction",),  # the CLI prints one mean per vector
                   types={"reference": vector_spec, "score_positions": _score_positions},
-                  choices={"direction": ["forward", "reverse"]},
-                  options={"reference": {"metavar": "VECTOR"}})
+                  choices={"direction": ["forward", "reverse"]}, options={"reference": {"metavar": "VECTOR"}})
 
 
 def run_sweep(args) -> int:
@@ -102,8 +97,6 @@ def run_sweep(args) -> int:
 
 
 def run_sweep_deprecated(args) -> int:
-    import sys
-
     sys.stderr.write("steerscope: note: `steerscope sweep` is now `steerscope eval sweep` (same flags)\n")
     return run_sweep(args)
 
@@ -156,8 +149,6 @@ def _load_many(specs: list[str]):
 
 
 def run_kl(args) -> int:
-    import json
-
     from ..evaluate.kl import kl_divergence
     from ..io import write_json
     from ..vector import load_vector
@@ -170,12 +161,10 @@ def run_kl(args) -> int:
     reference = load_vector(args.reference) if args.reference else None
     config, m = config_and_model(args, reference=reference)
     values = kl_divergence(m, vectors, prompts, config=config)
-    rows = [{"vector": label, "scale": s, "kl": float(v)} for label, s, v in
-            zip(labels, scales, values)]
+    rows = [{"vector": label, "scale": s, "kl": float(v)} for label, s, v in zip(labels, scales, values)]
     for row in rows:
         print(json.dumps(row))
     if args.out:
-        write_json(args.out, {"direction": args.direction, "score_positions": args.score_positions,
-                              "positions": args.positions, "reference": args.reference, "n_prompts": len(prompts),
-                              "rows": rows})
+        settings = {k: getattr(args, k) for k in ("direction", "score_positions", "positions", "reference")}
+        write_json(args.out, {**settings, "n_prompts": len(prompts), "rows": rows})
     return 0

@@ -7,6 +7,7 @@ the run's vectors also registered for the OpenAI endpoints under /v1.
 from __future__ import annotations
 
 import argparse
+import sys
 
 from .common import add_model_arg
 
@@ -40,8 +41,6 @@ def register(commands, groups) -> None:
 
 
 def run(args) -> int:
-    import sys
-
     from ..app.explorer import load_source
     from ..app.net import bind, host_allowlist, make_server, url_of
     from ..app.server import create_app, model_for

@@ -57,10 +57,9 @@ def run_lora(args) -> int:
     for layer, module in res.modules.items():
         print(f"  layer {layer}: {module}")
     if held := res.fidelity.get("heldout"):
-        print(f"  held-out fidelity ({held['n_sequences']} prompts, {held['n_tokens']} tokens): "
-              f"rel. error mean {held['rel_error_mean']:.3g}, worst {held['rel_error_worst']:.3g}; "
-              f"KL mean {held['kl_mean']:.3g}, max {held['kl_max']:.3g} "
-              f"(vector vs unsteered: {held['kl_vector_vs_unsteered_mean']:.3g})")
+        print(f"  held-out fidelity ({held['n_sequences']} prompts, {held['n_tokens']} tokens): rel. error mean "
+              f"{held['rel_error_mean']:.3g}, worst {held['rel_error_worst']:.3g}; KL mean {held['kl_mean']:.3g}, "
+              f"max {held['kl_max']:.3g} (vector vs unsteered: {held['kl_vector_vs_unsteered_mean']:.3g})")
     return 0
 
 

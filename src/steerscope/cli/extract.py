@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from .common import config_and_model, input_dir, input_file, non_negative_int, output_file, prompts_from_args
 from .flags import config_parser
@@ -29,8 +30,6 @@ def layer_list(text: str) -> list[int] | None:
 
 def pairs_spec(text: str) -> str:
     """argparse type: a .jsonl file of pairs, or the name of a shipped set (``contrastive_happy_sad``)."""
-    from pathlib import Path
-
     from ..data import data_path
     from ..errors import InvalidArgumentError
 
@@ -58,9 +57,8 @@ def register(commands, groups) -> None:
                   types={"max_new_tokens": non_negative_int}, choices={"per_layer": ["total", "increment"]})
 
     def contrastive_data(p) -> None:
-        p.add_argument("pairs", metavar="PAIRS", type=pairs_spec,
-                       help="jsonl with 'positive', 'negative' (and optional 'prompt'); or a shipped set's name, "
-                            "e.g. contrastive_happy_sad")
+        p.add_argument("pairs", metavar="PAIRS", type=pairs_spec, help="jsonl with 'positive', 'negative' (and "
+                       "optional 'prompt'); or a shipped set's name, e.g. contrastive_happy_sad")
         _out(p)
 
     config_parser(groups["extract"], "contrastive", "steerscope.methods.contrastive:contrastive_vector",

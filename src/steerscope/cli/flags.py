@@ -9,10 +9,12 @@ typo fails before a model loads) and three spellings of the shell: ``out_dir`` â
 from __future__ import annotations
 
 import argparse
+import pkgutil
 from collections.abc import Callable
+from dataclasses import fields
 from typing import Any
 
-from ..configs import Config, add_config_flags
+from ..configs import Config, add_config_flags, signature_config
 from .common import (
     add_model_arg,
     add_prompt_args,
@@ -51,15 +53,12 @@ def config_parser(subparsers, name: str, target: str, *, func: Callable[[argpars
 
     Its arguments, in order: what ``before`` adds (positional data, output), a positional ``VECTOR`` (``vector``: its
     help), prompts (``prompts``: their help, see ``add_prompt_args``), the model flags, and the config's flags (a
-    command's ``types``, ``choices`` and ``options`` of a field replace the shared ones). They are added when the
-    command is first parsed (``Parser.defer``): importing the method's module imports torch, which ``--help`` must
-    not."""
+    command's ``types``, ``choices`` and ``options`` of a field replace the shared ones), added when the command is
+    first parsed (``Parser.defer``, which says why)."""
     p = subparsers.add_parser(name, help=help, description=help)
     p.set_defaults(func=func)
 
     def build(p: argparse.ArgumentParser) -> None:
-        from dataclasses import fields
-
         if before is not None:
             before(p)
         if vector is not None:
@@ -86,9 +85,5 @@ def config_parser(subparsers, name: str, target: str, *, func: Callable[[argpars
 
 def config_of(target: str) -> type[Config]:
     """The config class of ``"module:function"``: its ``Config``, or one made from its signature."""
-    import pkgutil
-
-    from ..configs import signature_config
-
     fn = pkgutil.resolve_name(target)
     return getattr(fn, "Config", None) or signature_config(fn, target.partition(":")[2])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 
 from .common import (
     VECTOR_HELP,
@@ -41,8 +42,6 @@ def register(commands, groups) -> None:
 
 
 def run(args) -> int:
-    import json
-
     from ..errors import InvalidArgumentError
     from ..generate import generate
     from ..vector import load_vector

@@ -13,6 +13,7 @@ import logging
 import sys
 import warnings
 
+from ..errors import SteerscopeError
 from .common import Parser
 
 # one module per owner so commands can be built side by side
@@ -30,6 +31,7 @@ GROUPS = {
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="steerscope", description="Find, optimise, extract, evaluate and ship steering vectors.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])  # no command: the help, exit code 2
     # subcommand parsers are Parsers too: argparse makes them of the parent's class
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     groups = {}
@@ -55,18 +57,13 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 2
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     warnings.formatwarning = _one_line_warning
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
-    from ..errors import SteerscopeError
-
     try:
         return int(args.func(args) or 0)
     except SteerscopeError as exc:
         sys.stderr.write(f"steerscope: error: {' '.join(str(exc).split())}\n")
         return 2
     except OSError as exc:  # an unwritable/vanished path found after parsing: still one line, exit 2
-        where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
+        where = f" {exc.filename}" if exc.filename else ""
         sys.stderr.write(f"steerscope: error: cannot access{where}: {exc.strerror or exc}; check the path and its "
                          "permissions\n")
         return 2

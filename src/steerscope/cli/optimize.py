@@ -24,9 +24,8 @@ def _examples(p) -> None:
     data.add_argument("--negate", action="store_true", help="the --prompt example is steered with -v")
     data.add_argument("--positions", default="all", type=positions_spec,
                       help="steered tokens of the --prompt example: all | prompt | last:K (default: all)")
-    data.add_argument("--examples", type=input_file, metavar="FILE",
-                      help='JSONL file, one example per line: {"prompt": ..., "promote": [...], "suppress": [...], '
-                           '"negate": false, "positions": "all"}')
+    data.add_argument("--examples", type=input_file, metavar="FILE", help='JSONL file, one example per line: '
+                      '{"prompt": ..., "promote": [...], "suppress": [...], "negate": false, "positions": "all"}')
     p.add_argument("--out", required=True, type=output_dir, metavar="DIR",
                    help="result directory: vector.safetensors, history.csv, summary.json, loss.png, config.json "
                         "(DIR or DIR/vector.safetensors is the vector for other commands)")

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
+import sys
 
 from .common import non_negative_float, positive_float, positive_int
 from .explore import add_server_args
 
-# the Limits fields with a flag (in --help order): the flag's type and help; the default, shown in parentheses, is
-# Limits()'s own
+# the Limits fields with a flag (in --help order): its type and help; the default shown in parentheses is Limits()'s
 LIMIT_FLAGS = {"max_batch": (positive_int, "rows decoded together "),
                "batch_window_ms": (non_negative_float, "an idle server waits this long to batch a burst "),
                "max_tokens": (positive_int, "per request "), "max_prompt_tokens": (positive_int, ""),
@@ -39,8 +39,6 @@ def register(commands, groups) -> None:
 
 
 def run(args) -> int:
-    import sys
-
     from ..app.explorer import load_source
     from ..app.limits import Limits
     from ..app.net import bind, host_allowlist, make_server, url_of

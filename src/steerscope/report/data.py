@@ -11,6 +11,9 @@ Example:
     >>> run = load_run("runs/melbo-1")
     >>> type(run.result).__name__, run.result.objectives[:2]
     ('MelboResult', [39.3, 38.3])
+    >>> sweep = load_run("runs/sweep-1").result
+    >>> sweep.window, sweep.best_scale
+    ((-4.0, 4.0), 4.0)
 """
 
 from __future__ import annotations
@@ -48,8 +51,7 @@ class RunData:
 
     ``method`` is config.json's; ``result`` the typed result (None when it could not be loaded: ``kind`` is then
     ``generic``); ``rows`` the kind's own per-index columns of the vector table; ``notes`` are shown on the page
-    (how the method was found, an unfinished run); ``warnings`` name every file that could not be read.
-    """
+    (how the method was found, an unfinished run); ``warnings`` name every file that could not be read."""
 
     path: Path
     method: str = "generic"
@@ -72,14 +74,11 @@ class RunData:
 
     def vector_indices(self) -> list[int]:
         """Every index mentioned: the vector set, the table rows, the losses or the samples."""
-        found = {*self.rows, *self.losses, *(s["vector"] for s in self.samples if s["vector"] is not None)}
-        if self.vector_set is not None:
-            found.update(range(len(self.vector_set)))
-        return sorted(found)
+        return sorted({*self.rows, *self.losses, *range(len(self.vector_set or ())),
+                       *(s["vector"] for s in self.samples if s["vector"] is not None)})
 
     def table(self) -> list[dict]:
-        """One row per index: ``index``, ``norm`` and ``layers`` (from the vector file), the kind's own columns
-        (``rows``), then ``final_loss`` when losses exist."""
+        """One row per index: ``index``, ``norm``, ``layers`` (vector file), the kind's ``rows``, any ``final_loss``."""
         vs = self.vector_set
         norms, layers = (vs.norms().tolist(), ", ".join(map(str, vs.layers))) if vs is not None else ([], None)
         out = []
@@ -98,13 +97,12 @@ class RunData:
 
 def number(value) -> float | None:
     """A finite float, or None (bool, text, NaN, an integer beyond float range)."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        try:
-            value = float(value)
-        except OverflowError:
-            return None
-        return value if math.isfinite(value) else None
-    return None
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    try:
+        return float(value) if math.isfinite(value) else None
+    except OverflowError:  # an integer beyond float range
+        return None
 
 
 def index(value) -> int | None:
@@ -166,8 +164,7 @@ class Files:
         return good
 
     def samples(self, name: str) -> list[Sample]:
-        """``samples.jsonl`` as the run layer writes it (``steerscope.samples``): ``vector`` (null = baseline),
-        ``prompt``, ``split``, ``scale``, ``completion``."""
+        """``samples.jsonl`` (by ``steerscope.samples``): vector (null: baseline), prompt, split, scale, completion."""
         return [s for row in self.jsonl(name) if (s := sample(row, row.get("vector"))) is not None]
 
     def vectors(self):
@@ -203,8 +200,7 @@ def _method(run: RunData, files: Files) -> str:
 
 
 def _load_result(run: RunData, files: Files) -> None:
-    """``run.result`` from the result type's own ``load``; a note when the run has not finished, a warning when
-    a file is damaged."""
+    """``run.result`` from its type's own ``load``; a note for an unfinished run, a warning for a damaged file."""
     from ..results import RESULT_TYPES, result_type
 
     if run.method not in RESULT_TYPES:
@@ -224,13 +220,7 @@ def _load_result(run: RunData, files: Files) -> None:
 
 
 def load_run(run_dir: str | Path) -> RunData:
-    """Read a run directory: its typed result (``run.result``) and the samples, losses and figures beside it.
-
-    Example:
-        >>> run = load_run("runs/sweep-1")
-        >>> run.result.window, run.result.best_scale
-        ((-4.0, 4.0), 4.0)
-    """
+    """A run directory's typed result (``run.result``) and samples, losses and figures (example: module docstring)."""
     from .views import VIEWS
 
     path = Path(run_dir)

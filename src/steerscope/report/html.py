@@ -40,14 +40,13 @@ def render_report(run_dir: str | os.PathLike) -> str:
     from .. import __version__
 
     run = load_run(run_dir)
-    sections = render_sections(run)
     model = run.config.get("model_name") or (run.vector_set.meta.model_name if run.vector_set else None)
     created = run.config.get("created_at")
     meta = [f"method {run.method}", model and f"model {model}", created and f"run created {created}",
             f"report written {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}", f"steerscope {__version__}"]
     return environment().get_template("report.html.j2").render(
         title=f"steerscope · {run.method} · {run.path.resolve().name}", meta=[m for m in meta if m],
-        version=__version__, sections=sections, notes=run.notes, warnings=run.warnings)
+        version=__version__, sections=render_sections(run), notes=run.notes, warnings=run.warnings)
 
 
 def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:

@@ -56,8 +56,7 @@ class Page:
         return self.run.result.figures()
 
     def image(self, name: str, caption: str | None = None) -> dict | None:
-        """The run's figure ``name`` as {uri, caption}: its PNG file, else drawn from the result (``figures()``);
-        None when neither has it."""
+        """Figure ``name`` as {uri, caption}: the run's PNG file, else drawn by ``result.figures()``, else None."""
         uri = figures.file_uri(self.run.images[name]) if name in self.run.images else None
         if uri is None and self.run.result is not None and name in self.drawn:
             uri = figures.render(self.drawn[name])
@@ -69,12 +68,9 @@ class Page:
 
 def kv(items: dict, highlight: tuple[str, ...] = ()) -> list[dict]:
     """Key/value rows; nested values are shown as (folding) JSON."""
-    out = []
-    for key, value in items.items():
-        nested = isinstance(value, (dict, list)) and not short_list(value)
-        out.append({"key": key, "value": json.dumps(value, indent=2, sort_keys=True, default=str) if nested else value,
-                    "nested": nested, "highlight": key in highlight})
-    return out
+    nested = {key: isinstance(value, (dict, list)) and not short_list(value) for key, value in items.items()}
+    return [{"key": key, "value": json.dumps(value, indent=2, sort_keys=True, default=str) if nested[key] else value,
+             "nested": nested[key], "highlight": key in highlight} for key, value in items.items()]
 
 
 def table(rows: list[dict], columns: list[str] | None = None) -> dict | None:
@@ -108,11 +104,10 @@ def losses_section(page: Page) -> Section | None:
         return None
     final = [{run.item: i, "steps": len(p), "first_loss": p[0][1], "final_loss": p[-1][1]}
              for i, p in run.losses.items()]
-    # the run's own PNG, else the curves drawn here
-    return Section("losses", "Loss curves", "losses", {"figure": own or {
-        "uri": figures.render(plot_losses([[v for _, v in p] for p in run.losses.values()], ylabel="loss",
-                                          title=f"loss per {run.item}")),
-        "caption": "loss curves"}, "final": table(final)})
+    curves = [[v for _, v in p] for p in run.losses.values()]
+    figure = own or {"uri": figures.render(plot_losses(curves, ylabel="loss", title=f"loss per {run.item}")),
+                     "caption": "loss curves"}  # the run's own PNG, else the curves drawn here
+    return Section("losses", "Loss curves", "losses", {"figure": figure, "final": table(final)})
 
 
 def pairs(steered: dict[tuple, list], baselines: dict[tuple, str], order: list[tuple], item: str,
@@ -154,11 +149,10 @@ def samples_section(page: Page, extra: dict[tuple, tuple[str, str]] | None = Non
         return None
     baselines, steered, order = _group(run.samples)
     stats = {row["index"]: row for row in run.table()}  # one row per vector index, in order
-    vectors = []
-    for n, (i, row) in enumerate(stats.items()):
-        vectors.append({"index": i, "open": len(stats) <= OPEN_ALL or n < 3,
-                        "stats": [(k, row[k]) for k in STAT_COLUMNS if is_number(row.get(k))],
-                        "pairs": pairs(steered.get(i, {}), baselines, order, run.item, extra)})
+    vectors = [{"index": i, "open": len(stats) <= OPEN_ALL or n < 3,
+                "stats": [(k, row[k]) for k in STAT_COLUMNS if is_number(row.get(k))],
+                "pairs": pairs(steered.get(i, {}), baselines, order, run.item, extra)}
+               for n, (i, row) in enumerate(stats.items())]
     only_baseline = [{"split": k[0], "prompt": k[1], "text": baselines[k]} for k in order if k in baselines]
     return Section("samples", "Completions: baseline vs steered", "samples", {
         "item": run.item, "vectors": vectors, "baselines": only_baseline if not stats else []})
@@ -235,10 +229,8 @@ def sweep_section(page: Page) -> Section | None:
     return Section("sweep", "Scale sweep", "sweep", {
         "figure": page.image("sweep.png", "behaviour and coherence against scale (shaded: coherence window)"),
         "facts": kv(facts, highlight=("window", "best_scale")), "tolerance": kv(res.tolerance or {}),
-        "rows": table(res.rows),
-        "prompt_rows": table(res.prompt_rows),
-        "comparison": kv(res.prompting_comparison() or {}, highlight=("vector_beats_prompting",)),
-        "prompted_samples": prompted})
+        "rows": table(res.rows), "prompt_rows": table(res.prompt_rows), "prompted_samples": prompted,
+        "comparison": kv(res.prompting_comparison() or {}, highlight=("vector_beats_prompting",))})
 
 
 def transfer_section(page: Page) -> Section | None:
@@ -246,8 +238,7 @@ def transfer_section(page: Page) -> Section | None:
     return Section("transfer", "Transfer to held-out prompts", "transfer", {
         "figure": page.image("transfer.png", "Δ log-prob of the targets and hit rate against scale"),
         "baseline": kv(res.baseline), "summary": table(res.summary, TRANSFER_SUMMARY),
-        "prompted": table(res.prompted, TRANSFER_PROMPTED),
-        "scored": table(res.rows, TRANSFER_ROWS)})
+        "prompted": table(res.prompted, TRANSFER_PROMPTED), "scored": table(res.rows, TRANSFER_ROWS)})
 
 
 def linearity_section(page: Page) -> Section | None:

@@ -12,6 +12,7 @@ Example:
 from __future__ import annotations
 
 from ..io import read_csv
+from ..vector import VectorSet
 from .data import Files, RunData, Sample, loss_curves, number, sample
 
 
@@ -72,8 +73,6 @@ def lora_discovery(run: RunData, files: Files) -> None:
 
 
 def one_shot(run: RunData, files: Files) -> None:
-    from ..vector import VectorSet
-
     run.vector_set = VectorSet.from_vectors([run.result.vector])
     run.losses = {0: _steps(run.result.history)}
 
