@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from contextlib import nullcontext
 
 from .errors import InvalidArgumentError
+
 # format_prompt, forward_kwargs, position_ids: re-exported
 from .inputs import forked_rng, format_prompt, forward_kwargs, position_ids, prompt_lengths, tokenize  # noqa: F401
 from .models.load import SteerableModel
