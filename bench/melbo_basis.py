@@ -100,7 +100,7 @@ def run(m, prompts, num_vectors: int, block_size: int, heldout_kl: bool, tol: fl
 def summarise_checkpoint(run_dir: Path, started: float, block_size: int) -> dict:
     """What an interrupted basis run finished: vectors, evaluations per block and seconds so far (from the run
     directory's checkpoint, written after every block)."""
-    from steerscope.runs import load_vector_checkpoint
+    from steerscope.results import load_vector_checkpoint
 
     vectors, losses = load_vector_checkpoint(run_dir)
     seconds = (run_dir / "vectors.safetensors").stat().st_mtime - started
