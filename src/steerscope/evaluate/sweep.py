@@ -135,7 +135,7 @@ def _metric_table(metrics) -> dict[str, Callable[[str], float]]:
     return table
 
 
-def _measures(model, texts, prompts, table, gen, batch_size, completions, lp_prompts, lp_chat, vectors, scales):
+def _measures(model, texts, prompts, table, gen, batch_size, *, completions, lp_prompts, lp_chat, vectors, scales):
     """Each response's coherence measures (perplexity under the *unsteered* model, given its original prompt),
     behaviour metrics and, given completions, ``completion_logprob``: the mean log-prob of its completion after
     ``lp_prompts`` under the row's own steering."""
@@ -257,8 +257,9 @@ def sweep(model: SteerableModel, vector: SteeringVector, prompts: Sequence[str],
     texts = [responses[k] for k in keys]
     row_prompts = [prompts[i] for _, i in keys]
     measures = _measures(model, texts, row_prompts, table, gen, batch_size,
-                         None if completions is None else [completions[i] for _, i in keys], row_prompts, chat,
-                         [None if s == 0 else vector for s, _ in keys], [s for s, _ in keys])
+                         completions=None if completions is None else [completions[i] for _, i in keys],
+                         lp_prompts=row_prompts, lp_chat=chat, vectors=[None if s == 0 else vector for s, _ in keys],
+                         scales=[s for s, _ in keys])
     samples = [{"scale": s, "prompt_index": i, "prompt": prompts[i], "response": text, **m}
                for (s, i), text, m in zip(keys, texts, measures)]
     rows = [{"scale": s, **_aggregate([x for x in samples if x["scale"] == s], table_names)} for s in scales]
@@ -291,8 +292,8 @@ def _prompted_rows(model, vector, prompts, system, scales, best_scale, table, na
     outs = generate(model, texts * 2, vectors=row_vectors, scales=row_scales, batch_size=batch_size,
                     **{**gen, "chat": prompted_chat})
     measures = _measures(model, outs, prompts * 2, table, gen, batch_size,
-                         None if completions is None else completions * 2, texts * 2, prompted_chat, row_vectors,
-                         row_scales)
+                         completions=None if completions is None else list(completions) * 2, lp_prompts=texts * 2,
+                         lp_chat=prompted_chat, vectors=row_vectors, scales=row_scales)
     rows, samples = [], []
     for c, (condition, scale) in enumerate([("prompted", 0.0), ("prompted+steered", steer_scale)]):
         group = [{"condition": condition, "scale": scale, "prompt_index": i, "prompt": prompts[i],
