@@ -142,9 +142,11 @@ def _pack(model, groups: Sequence[tuple[str, Sequence[str]]], chat: bool, shared
         # cpu-ok: filled on the host, then moved to the device
         attn4d = torch.zeros((n, 1, width, width), dtype=model.dtype).masked_fill(
             ~allowed[:, None], torch.finfo(model.dtype).min).to(device)
-    return PackedBatch(  # in field order: ids, mask, position_ids, then prompt_len ... token_completion
-        *(t.to(device) for t in (ids, mask, pos)),
-        *(torch.tensor(values, device=device) for values in (plens, clens, crow, pred, targets, owner)), attn4d=attn4d)
+    return PackedBatch(ids=ids.to(device), mask=mask.to(device), position_ids=pos.to(device),
+                       prompt_len=torch.tensor(plens, device=device), completion_len=torch.tensor(clens, device=device),
+                       completion_row=torch.tensor(crow, device=device), pred_index=torch.tensor(pred, device=device),
+                       target_ids=torch.tensor(targets, device=device),
+                       token_completion=torch.tensor(owner, device=device), attn4d=attn4d)
 
 
 def pack_completions(model, pairs: Sequence[tuple[str, str]], *, chat: bool = True) -> PackedBatch:

@@ -103,7 +103,7 @@ def token_batches(model, prompts: Sequence[str], vector: SteeringVector, scale: 
 def recording_inputs(model, module_paths: Sequence[str], *, stop_when_done: bool = False) -> Iterator[dict[str, Tensor]]:
     """Record the input (B, T, d_in) of each module during the forwards run inside the block. With
     ``stop_when_done`` the forward ends (StopForward) once every module has been seen: no later blocks, no head."""
-    captured = {}  # what the block gets (typed by the return annotation)
+    captured: dict[str, Tensor] = {}
     wanted = set(module_paths)
 
     def pre_hook_for(path: str):
@@ -124,8 +124,8 @@ def recording_inputs(model, module_paths: Sequence[str], *, stop_when_done: bool
 def capture_inputs(model, module_paths: Sequence[str], batch: TokenBatch, vector: SteeringVector | None,
                    scale: float) -> dict[str, Tensor]:
     """Inputs of each module (B, T, d_in) in one early-stopped forward, steered with ``vector`` when given."""
-    with recording_inputs(model, module_paths, stop_when_done=True) as captured, \
-            steer(model, vector, scale) if vector is not None else nullcontext():
+    with (recording_inputs(model, module_paths, stop_when_done=True) as captured,
+          steer(model, vector, scale) if vector is not None else nullcontext()):
         run_until_stopped(model.hf, **forward_kwargs(batch.input_ids, batch.attention_mask))
     return dict(captured)
 

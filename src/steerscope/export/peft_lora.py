@@ -84,7 +84,7 @@ def lora_targets(model, vector: SteeringVector, method: str) -> dict[int, list[T
             f"{model.model_type} normalises each sublayer's output (post-sublayer norms) before adding it to the "
             f"residual stream, so no LoRA on its projections adds a constant to {site}. Export a vector at site "
             "mlp_out or attn_out, or ship this one with export_gguf / steer()")
-    out = {}  # the return annotation types it
+    out: dict[int, list[Target]] = {}
     for layer in vector.layers:
         model.check_layer(layer)
         block = layer
@@ -138,7 +138,8 @@ def _fit_rank1(model, vector, scale, targets, fit_batches, val_batches, progress
 
     paths = [t.module_path for ts in targets.values() for t in ts]
     dims = {p: lora_fit.module_dims(model.hf.get_submodule(p))[0] for p in paths}
-    fit, val = ({p: Moments(d) for p, d in dims.items()} for _ in range(2))  # fit and validation split
+    fit = {p: Moments(d) for p, d in dims.items()}
+    val = {p: Moments(d) for p, d in dims.items()}  # the validation split
     for moments, batches in ((fit, fit_batches), (val, val_batches)):
         for batch in tqdm(batches, desc="calibration activations", disable=not progress):
             inputs = lora_fit.capture_inputs(model, paths, batch, vector, scale)

@@ -1,7 +1,8 @@
 """Shared by the LoRA methods: attach/detach PEFT adapters without leaving traces, sample continuations, and the
 one-pass KL/NLL loss terms of LoRA discovery.
 
-Private helpers for ``lora_discovery`` and ``from_lora`` (the methods themselves never import each other).
+Private helpers for ``lora_discovery`` and ``from_lora`` (the methods themselves never import each other);
+``export.lora_fit`` generates its greedy calibration continuations with ``sample`` too.
 """
 
 from __future__ import annotations
