@@ -109,9 +109,10 @@ class LayerReplay:
     def run(self, hidden: Tensor, *, until: int | None = None) -> Tensor:
         """Blocks ``start..until`` (default ``end``) on ``hidden`` (k·B, T, D); returns ``resid_post[until]``."""
         until = self.end if until is None else until
-        inputs = self._inputs_for(hidden.shape[0])
-        for offset, block in enumerate(self.model.layers[self.start:until + 1]):
-            args, kwargs = inputs[offset]  # IndexError past ``end``: no inputs were captured there
+        if not self.start <= until <= self.end:  # inputs were captured for these blocks only
+            raise InvalidArgumentError(f"until={until} is outside the replayed blocks {self.start}..{self.end}")
+        blocks = self.model.layers[self.start:until + 1]
+        for block, (args, kwargs) in zip(blocks, self._inputs_for(hidden.shape[0])):
             hidden = hidden.to(_block_device(block, hidden.device))  # no-op unless the model is sharded
             hidden = output_tensor(block(hidden, *args, **kwargs))
         return hidden

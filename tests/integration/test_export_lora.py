@@ -2,7 +2,9 @@
 measured, reported, matches PEFT, and is exact when the projection input has a constant direction."""
 
 import json
+import os
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -161,6 +163,24 @@ def test_export_replaces_an_earlier_adapter(tmp_path):
     res = ss.export_lora(m, vec(m, [2]), tmp_path / "ad", method="bias", evaluate=False, chat=False)
     config = json.loads((tmp_path / "ad" / "adapter_config.json").read_text())
     assert config["target_modules"] == [res.modules[2]]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ad"]
+
+
+def test_a_failed_replacement_keeps_the_earlier_adapter(tmp_path, monkeypatch):
+    m = fresh("llama")
+    ss.export_lora(m, vec(m, [1, 2]), tmp_path / "ad", method="bias", evaluate=False, chat=False)
+    before = (tmp_path / "ad" / "adapter_config.json").read_bytes()
+    real_replace = os.replace
+
+    def replace(src, dst):  # the new export fails to land after the earlier one was moved aside
+        if Path(dst) == tmp_path / "ad" and ".tmp-" in Path(src).name:
+            raise OSError("disk full")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(OSError, match="disk full"):
+        ss.export_lora(m, vec(m, [2]), tmp_path / "ad", method="bias", evaluate=False, chat=False)
+    assert (tmp_path / "ad" / "adapter_config.json").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ad"]
 
 

@@ -294,13 +294,13 @@ def export_lora(
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    old = out.with_name(f".{out.name}.old-{os.getpid()}")  # where an export being replaced waits
     try:
         _save_adapter(model, adapters, method, tmp)
         write_json(tmp / "fidelity.json", fidelity)
         vector.save(tmp / "steerscope_vector.safetensors")
         (tmp / "README.md").write_text(render_readme(model, vector, fidelity))
         # move the finished directory into place: an existing export there is replaced, any other content refused
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
         if out.exists():
             if any(out.iterdir()) and not (out / "adapter_config.json").exists():
                 raise InvalidArgumentError(f"{out} exists and is not an adapter directory; choose another --out")
@@ -308,6 +308,8 @@ def export_lora(
         os.replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if old.exists() and not out.exists():  # the new export did not land: the previous one goes back
+            os.replace(old, out)
         raise
     shutil.rmtree(old, ignore_errors=True)  # nothing there when out did not exist
     log.info("wrote %s adapter for layers %s to %s", method, list(modules), out)
