@@ -285,7 +285,7 @@ def optimize_vector(
         row["seconds"] = time.perf_counter() - t0
         bar.set_postfix(loss=f"{loss:.4f}", norm=f"{float(v.detach().norm()):.2f}")
         still = still + 1 if len(history) > 1 and abs(loss - history[-2]["loss"]) < tol else 0
-        if still and still >= patience:
+        if still and still >= patience:  # only a step that changed by < tol counts (patience <= 0 included)
             stop_reason = "converged"
             break
     with torch.no_grad():
