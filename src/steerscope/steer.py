@@ -49,7 +49,7 @@ class Positions:
             return cls("from", int(text))
         raise InvalidArgumentError(
             f"positions {spec!r} not understood; use all, prompt, generated, from:K (absolute position K on) "
-            "or last:K (last K prompt tokens)"
+            "or last:K (last K prompt tokens, K >= 1)"
         )
 
     def mask(self, abs_pos: Tensor, prompt_len: Tensor) -> Tensor:

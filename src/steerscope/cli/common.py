@@ -6,6 +6,7 @@ import argparse
 import logging
 import math
 import os
+import pkgutil
 import re
 import sys
 from collections.abc import Callable
@@ -265,19 +266,23 @@ def vector_spec(text: str) -> str:
     return text
 
 
-def positions_spec(text: str) -> str:
-    """argparse type: steered positions ``all | prompt | generated | from:K | last:K`` (K >= 1 for last)."""
-    value = text.strip()
-    if value in ("all", "prompt", "generated") or value.isdigit():
+def library_type(target: str) -> Callable[[str], str]:
+    """An argparse type that checks a value with the library's own parser ``target`` (``"module:function"``,
+    imported on first use), so the CLI and the Python API accept the same values with the same message."""
+
+    def check(text: str) -> str:
+        try:
+            pkgutil.resolve_name(target)(text)
+        except SteerscopeError as exc:
+            raise argparse.ArgumentTypeError(" ".join(str(exc).split())) from None
         return text
-    kind, sep, k = value.partition(":")
-    if sep and kind in ("from", "last") and k.isdigit():
-        if kind == "last" and int(k) == 0:
-            raise argparse.ArgumentTypeError("last:0 steers no token at all; use last:K with K >= 1 (the last K "
-                                             "prompt tokens)")
-        return text
-    raise argparse.ArgumentTypeError(f"positions {text!r} not understood; use all, prompt, generated, from:K "
-                                     "(absolute position K on) or last:K (last K prompt tokens, K >= 1)")
+
+    check.__name__ = target.rpartition(".")[2].rpartition(":")[2]
+    return check
+
+
+# steered positions: all | prompt | generated | from:K | last:K (K >= 1), as ``steer(positions=)`` takes them
+positions_spec = library_type("steerscope.steer:Positions.parse")
 
 
 def sampling(args) -> bool:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
@@ -14,6 +13,7 @@ from .common import (
     config_and_model,
     finite_float,
     input_dir,
+    library_type,
     output_file,
     positive_int,
     prompts_from_args,
@@ -22,24 +22,8 @@ from .common import (
 )
 from .flags import config_parser
 
-
-def _score_positions(text: str) -> str:
-    """argparse type for scored positions: ``first_generated | all | last:K`` (K >= 1)."""
-    kind, sep, k = text.strip().partition(":")
-    if text.strip() in ("first_generated", "last", "all") or (sep and kind == "last" and k.isdigit() and int(k) >= 1):
-        return text
-    raise argparse.ArgumentTypeError(f"positions {text!r} not understood; use first_generated, all or last:K (K >= 1)")
-
-
-def _metric_spec(text: str) -> str:
-    """argparse type: ``count:REGEX | contains:TEXT | module:function``, resolved now (a typo fails before loading)."""
-    from ..evaluate.metrics import parse_metric
-
-    try:
-        parse_metric(text)
-    except SteerscopeError as exc:
-        raise argparse.ArgumentTypeError(" ".join(str(exc).split())) from None
-    return text
+# count:REGEX | contains:TEXT | module:function, resolved while parsing (a typo fails before the model loads)
+METRIC_SPEC = library_type("steerscope.evaluate.metrics:parse_metric")
 
 
 def register(commands, groups) -> None:
@@ -47,7 +31,7 @@ def register(commands, groups) -> None:
     for parent, help_text, func in ((groups["eval"], sweep_help, run_sweep),
                                     (commands, "deprecated spelling of `eval sweep`", run_sweep_deprecated)):
         config_parser(parent, "sweep", "steerscope.runs:sweep", vector=VECTOR_HELP, prompts="prompts", help=help_text,
-                      func=func, types={"metrics": _metric_spec, "tolerance": finite_float},
+                      func=func, types={"metrics": METRIC_SPEC, "tolerance": finite_float},
                       options={"metrics": {"metavar": "SPEC"}, "completions": {"metavar": "TEXT"}})
 
     def linearity_data(p) -> None:
@@ -71,7 +55,7 @@ def register(commands, groups) -> None:
     config_parser(groups["eval"], "kl", "steerscope.evaluate.kl:kl_divergence", before=kl_data, func=run_kl,
                   help="next-token KL of steered vs reference distributions, many vectors",
                   skip=("reduction",),  # the CLI prints one mean per vector
-                  types={"reference": vector_spec, "score_positions": _score_positions},
+                  types={"reference": vector_spec, "score_positions": library_type("steerscope.evaluate.kl:parse_score_positions")},
                   choices={"direction": ["forward", "reverse"]}, options={"reference": {"metavar": "VECTOR"}})
 
 

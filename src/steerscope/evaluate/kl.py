@@ -30,7 +30,7 @@ from ..vector import SteeringVector, VectorSet
 DIRECTIONS = ("forward", "reverse")
 
 
-def _parse_positions(spec: str | int) -> int | None:
+def parse_score_positions(spec: str | int) -> int | None:
     """How many trailing prompt positions to score: 1 for first_generated/last, K for last:K, None for all."""
     text = str(spec).strip()
     if text in ("first_generated", "last"):
@@ -40,8 +40,8 @@ def _parse_positions(spec: str | int) -> int | None:
     if text.startswith("last:") and text[5:].isdigit() and int(text[5:]) >= 1:
         return int(text[5:])
     raise InvalidArgumentError(f"positions {spec!r} not understood; use first_generated (= last: the distribution of "
-                               "the first generated token), last:K (the next-token distributions at the last K prompt "
-                               "tokens) or all (every prompt token)")
+                               "the first generated token), last:K (K >= 1: the next-token distributions at the last K "
+                               "prompt tokens) or all (every prompt token)")
 
 
 def _as_vector_list(vectors) -> list[SteeringVector | None]:
@@ -111,7 +111,7 @@ def kl_divergence(model: SteerableModel, vectors: Sequence[SteeringVector | None
         raise InvalidArgumentError(f"reduction must be 'mean' or 'none', got {reduction!r}")
     if batch_size < 1:
         raise InvalidArgumentError(f"batch_size must be at least 1, got {batch_size}")
-    keep = _parse_positions(score_positions)
+    keep = parse_score_positions(score_positions)
     vecs = _as_vector_list(vectors)
     vec_scales = _scale_list(scale, len(vecs))
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
