@@ -172,7 +172,14 @@ def _finish_plain(model, result, run, args, runs):
         # config.json (the run's), data, figures, the report; LoRA: summary.json (adapter paths relative to the
         # run directory), each run's loss figure, the report
         write_run(result, run.path, report=runs["report"])
-        (run.path / sweep_module.CHECKPOINT).unlink(missing_ok=True)  # a sweep's responses so far: now in samples.jsonl
+    return result
+
+
+def _finish_sweep(model, result, run, args, runs):
+    """``_finish_plain``, then the responses checkpoint goes: samples.jsonl now holds every response."""
+    if run:
+        _finish_plain(model, result, run, args, runs)
+        (run.path / sweep_module.CHECKPOINT).unlink(missing_ok=True)
     return result
 
 
@@ -188,7 +195,7 @@ def _build():
     resumable = {"out_dir": out_dir, "resume": resume, "report": report}
     not_resumable = {"out_dir": out_dir, "report": report}
     return (
-        _public(sweep_module.sweep, "sweep", resumable, _finish_plain),
+        _public(sweep_module.sweep, "sweep", resumable, _finish_sweep),
         _public(transfer.evaluate_transfer, "transfer", not_resumable, _finish_plain),
         _public(linearity.linearity_score, "linearity", not_resumable, _finish_plain),
         _public(melbo_module.melbo, "melbo", {

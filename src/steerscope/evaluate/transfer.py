@@ -235,11 +235,11 @@ def evaluate_transfer(model: SteerableModel, vector: SteeringVector, prompts: Se
         hit = _hits(gens[g], needles)
         for p, prompt in enumerate(prompts):
             rows.append({"scale": s, "prompt": prompt, "logprob": lps[g][p], "base_logprob": base[p],
-                         "delta_logprob": lps[g][p] - base[p], "generation": gens[g] and gens[g][p],
-                         "hit": hit and hit[p]})
+                         "delta_logprob": lps[g][p] - base[p], "generation": None if gens[g] is None else gens[g][p],
+                         "hit": None if hit is None else hit[p]})
         summary.append({"scale": s, **_summary(lps[g], base, hit)})
     summary.sort(key=lambda r: r["scale"])
-    base_summary = _summary(base, base, _hits(gens[0], needles))
+    base_summary = _summary(base, base, _hits(gens[0], needles))  # its Δ is 0; its mean log-prob and hit rate
     baseline = {"mean_logprob": base_summary["mean_logprob"], "hit_rate": base_summary["hit_rate"]}
     config = {"targets": targets, "match": match, "scales": scales, "max_new_tokens": max_new_tokens,
               "positions": positions, "operator": operator, "chat": chat, "n_prompts": len(prompts),
