@@ -112,7 +112,8 @@ class SweepResult:
             twin.plot([r["scale"] for r in bad], [r["perplexity"] for r in bad], "kx", ms=9, label="incoherent")
         twin.set_yscale("log")
         twin.set_ylabel("perplexity under unsteered model (log)", color="tab:red")
-        plot_prompted(ax, self.prompt_rows, self.objective)  # no objective: row.get(None) is None, nothing drawn
+        if self.objective:
+            plot_prompted(ax, self.prompt_rows, self.objective)
         handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
         ax.legend(handles=handles, loc="upper left", fontsize=8)
         ax.set_title(f"window [{self.window[0]:g}, {self.window[1]:g}]")

@@ -77,7 +77,8 @@ def coherence_window(rows: list[Mapping], tolerance: Mapping[str, float]) -> tup
 def best_in_window(rows: list[Mapping], window: tuple[float, float], objective: str | None,
                    maximize: bool = True) -> float | None:
     """Scale inside ``window`` with the best ``objective`` value (ties: the smaller |scale|); None if undefined."""
-    # no objective: r.get(None) is None, so nothing qualifies
+    if objective is None:
+        return None
     inside = [r for r in rows if window[0] <= r["scale"] <= window[1]
               and r.get(objective) is not None and math.isfinite(r[objective])]
     if not inside:
