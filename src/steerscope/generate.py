@@ -7,7 +7,6 @@ batched ``model.generate`` per chunk: this is what every evaluation in steerscop
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import nullcontext
 
 from .errors import InvalidArgumentError
 
@@ -65,9 +64,8 @@ def generate(model: SteerableModel, prompts: Sequence[str] | str, *,
             chunk = slice(start, start + batch_size)
             ids, mask = tokenize(model, prompts[chunk], chat=chat)
             vecs = row_vectors[chunk]
-            with prompt_lengths(mask.sum(-1)), (
-                    steer(model, vecs, row_scales[chunk], positions=positions, operator=operator)
-                    if any(v is not None for v in vecs) else nullcontext()):
+            with prompt_lengths(mask.sum(-1)), steer(model, vecs, row_scales[chunk], positions=positions,
+                                                       operator=operator):
                 out = model.hf.generate(ids, **sampling, max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens,
                                         do_sample=do_sample, pad_token_id=tok.pad_token_id, attention_mask=mask)
             outputs.extend(text.strip() for text in tok.batch_decode(out[:, ids.shape[1]:], skip_special_tokens=True))

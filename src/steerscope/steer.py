@@ -247,8 +247,11 @@ def steer(
     vectors, scales, per_row = _as_rows(vector, scale)
     tracker = _PositionTracker(Positions.parse(positions))
     group = HookGroup()
+    sites = _per_site_layer(model, vectors, site)
+    if not sites:  # no row has a vector: nothing is added, so no hook at all (not even the position tracker)
+        return SteeringHandle(group)
     try:
-        for (site_name, layer), rows in _per_site_layer(model, vectors, site).items():
+        for (site_name, layer), rows in sites.items():
             point = hook_point(model, site_name, layer)
             # the block's own device (sharded models spread blocks over devices) and the compute dtype (a
             # quantized block's first parameter is uint8/int8, not what flows through the residual stream)

@@ -218,6 +218,20 @@ def test_hooks_removed_after_exception_and_keyboard_interrupt():
     assert _hook_count(m) == before
 
 
+def test_no_vector_installs_no_hook_and_still_checks_its_arguments():
+    m = tiny_model("llama")
+    ids, mask = batch(m)
+    before, plain = _hook_count(m), logits(m, ids, mask)
+    for unsteered in (None, [None] * len(PROMPTS)):
+        with ss.steer(m, unsteered, positions="generated"):
+            assert _hook_count(m) == before
+            assert torch.equal(logits(m, ids, mask), plain)
+    with pytest.raises(ss.SteerscopeError, match="last:0"):
+        ss.steer(m, None, positions="last:0")
+    with pytest.raises(ss.SteerscopeError, match="operator"):
+        ss.steer(m, [None], operator="shift")
+
+
 def test_per_row_count_mismatch_is_a_clear_error():
     m = tiny_model("llama")
     ids, mask = batch(m)

@@ -13,7 +13,6 @@ where ``P_i`` is the steered model's next-token distribution and ``P_ref`` the r
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 from collections.abc import Sequence
 
@@ -127,9 +126,7 @@ def kl_divergence(model: SteerableModel, vectors: Sequence[SteeringVector | None
         kwargs = forward_kwargs(ids[prompt_rows], mask[prompt_rows])
         if keep is not None and supports_keep:
             kwargs["logits_to_keep"] = keep  # only the last K positions reach the LM head: less memory
-        steering = any(v is not None for v in row_vectors)
-        with (steer(model, row_vectors, row_scales, site=site, positions=positions, operator=operator) if steering
-              else contextlib.nullcontext()):
+        with steer(model, row_vectors, row_scales, site=site, positions=positions, operator=operator):
             logits = model.hf(**kwargs).logits
         return torch.log_softmax(logits[:, -span:].float(), dim=-1)
 

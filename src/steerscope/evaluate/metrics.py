@@ -12,7 +12,6 @@ import importlib
 import math
 import re
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 
 import torch
 
@@ -152,10 +151,10 @@ def response_logprobs(model, prompts: Sequence[str], responses: Sequence[str], *
         ids = torch.tensor([[pad] * (width - len(s)) + s for s in seqs], device=model.device)
         mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs], device=model.device)
         vecs = row_vectors[start:end]
-        with prompt_lengths(torch.tensor(plens, device=model.device)):  # so positions="generated" works
-            steering = any(v is not None for v in vecs)
-            with steer(model, vecs, row_scales[start:end], positions=positions) if steering else nullcontext():
-                logits = model.hf(**forward_kwargs(ids, mask)).logits
+        # prompt lengths, so positions="generated" works
+        with prompt_lengths(torch.tensor(plens, device=model.device)), steer(model, vecs, row_scales[start:end],
+                                                                             positions=positions):
+            logits = model.hf(**forward_kwargs(ids, mask)).logits
         logits = logits[:, :-1].float()  # (B, T-1, V) predicts tokens 1..T-1
         lp = logits.gather(-1, ids[:, 1:, None])[..., 0] - logits.logsumexp(-1)  # (B, T-1)
         for r, s in enumerate(seqs):

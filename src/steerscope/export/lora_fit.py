@@ -12,7 +12,7 @@ statistics: its activations are outliers (attention sink) and would dominate Σ.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -124,8 +124,7 @@ def recording_inputs(model, module_paths: Sequence[str], *, stop_when_done: bool
 def capture_inputs(model, module_paths: Sequence[str], batch: TokenBatch, vector: SteeringVector | None,
                    scale: float) -> dict[str, Tensor]:
     """Inputs of each module (B, T, d_in) in one early-stopped forward, steered with ``vector`` when given."""
-    with (recording_inputs(model, module_paths, stop_when_done=True) as captured,
-          steer(model, vector, scale) if vector is not None else nullcontext()):
+    with recording_inputs(model, module_paths, stop_when_done=True) as captured, steer(model, vector, scale):
         run_until_stopped(model.hf, **forward_kwargs(batch.input_ids, batch.attention_mask))
     return dict(captured)
 
