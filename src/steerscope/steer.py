@@ -230,7 +230,8 @@ def steer(
 
     Args:
         model: a ``SteerableModel``.
-        vector: one vector for every row, or a list with one vector (or None) per batch row.
+        vector: one vector for every row, or a list with one vector (or None) per batch row; with no vector at all
+            nothing is steered and no hook is installed.
         scale: one scale, or one per row (a single vector with a list of scales gives per-row scales).
         site: override the vector's site (``resid_post``, ``resid_pre``, ``mlp_out``, ``attn_out``).
         positions: ``all``, ``prompt``, ``generated``, ``from:K`` / int K, or ``last:K`` (last K prompt tokens).
