@@ -28,17 +28,27 @@ GROUPS = {
 }
 
 
+def _help_of(parser: argparse.ArgumentParser):
+    """A command function that prints ``parser``'s help and returns exit code 2 (what to run was not given)."""
+
+    def show_help(args) -> int:
+        parser.print_help()
+        return 2
+
+    return show_help
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="steerscope", description="Find, optimise, extract, evaluate and ship steering vectors.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
-    parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])  # no command: the help, exit code 2
+    parser.set_defaults(func=_help_of(parser))  # no command: the help, exit code 2
     # subcommand parsers are Parsers too: argparse makes them of the parent's class
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     groups = {}
     for name, help_text in GROUPS.items():
         group_parser = commands.add_parser(name, help=help_text)
         groups[name] = group_parser.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
-        group_parser.set_defaults(func=lambda args, p=group_parser: (p.print_help(), 2)[1])
+        group_parser.set_defaults(func=_help_of(group_parser))  # a group without its subcommand: its help
     for module_name in COMMAND_MODULES:  # an import error surfaces: a command never disappears silently
         importlib.import_module(f"steerscope.cli.{module_name}").register(commands, groups)
     return parser

@@ -42,7 +42,7 @@ def render_report(run_dir: str | os.PathLike) -> str:
     run = load_run(run_dir)
     model = run.config.get("model_name") or (run.vector_set.meta.model_name if run.vector_set else None)
     created = run.config.get("created_at")
-    meta = [f"method {run.method}", model and f"model {model}", created and f"run created {created}",
+    meta = [f"method {run.method}", f"model {model}" if model else None, f"run created {created}" if created else None,
             f"report written {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}", f"steerscope {__version__}"]
     return environment().get_template("report.html.j2").render(
         title=f"steerscope · {run.method} · {run.path.resolve().name}", meta=[m for m in meta if m],
