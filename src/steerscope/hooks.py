@@ -52,7 +52,8 @@ def register(point: HookPoint, fn: TensorFn, *, prepend: bool = True) -> Removab
 
 
 class HookGroup:
-    """Handles registered together and removed together (idempotent)."""
+    """Handles registered together and removed together (idempotent); as a context manager, removed on leaving
+    the block, also on errors."""
 
     def __init__(self) -> None:
         self.handles: list[RemovableHandle] = []
@@ -63,6 +64,12 @@ class HookGroup:
     def remove(self) -> None:
         while self.handles:
             self.handles.pop().remove()
+
+    def __enter__(self) -> HookGroup:  # noqa: PYI034 (typing.Self needs Python 3.11)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.remove()
 
 
 @contextmanager
@@ -80,7 +87,6 @@ def record_activations(
         >>> acts[9].shape    # (B, T, D)
     """
     acts: dict[int, Tensor] = {}
-    group = HookGroup()
     last = max(layers)
 
     def recorder(layer: int) -> TensorFn:
@@ -92,13 +98,11 @@ def record_activations(
 
         return fn
 
-    try:
+    with HookGroup() as group:
         for layer in layers:
             # appended (not prepended) so steering hooks on the same module run before the recorder
             group.add(register(hook_point(model, site, layer), recorder(layer), prepend=False))
         yield acts
-    finally:
-        group.remove()
 
 
 def run_until_stopped(module: nn.Module, *args, **kwargs):

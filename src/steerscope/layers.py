@@ -83,8 +83,7 @@ class LayerReplay:
             if index == self.end:
                 raise StopForward
 
-        group = HookGroup()
-        try:
+        with HookGroup() as group:
             for index in range(self.start, self.end + 1):
                 group.add(self.model.layers[index].register_forward_pre_hook(partial(hook, index), with_kwargs=True,
                                                                              prepend=True))
@@ -93,8 +92,6 @@ class LayerReplay:
             if position_ids is not None:
                 kwargs.update(attention_mask=attention_mask, position_ids=position_ids)
             run_until_stopped(self.model.hf, **kwargs)
-        finally:
-            group.remove()
 
     def _inputs_for(self, rows: int) -> list[tuple[tuple, dict]]:
         """The blocks' arguments for ``rows`` = k·B rows: every (B, ...) tensor (ndim >= 2) tiled k times."""

@@ -210,7 +210,7 @@ class SteeringHandle:
     def remove(self) -> None:
         self._group.remove()
 
-    def __enter__(self) -> SteeringHandle:
+    def __enter__(self) -> SteeringHandle:  # noqa: PYI034 (typing.Self needs Python 3.11)
         return self
 
     def __exit__(self, *exc) -> None:

@@ -12,7 +12,7 @@ statistics: its activations are outliers (attention sink) and would dominate Σ.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from ..errors import StopForward
 from ..generate import forward_kwargs, tokenize
-from ..hooks import capture, run_until_stopped
+from ..hooks import HookGroup, capture, run_until_stopped
 from ..methods._lora_common import sample
 from ..steer import steer
 from ..vector import SteeringVector
@@ -61,9 +61,9 @@ def apply_adapters(model, adapters: Sequence[Adapter]) -> Iterator[None]:
 
         return hook
 
-    with ExitStack() as handles:
+    with HookGroup() as hooks:
         for adapter in adapters:
-            handles.enter_context(model.hf.get_submodule(adapter.module_path).register_forward_hook(hook_for(adapter)))
+            hooks.add(model.hf.get_submodule(adapter.module_path).register_forward_hook(hook_for(adapter)))
         yield
 
 
@@ -114,9 +114,9 @@ def recording_inputs(model, module_paths: Sequence[str], *, stop_when_done: bool
 
         return pre_hook
 
-    with ExitStack() as handles:
+    with HookGroup() as hooks:
         for path in wanted:
-            handles.enter_context(model.hf.get_submodule(path).register_forward_pre_hook(pre_hook_for(path)))
+            hooks.add(model.hf.get_submodule(path).register_forward_pre_hook(pre_hook_for(path)))
         yield captured
 
 
